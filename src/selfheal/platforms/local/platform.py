@@ -1,0 +1,290 @@
+"""The `local` platform: services as real OS processes on loopback, behind one router.
+
+Each service has a version history and N replicas, each a process on its own port. A deploy
+starts the new version's replicas, waits until they are healthy, routes traffic to them, drains
+and stops the old ones, and records a `Change` (who, what, when). Rollback is a deploy to an
+earlier version; restart and scale act on replicas. Only the executor calls the mutating
+methods, with a permit in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+from selfheal import errors, model, ports
+from selfheal.platforms.local import procs
+
+DRAIN_S = 0.5
+READY_TIMEOUT_S = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceDef:
+    """How to run one service: its versions and its command template.
+
+    The command may use `{version}`, `{replica}`, `{router}` and `{ready_file}`; the process
+    must bind a loopback port, write it to the ready file and serve `/healthz` and `/metrics`.
+    """
+
+    name: str
+    versions: tuple[str, ...]
+    initial_version: str
+    replicas: int
+    command: tuple[str, ...]
+
+
+def shop_command() -> tuple[str, ...]:
+    return (sys.executable, "-m", "selfheal.shop.service", "--service", "{service}",
+            "--version", "{version}", "--replica", "{replica}", "--router", "{router}",
+            "--ready-file", "{ready_file}")
+
+
+@dataclasses.dataclass
+class _Replica:
+    service: str
+    replica: str
+    version: str
+    port: int
+    proc: procs.Proc
+
+
+class LocalPlatform:
+    """Implements `ports.Platform` with real processes."""
+
+    name = "local"
+
+    def __init__(self, workdir: Path, services: Sequence[ServiceDef],
+                 clock: Callable[[], float]) -> None:
+        self.workdir = workdir
+        self.rundir = workdir / "run"
+        self.services = {s.name: s for s in services}
+        self.clock = clock
+        self.table = procs.ProcessTable(self.rundir / "pids.json")
+        self.router_port = 0
+        self._replicas: dict[str, list[_Replica]] = {s.name: [] for s in services}
+        self._history: dict[str, list[str]] = {s.name: [] for s in services}
+        self._changes: list[model.Change] = []
+        self._seq = itertools.count(1)
+        self._lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(timeout=2.0)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reap leftovers of a killed run, start the router and every service."""
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        self.table.reap_stale()
+        ready = self.rundir / "router.port"
+        ready.unlink(missing_ok=True)
+        self._write_routes()
+        await self.table.spawn(
+            "router",
+            [sys.executable, "-m", "selfheal.platforms.local.router",
+             "--routes", str(self.rundir / "routes.json"), "--ready-file", str(ready)],
+            self.rundir / "logs" / "router.log", self.workdir,
+        )
+        self.router_port = await self._await_port(ready, "router")
+        await asyncio.gather(*(self._bring_up(s) for s in self.services.values()))
+
+    async def _bring_up(self, svc: ServiceDef) -> None:
+        new = await asyncio.gather(
+            *(self._start_replica(svc, svc.initial_version) for _ in range(svc.replicas))
+        )
+        self._replicas[svc.name] = list(new)
+        self._history[svc.name].append(svc.initial_version)
+        self._write_routes()
+
+    async def stop(self) -> None:
+        await self.table.stop_all()
+        await self._http.aclose()
+
+    @property
+    def router_url(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def targets(self) -> list[ports.Target]:
+        return [
+            ports.Target(r.service, r.replica, r.version, f"http://127.0.0.1:{r.port}/metrics")
+            for reps in self._replicas.values() for r in reps
+        ]
+
+    def replicas(self, service: str) -> list[ports.Replica]:
+        return [ports.Replica(r.service, r.replica, r.version, r.proc.pid, r.port)
+                for r in self._replicas.get(service, [])]
+
+    def version(self, service: str) -> str:
+        return self._history[service][-1]
+
+    def previous_version(self, service: str) -> str | None:
+        hist = self._history[service]
+        current = hist[-1]
+        for v in reversed(hist[:-1]):
+            if v != current:
+                return v
+        return None
+
+    def known_versions(self, service: str) -> list[str]:
+        return list(self.services[service].versions)
+
+    def changes(self) -> list[model.Change]:
+        return list(self._changes)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.table.procs.values()]
+
+    # -- mutations (the executor's door) ---------------------------------------------------
+
+    async def deploy(self, service: str, version: str, *, who: str, why: str,
+                     kind: str = "deploy") -> model.Change:
+        """Rolling replacement of every replica by `version`."""
+        svc = self._service(service)
+        if version not in svc.versions:
+            raise errors.PlatformError(f"{service} has no version {version!r}")
+        async with self._lock:
+            before = self.version(service)
+            count = len(self._replicas[service]) or svc.replicas
+            await self._replace(svc, version, count)
+            self._history[service].append(version)
+            return self._record(service, kind, who, f"{kind} {service} {before} -> {version}: "
+                                f"{why}", before, version)
+
+    async def replace_replicas(self, service: str, version: str, count: int, *, who: str,
+                               why: str) -> model.Change:
+        """Replace `count` replicas by `version` (a canary); the version history is unchanged."""
+        svc = self._service(service)
+        if version not in svc.versions:
+            raise errors.PlatformError(f"{service} has no version {version!r}")
+        async with self._lock:
+            before = self.version(service)
+            await self._replace(svc, version, count)
+            return self._record(service, "canary", who,
+                                f"canary {service}: {count} replica(s) -> {version}: {why}",
+                                before, version)
+
+    async def restart_replica(self, service: str, replica: str, *, who: str,
+                              why: str) -> model.Change:
+        svc = self._service(service)
+        async with self._lock:
+            old = next((r for r in self._replicas[service] if r.replica == replica), None)
+            if old is None:
+                raise errors.PlatformError(f"{service} has no replica {replica!r}")
+            new = await self._start_replica(svc, old.version)
+            self._replicas[service] = [new if r is old else r for r in self._replicas[service]]
+            self._write_routes()
+            await asyncio.sleep(DRAIN_S)
+            await self.table.stop(old.replica)
+            return self._record(service, "restart", who, f"restart {replica}: {why}",
+                                old.version, old.version)
+
+    async def scale(self, service: str, replicas: int, *, who: str, why: str) -> model.Change:
+        svc = self._service(service)
+        if not 1 <= replicas <= 16:
+            raise errors.PlatformError(f"cannot scale {service} to {replicas} replicas (1..16)")
+        async with self._lock:
+            current = self._replicas[service]
+            before = len(current)
+            version = self.version(service)
+            if replicas > before:
+                new = await asyncio.gather(
+                    *(self._start_replica(svc, version) for _ in range(replicas - before)))
+                self._replicas[service] = current + list(new)
+                self._write_routes()
+            elif replicas < before:
+                gone = current[replicas:]
+                self._replicas[service] = current[:replicas]
+                self._write_routes()
+                await asyncio.sleep(DRAIN_S)
+                await asyncio.gather(*(self.table.stop(r.replica) for r in gone))
+            return self._record(service, "scale", who,
+                                f"scale {service} {before} -> {replicas}: {why}", version, version)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _service(self, name: str) -> ServiceDef:
+        svc = self.services.get(name)
+        if svc is None:
+            raise errors.PlatformError(f"unknown service {name!r}")
+        return svc
+
+    async def _replace(self, svc: ServiceDef, version: str, count: int) -> None:
+        current = self._replicas[svc.name]
+        # Replace replicas of other versions first, oldest first.
+        order = sorted(current, key=lambda r: r.version == version)
+        victims = order[:count]
+        new = await asyncio.gather(*(self._start_replica(svc, version) for _ in victims))
+        keep = [r for r in current if r not in victims]
+        self._replicas[svc.name] = list(new) + keep
+        self._write_routes()
+        await asyncio.sleep(DRAIN_S)
+        await asyncio.gather(*(self.table.stop(r.replica) for r in victims))
+
+    async def _start_replica(self, svc: ServiceDef, version: str) -> _Replica:
+        replica = f"{svc.name}-{next(self._seq)}"
+        ready = self.rundir / f"{replica}.port"
+        ready.unlink(missing_ok=True)
+        values = {"service": svc.name, "version": version, "replica": replica,
+                  "router": self.router_url, "ready_file": str(ready)}
+        argv = [part.format(**values) for part in svc.command]
+        proc = await self.table.spawn(replica, argv, self.rundir / "logs" / f"{replica}.log",
+                                      self.workdir)
+        try:
+            port = await self._await_port(ready, replica, proc)
+            await self._await_healthy(port, replica)
+        except errors.PlatformError:
+            await self.table.stop(replica)
+            raise
+        return _Replica(svc.name, replica, version, port, proc)
+
+    async def _await_port(self, ready: Path, name: str, proc: procs.Proc | None = None) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT_S
+        while loop.time() < deadline:
+            if ready.exists():
+                return int(ready.read_text(encoding="utf-8"))
+            if proc is not None and proc.process.returncode is not None:
+                raise errors.PlatformError(
+                    f"{name} exited with {proc.process.returncode} before it was ready "
+                    f"(see {proc.log_path})")
+            await asyncio.sleep(0.05)
+        raise errors.PlatformError(f"{name} did not become ready in {READY_TIMEOUT_S:.0f} s",
+                                   retryable=True)
+
+    async def _await_healthy(self, port: int, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT_S
+        while loop.time() < deadline:
+            try:
+                r = await self._http.get(f"http://127.0.0.1:{port}/healthz")
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+        raise errors.PlatformError(f"{name} never reported healthy", retryable=True)
+
+    def _write_routes(self) -> None:
+        table = {name: [r.port for r in reps] for name, reps in self._replicas.items()}
+        path = self.rundir / "routes.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _record(self, service: str, kind: str, who: str, what: str, before: str,
+                after: str) -> model.Change:
+        change = model.Change(
+            id=model.ChangeId(uuid.uuid4().hex[:12]), t=self.clock(), service=service,
+            kind=kind, who=who, what=what, from_version=before, to_version=after)
+        self._changes.append(change)
+        return change

@@ -1,0 +1,109 @@
+"""The ports: what the runtime needs from the outside world, as `typing.Protocol`s.
+
+Adapters (`platforms.local`, `sources.scrape`, `store.sql`, later Prometheus, Kubernetes, OTLP,
+an OpenAI-compatible reasoner) implement these; the engine depends only on them. Registration is
+explicit, in `selfheal.engine.wiring`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+from selfheal import model
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A scrape target: one replica's metrics endpoint."""
+
+    service: str
+    replica: str
+    version: str
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+    service: str
+    replica: str
+    version: str
+    pid: int
+    port: int
+
+
+class Platform(Protocol):
+    """Where services run. Only the executor may call the mutating methods."""
+
+    name: str
+
+    def targets(self) -> list[Target]: ...
+
+    def replicas(self, service: str) -> list[Replica]: ...
+
+    def version(self, service: str) -> str: ...
+
+    def previous_version(self, service: str) -> str | None: ...
+
+    def known_versions(self, service: str) -> list[str]: ...
+
+    def changes(self) -> list[model.Change]: ...
+
+    async def deploy(self, service: str, version: str, *, who: str, why: str,
+                     kind: str = "deploy") -> model.Change: ...
+
+    async def replace_replicas(self, service: str, version: str, count: int, *, who: str,
+                               why: str) -> model.Change: ...
+
+    async def restart_replica(self, service: str, replica: str, *, who: str,
+                              why: str) -> model.Change: ...
+
+    async def scale(self, service: str, replicas: int, *, who: str, why: str) -> model.Change: ...
+
+
+class MetricSource(Protocol):
+    """Samples of one service's metric over a window; raises DataUnavailable when blind."""
+
+    def query(self, service: str, metric: str, start: float, end: float) -> list[model.Sample]: ...
+
+
+class LogSource(Protocol):
+    def logs(self, service: str | None, start: float, end: float) -> list[model.LogRecord]: ...
+
+
+class ChangeSource(Protocol):
+    def changes_between(self, start: float, end: float) -> list[model.Change]: ...
+
+
+class TraceSource(Protocol):
+    def spans(self, start: float, end: float) -> list[model.Span]: ...
+
+
+class Store(MetricSource, LogSource, ChangeSource, Protocol):
+    """Durable state: telemetry, incidents and the ledger."""
+
+    def add_samples(self, samples: Sequence[model.Sample]) -> None: ...
+
+    def add_logs(self, records: Sequence[model.LogRecord]) -> None: ...
+
+    def add_change(self, change: model.Change) -> None: ...
+
+    def save_incident(self, incident: model.Incident, detail: dict[str, object]) -> None: ...
+
+    def append_ledger(self, ts: float, incident_id: str, kind: str,
+                      payload: dict[str, object]) -> model.LedgerEntry: ...
+
+    def ledger(self) -> list[model.LedgerEntry]: ...
+
+
+class Notifier(Protocol):
+    """Where escalations go: a human must look."""
+
+    def escalate(self, incident: model.Incident, reason: str, context: dict[str, object]) -> None: ...
+
+
+class Reasoner(Protocol):
+    """A model that proposes hypotheses; it never decides (see design invariant 1)."""
+
+    def propose(self, evidence: Sequence[model.Evidence]) -> list[model.Hypothesis]: ...
