@@ -1,0 +1,86 @@
+"""The action catalogue: every action selfheal may propose, typed, with its inverse and risk.
+
+Read by the planner (what can fix what), the policy gate (risk, blast radius, whether the
+action may ever be autonomous) and the executor (how to undo). An action type that is not here
+cannot be proposed, permitted or executed (design invariants 1 and 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from selfheal import model
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionType:
+    kind: model.ActionKind
+    description: str
+    required: tuple[str, ...]  # parameter names
+    risk: model.RiskClass
+    blast_radius: str  # what it touches: "service", "replica", "fleet"
+    inverse: Callable[[model.Action], model.Action | None]
+
+    def has_clean_inverse(self, action: model.Action) -> bool:
+        return self.inverse(action) is not None
+
+
+def _version_swap(kind: model.ActionKind) -> Callable[[model.Action], model.Action | None]:
+    def inverse(a: model.Action) -> model.Action | None:
+        frm, to = a.param("from_version"), a.param("to_version")
+        if not frm or not to:
+            return None
+        return model.Action(kind, a.service, model.params(from_version=to, to_version=frm))
+    return inverse
+
+
+def _scale_inverse(a: model.Action) -> model.Action | None:
+    frm, to = a.param("from_replicas"), a.param("to_replicas")
+    if not frm or not to:
+        return None
+    return model.Action(model.ActionKind.SCALE, a.service,
+                        model.params(from_replicas=to, to_replicas=frm))
+
+
+def _no_inverse(a: model.Action) -> model.Action | None:
+    # A restart cannot be taken back (the old process and its state are gone), so by design
+    # invariant 2 it needs a human's approval until an issue gives it a safe compensation.
+    return None
+
+
+CATALOGUE: dict[model.ActionKind, ActionType] = {
+    t.kind: t for t in (
+        ActionType(model.ActionKind.ROLLBACK, "deploy the previous good version again",
+                   ("from_version", "to_version"), model.RiskClass.LOW, "service",
+                   _version_swap(model.ActionKind.DEPLOY)),
+        ActionType(model.ActionKind.DEPLOY, "deploy a given version (roll forward)",
+                   ("from_version", "to_version"), model.RiskClass.MEDIUM, "service",
+                   _version_swap(model.ActionKind.ROLLBACK)),
+        ActionType(model.ActionKind.SCALE, "change the number of replicas",
+                   ("from_replicas", "to_replicas"), model.RiskClass.LOW, "service",
+                   _scale_inverse),
+        ActionType(model.ActionKind.RESTART, "replace one replica by a fresh process",
+                   ("replica",), model.RiskClass.LOW, "replica", _no_inverse),
+    )
+}
+
+
+def lookup(kind: model.ActionKind) -> ActionType | None:
+    return CATALOGUE.get(kind)
+
+
+def inverse(action: model.Action) -> model.Action | None:
+    t = CATALOGUE.get(action.kind)
+    return t.inverse(action) if t else None
+
+
+def validate(action: model.Action) -> str | None:
+    """Why `action` is not a well-formed catalogue action, or None when it is."""
+    t = CATALOGUE.get(action.kind)
+    if t is None:
+        return f"{action.kind} is not in the action catalogue"
+    missing = [p for p in t.required if not action.param(p)]
+    if missing:
+        return f"{action.kind} is missing parameters: {', '.join(missing)}"
+    return None

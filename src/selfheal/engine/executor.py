@@ -1,0 +1,70 @@
+"""The executor: the one door to production (design invariant 1).
+
+Every platform mutation in selfheal goes through `Executor.run`, which accepts only a `Permit`
+minted by the policy gate, checks it, writes the intent to the ledger before the call
+(write-ahead), makes the call, and writes the result after it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from selfheal import errors, model, ports
+from selfheal.policy import gate as policy_gate
+
+
+class Executor:
+    def __init__(self, platform: ports.Platform, store: ports.Store,
+                 verifier: policy_gate.Verifier, clock: Callable[[], float],
+                 agent: str = "selfheal") -> None:
+        self._platform = platform
+        self._store = store
+        self._verifier = verifier
+        self._clock = clock
+        self.agent = agent
+
+    async def run(self, permit: model.Permit, incident_id: str, *, phase: str,
+                  canary_replicas: int = 0) -> model.Execution:
+        """Carry out the permit's action (or its canary phase); returns what happened."""
+        action = permit.action
+        now = self._clock()
+        self._verifier.check(permit, action, now)
+        exec_id = model.ExecutionId(uuid.uuid4().hex[:12])
+        self._store.append_ledger(now, incident_id, "execution.intent", {
+            "execution": exec_id, "permit": permit.id, "plan": permit.plan_id,
+            "policy_hash": permit.policy_hash, "action": action, "phase": phase,
+            "canary_replicas": canary_replicas})
+        started = self._clock()
+        try:
+            change = await self._call(action, phase, canary_replicas)
+        except errors.PlatformError as exc:
+            result = model.Execution(id=exec_id, permit_id=permit.id, action=action,
+                                     started_at=started, finished_at=self._clock(),
+                                     status=model.ExecutionStatus.FAILED, detail=str(exc))
+        else:
+            self._store.add_change(change)
+            result = model.Execution(id=exec_id, permit_id=permit.id, action=action,
+                                     started_at=started, finished_at=self._clock(),
+                                     status=model.ExecutionStatus.SUCCEEDED, detail=change.what)
+        self._store.append_ledger(self._clock(), incident_id, "execution.result",
+                                  {"execution": result, "phase": phase})
+        return result
+
+    async def _call(self, action: model.Action, phase: str, canary: int) -> model.Change:
+        who = f"{self.agent} (permit)"
+        svc = action.service
+        if action.kind in (model.ActionKind.ROLLBACK, model.ActionKind.DEPLOY):
+            version = action.param("to_version")
+            if canary:
+                return await self._platform.replace_replicas(svc, version, canary, who=who,
+                                                             why=phase)
+            return await self._platform.deploy(svc, version, who=who, why=phase,
+                                               kind=action.kind.value)
+        if action.kind == model.ActionKind.SCALE:
+            return await self._platform.scale(svc, int(action.param("to_replicas")), who=who,
+                                              why=phase)
+        if action.kind == model.ActionKind.RESTART:
+            return await self._platform.restart_replica(svc, action.param("replica"), who=who,
+                                                        why=phase)
+        raise errors.PlatformError(f"the {self._platform.name} platform cannot {action.kind}")

@@ -1,0 +1,1 @@
+"""Adapters that bring signals in: the embedded scraper, log tailing, and later Prometheus, Alertmanager, OTLP."""

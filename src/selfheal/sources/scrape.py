@@ -1,0 +1,170 @@
+"""The embedded scraper: pulls every replica's Prometheus `/metrics` and derives the signals.
+
+Called by the engine once a tick. Raw exposition text is parsed with prometheus-client's own
+parser; counters and histograms are turned into rates and quantiles over a sliding window, per
+replica and merged per service, so detectors and diagnosis see `rss_bytes`, `p99_latency_s`,
+`error_ratio`, `request_rate` and `gc_pause_s` whatever exporter produced them. A target that
+cannot be scraped yields no sample (missing data is not good news), never a zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import httpx
+from prometheus_client import parser
+
+from selfheal import model, ports
+
+SIGNALS = ("rss_bytes", "p99_latency_s", "error_ratio", "request_rate", "gc_pause_s")
+
+_REQUESTS = "shop_requests"
+_LATENCY = "shop_request_duration_seconds"
+_GC = "python_gc_pause_seconds"
+_RSS = "process_resident_memory_bytes"
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What one scrape of one replica said, reduced to what the signals need."""
+
+    t: float
+    rss: float
+    requests: float
+    errors: float
+    buckets: tuple[tuple[float, float], ...]  # (upper bound, cumulative count), sorted
+    gc_seconds: float
+
+
+def parse(text: str, t: float) -> Snapshot:
+    """Reduce an exposition text to a `Snapshot`; raises ValueError on malformed text."""
+    rss = math.nan
+    requests = errors = gc_seconds = 0.0
+    buckets: dict[float, float] = collections.defaultdict(float)
+    for family in parser.text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == _RSS:
+                rss = s.value
+            elif s.name == _REQUESTS + "_total":
+                requests += s.value
+                if s.labels.get("code", "").startswith("5"):
+                    errors += s.value
+            elif s.name == _LATENCY + "_bucket":
+                buckets[float(s.labels["le"])] += s.value
+            elif s.name == _GC + "_sum":
+                gc_seconds += s.value
+    return Snapshot(t=t, rss=rss, requests=requests, errors=errors,
+                    buckets=tuple(sorted(buckets.items())), gc_seconds=gc_seconds)
+
+
+def quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
+    """histogram_quantile as Prometheus computes it: linear inside the bucket; NaN if empty."""
+    if not buckets or buckets[-1][1] <= 0:
+        return math.nan
+    total = buckets[-1][1]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for upper, cum in buckets:
+        if cum >= rank:
+            if math.isinf(upper):
+                return lower  # the highest finite bound, as Prometheus does
+            inside = cum - below
+            return lower + (upper - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = upper, cum
+    return lower
+
+
+def _delta(new: Snapshot, old: Snapshot | None) -> tuple[float, float, float, dict[float, float]]:
+    """Counter increases since `old` (a restarted process counts from zero)."""
+    if old is None or new.requests < old.requests:
+        return (new.requests, new.errors, new.gc_seconds, dict(new.buckets))
+    old_b = dict(old.buckets)
+    return (new.requests - old.requests, new.errors - old.errors,
+            new.gc_seconds - old.gc_seconds,
+            {le: c - old_b.get(le, 0.0) for le, c in new.buckets})
+
+
+def derive(history: Mapping[str, Sequence[Snapshot]], target_of: Mapping[str, ports.Target],
+           t: float, window_s: float) -> list[model.Sample]:
+    """Signals per replica and per service from each replica's recent snapshots."""
+    out: list[model.Sample] = []
+    per_service: dict[str, list[tuple[float, float, float, dict[float, float], float, float]]] = \
+        collections.defaultdict(list)
+    for replica, snaps in history.items():
+        if not snaps or replica not in target_of or snaps[-1].t < t - 1e-9:
+            continue  # no fresh scrape of this replica this tick: say nothing
+        target = target_of[replica]
+        new = snaps[-1]
+        old = next((s for s in snaps if s.t >= t - window_s), None)
+        old = old if old is not new else None
+        span = (new.t - old.t) if old is not None else window_s
+        reqs, errs, gc_s, bucket_d = _delta(new, old)
+        per_service[target.service].append((reqs, errs, gc_s, bucket_d, span, new.rss))
+        values = {
+            "rss_bytes": new.rss,
+            "p99_latency_s": quantile(0.99, sorted(bucket_d.items())),
+            "error_ratio": errs / reqs if reqs else math.nan,
+            "request_rate": reqs / span if span > 0 else math.nan,
+            "gc_pause_s": gc_s / span if span > 0 else math.nan,
+        }
+        out.extend(model.Sample(t=t, service=target.service, metric=m, value=v, replica=replica,
+                                version=target.version) for m, v in values.items())
+    for service, rows in per_service.items():
+        reqs = sum(r[0] for r in rows)
+        errs = sum(r[1] for r in rows)
+        merged: dict[float, float] = collections.defaultdict(float)
+        for r in rows:
+            for le, c in r[3].items():
+                merged[le] += c
+        span = max(r[4] for r in rows)
+        rss = [r[5] for r in rows if not math.isnan(r[5])]
+        values = {
+            "rss_bytes": sum(rss) / len(rss) if rss else math.nan,
+            "p99_latency_s": quantile(0.99, sorted(merged.items())),
+            "error_ratio": errs / reqs if reqs else math.nan,
+            "request_rate": reqs / span if span > 0 else math.nan,
+            "gc_pause_s": sum(r[2] for r in rows) / span if span > 0 else math.nan,
+        }
+        out.extend(model.Sample(t=t, service=service, metric=m, value=v)
+                   for m, v in values.items())
+    return out
+
+
+class Scraper:
+    """Keeps a short history of snapshots per replica and turns each tick into samples."""
+
+    def __init__(self, targets: Callable[[], Iterable[ports.Target]], *, window_s: float = 10.0,
+                 timeout_s: float = 2.0) -> None:
+        self.targets = targets
+        self.window_s = window_s
+        self.history: dict[str, collections.deque[Snapshot]] = {}
+        self.failures: dict[str, str] = {}
+        self._http = httpx.AsyncClient(timeout=timeout_s)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _one(self, target: ports.Target, t: float) -> None:
+        try:
+            r = await self._http.get(target.url)
+            r.raise_for_status()
+            snap = parse(r.text, t)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            self.failures[target.replica] = f"{target.url}: {exc}"
+            return
+        self.failures.pop(target.replica, None)
+        hist = self.history.setdefault(target.replica, collections.deque())
+        hist.append(snap)
+        while hist and hist[0].t < t - 2 * self.window_s:
+            hist.popleft()
+
+    async def scrape(self, t: float) -> list[model.Sample]:
+        targets = {tg.replica: tg for tg in self.targets()}
+        for gone in set(self.history) - set(targets):
+            del self.history[gone]
+        await asyncio.gather(*(self._one(tg, t) for tg in targets.values()))
+        return derive(self.history, targets, t, self.window_s)

@@ -1,0 +1,276 @@
+"""The SQL store: telemetry, changes, incidents and the hash-chained ledger.
+
+SQLAlchemy Core over SQLite by default (a file under `.selfheal/`) and PostgreSQL at scale: the
+schema uses only portable types. The ledger append is one transaction that reads the chain's
+head and writes the next entry, so an entry is durable before the caller goes on to do what it
+describes (write-ahead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from selfheal import errors, ledger, model
+
+metadata = sa.MetaData()
+
+samples = sa.Table(
+    "samples", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("service", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(128), nullable=False),
+    sa.Column("replica", sa.String(128), nullable=False, default=""),
+    sa.Column("version", sa.String(64), nullable=False, default=""),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Index("ix_samples_series", "service", "metric", "t"),
+)
+
+logs = sa.Table(
+    "logs", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("service", sa.String(128), nullable=False),
+    sa.Column("replica", sa.String(128), nullable=False, default=""),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_logs_t", "t"),
+)
+
+changes = sa.Table(
+    "changes", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("service", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("who", sa.String(128), nullable=False),
+    sa.Column("what", sa.Text, nullable=False),
+    sa.Column("from_version", sa.String(64), nullable=False, default=""),
+    sa.Column("to_version", sa.String(64), nullable=False, default=""),
+    sa.Index("ix_changes_t", "t"),
+)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("service", sa.String(128), nullable=False),
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+ledger_table = sa.Table(
+    "ledger", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("incident_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class SqlStore:
+    """Implements `ports.Store` over any SQLAlchemy URL (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        # A file beside a SQLite database remembers the chain's head, so that removing the
+        # newest entries (which leaves a valid shorter chain) is detected too.
+        self.anchor: Path | None = None
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            self.anchor = Path(url.removeprefix("sqlite:///") + ".head")
+        try:
+            self.engine = sa.create_engine(url, future=True)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise errors.ConfigError(url, "storage.url", f"cannot use this database: {exc}") \
+                from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._ledger_lock = threading.Lock()
+        try:
+            if create:
+                metadata.create_all(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise errors.ConfigError(url, "storage.url", f"cannot open the database: {exc}") \
+                from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- telemetry -------------------------------------------------------------------------
+
+    def add_samples(self, batch: Sequence[model.Sample]) -> None:
+        if not batch:
+            return
+        rows = [{"t": s.t, "service": s.service, "metric": s.metric, "replica": s.replica,
+                 "version": s.version, "value": s.value} for s in batch]
+        with self.engine.begin() as conn:
+            conn.execute(samples.insert(), rows)
+
+    def query(self, service: str, metric: str, start: float, end: float,
+              replica: str = "") -> list[model.Sample]:
+        stmt = (sa.select(samples.c.t, samples.c.value, samples.c.replica, samples.c.version)
+                .where(samples.c.service == service, samples.c.metric == metric,
+                       samples.c.replica == replica, samples.c.t >= start, samples.c.t <= end)
+                .order_by(samples.c.t))
+        with self.engine.connect() as conn:
+            return [model.Sample(t=r.t, service=service, metric=metric,
+                                 value=float("nan") if r.value is None else r.value,
+                                 replica=r.replica, version=r.version)
+                    for r in conn.execute(stmt)]
+
+    def series_names(self, start: float, end: float) -> list[tuple[str, str]]:
+        """Service-level (service, metric) pairs with data in the window."""
+        stmt = (sa.select(samples.c.service, samples.c.metric).distinct()
+                .where(samples.c.replica == "", samples.c.t >= start, samples.c.t <= end))
+        with self.engine.connect() as conn:
+            return sorted((r.service, r.metric) for r in conn.execute(stmt))
+
+    def add_logs(self, records: Sequence[model.LogRecord]) -> None:
+        if not records:
+            return
+        rows = [{"t": r.t, "service": r.service, "replica": r.replica, "level": r.level,
+                 "message": r.message} for r in records]
+        with self.engine.begin() as conn:
+            conn.execute(logs.insert(), rows)
+
+    def logs(self, service: str | None, start: float, end: float) -> list[model.LogRecord]:
+        stmt = sa.select(logs).where(logs.c.t >= start, logs.c.t <= end).order_by(logs.c.t)
+        if service is not None:
+            stmt = stmt.where(logs.c.service == service)
+        with self.engine.connect() as conn:
+            return [model.LogRecord(t=r.t, service=r.service, level=r.level, message=r.message,
+                                    replica=r.replica) for r in conn.execute(stmt)]
+
+    def add_change(self, change: model.Change) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(changes.insert(), [{
+                "id": change.id, "t": change.t, "service": change.service, "kind": change.kind,
+                "who": change.who, "what": change.what, "from_version": change.from_version,
+                "to_version": change.to_version}])
+
+    def changes_between(self, start: float, end: float) -> list[model.Change]:
+        stmt = sa.select(changes).where(changes.c.t >= start, changes.c.t <= end) \
+            .order_by(changes.c.t)
+        with self.engine.connect() as conn:
+            return [model.Change(id=model.ChangeId(r.id), t=r.t, service=r.service, kind=r.kind,
+                                 who=r.who, what=r.what, from_version=r.from_version,
+                                 to_version=r.to_version) for r in conn.execute(stmt)]
+
+    # -- incidents -------------------------------------------------------------------------
+
+    def save_incident(self, incident: model.Incident, detail: dict[str, Any],
+                      now: float | None = None) -> None:
+        row = {"id": incident.id, "service": incident.service, "opened_at": incident.opened_at,
+               "updated_at": incident.opened_at if now is None else now,
+               "state": incident.state.value, "title": incident.title,
+               "detail": json.dumps(model.to_jsonable(detail), sort_keys=True)}
+        with self.engine.begin() as conn:
+            updated = conn.execute(incidents.update().where(incidents.c.id == incident.id)
+                                   .values(**row)).rowcount
+            if not updated:
+                conn.execute(incidents.insert(), [row])
+
+    def incidents(self) -> list[dict[str, Any]]:
+        stmt = sa.select(incidents).order_by(incidents.c.opened_at)
+        with self.engine.connect() as conn:
+            return [_incident_row(r) for r in conn.execute(stmt)]
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        stmt = sa.select(incidents).where(incidents.c.id.startswith(incident_id, autoescape=True))
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(stmt))
+        return _incident_row(rows[0]) if len(rows) == 1 else None
+
+    # -- the ledger ------------------------------------------------------------------------
+
+    def append_ledger(self, ts: float, incident_id: str, kind: str,
+                      payload: dict[str, Any]) -> model.LedgerEntry:
+        body = ledger.canonical(model.to_jsonable(payload))
+        with self._ledger_lock:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("LOCK TABLE ledger IN EXCLUSIVE MODE"))
+                head = conn.execute(sa.select(ledger_table.c.seq, ledger_table.c.hash)
+                                    .order_by(ledger_table.c.seq.desc()).limit(1)).first()
+                seq = 1 if head is None else head.seq + 1
+                prev = ledger.GENESIS if head is None else head.hash
+                digest = ledger.entry_hash(prev, seq, ts, incident_id, kind, body)
+                conn.execute(ledger_table.insert(), [{
+                    "seq": seq, "ts": ts, "incident_id": incident_id, "kind": kind,
+                    "payload": body, "prev_hash": prev, "hash": digest}])
+            if self.anchor is not None:  # after the commit: the anchor never runs ahead
+                tmp = self.anchor.with_suffix(".head.tmp")
+                tmp.write_text(f"{seq} {digest}\n", encoding="utf-8")
+                os.replace(tmp, self.anchor)
+        return model.LedgerEntry(seq=seq, ts=ts, incident_id=incident_id, kind=kind,
+                                 payload=json.loads(body), prev_hash=prev, hash=digest)
+
+    def verify_ledger(self) -> int:
+        """Verify the chain and its remembered head; raise `LedgerCorrupt` at the first problem."""
+        count = ledger.verify(self.ledger_rows())
+        if self.anchor is not None and self.anchor.exists():
+            seq_text, _, digest = self.anchor.read_text(encoding="utf-8").strip().partition(" ")
+            head = next(iter(reversed(list(self.ledger_rows()))), None)
+            if head is None or str(head.seq) != seq_text or head.hash != digest:
+                raise errors.LedgerCorrupt(
+                    count + 1 if head is None or head.seq < int(seq_text) else int(seq_text),
+                    f"the ledger should end at entry {seq_text}; newer entries were removed "
+                    "or the head was rewritten")
+        return count
+
+    def ledger_rows(self) -> Iterator[ledger.RawEntry]:
+        """Entries exactly as stored (payload text unparsed), in physical seq order."""
+        stmt = sa.select(ledger_table).order_by(ledger_table.c.seq)
+        with self.engine.connect() as conn:
+            for r in conn.execute(stmt):
+                yield ledger.RawEntry(seq=r.seq, ts=r.ts, incident_id=r.incident_id,
+                                      kind=r.kind, payload=r.payload, prev_hash=r.prev_hash,
+                                      hash=r.hash)
+
+    def ledger(self, incident_id: str | None = None) -> list[model.LedgerEntry]:
+        out = []
+        for r in self.ledger_rows():
+            if incident_id is not None and r.incident_id != incident_id:
+                continue
+            try:
+                payload = json.loads(r.payload)
+            except ValueError:
+                payload = {"unreadable": r.payload}
+            out.append(model.LedgerEntry(seq=r.seq, ts=r.ts, incident_id=r.incident_id,
+                                         kind=r.kind, payload=payload, prev_hash=r.prev_hash,
+                                         hash=r.hash))
+        return out
+
+
+def _incident_row(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "service": r.service, "opened_at": r.opened_at,
+            "updated_at": r.updated_at, "state": r.state, "title": r.title,
+            "detail": json.loads(r.detail)}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # the ledger must survive a crash of the machine
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
