@@ -1,0 +1,219 @@
+"""The logs investigator: templates mined with drain3, baseline against the incident window.
+
+For each service, one drain3 miner learns the templates of the baseline logs first, then of the
+incident window. A template that never appeared in the baseline is new; one whose rate grew by
+`log_shift_ratio` has shifted; a service that logged steadily and went quiet is suspicious too.
+Error and warning templates weigh more, and the words of a template suggest the fault kind
+(`gc`/`heap` a memory problem, `timeout` latency, `exception` errors...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from drain3 import TemplateMiner
+from drain3.masking import MaskingInstruction
+from drain3.template_miner_config import TemplateMinerConfig
+
+from selfheal import model
+from selfheal.diagnose import base
+from selfheal.diagnose import window as window_mod
+
+NAME = "logs"
+
+ERROR_LEVELS = frozenset(
+    {"ERROR", "ERR", "CRITICAL", "FATAL", "SEVERE", "PANIC", "WARNING", "WARN"}
+)
+ERROR_WORDS = re.compile(
+    r"\b(error|errors|exception|fail(ed|ure)?|panic|refused|timeout|timed out|unavailable)\b",
+    re.IGNORECASE,
+)
+
+# (pattern, fault) in order: the first match names the fault a template suggests.
+FAULT_WORDS: tuple[tuple[re.Pattern[str], model.FaultKind], ...] = (
+    (re.compile(r"\b(gc|heap|oom|out of memory|memory)\b", re.I), model.FaultKind.MEMORY_LEAK),
+    (re.compile(r"\b(panic|segfault|killed|crash\w*)\b", re.I), model.FaultKind.CRASH),
+    (re.compile(r"\b(certificate|x509|tls)\b", re.I), model.FaultKind.CERTIFICATE),
+    (
+        re.compile(r"\b(credential|unauthori[sz]ed|forbidden|token)\b", re.I),
+        model.FaultKind.CREDENTIAL,
+    ),
+    (re.compile(r"\b(timeout|timed out|deadline|slow)\b", re.I), model.FaultKind.LATENCY),
+    (re.compile(r"\b(config\w*)\b", re.I), model.FaultKind.CONFIG),
+    (ERROR_WORDS, model.FaultKind.ERRORS),
+)
+
+_MASKS = (
+    MaskingInstruction(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27,}", "UUID"),
+    MaskingInstruction(r"\b[0-9a-fA-F]{16,}\b", "HEX"),
+    MaskingInstruction(r"\d+(\.\d+)?", "NUM"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One template that matters in one service's incident window."""
+
+    template: str
+    baseline: int
+    incident: int
+    new: bool
+    error: bool
+    strength: float
+    fault: model.FaultKind
+    what: str
+
+
+def _miner(settings: window_mod.Settings) -> TemplateMiner:
+    config = TemplateMinerConfig()
+    config.drain_sim_th = settings.drain_sim_th
+    config.drain_depth = settings.drain_depth
+    config.masking_instructions = list(_MASKS)
+    config.profiling_enabled = False
+    return TemplateMiner(persistence_handler=None, config=config)
+
+
+def fault_of(text: str) -> model.FaultKind:
+    for pattern, fault in FAULT_WORDS:
+        if pattern.search(text):
+            return fault
+    return model.FaultKind.UNKNOWN
+
+
+def service_findings(
+    records: Sequence[model.LogRecord],
+    window: window_mod.Window,
+    settings: window_mod.Settings,
+) -> tuple[list[Finding], int, int]:
+    """Findings for one service's records, with its baseline and incident line counts."""
+    miner = _miner(settings)
+    counts: dict[str, Counter[int]] = {"base": Counter(), "now": Counter()}
+    errors: Counter[int] = Counter()
+    for record in sorted(records, key=lambda r: r.t):
+        if window_mod.in_range(record.t, window.baseline_start, window.baseline_end):
+            part = "base"
+        elif window_mod.in_range(record.t, window.start, window.end):
+            part = "now"
+        else:
+            continue
+        result = miner.add_log_message(record.message)
+        cluster = int(result["cluster_id"])
+        counts[part][cluster] += 1
+        if record.level.upper() in ERROR_LEVELS:
+            errors[cluster] += 1
+    n_base, n_now = sum(counts["base"].values()), sum(counts["now"].values())
+    base_span = max(window.baseline_end - window.baseline_start, 1.0)
+    now_span = max(window.end - window.start, 1.0)
+    templates = {c.cluster_id: c.get_template() for c in miner.drain.clusters}
+    findings: list[Finding] = []
+    for cluster, template in templates.items():
+        b, n = counts["base"][cluster], counts["now"][cluster]
+        is_error = errors[cluster] > 0 or bool(ERROR_WORDS.search(template))
+        fault = fault_of(template)
+        if fault is model.FaultKind.UNKNOWN and is_error:
+            fault = model.FaultKind.ERRORS
+        if n >= settings.log_min_count and b == 0 and n_base > 0:
+            strength = settings.log_new_error_strength if is_error else settings.log_new_strength
+            findings.append(
+                Finding(template, b, n, True, is_error, strength, fault, f"new template x{n}")
+            )
+            continue
+        rate_base = b / base_span
+        rate_now = n / now_span
+        if n >= settings.log_min_count and rate_now >= settings.log_shift_ratio * max(
+            rate_base, 1.0 / base_span
+        ):
+            strength = settings.log_shift_strength * (1.5 if is_error else 1.0)
+            findings.append(
+                Finding(
+                    template,
+                    b,
+                    n,
+                    False,
+                    is_error,
+                    min(strength, 1.0),
+                    fault,
+                    f"rate x{rate_now / max(rate_base, 1.0 / base_span):.1f} ({b} -> {n})",
+                )
+            )
+    expected_now = n_base / base_span * now_span
+    if n_base >= 10 and expected_now >= 10 and n_now * settings.log_shift_ratio < expected_now:
+        findings.append(
+            Finding(
+                "<all>",
+                n_base,
+                n_now,
+                False,
+                False,
+                settings.log_shift_strength,
+                model.FaultKind.HUNG,
+                f"went quiet: {n_now} lines where ~{expected_now:.0f} were expected",
+            )
+        )
+    findings.sort(key=lambda f: -f.strength)
+    return findings, n_base, n_now
+
+
+class LogsInvestigator:
+    """New, error and shifted drain3 templates per service against its baseline."""
+
+    name = NAME
+    kind = model.SignalKind.LOGS
+
+    def investigate(
+        self,
+        window: window_mod.Window,
+        prior: Sequence[model.Evidence],
+        settings: window_mod.Settings,
+    ) -> tuple[model.Evidence, ...]:
+        query = (
+            f"per service: drain3 templates (sim {settings.drain_sim_th}, depth "
+            f"{settings.drain_depth}) of baseline [{window.baseline_start:.0f}, "
+            f"{window.baseline_end:.0f}] vs incident [{window.start:.0f}, {window.end:.0f}]: "
+            f"new templates, error templates, rate shifts x{settings.log_shift_ratio}"
+        )
+        if window.logs is None:
+            return (base.no_data(NAME, self.kind, query, "no log data: source unavailable"),)
+        by_service: dict[str, list[model.LogRecord]] = {}
+        for record in window.logs:
+            by_service.setdefault(record.service, []).append(record)
+        if not by_service:
+            return (base.no_data(NAME, self.kind, query, "no log data: no records in window"),)
+        out: list[model.Evidence] = []
+        quiet: list[str] = []
+        for service, records in sorted(by_service.items()):
+            findings, n_base, n_now = service_findings(records, window, settings)
+            if not findings:
+                quiet.append(service)
+                continue
+            top = findings[0]
+            listed = "; ".join(f"{f.what}: {f.template!r}" for f in findings[:3])
+            more = f" (+{len(findings) - 3} more)" if len(findings) > 3 else ""
+            out.append(
+                model.Evidence(
+                    investigator=NAME,
+                    kind=self.kind,
+                    status=model.EvidenceStatus.OK,
+                    query=query,
+                    observation=(
+                        f"{service}: {n_base} baseline / {n_now} incident lines; {listed}{more}"
+                    ),
+                    service=service,
+                    fault=top.fault,
+                    strength=top.strength,
+                )
+            )
+        if not out:
+            out.append(
+                model.Evidence(
+                    investigator=NAME,
+                    kind=self.kind,
+                    status=model.EvidenceStatus.OK,
+                    query=query,
+                    observation=f"no new or shifted templates in {', '.join(quiet)}",
+                )
+            )
+        return tuple(out)

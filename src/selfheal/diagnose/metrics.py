@@ -1,0 +1,210 @@
+"""The metrics investigator: which service's signals moved first and most, against its own baseline.
+
+Each (service, metric) series is compared with its fault-free baseline by a robust z-score
+(median and MAD, with a floor so a flat series does not make noise look infinite), in the
+direction that is bad for that kind of metric. The service's evidence is its strongest metric;
+the fault kind follows the family of the metric that moved most.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+
+from selfheal import model
+from selfheal.diagnose import base
+from selfheal.diagnose import window as window_mod
+
+NAME = "metrics"
+
+UP, DOWN, BOTH = 1, -1, 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A kind of metric recognised by name: which direction is bad, which fault it suggests."""
+
+    name: str
+    patterns: tuple[str, ...]
+    direction: int
+    fault: model.FaultKind
+    priority: int
+
+
+# Order matters: the first family whose pattern occurs in the lower-cased metric name wins.
+FAMILIES: tuple[Family, ...] = (
+    Family("success", ("success",), DOWN, model.FaultKind.ERRORS, 1),
+    Family("errors", ("error", "fail", "5xx", "exception"), UP, model.FaultKind.ERRORS, 1),
+    Family("gc", ("gc",), UP, model.FaultKind.MEMORY_LEAK, 0),
+    Family("memory", ("rss", "mem", "heap"), UP, model.FaultKind.MEMORY_LEAK, 0),
+    Family("cpu", ("cpu",), UP, model.FaultKind.OVERLOAD, 2),
+    Family(
+        "latency",
+        ("latency", "p99", "p95", "p90", "p50", "duration", "delay", "rt"),
+        UP,
+        model.FaultKind.LATENCY,
+        3,
+    ),
+    Family("traffic", ("request", "workload", "qps", "rps"), BOTH, model.FaultKind.OVERLOAD, 4),
+)
+OTHER = Family("other", (), BOTH, model.FaultKind.UNKNOWN, 5)
+
+
+def family_of(metric: str) -> Family:
+    lowered = metric.lower()
+    for family in FAMILIES:
+        if any(pattern in lowered for pattern in family.patterns):
+            return family
+    return OTHER
+
+
+@dataclasses.dataclass(frozen=True)
+class Shift:
+    """How far one series moved in its bad direction, and when it first crossed the threshold."""
+
+    service: str
+    metric: str
+    family: Family
+    baseline: float
+    observed: float
+    z: float
+    onset: float | None
+
+
+def series_shift(
+    service: str,
+    metric: str,
+    samples: Sequence[model.Sample],
+    window: window_mod.Window,
+    settings: window_mod.Settings,
+) -> Shift | None:
+    """The shift of one series, or None when its baseline or incident part is too short."""
+    family = family_of(metric)
+    base = [
+        s.value
+        for s in samples
+        if window_mod.in_range(s.t, window.baseline_start, window.baseline_end)
+        and math.isfinite(s.value)
+    ]
+    now = sorted(
+        (s for s in samples if window_mod.in_range(s.t, window.start, window.end)),
+        key=lambda s: s.t,
+    )
+    now = [s for s in now if math.isfinite(s.value)]
+    if len(base) < settings.min_baseline_points or not now:
+        return None
+    median = statistics.median(base)
+    mad = statistics.median(abs(v - median) for v in base)
+    scale = max(1.4826 * mad, settings.metric_rel_floor * abs(median), 1e-9)
+    scored = []
+    onset = None
+    for sample in now:
+        delta = (sample.value - median) / scale
+        z = delta if family.direction == UP else -delta if family.direction == DOWN else abs(delta)
+        scored.append((z, sample.value))
+        if onset is None and z >= settings.metric_z_threshold:
+            onset = sample.t
+    # One outlier is noise: with enough points, the shift is the second most extreme one.
+    scored.sort(reverse=True)
+    best_z, best_value = scored[1] if len(scored) >= settings.min_baseline_points + 2 else scored[0]
+    return Shift(service, metric, family, median, best_value, best_z, onset)
+
+
+def _describe(shift: Shift) -> str:
+    when = f", from t={shift.onset:.0f}" if shift.onset is not None else ""
+    return (
+        f"{shift.metric} {shift.baseline:.4g} -> {shift.observed:.4g} "
+        f"(z={shift.z:.1f}, {shift.family.name}{when})"
+    )
+
+
+class MetricsInvestigator:
+    """Robust per-series shift against the service's own fault-free baseline."""
+
+    name = NAME
+    kind = model.SignalKind.METRICS
+
+    def investigate(
+        self,
+        window: window_mod.Window,
+        prior: Sequence[model.Evidence],
+        settings: window_mod.Settings,
+    ) -> tuple[model.Evidence, ...]:
+        query = (
+            f"per (service, metric): robust z of incident window [{window.start:.0f}, "
+            f"{window.end:.0f}] vs median/MAD of baseline [{window.baseline_start:.0f}, "
+            f"{window.baseline_end:.0f}], bad direction per metric family, threshold "
+            f"{settings.metric_z_threshold}"
+        )
+        if window.metrics is None:
+            return (base.no_data(NAME, self.kind, query, "no metric data: source unavailable"),)
+        shifts = self._shifts(window.metrics, window, settings)
+        if not shifts:
+            return (
+                base.no_data(
+                    NAME, self.kind, query, "no metric data: no series with baseline and window"
+                ),
+            )
+        by_service: dict[str, list[Shift]] = {}
+        for shift in shifts:
+            if shift.z >= settings.metric_z_threshold:
+                by_service.setdefault(shift.service, []).append(shift)
+        if not by_service:
+            return (
+                model.Evidence(
+                    investigator=NAME,
+                    kind=self.kind,
+                    status=model.EvidenceStatus.OK,
+                    query=query,
+                    observation=f"no series of {len(shifts)} moved beyond the threshold",
+                ),
+            )
+        onsets = [s.onset for group in by_service.values() for s in group if s.onset is not None]
+        first = min(onsets) if onsets else None
+        out: list[model.Evidence] = []
+        for service, group in sorted(by_service.items()):
+            group.sort(key=lambda s: (-s.z, s.family.priority))
+            top = group[0]
+            strength = base.saturate(top.z - settings.metric_z_threshold, settings.metric_z_half)
+            service_onset = min((s.onset for s in group if s.onset is not None), default=None)
+            if first is not None and service_onset == first:
+                strength += settings.metric_earliness_bonus
+            fault = _fault(group)
+            listed = "; ".join(_describe(s) for s in group[:4])
+            more = f" (+{len(group) - 4} more)" if len(group) > 4 else ""
+            out.append(
+                model.Evidence(
+                    investigator=NAME,
+                    kind=self.kind,
+                    status=model.EvidenceStatus.OK,
+                    query=query,
+                    observation=f"{service}: {len(group)} series moved: {listed}{more}",
+                    service=service,
+                    fault=fault,
+                    strength=min(1.0, strength),
+                )
+            )
+        return tuple(out)
+
+    @staticmethod
+    def _shifts(
+        metrics: Mapping[tuple[str, str], Sequence[model.Sample]],
+        window: window_mod.Window,
+        settings: window_mod.Settings,
+    ) -> list[Shift]:
+        shifts = []
+        for (service, metric), samples in metrics.items():
+            shift = series_shift(service, metric, samples, window, settings)
+            if shift is not None:
+                shifts.append(shift)
+        return shifts
+
+
+def _fault(group: Sequence[Shift]) -> model.FaultKind:
+    """The fault the moved series suggest: a family that moved strongly, by priority."""
+    strong = [s for s in group if s.z >= 0.5 * group[0].z and s.family is not OTHER]
+    if not strong:
+        return model.FaultKind.UNKNOWN
+    return min(strong, key=lambda s: (s.family.priority, -s.z)).family.fault

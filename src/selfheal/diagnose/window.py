@@ -1,0 +1,169 @@
+"""The inputs of diagnosis: one incident's `Window` of signals and the one `Settings` object.
+
+The engine builds a `Window` from its sources (a `None` field means that source is unavailable,
+an empty one means it answered with nothing) and calls `selfheal.diagnose.diagnose`; the Nezha
+benchmark builds the same values from recorded data. Both are frozen values, nothing here reads
+a clock, a file or the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping, Sequence
+
+from selfheal import model
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Everything the investigators may look at for one incident.
+
+    `start`..`end` is the incident window (first anomaly minus a margin, up to now);
+    `baseline_start`..`baseline_end` is a fault-free stretch before it that every investigator
+    compares against. Series and records cover `baseline_start`..`end`.
+    """
+
+    incident: model.Incident
+    start: float
+    end: float
+    baseline_start: float
+    baseline_end: float
+    metrics: Mapping[tuple[str, str], Sequence[model.Sample]] | None
+    logs: Sequence[model.LogRecord] | None
+    changes: Sequence[model.Change] | None
+    spans: Sequence[model.Span] | None
+    topology: Mapping[str, tuple[str, ...]]
+    theories: tuple[str, ...] = ()
+
+    def services(self) -> tuple[str, ...]:
+        """Every service this window knows of, from any signal, sorted."""
+        names: set[str] = set(self.topology)
+        for callees in self.topology.values():
+            names.update(callees)
+        if self.metrics is not None:
+            names.update(service for service, _ in self.metrics)
+        if self.logs is not None:
+            names.update(record.service for record in self.logs)
+        if self.spans is not None:
+            names.update(span.service for span in self.spans)
+        if self.changes is not None:
+            names.update(change.service for change in self.changes)
+        names.discard("")
+        return tuple(sorted(names))
+
+
+def _weights(**weights: float) -> Mapping[model.SignalKind, float]:
+    return types.MappingProxyType({model.SignalKind(k): v for k, v in weights.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """One configuration for every investigator and the reconciler (no per-fault tuning).
+
+    Strengths are in [0, 1]; the reconciler scores a service as the weighted sum, over signal
+    kinds, of the strongest evidence of that kind for it, and turns scores into probabilities
+    with a softmax that includes a "none of these" candidate of score `null_score`.
+    """
+
+    # metrics: robust z-score of the incident window against the service's own baseline
+    metric_z_threshold: float = 4.0
+    metric_z_half: float = 6.0
+    """z above the threshold at which a metric's strength reaches one half."""
+    metric_rel_floor: float = 0.05
+    """The baseline scale is at least this fraction of the baseline median (flat series)."""
+    min_baseline_points: int = 3
+    metric_earliness_bonus: float = 0.1
+    """Added to the strength of the service whose metrics moved first."""
+
+    # logs: drain3 templates, baseline against incident window
+    drain_sim_th: float = 0.4
+    drain_depth: int = 4
+    log_min_count: int = 2
+    """A new or shifted template needs at least this many lines in the incident window."""
+    log_shift_ratio: float = 4.0
+    """A template whose rate grew by at least this factor over its baseline rate has shifted."""
+    log_new_error_strength: float = 0.85
+    log_new_strength: float = 0.5
+    log_shift_strength: float = 0.45
+
+    # traces: self time and error origin per service
+    trace_ratio_threshold: float = 1.5
+    trace_min_spans: int = 5
+    trace_error_delta: float = 0.05
+
+    # changes: deploys and config changes shortly before or inside the window
+    change_lookback_s: float = 1800.0
+    change_strength: float = 0.7
+    change_decay_s: float = 900.0
+    """A change this long before the window start has lost half its strength."""
+
+    # topology: a symptom explained by an anomalous callee
+    propagation_ratio: float = 0.6
+    """A callee at least this fraction as anomalous as its caller explains the caller."""
+    origin_strength: float = 0.5
+    """Strength of "anomalous and no callee is" relative to the service's own anomaly."""
+
+    # human theories
+    human_strength: float = 0.05
+
+    # reconciler
+    kind_weights: Mapping[model.SignalKind, float] = dataclasses.field(
+        default_factory=lambda: _weights(
+            metrics=1.0,
+            logs=1.0,
+            traces=1.0,
+            changes=0.8,
+            topology=0.6,
+            alerts=0.5,
+            human=0.2,
+            model=0.5,
+        )
+    )
+    against_weight: float = 0.8
+    temperature: float = 0.35
+    null_score: float = 0.9
+    support_strength: float = 0.3
+    """Evidence at least this strong counts as support for layered verification."""
+    contradiction_strength: float = 0.6
+    """Evidence of another kind at least this strong pointing elsewhere contradicts."""
+    min_independent_kinds: int = 2
+    min_probability: float = 0.5
+    max_hypotheses: int = 10
+
+
+DEFAULT_SETTINGS = Settings()
+
+INDEPENDENT_KINDS = frozenset(
+    {
+        model.SignalKind.METRICS,
+        model.SignalKind.LOGS,
+        model.SignalKind.TRACES,
+        model.SignalKind.CHANGES,
+        model.SignalKind.ALERTS,
+    }
+)
+"""Kinds read straight from a source; topology and human evidence only reason over them."""
+
+
+def in_range(t: float, lo: float, hi: float) -> bool:
+    return lo <= t <= hi
+
+
+def baseline_range(window: Window) -> tuple[float, float]:
+    return window.baseline_start, window.baseline_end
+
+
+def incident_range(window: Window) -> tuple[float, float]:
+    return window.start, window.end
+
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "INDEPENDENT_KINDS",
+    "Settings",
+    "Window",
+    "baseline_range",
+    "in_range",
+    "incident_range",
+]
