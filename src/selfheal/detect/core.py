@@ -1,0 +1,317 @@
+"""The vectorised online core: one NumPy update advances every series by one tick.
+
+`Bank` holds the bounded state of N series in flat arrays (about 20 floats per series, plus an
+optional seasonal profile) and `Bank.step` scores the new value of each series against its past
+only, then folds it into the state. Three detectors share that state:
+
+- ``spike``: a robust z-score against a Huber-clipped level and mean absolute deviation (plus a
+  seasonal profile by phase of a period, when one is configured);
+- ``level_shift``: a two-sided CUSUM on the same z-score (change points);
+- ``trend``: an exponentially weighted linear regression whose slope must be both significant
+  (t-statistic) and material (moves the series a lot over a horizon, or reaches its limit soon:
+  the time-to-limit forecast).
+
+Each maps to a strength r (1 = at threshold) and a score r^2/(1+r^2) in [0, 1); the fused score
+is the largest, and its detector explains it. Episodes (firing with hysteresis) are tracked here
+too, so the NAB bench, the scale bench and `Detector` all run this one engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import numpy.typing as npt
+
+from selfheal.detect import settings as settings_mod
+
+F64 = npt.NDArray[np.float64]
+I8 = npt.NDArray[np.int8]
+B = npt.NDArray[np.bool_]
+
+SPIKE = 0
+LEVEL_SHIFT = 1
+TREND = 2
+DETECTORS = ("spike", "level_shift", "trend")
+
+_TINY = 1e-12
+_DEV_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for Gaussian noise
+
+# Names of the float64 state arrays, one value per series each.
+_FIELDS = (
+    "n", "mu", "dev", "origin", "gp", "gn",
+    "s0", "s1", "s2", "sy", "sky", "syy",
+    "benign", "quiet", "start", "base", "bscale", "floor", "limit",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """What one tick found, one entry per series (arrays of length N)."""
+
+    score: F64
+    """Fused score in [0, 1); 0 during warm-up and for missing values."""
+    detector: I8
+    """Index into `DETECTORS` of the component that gave the score."""
+    expected: F64
+    """The baseline the value was compared with (level plus seasonal offset)."""
+    scale: F64
+    z: F64
+    slope: F64
+    """Regression slope per tick."""
+    ttl_ticks: F64
+    """Ticks until the limit at the current slope (inf when none or moving away)."""
+    firing: B
+    start: F64
+    """When the current episode began (NaN when not firing)."""
+    base: F64
+    """The baseline level when the current episode began."""
+    base_scale: F64
+    """The noise scale when the current episode began."""
+
+
+class Bank:
+    """Bounded online state of many series, updated tick by tick with NumPy."""
+
+    def __init__(self, settings: settings_mod.Settings, capacity: int = 16) -> None:
+        self.settings = settings
+        self.size = 0
+        self._cap = max(1, capacity)
+        self._a: dict[str, F64] = {f: np.zeros(self._cap) for f in _FIELDS}
+        self.direction: I8 = np.zeros(self._cap, dtype=np.int8)
+        self.firing: B = np.zeros(self._cap, dtype=np.bool_)
+        bins = settings.season_bins if settings.season_period_s > 0 else 0
+        self._season = np.zeros((self._cap, bins), dtype=np.float32)
+        self._season_n = np.zeros((self._cap, bins), dtype=np.float32)
+
+    # ------------------------------------------------------------------ series management
+    def add(self, direction: int = 0, floor: float = 0.0, limit: float | None = None) -> int:
+        """Register one more series; returns its index."""
+        return int(self.add_many(1, direction, floor, limit)[0])
+
+    def add_many(
+        self, count: int, direction: int = 0, floor: float = 0.0, limit: float | None = None
+    ) -> npt.NDArray[np.int64]:
+        """Register `count` series sharing a direction, noise floor and limit."""
+        need = self.size + count
+        if need > self._cap:
+            self._grow(max(need, 2 * self._cap))
+        idx = np.arange(self.size, need)
+        self.direction[idx] = np.int8(np.sign(direction))
+        self._a["floor"][idx] = max(0.0, floor)
+        self._a["limit"][idx] = np.inf if limit is None else limit
+        self._a["start"][idx] = np.nan
+        self.size = need
+        return idx
+
+    def _grow(self, cap: int) -> None:
+        for name, arr in self._a.items():
+            new = np.zeros(cap)
+            new[: self._cap] = arr
+            self._a[name] = new
+        self.direction = np.concatenate([self.direction, np.zeros(cap - self._cap, np.int8)])
+        self.firing = np.concatenate([self.firing, np.zeros(cap - self._cap, np.bool_)])
+        pad = ((0, cap - self._cap), (0, 0))
+        self._season = np.pad(self._season, pad)
+        self._season_n = np.pad(self._season_n, pad)
+        self._cap = cap
+
+    def nbytes_per_series(self) -> float:
+        """Bytes of state held per series (all arrays, at current capacity)."""
+        total = sum(a.nbytes for a in self._a.values())
+        total += self.direction.nbytes + self.firing.nbytes
+        total += self._season.nbytes + self._season_n.nbytes
+        return total / self._cap
+
+    def level(self) -> F64:
+        return self._a["mu"][: self.size].copy()
+
+    # ------------------------------------------------------------------ the tick
+    def step(self, t: float, x: npt.ArrayLike, dt: float = 1.0) -> Step:
+        """Score `x` (one value per series, NaN = missing) at time `t`, then learn from it.
+
+        `dt` is the seconds per tick, used only for the time-to-limit forecast. The score of a
+        value depends on past values only (the state is updated after scoring).
+        """
+        s = self.settings
+        n_ = self.size
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (n_,):
+            raise ValueError(f"expected {n_} values, got shape {x.shape}")
+        a = {k: v[:n_] for k, v in self._a.items()}
+        d = self.direction[:n_]
+        firing = self.firing[:n_]
+
+        valid = np.isfinite(x)
+        first = valid & (a["n"] == 0)
+        if first.any():
+            a["mu"][first] = x[first]
+            a["origin"][first] = x[first]
+            a["dev"][first] = 0.0
+        xv = np.where(valid, x, a["mu"])
+
+        # --- seasonal offset by phase of the period
+        season_bin = -1
+        if self._season.shape[1] > 0:
+            phase = (t % s.season_period_s) / s.season_period_s
+            season_bin = min(int(phase * s.season_bins), s.season_bins - 1)
+            so = self._season[:n_, season_bin].astype(np.float64)
+        else:
+            so = np.zeros(n_)
+        expected = a["mu"] + so
+
+        # --- robust z-score
+        scale = np.maximum.reduce(
+            [_DEV_TO_SIGMA * a["dev"], a["floor"], s.rel_floor * np.abs(expected),
+             np.full(n_, _TINY)]
+        )  # fmt: skip
+        r = xv - expected
+        z = r / scale
+        zb = np.where(d > 0, z, np.where(d < 0, -z, np.abs(z)))
+        r_spike = np.maximum(zb, 0.0) / s.z_spike
+
+        # --- CUSUM (change points)
+        # capped, and quartered when the value crosses back, so an episode ends soon after the
+        # series returns to its baseline
+        cap = s.cusum_cap * s.cusum_h
+        gp = np.minimum(np.maximum(0.0, a["gp"] + z - s.cusum_k), cap)
+        gn = np.minimum(np.maximum(0.0, a["gn"] - z - s.cusum_k), cap)
+        gp = np.where(valid, np.where(z < 0, 0.25 * gp, gp), a["gp"])
+        gn = np.where(valid, np.where(z > 0, 0.25 * gn, gn), a["gn"])
+        cp = np.where(d > 0, gp, np.where(d < 0, gn, np.maximum(gp, gn)))
+        r_cp = cp / s.cusum_h
+
+        # --- trend: exponentially weighted regression of y on age (0 = now), restarted at
+        # each change point so that a jump does not pass for a slope (nor hide one)
+        lam = s.trend_lambda
+        h = s.cusum_h
+        cut = valid & (np.maximum(gp, gn) >= h) & (np.maximum(a["gp"], a["gn"]) < h)
+        if cut.any():
+            a["origin"][cut] = xv[cut]
+            for k in ("s0", "s1", "s2", "sy", "sky", "syy"):
+                a[k][cut] = 0.0
+        y = xv - a["origin"]
+        s0, s1, s2, sy, sky, syy = (a[k] for k in ("s0", "s1", "s2", "sy", "sky", "syy"))
+        n1 = lam * (s1 + s0)
+        n2 = lam * (s2 + 2.0 * s1 + s0)
+        nky = lam * (sky + sy)
+        n0 = lam * s0 + 1.0
+        ny = lam * sy + y
+        nyy = lam * syy + y * y
+        s0 = np.where(valid, n0, s0)
+        s1 = np.where(valid, n1, s1)
+        s2 = np.where(valid, n2, s2)
+        sy = np.where(valid, ny, sy)
+        sky = np.where(valid, nky, sky)
+        syy = np.where(valid, nyy, syy)
+        w = np.maximum(s0, _TINY)
+        mk = s1 / w
+        my = sy / w
+        vk = np.maximum(s2 / w - mk * mk, 0.0)
+        cov = sky / w - mk * my
+        vy = np.maximum(syy / w - my * my, 0.0)
+        ok = vk > 1e-9
+        vk_safe = np.where(ok, vk, 1.0)
+        slope = np.where(ok, -cov / vk_safe, 0.0)
+        resid = np.maximum(vy - np.where(ok, cov * cov / vk_safe, 0.0), 0.0)
+        # the residual floor keeps a perfectly straight line from an infinite t
+        resid = np.maximum(resid, (1e-3 * a["floor"]) ** 2 + (1e-6 * np.abs(my)) ** 2)
+        se = np.sqrt(resid / (vk_safe * w))
+        tstat = np.where(ok, slope / np.maximum(se, _TINY), 0.0)
+        sb = np.where(d > 0, slope, np.where(d < 0, -slope, np.abs(slope)))
+        tb = np.where(d > 0, tstat, np.where(d < 0, -tstat, np.abs(tstat)))
+        material = np.maximum(s.trend_rel * np.abs(a["mu"]), s.z_spike * scale)
+        r_mag = sb * s.trend_horizon_ticks / material
+        toward = (d > 0) & (slope > 0) & (a["limit"] > xv)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ttl = np.where(toward, (a["limit"] - xv) / np.where(toward, slope, 1.0), np.inf)
+        r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * max(dt, _TINY), _TINY), 0.0)
+        r_trend = np.where(sb > 0, np.minimum(tb / s.trend_t, np.maximum(r_mag, r_ttl)), 0.0)
+        r_trend = np.maximum(r_trend, 0.0)
+
+        # --- fuse: the strongest component explains the score
+        rs = np.stack([r_spike, r_cp, r_trend])
+        # a material, significant trend explains a runaway better than its z-score does
+        comp = np.where(r_trend >= 1.0, TREND, np.argmax(rs, axis=0)).astype(np.int8)
+        rmax = np.max(rs, axis=0)
+        score = rmax * rmax / (1.0 + rmax * rmax)
+        live = valid & (a["n"] >= s.warmup_ticks)
+        score = np.where(live, score, 0.0)
+
+        # --- episodes with hysteresis
+        fire_now = score >= s.fire
+        begin = fire_now & ~firing
+        a["start"][begin] = t
+        a["base"][begin] = expected[begin]
+        a["bscale"][begin] = scale[begin]
+        quiet = np.where(firing & valid & (score < s.clear), a["quiet"] + 1.0, 0.0)
+        quiet = np.where(firing & ~valid, a["quiet"], quiet)
+        end = firing & (quiet >= s.clear_ticks)
+        new_firing = (firing | begin) & ~end
+        a["start"][end] = np.nan
+        a["quiet"][:] = np.where(new_firing, quiet, 0.0)
+        firing[:] = new_firing
+
+        # --- learn from the value (after scoring it)
+        nn = a["n"] + valid
+        alpha = np.maximum(1.0 / np.maximum(nn, 1.0), s.alpha_level)
+        lim = s.huber_c * scale
+        benign = (d != 0) & (d * r < 0)
+        rc = np.where(benign, r, np.clip(r, -lim, lim))
+        ab = np.where(benign, np.maximum(alpha, s.alpha_benign), alpha)
+        mu = np.where(valid, a["mu"] + ab * rc, a["mu"])
+        # outliers teach the scale only slowly, so a runaway does not pass for noise
+        a_dev = np.where(np.abs(r) > lim, s.outlier_learn * alpha, alpha)
+        dev = np.where(valid, a["dev"] + a_dev * (np.minimum(np.abs(r), lim) - a["dev"]), a["dev"])
+        if season_bin >= 0:
+            col = self._season[:n_, season_bin]
+            cnt = self._season_n[:n_, season_bin]
+            resid_s = np.clip(xv - mu - col, -lim, lim)
+            a_s = np.maximum(1.0 / (cnt + 1.0), s.alpha_season)
+            col[:] = np.where(valid, col + a_s * resid_s, col)
+            cnt[:] = cnt + valid
+            mu = np.where(valid, mu - alpha * a_s * resid_s, mu)
+
+        # --- re-baseline after a sustained benign move (a fall of a +1 metric, say)
+        far = benign & (np.abs(z) > s.huber_c) & valid
+        run = np.where(far, a["benign"] + 1.0, np.where(valid, 0.0, a["benign"]))
+        reset = run >= s.rebaseline_ticks
+        if reset.any():
+            nn = np.where(reset, 1.0, nn)
+            mu = np.where(reset, xv, mu)
+            dev = np.where(reset, 0.0, dev)
+            a["origin"][reset] = xv[reset]
+            for arr in (s1, s2, sky):
+                arr[reset] = 0.0
+            s0 = np.where(reset, 1.0, s0)
+            sy = np.where(reset, 0.0, sy)
+            syy = np.where(reset, 0.0, syy)
+            gp = np.where(reset, 0.0, gp)
+            gn = np.where(reset, 0.0, gn)
+            run = np.where(reset, 0.0, run)
+            if season_bin >= 0:
+                self._season[:n_][reset] = 0.0
+                self._season_n[:n_][reset] = 0.0
+
+        a["n"][:] = nn
+        a["mu"][:] = mu
+        a["dev"][:] = dev
+        a["gp"][:] = gp
+        a["gn"][:] = gn
+        a["benign"][:] = run
+        a["s0"][:], a["s1"][:], a["s2"][:] = s0, s1, s2
+        a["sy"][:], a["sky"][:], a["syy"][:] = sy, sky, syy
+
+        return Step(
+            score=score,
+            detector=comp,
+            expected=expected,
+            scale=scale,
+            z=z,
+            slope=slope,
+            ttl_ticks=np.where(toward, ttl, np.inf),
+            firing=new_firing.copy(),
+            start=np.where(new_firing, a["start"], np.nan),
+            base=a["base"].copy(),
+            base_scale=a["bscale"].copy(),
+        )

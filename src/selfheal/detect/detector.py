@@ -1,0 +1,116 @@
+"""`Detector`: the engine's per-tick entry point over named (service, metric) series.
+
+It maps names to rows of the vectorised `core.Bank`, feeds one tick of values, and turns the
+series that fire into `model.Anomaly` values with a human explanation and the context verdict
+(expected during a change's settle window or a maintenance window). Pure: the time is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from selfheal import model
+from selfheal.detect import context as context_mod
+from selfheal.detect import core, explain
+from selfheal.detect import settings as settings_mod
+
+SeriesKey = tuple[str, str]
+
+
+class Detector:
+    """Online anomaly detection over (service, metric) series, one `update` per tick."""
+
+    def __init__(self, settings: settings_mod.Settings | None = None) -> None:
+        self.settings = settings or settings_mod.Settings()
+        self._bank = core.Bank(self.settings)
+        self._index: dict[SeriesKey, int] = {}
+        self._keys: list[SeriesKey] = []
+        self._last_t: float | None = None
+
+    @property
+    def series(self) -> tuple[SeriesKey, ...]:
+        return tuple(self._keys)
+
+    def _row(self, key: SeriesKey) -> int:
+        row = self._index.get(key)
+        if row is None:
+            metric = key[1]
+            row = self._bank.add(
+                direction=self.settings.direction(metric),
+                floor=self.settings.floor(metric),
+                limit=self.settings.limit(metric),
+            )
+            self._index[key] = row
+            self._keys.append(key)
+        return row
+
+    def update(
+        self,
+        t: float,
+        values: Mapping[SeriesKey, float],
+        context: context_mod.Context | None = None,
+    ) -> list[model.Anomaly]:
+        """One tick: (service, metric) -> value (NaN = missing; series may appear later).
+
+        Returns the anomalies firing at t (score at least `Settings.clear`), at most one per
+        series, sorted by score (highest first). `started_at` is when the episode began; an
+        episode that began inside a change's settle window (or fires in a maintenance window)
+        is `expected` with the reason; once it outlasts the window it is reported with
+        `expected=False` and the reason says so.
+        """
+        ctx = context or context_mod.Context()
+        rows = [self._row(key) for key in values]
+        x = np.full(self._bank.size, np.nan)
+        if rows:
+            x[rows] = np.fromiter((float(v) for v in values.values()), float, len(rows))
+        dt = 1.0
+        if self._last_t is not None and t > self._last_t:
+            dt = t - self._last_t
+        self._last_t = t
+        step = self._bank.step(t, x, dt)
+
+        found: list[model.Anomaly] = []
+        shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
+        for i in np.flatnonzero(shown):
+            found.append(self._anomaly(int(i), t, float(x[i]), dt=dt, step=step, ctx=ctx))
+        found.sort(key=lambda a: (-a.score, a.service, a.metric))
+        return found
+
+    def _anomaly(
+        self, i: int, t: float, observed: float, *, dt: float, step: core.Step,
+        ctx: context_mod.Context,
+    ) -> model.Anomaly:
+        service, metric = self._keys[i]
+        detector = core.DETECTORS[int(step.detector[i])]
+        started = float(step.start[i])
+        baseline = float(step.base[i])
+        if detector == "trend":
+            limit = self.settings.limit(metric)
+            ttl_s = float(step.ttl_ticks[i]) * dt
+            text = explain.trend(
+                metric, float(step.slope[i]) / dt, baseline, observed,
+                limit=limit, ttl_s=ttl_s if math.isfinite(ttl_s) else math.inf,
+            )
+        else:
+            z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
+            text = explain.level(metric, detector, baseline, observed, z)
+        verdict = context_mod.judge(ctx, service, started, t)
+        if verdict.reason:
+            text += f" ({verdict.reason})"
+        return model.Anomaly(
+            id=model.AnomalyId(f"{service}/{metric}/{started:.3f}"),
+            service=service,
+            metric=metric,
+            detector=detector,
+            started_at=started,
+            detected_at=t,
+            score=round(float(step.score[i]), 4),
+            baseline=baseline,
+            observed=observed,
+            explanation=text,
+            expected=verdict.expected,
+            expected_reason=verdict.reason,
+        )

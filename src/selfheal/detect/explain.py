@@ -1,0 +1,56 @@
+"""Human sentences for anomalies: values in their units, slopes, time to the limit.
+
+Called by `Detector` for the few series that fire; pure string formatting.
+"""
+
+from __future__ import annotations
+
+import math
+
+_MIB = 1024.0 * 1024.0
+
+
+def fmt(metric: str, value: float) -> str:
+    """A value of `metric` in the unit a human reads (MiB, ms, %)."""
+    if not math.isfinite(value):
+        return str(value)
+    if metric.endswith("_bytes"):
+        return f"{value / _MIB:.1f} MiB"
+    if metric.endswith("_ratio"):
+        return f"{value * 100:.2f}%"
+    if metric.endswith("_s") and abs(value) < 10:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.4g}"
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def trend(
+    metric: str, slope_per_s: float, baseline: float, observed: float, *,
+    limit: float | None, ttl_s: float,
+) -> str:
+    verb = "rising" if slope_per_s > 0 else "falling"
+    text = (
+        f"{metric} {verb} {fmt(metric, abs(slope_per_s))}/s against a baseline of "
+        f"{fmt(metric, baseline)} (now {fmt(metric, observed)})"
+    )
+    if limit is not None and math.isfinite(ttl_s):
+        text += f"; ~{fmt_duration(ttl_s)} to the {fmt(metric, limit)} limit"
+    return text
+
+
+def level(metric: str, detector: str, baseline: float, observed: float, z: float) -> str:
+    verb = "above" if observed >= baseline else "below"
+    what = "spike" if detector == "spike" else "level shift"
+    return (
+        f"{metric} {what}: {fmt(metric, observed)}, {verb} its baseline of "
+        f"{fmt(metric, baseline)} by {abs(z):.1f} robust standard deviations"
+    )

@@ -1,0 +1,77 @@
+"""Per-service fusion: weigh one signal's anomaly with the service's other signals.
+
+The engine calls `fuse` after `Detector.update` each tick and opens an incident for every
+service whose finding says so. Expected anomalies (inside a settle or maintenance window) are
+kept on the finding for the record but weigh nothing. Pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping, Sequence
+
+from selfheal import model
+
+DEFAULT_WEIGHTS: Mapping[str, float] = types.MappingProxyType(
+    {
+        "rss_bytes": 1.0,
+        "p99_latency_s": 1.0,
+        "error_ratio": 1.0,
+        "gc_pause_s": 0.7,
+        "request_rate": 0.5,
+    }
+)
+"""How much one metric's anomaly counts on its own (traffic alone is rarely an incident)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceFinding:
+    """The fused view of one service at one tick."""
+
+    service: str
+    score: float
+    """1 - prod(1 - weight * score) over the service's non-expected anomalies, in [0, 1]."""
+    open_incident: bool
+    anomalies: tuple[model.Anomaly, ...]
+    """The non-expected anomalies that were weighed, strongest first."""
+    expected: tuple[model.Anomaly, ...]
+    summary: str
+
+
+def fuse(
+    anomalies: Sequence[model.Anomaly],
+    *,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+    default_weight: float = 0.8,
+    open_threshold: float = 0.7,
+) -> list[ServiceFinding]:
+    """One finding per service that has anomalies, highest fused score first.
+
+    A single strong signal (score >= `open_threshold`) opens an incident; weaker ones open one
+    only when another signal of the same service corroborates them.
+    """
+    by_service: dict[str, list[model.Anomaly]] = {}
+    for a in anomalies:
+        by_service.setdefault(a.service, []).append(a)
+    findings = []
+    for service, items in by_service.items():
+        live = sorted((a for a in items if not a.expected), key=lambda a: -a.score)
+        quiet = tuple(a for a in items if a.expected)
+        keep = 1.0
+        for a in live:
+            w = min(1.0, max(0.0, weights.get(a.metric, default_weight)))
+            keep *= 1.0 - w * min(1.0, max(0.0, a.score))
+        score = 1.0 - keep
+        opened = bool(live) and score >= open_threshold
+        if live:
+            summary = f"{service}: " + "; ".join(
+                f"{a.metric} {a.detector} ({a.score:.2f})" for a in live
+            )
+        else:
+            summary = f"{service}: only expected anomalies ({len(quiet)})"
+        findings.append(
+            ServiceFinding(service, round(score, 4), opened, tuple(live), quiet, summary)
+        )
+    findings.sort(key=lambda f: (-f.score, f.service))
+    return findings

@@ -1,0 +1,99 @@
+"""The one configuration object of the detection engine, with the product defaults.
+
+`Settings` is built once (from the config file or the CLI) and passed down to `Detector` and
+to the vectorised core; nothing here reads the environment. Windows are counted in ticks so the
+same configuration works at 1 s (the demo) and at 5 min (NAB) per tick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+
+MIB = 1024.0 * 1024.0
+
+DEFAULT_DIRECTIONS: Mapping[str, int] = types.MappingProxyType(
+    {
+        "rss_bytes": +1,
+        "p99_latency_s": +1,
+        "error_ratio": +1,
+        "gc_pause_s": +1,
+        "request_rate": 0,
+    }
+)
+"""metric -> +1 (only rises are bad), -1 (only falls are bad), 0 (both)."""
+
+DEFAULT_LIMITS: Mapping[str, float] = types.MappingProxyType({"rss_bytes": 512.0 * MIB})
+"""metric -> the hard limit a trend is forecast against (memory limit, disk size...)."""
+
+DEFAULT_MIN_SCALE: Mapping[str, float] = types.MappingProxyType(
+    {
+        "rss_bytes": 1.0 * MIB,
+        "p99_latency_s": 0.005,
+        "error_ratio": 0.02,
+        "gc_pause_s": 0.005,
+        "request_rate": 1.0,
+    }
+)
+"""metric -> the smallest deviation worth a z-score of one (noise floor of a flat series)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every knob of detection; the defaults are the product defaults (used by the demo)."""
+
+    warmup_ticks: int = 10
+    """Valid points a series needs before it may fire (the demo has ~20 ticks of baseline)."""
+    directions: Mapping[str, int] = dataclasses.field(default_factory=lambda: DEFAULT_DIRECTIONS)
+    limits: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_LIMITS)
+    min_scale: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_MIN_SCALE)
+    default_direction: int = 0
+    rel_floor: float = 0.01
+    """Deviations smaller than this fraction of the level never count as anomalous."""
+
+    # Robust baseline (level + mean absolute deviation, Huber-clipped updates).
+    alpha_level: float = 0.02
+    alpha_benign: float = 0.3
+    huber_c: float = 3.0
+    outlier_learn: float = 0.1
+    """Fraction of the learning rate at which points beyond huber_c teach the scale."""
+    z_spike: float = 6.0
+    """z-score at which a single point scores 0.5 (fires)."""
+
+    # Change points: two-sided CUSUM on the robust z-score.
+    cusum_k: float = 1.5
+    cusum_h: float = 10.0
+    cusum_cap: float = 2.0
+    """The CUSUM is capped at cusum_cap * cusum_h (bounded memory of a long episode)."""
+
+    # Slow trends: exponentially weighted linear regression.
+    trend_lambda: float = 0.95
+    trend_t: float = 8.0
+    """t-statistic of the slope at which a trend may fire."""
+    trend_horizon_ticks: int = 600
+    trend_rel: float = 0.25
+    """A trend fires when it moves the series by this fraction of its level over the horizon."""
+    ttl_horizon_s: float = 3600.0
+    """A trend that reaches its limit sooner than this fires, however small it looks."""
+
+    # Seasonality: a profile of the level by phase of a period in seconds (0 = off).
+    season_period_s: float = 0.0
+    season_bins: int = 24
+    alpha_season: float = 0.1
+
+    # Firing with hysteresis, and re-baselining after a benign move.
+    fire: float = 0.5
+    clear: float = 0.3
+    clear_ticks: int = 3
+    rebaseline_ticks: int = 3
+
+    def direction(self, metric: str) -> int:
+        return int(self.directions.get(metric, self.default_direction))
+
+    def limit(self, metric: str) -> float | None:
+        value = self.limits.get(metric)
+        return None if value is None else float(value)
+
+    def floor(self, metric: str) -> float:
+        return float(self.min_scale.get(metric, 0.0))

@@ -1,0 +1,130 @@
+"""The detector on a demo-shaped stream: quiet baseline, expected during the settle window,
+the leak reported after it, silence after the rollback, and per-service fusion."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfheal import detect, model
+
+sys.path.insert(0, str(Path(__file__).parent))
+import detect_demo_stream as ds
+
+SETTLE = 15.0
+
+
+def _run(sc: ds.Scenario) -> list[tuple[float, list[model.Anomaly], list[detect.ServiceFinding]]]:
+    detector = detect.Detector(detect.Settings())
+    out = []
+    for t, values in ds.stream(sc):
+        ctx = detect.Context(changes=sc.changes(t), settle_s=SETTLE)
+        found = detector.update(t, values, ctx)
+        out.append((t, found, detect.fuse(found)))
+    return out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("seed", range(4))
+def test_demo_stream(seed: int) -> None:
+    sc = ds.Scenario(seed=seed)
+    ticks = _run(sc)
+    settle_end = sc.deploy_t + SETTLE
+
+    baseline = [a for t, found, _ in ticks if t < sc.deploy_t for a in found]
+    assert baseline == [], f"fired on the steady baseline: {baseline[:3]}"
+
+    during = [a for t, found, _ in ticks if sc.deploy_t <= t <= settle_end for a in found]
+    assert during, "the deploy's disturbance was not seen at all"
+    assert all(a.expected and "chg-1" in a.expected_reason for a in during)
+    assert not any(f.open_incident for t, _, fs in ticks if t <= settle_end for f in fs)
+
+    leak = [
+        (t, a) for t, found, _ in ticks if settle_end < t < sc.rollback_t for a in found
+        if a.service == "auth" and a.metric == "rss_bytes"
+    ]
+    assert leak, "the memory leak was never reported after the settle window"
+    first_t, first = leak[0]
+    assert first_t - settle_end <= 10
+    assert not first.expected
+    assert first.detector == "trend"
+    assert "outlasted" in first.explanation
+    # the slope (MiB/s) in the explanation is close to the simulated leak rate
+    slope = float(first.explanation.split(" rising ")[1].split(" MiB/s")[0])
+    assert slope == pytest.approx(sc.leak_mb_per_s * ds.MB / 2**20, rel=0.2)
+    assert "to the 512.0 MiB limit" in first.explanation
+    opened = [f for t, _, fs in ticks if settle_end < t < sc.rollback_t for f in fs]
+    assert any(f.service == "auth" and f.open_incident for f in opened)
+    assert all(f.service == "auth" for f in opened if f.open_incident)
+
+    # after the rollback: no fall reported for a +1 metric, re-baselined within 20 ticks
+    after = [
+        a for t, found, _ in ticks if t > sc.rollback_t + 20 for a in found if not a.expected
+    ]
+    assert after == [], f"still firing after recovery: {after[:3]}"
+    falls = [
+        a for t, found, _ in ticks if t >= sc.rollback_t for a in found
+        if a.metric == "rss_bytes" and a.observed < a.baseline
+    ]
+    assert falls == []
+
+
+@pytest.mark.timeout(30)
+def test_steady_baseline_is_quiet_for_long() -> None:
+    sc = ds.Scenario(baseline_s=300, leak_s=0, recovery_s=0, deploy=False, seed=11)
+    fired = [a for _, found, _ in _run(sc) for a in found]
+    assert fired == []
+
+
+def _spike_run(with_deploy: bool) -> list[detect.ServiceFinding]:
+    detector = detect.Detector(detect.Settings())
+    deploy = model.Change(model.ChangeId("chg-9"), 40.0, "auth", "deploy", "ci", "deploy auth")
+    findings: list[detect.ServiceFinding] = []
+    sc = ds.Scenario(baseline_s=60, leak_s=0, recovery_s=0, deploy=False, seed=3)
+    for t, values in ds.stream(sc):
+        if 42.0 <= t <= 46.0:
+            values[("auth", "p99_latency_s")] = 0.8
+            values[("auth", "error_ratio")] = 0.4
+        ctx = detect.Context(changes=(deploy,) if with_deploy and t >= 40 else ())
+        findings += detect.fuse(detector.update(t, values, ctx))
+    return findings
+
+
+@pytest.mark.timeout(30)
+def test_spike_during_deploy_is_expected_but_not_without() -> None:
+    with_deploy = _spike_run(with_deploy=True)
+    assert with_deploy, "the spike was not seen"
+    assert not any(f.open_incident for f in with_deploy)
+    assert all(a.expected for f in with_deploy for a in f.expected + f.anomalies)
+    without = _spike_run(with_deploy=False)
+    assert any(f.service == "auth" and f.open_incident for f in without)
+
+
+@pytest.mark.timeout(30)
+def test_missing_and_late_series() -> None:
+    detector = detect.Detector(detect.Settings())
+    for i in range(50):
+        values = {("a", "rss_bytes"): 25e6 if i % 7 else math.nan}
+        if i >= 20:
+            values[("b", "p99_latency_s")] = 0.01
+        assert detector.update(float(i), values, detect.Context()) == []
+    assert set(detector.series) == {("a", "rss_bytes"), ("b", "p99_latency_s")}
+
+
+def test_fuse_weighs_signals() -> None:
+    def anomaly(metric: str, score: float, expected: bool = False) -> model.Anomaly:
+        return model.Anomaly(model.AnomalyId(metric), "svc", metric, "spike", 0.0, 1.0,
+                             score, 1.0, 2.0, "x", expected=expected)
+
+    one_weak = detect.fuse([anomaly("p99_latency_s", 0.55)])
+    assert not one_weak[0].open_incident
+    two_weak = detect.fuse([anomaly("p99_latency_s", 0.55), anomaly("error_ratio", 0.55)])
+    assert two_weak[0].open_incident
+    assert two_weak[0].score > one_weak[0].score
+    expected = detect.fuse([anomaly("rss_bytes", 0.99, expected=True)])
+    assert not expected[0].open_incident and expected[0].score == 0.0
+    strong = detect.fuse([anomaly("rss_bytes", 0.95)])
+    assert strong[0].open_incident
