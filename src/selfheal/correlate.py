@@ -1,36 +1,30 @@
-"""Correlation: firing anomalies become incidents, one per affected service at a time.
+"""Correlation: fused per-service findings become incidents, one per service at a time.
 
-Pure. The runtime passes the anomalies firing now, the services that already have an open
-incident, and the services in a post-incident quiet period. Expected anomalies (inside a
-change's settle window or a maintenance window) never open an incident.
+Pure. Detection (`detect.fuse`) has already weighed each service's signals together; this stage
+decides which findings open an incident: not when the service already has an open incident,
+nor during the quiet period after one ended (its own remedy's settle window).
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from selfheal import model
+from selfheal import detect, model
 
 
-def correlate(anomalies: Sequence[model.Anomaly], *, open_services: Collection[str],
-              quiet_until: Mapping[str, float], now: float, min_score: float,
+def correlate(findings: Sequence[detect.ServiceFinding], *, open_services: Collection[str],
+              quiet_until: Mapping[str, float], now: float,
               new_id: Callable[[], model.IncidentId]) -> list[model.Incident]:
-    by_service: dict[str, list[model.Anomaly]] = collections.defaultdict(list)
-    for a in anomalies:
-        if not a.expected and a.score >= min_score:
-            by_service[a.service].append(a)
     out = []
-    for service, found in sorted(by_service.items()):
-        if service in open_services or quiet_until.get(service, 0.0) > now:
+    for f in sorted(findings, key=lambda f: f.service):
+        if not f.open_incident or f.service in open_services:
             continue
-        # Related anomalies of the same tick on the same service travel with the incident.
-        related = sorted((a for a in anomalies if a.service == service),
-                         key=lambda a: (-a.score, a.metric))
-        lead = max(found, key=lambda a: a.score)
-        signals = ", ".join(sorted({a.metric for a in found}))
+        if quiet_until.get(f.service, 0.0) > now:
+            continue
+        lead = f.anomalies[0]
+        signals = ", ".join(sorted({a.metric for a in f.anomalies}))
         out.append(model.Incident(
-            id=new_id(), service=service, opened_at=now,
-            title=f"{service}: {lead.metric} anomalous ({signals})",
-            anomalies=tuple(related)))
+            id=new_id(), service=f.service, opened_at=now,
+            title=f"{f.service}: {lead.metric} anomalous ({signals})",
+            anomalies=tuple(f.anomalies) + tuple(f.expected)))
     return out

@@ -1,14 +1,21 @@
 """Entry point of the `selfheal` command: builds the Typer application from its parts.
 
-Every sub-command group is registered here explicitly; errors of ours (`SelfhealError`) are
-turned into one clear line and an exit code at this boundary, never a traceback.
+Every sub-command is registered here explicitly; errors of ours (`SelfhealError`) are turned
+into one clear line and an exit code at this boundary, never a traceback.
 """
 
 from __future__ import annotations
 
-import typer
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from selfheal.cli import bench
+import typer
+from rich.console import Console
+
+from selfheal import errors
+from selfheal.cli import bench, demo_cmd, records
 
 app = typer.Typer(
     name="selfheal",
@@ -16,9 +23,44 @@ app = typer.Typer(
     "and writes down every step.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(fn: F) -> F:
+    """Our own errors become one line on stderr: exit 2 for bad input, 1 otherwise."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.ConfigError as exc:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except errors.LedgerCorrupt as exc:
+            Console(stderr=True).print(f"[red]ledger corrupt:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except errors.SelfhealError as exc:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+app.command("demo")(guarded(demo_cmd.demo))
+app.command("incidents")(guarded(records.incidents))
+app.command("show")(guarded(records.show))
+ledger_app = typer.Typer(help="Inspect the tamper-evident ledger.", no_args_is_help=True)
+ledger_app.command("verify")(guarded(records.ledger_verify))
+app.add_typer(ledger_app, name="ledger")
 app.add_typer(bench.app, name="bench")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -43,7 +43,6 @@ class Executor:
                                      started_at=started, finished_at=self._clock(),
                                      status=model.ExecutionStatus.FAILED, detail=str(exc))
         else:
-            self._store.add_change(change)
             result = model.Execution(id=exec_id, permit_id=permit.id, action=action,
                                      started_at=started, finished_at=self._clock(),
                                      status=model.ExecutionStatus.SUCCEEDED, detail=change.what)

@@ -100,16 +100,20 @@ def derive(history: Mapping[str, Sequence[Snapshot]], target_of: Mapping[str, po
         target = target_of[replica]
         new = snaps[-1]
         old = next((s for s in snaps if s.t >= t - window_s), None)
-        old = old if old is not new else None
-        span = (new.t - old.t) if old is not None else window_s
+        if old is None or old is new:
+            # One scrape gives no rate: say only what a single scrape can say.
+            out.append(model.Sample(t=t, service=target.service, metric="rss_bytes",
+                                    value=new.rss, replica=replica, version=target.version))
+            continue
+        span = new.t - old.t
         reqs, errs, gc_s, bucket_d = _delta(new, old)
         per_service[target.service].append((reqs, errs, gc_s, bucket_d, span, new.rss))
         values = {
             "rss_bytes": new.rss,
             "p99_latency_s": quantile(0.99, sorted(bucket_d.items())),
             "error_ratio": errs / reqs if reqs else math.nan,
-            "request_rate": reqs / span if span > 0 else math.nan,
-            "gc_pause_s": gc_s / span if span > 0 else math.nan,
+            "request_rate": reqs / span,
+            "gc_pause_s": gc_s / span,
         }
         out.extend(model.Sample(t=t, service=target.service, metric=m, value=v, replica=replica,
                                 version=target.version) for m, v in values.items())
@@ -120,14 +124,14 @@ def derive(history: Mapping[str, Sequence[Snapshot]], target_of: Mapping[str, po
         for r in rows:
             for le, c in r[3].items():
                 merged[le] += c
-        span = max(r[4] for r in rows)
+        span = max(r[4] for r in rows)  # > 0: each row spans two distinct scrapes
         rss = [r[5] for r in rows if not math.isnan(r[5])]
         values = {
             "rss_bytes": sum(rss) / len(rss) if rss else math.nan,
             "p99_latency_s": quantile(0.99, sorted(merged.items())),
             "error_ratio": errs / reqs if reqs else math.nan,
-            "request_rate": reqs / span if span > 0 else math.nan,
-            "gc_pause_s": sum(r[2] for r in rows) / span if span > 0 else math.nan,
+            "request_rate": reqs / span,
+            "gc_pause_s": sum(r[2] for r in rows) / span,
         }
         out.extend(model.Sample(t=t, service=service, metric=m, value=v)
                    for m, v in values.items())

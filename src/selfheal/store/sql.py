@@ -133,10 +133,11 @@ class SqlStore:
                        samples.c.replica == replica, samples.c.t >= start, samples.c.t <= end)
                 .order_by(samples.c.t))
         with self.engine.connect() as conn:
-            return [model.Sample(t=r.t, service=service, metric=metric,
-                                 value=float("nan") if r.value is None else r.value,
-                                 replica=r.replica, version=r.version)
-                    for r in conn.execute(stmt)]
+            # Row.t is SQLAlchemy's tuple view, so columns are unpacked by position.
+            return [model.Sample(t=t, service=service, metric=metric,
+                                 value=float("nan") if value is None else value,
+                                 replica=rep, version=ver)
+                    for t, value, rep, ver in conn.execute(stmt)]
 
     def series_names(self, start: float, end: float) -> list[tuple[str, str]]:
         """Service-level (service, metric) pairs with data in the window."""
@@ -158,8 +159,9 @@ class SqlStore:
         if service is not None:
             stmt = stmt.where(logs.c.service == service)
         with self.engine.connect() as conn:
-            return [model.LogRecord(t=r.t, service=r.service, level=r.level, message=r.message,
-                                    replica=r.replica) for r in conn.execute(stmt)]
+            return [model.LogRecord(t=m["t"], service=m["service"], level=m["level"],
+                                    message=m["message"], replica=m["replica"])
+                    for m in conn.execute(stmt).mappings()]
 
     def add_change(self, change: model.Change) -> None:
         with self.engine.begin() as conn:
@@ -172,9 +174,10 @@ class SqlStore:
         stmt = sa.select(changes).where(changes.c.t >= start, changes.c.t <= end) \
             .order_by(changes.c.t)
         with self.engine.connect() as conn:
-            return [model.Change(id=model.ChangeId(r.id), t=r.t, service=r.service, kind=r.kind,
-                                 who=r.who, what=r.what, from_version=r.from_version,
-                                 to_version=r.to_version) for r in conn.execute(stmt)]
+            return [model.Change(id=model.ChangeId(m["id"]), t=m["t"], service=m["service"],
+                                 kind=m["kind"], who=m["who"], what=m["what"],
+                                 from_version=m["from_version"], to_version=m["to_version"])
+                    for m in conn.execute(stmt).mappings()]
 
     # -- incidents -------------------------------------------------------------------------
 

@@ -1,0 +1,102 @@
+"""`selfheal demo`: the product in one command, narrated live.
+
+Starts the demo shop on real processes, breaks `auth` with a bad deploy and lets selfheal heal
+it. Narrates each stage as it happens with a progress bar while it waits; with `--json` the
+narration goes to stderr and stdout carries exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from selfheal import config as config_mod
+from selfheal import policy
+from selfheal.cli import render
+from selfheal.engine import controller as controller_mod
+from selfheal.engine import demo as demo_mod
+
+
+def demo(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (the "
+                                           "result) as the last line of stdout.")] = False,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (see README, "
+                                                "'Configuration').")] = None,
+    policy_file: Annotated[Path | None, typer.Option("--policy", help="YAML policy file; "
+                                                     "default: the built-in policy, which "
+                                                     "allows autonomous rollback.")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where state, logs, the ledger and "
+                                                 "postmortems go (default .selfheal).")] = None,
+) -> None:
+    """Run the demo: a shop of 5 services on real processes gets a bad deploy of auth
+    (v1.2.1 leaks memory); selfheal detects, diagnoses, rolls back on a canary first,
+    verifies, and writes the postmortem. Takes about 90 seconds.
+    """
+    cfg = config_mod.load(config)
+    if workdir is not None:
+        cfg = cfg.model_copy(update={"workdir": workdir})
+    pol_path = policy_file or cfg.policy
+    pol = policy.load(pol_path) if pol_path else policy.parse(policy.default_text(),
+                                                              "<built-in policy>")
+    demo_mod.check_ready(cfg)
+    console = Console(stderr=json_out, highlight=False)
+    console.print(f"[bold]selfheal demo[/bold] — scenario [cyan]{demo_mod.SCENARIO}[/cyan]; "
+                  f"state in {cfg.workdir}/, policy {pol.source} (sha256 {pol.hash[:12]})")
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        TimeElapsedColumn(), console=console, transient=True)
+    current: dict[str, object] = {}
+
+    def on_event(e: controller_mod.Event) -> None:
+        render.stage_line(console, e.t, e.stage, e.message)
+        explanation = e.data.get("explanation")
+        if explanation:
+            console.print(f"{'':19}[dim]{explanation}[/dim]")
+        for line in e.data.get("evidence") or []:
+            console.print(f"{'':19}[dim]• {line}[/dim]")
+
+    def on_phase(name: str, seconds: float) -> None:
+        for task in progress.tasks:
+            progress.remove_task(task.id)
+        total = seconds if seconds > 0 else None
+        current["task"] = progress.add_task(name, total=total)
+        current["start"] = time.monotonic()
+        current["total"] = seconds
+
+    async def ticker() -> None:
+        while True:
+            task = current.get("task")
+            if task is not None and current.get("total"):
+                progress.update(task, completed=time.monotonic() - float(current["start"]))  # type: ignore[arg-type]
+            await asyncio.sleep(0.2)
+
+    async def main() -> demo_mod.Result:
+        tick = asyncio.create_task(ticker())
+        try:
+            with progress:
+                return await demo_mod.run(cfg, pol, on_event, on_phase)
+        finally:
+            tick.cancel()
+
+    result = asyncio.run(main())
+    summary = result.summary()
+    if not result.finished:
+        console.print("[bold red]The demo did not finish in time[/bold red] "
+                      f"(timeout {cfg.demo.timeout_s:.0f} s).")
+    elif summary["verified"]:
+        console.print(f"[bold green]Healed.[/bold green] {demo_mod.BAD_SERVICE} recovered and "
+                      f"verified {summary['mttr_s']} s after the bad deploy.")
+    else:
+        console.print("[bold yellow]Escalated to a human.[/bold yellow] See the postmortem.")
+    console.print(f"Postmortem: {summary['postmortem']}")
+    console.print(f"Ledger:     {summary['ledger']}  (check it: selfheal ledger verify --db "
+                  f"{summary['ledger']})")
+    if json_out:
+        render.print_json(summary)
+    if not result.finished:
+        raise typer.Exit(1)

@@ -1,0 +1,170 @@
+"""The scribe: writes an incident's postmortem from its ledger entries alone.
+
+Pure: the same ledger gives the same Markdown, so a postmortem can be regenerated (and
+checked) from the tamper-evident record at any time. Called by the runtime when an incident
+ends, resolved or escalated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from selfheal import model
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _clock(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%H:%M:%S")
+
+
+def _stamp(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _first(entries: Sequence[model.LedgerEntry], kind: str) -> Mapping[str, Any] | None:
+    return next((e.payload for e in entries if e.kind == kind), None)
+
+
+def _describe_action(a: Mapping[str, Any]) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in a.get("params", []))
+    return f"{a.get('kind')} {a.get('service')}" + (f" ({params})" if params else "")
+
+
+def _timeline_line(e: model.LedgerEntry) -> str:
+    p = e.payload
+    if e.kind == "incident.opened":
+        inc = p["incident"]
+        return f"Incident opened: {inc['title']}"
+    if e.kind == "diagnosis":
+        hyps = p["diagnosis"]["hypotheses"]
+        if not hyps:
+            return "Diagnosis: no hypothesis"
+        h = hyps[0]
+        return f"Diagnosis: {h['service']} {h['fault']} (p={h['probability']:.2f})"
+    if e.kind == "plan":
+        steps = "; ".join(_describe_action(s) for s in p["plan"]["steps"])
+        return f"Plan proposed: {steps}"
+    if e.kind == "decision":
+        d = p["decision"]
+        return f"Policy gate: {d['verdict']} by rule `{d['rule']}`"
+    if e.kind == "execution.intent":
+        return f"About to run ({p['phase']}): {_describe_action(p['action'])}"
+    if e.kind == "execution.result":
+        x = p["execution"]
+        return f"Ran ({p['phase']}): {x['status']} — {x['detail']}"
+    if e.kind in ("verification", "verification.canary"):
+        v = p["verification"]
+        name = "Canary check" if e.kind.endswith("canary") else "Verification"
+        return f"{name}: {'passed' if v['passed'] else 'FAILED'}"
+    if e.kind == "outcome":
+        return "Resolved and verified"
+    if e.kind == "escalation":
+        return f"Escalated to a human: {p['reason']}"
+    return e.kind
+
+
+def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
+               topology: Mapping[str, Sequence[str]]) -> str:
+    diag = (_first(entries, "diagnosis") or {}).get("diagnosis", {})
+    hyps = diag.get("hypotheses", [])
+    top = hyps[0] if hyps else None
+    plan = (_first(entries, "plan") or {}).get("plan")
+    decision = (_first(entries, "decision") or {}).get("decision")
+    ver = (_first(entries, "verification") or {}).get("verification")
+    canary = (_first(entries, "verification.canary") or {}).get("verification")
+    escalation = _first(entries, "escalation")
+    resolved = _first(entries, "outcome") is not None
+    lines = [f"# Postmortem: {incident.title}", ""]
+    lines += [f"- **Incident:** `{incident.id}` on `{incident.service}`, opened "
+              f"{_stamp(incident.opened_at)}",
+              "- **Outcome:** " + ("resolved automatically and verified" if resolved
+                                   else "escalated to a human"),
+              "- **Written by:** selfheal, from the ledger entries below "
+              "(regenerate and compare with `selfheal ledger verify`)", ""]
+    lines += ["## Root cause", ""]
+    if top is not None:
+        lines.append(f"{top.get('summary') or top['service'] + ': ' + top['fault']} "
+                     f"(confidence {top['probability']:.0%}"
+                     f"{'' if diag.get('sufficient') else ', evidence insufficient'}).")
+    else:
+        lines.append("Unknown: no hypothesis was supported by the evidence.")
+    if diag.get("missing"):
+        lines.append("")
+        lines.append("Missing evidence: " + "; ".join(diag["missing"]) + ".")
+    lines += ["", "## Timeline (UTC)", "", "| time | event |", "|---|---|"]
+    lines += [f"| {_clock(e.ts)} | {_timeline_line(e).replace('|', '/')} |" for e in entries
+              if e.kind != "postmortem"]
+    lines += ["", "## Evidence", ""]
+    if top is not None:
+        for ev in top.get("evidence_for", []):
+            lines.append(f"- **{ev['kind']}** ({ev['investigator']}, strength "
+                         f"{ev['strength']:.2f}): {ev['observation']}  \n  query: `{ev['query']}`")
+        for ev in top.get("evidence_against", []):
+            lines.append(f"- against — **{ev['kind']}**: {ev['observation']}")
+        others = [f"{h['service']} {h['fault']} (p={h['probability']:.2f})" for h in hyps[1:4]]
+        if others:
+            lines += ["", "Other hypotheses considered: " + "; ".join(others) + "."]
+    else:
+        lines.append("- none")
+    lines += ["", "## Actions", ""]
+    if plan is not None:
+        lines.append(f"- Plan: {'; '.join(_describe_action(s) for s in plan['steps'])} — "
+                     f"{plan['rationale']}")
+        if plan.get("inverse"):
+            lines.append("- Inverse (prepared before acting): "
+                         + "; ".join(_describe_action(s) for s in plan["inverse"]))
+    if decision is not None:
+        lines.append(f"- Policy gate: **{decision['verdict']}** by rule `{decision['rule']}` "
+                     f"(policy sha256 `{decision['policy_hash'][:12]}`): {decision['reason']}")
+    for e in entries:
+        if e.kind == "execution.result":
+            x = e.payload["execution"]
+            lines.append(f"- {_clock(x['started_at'])} {e.payload['phase']}: "
+                         f"{_describe_action(x['action'])} → {x['status']} "
+                         f"({x['finished_at'] - x['started_at']:.1f} s)")
+    if plan is None and decision is None:
+        lines.append("- none: selfheal did not act")
+    lines += ["", "## Verification", ""]
+    for name, v in (("Canary", canary), ("Service", ver)):
+        if v is None:
+            continue
+        lines.append(f"- {name}: **{'passed' if v['passed'] else 'failed'}**")
+        lines += [f"  - {c['detail']}" for c in v["checks"]]
+    if ver is None and canary is None:
+        lines.append("- not reached")
+    lines += ["", "## Follow-ups", ""]
+    lines += _follow_ups(top, plan, escalation, topology)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _follow_ups(top: Mapping[str, Any] | None, plan: Mapping[str, Any] | None,
+                escalation: Mapping[str, Any] | None,
+                topology: Mapping[str, Sequence[str]]) -> list[str]:
+    out = []
+    if escalation is not None:
+        out.append(f"- [ ] A human must take over: {escalation['reason']}")
+    if top is not None and plan is not None:
+        step = plan["steps"][0]
+        params = dict(step.get("params", []))
+        if step["kind"] == "rollback":
+            bad, good = params.get("from_version"), params.get("to_version")
+            out.append(f"- [ ] Revert the commit behind {step['service']} v{bad} and release a "
+                       "fixed version")
+            out.append(f"- [ ] Keep {step['service']} on v{good} until the fix is verified "
+                       "under load")
+            if top.get("fault") in ("memory_leak", "bad_deploy"):
+                out.append(f"- [ ] Add a memory-growth check (RSS slope under steady load) to "
+                           f"{step['service']}'s release pipeline")
+    callers = sorted(c for c, callees in topology.items()
+                     if top is not None and top["service"] in callees)
+    if callers:
+        out.append(f"- [ ] Review timeouts and fallbacks of {', '.join(callers)} towards "
+                   f"{top['service'] if top else ''}")
+    return out or ["- none"]
