@@ -12,3 +12,7 @@ app = typer.Typer(
     help="Run the benchmarks: each prints a table and, with --json, one JSON object last.",
     no_args_is_help=True,
 )
+
+from selfheal.cli import bench_detect  # noqa: E402
+
+bench_detect.register(app)

@@ -41,7 +41,7 @@ _DEV_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for Gaus
 _FIELDS = (
     "n", "mu", "dev", "origin", "gp", "gn",
     "s0", "s1", "s2", "sy", "sky", "syy",
-    "benign", "quiet", "start", "base", "bscale", "floor", "limit",
+    "benign", "quiet", "start", "base", "bscale", "floor", "limit", "lm", "lv", "ln", "peak",
 )  # fmt: skip
 
 
@@ -51,6 +51,12 @@ class Step:
 
     score: F64
     """Fused score in [0, 1); 0 during warm-up and for missing values."""
+    strength: F64
+    """The strongest component's strength before squashing (1 = at its threshold)."""
+    surprise: F64
+    """The strength against the series' own history of strengths, in [0, 1)."""
+    onset: F64
+    """`surprise` where it beats every recent surprise (decaying), else 0: episode onsets."""
     detector: I8
     """Index into `DETECTORS` of the component that gave the score."""
     expected: F64
@@ -127,17 +133,20 @@ class Bank:
         return self._a["mu"][: self.size].copy()
 
     # ------------------------------------------------------------------ the tick
-    def step(self, t: float, x: npt.ArrayLike, dt: float = 1.0) -> Step:
+    def step(self, t: float | npt.ArrayLike, x: npt.ArrayLike, dt: float = 1.0) -> Step:
         """Score `x` (one value per series, NaN = missing) at time `t`, then learn from it.
 
-        `dt` is the seconds per tick, used only for the time-to-limit forecast. The score of a
-        value depends on past values only (the state is updated after scoring).
+        `t` is one time for all series or one per series (seconds; it places the value in its
+        seasonal phase and dates episodes). `dt` is the seconds per tick, used only for the
+        time-to-limit forecast. The score of a value depends on past values only: the state is
+        updated after scoring.
         """
         s = self.settings
         n_ = self.size
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (n_,):
             raise ValueError(f"expected {n_} values, got shape {x.shape}")
+        tt = np.broadcast_to(np.asarray(t, dtype=np.float64), (n_,))
         a = {k: v[:n_] for k, v in self._a.items()}
         d = self.direction[:n_]
         firing = self.firing[:n_]
@@ -151,12 +160,14 @@ class Bank:
         xv = np.where(valid, x, a["mu"])
 
         # --- seasonal offset by phase of the period
-        season_bin = -1
-        if self._season.shape[1] > 0:
-            phase = (t % s.season_period_s) / s.season_period_s
-            season_bin = min(int(phase * s.season_bins), s.season_bins - 1)
-            so = self._season[:n_, season_bin].astype(np.float64)
+        rows = np.arange(n_)
+        seasonal = self._season.shape[1] > 0
+        if seasonal:
+            phase = np.mod(tt, s.season_period_s) / s.season_period_s
+            sbin = np.minimum((phase * s.season_bins).astype(np.int64), s.season_bins - 1)
+            so = self._season[rows, sbin].astype(np.float64)
         else:
+            sbin = np.zeros(n_, dtype=np.int64)
             so = np.zeros(n_)
         expected = a["mu"] + so
 
@@ -238,10 +249,27 @@ class Bank:
         live = valid & (a["n"] >= s.warmup_ticks)
         score = np.where(live, score, 0.0)
 
+        # --- surprise: the strength against this series' own history of strengths (a noisy
+        # series routinely reaches strengths that would be news on a quiet one), and its
+        # onset: a surprise larger than any recent one (the first row of an episode)
+        ly = np.log1p(np.where(live, rmax, 0.0))
+        lsd = np.sqrt(np.maximum(a["lv"], s.surprise_min_var))
+        zl = np.where(a["ln"] >= s.surprise_min_n, (ly - a["lm"]) / lsd, 0.0)
+        zl = np.where(live, np.maximum(zl, 0.0), 0.0)
+        surprise = zl / (1.0 + zl)
+        onset = np.where(surprise > a["peak"], surprise, 0.0)
+        a["peak"][:] = np.where(valid, np.maximum(a["peak"] * s.onset_decay, surprise), a["peak"])
+        ln = a["ln"] + live
+        al = np.maximum(1.0 / np.maximum(ln, 1.0), s.alpha_surprise)
+        dl = ly - a["lm"]
+        a["lm"][:] = np.where(live, a["lm"] + al * dl, a["lm"])
+        a["lv"][:] = np.where(live, (1.0 - al) * (a["lv"] + al * dl * dl), a["lv"])
+        a["ln"][:] = ln
+
         # --- episodes with hysteresis
         fire_now = score >= s.fire
         begin = fire_now & ~firing
-        a["start"][begin] = t
+        a["start"][begin] = tt[begin]
         a["base"][begin] = expected[begin]
         a["bscale"][begin] = scale[begin]
         quiet = np.where(firing & valid & (score < s.clear), a["quiet"] + 1.0, 0.0)
@@ -263,14 +291,13 @@ class Bank:
         # outliers teach the scale only slowly, so a runaway does not pass for noise
         a_dev = np.where(np.abs(r) > lim, s.outlier_learn * alpha, alpha)
         dev = np.where(valid, a["dev"] + a_dev * (np.minimum(np.abs(r), lim) - a["dev"]), a["dev"])
-        if season_bin >= 0:
-            col = self._season[:n_, season_bin]
-            cnt = self._season_n[:n_, season_bin]
+        if seasonal:
+            col = self._season[rows, sbin].astype(np.float64)
+            cnt = self._season_n[rows, sbin]
             resid_s = np.clip(xv - mu - col, -lim, lim)
             a_s = np.maximum(1.0 / (cnt + 1.0), s.alpha_season)
-            col[:] = np.where(valid, col + a_s * resid_s, col)
-            cnt[:] = cnt + valid
-            mu = np.where(valid, mu - alpha * a_s * resid_s, mu)
+            self._season[rows, sbin] = np.where(valid, col + a_s * resid_s, col)
+            self._season_n[rows, sbin] = cnt + valid
 
         # --- re-baseline after a sustained benign move (a fall of a +1 metric, say)
         far = benign & (np.abs(z) > s.huber_c) & valid
@@ -289,7 +316,7 @@ class Bank:
             gp = np.where(reset, 0.0, gp)
             gn = np.where(reset, 0.0, gn)
             run = np.where(reset, 0.0, run)
-            if season_bin >= 0:
+            if seasonal:
                 self._season[:n_][reset] = 0.0
                 self._season_n[:n_][reset] = 0.0
 
@@ -304,6 +331,9 @@ class Bank:
 
         return Step(
             score=score,
+            strength=np.where(live, rmax, 0.0),
+            surprise=surprise,
+            onset=onset,
             detector=comp,
             expected=expected,
             scale=scale,

@@ -82,6 +82,13 @@ class Settings:
     season_bins: int = 24
     alpha_season: float = 0.1
 
+    # Surprise: strengths calibrated against the series' own history (log scale).
+    alpha_surprise: float = 0.005
+    surprise_min_n: int = 10
+    surprise_min_var: float = 1e-4
+    onset_decay: float = 0.9995
+    """Per tick decay of the recent peak surprise an onset must beat."""
+
     # Firing with hysteresis, and re-baselining after a benign move.
     fire: float = 0.5
     clear: float = 0.3

@@ -1,0 +1,266 @@
+"""The NAB benchmark: run the detection core online over a NAB-layout folder and score it.
+
+`selfheal bench nab` (cli/bench_detect.py) calls `load`, `run`, `score` and `write_results`.
+Scoring follows the rules in NAB's README (probation, scaled sigmoid, one corpus-wide threshold
+swept over every distinct score, three profiles), implemented here from those rules. Only the
+data files are read at run time; the windows are used for scoring, never by the detector.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from selfheal import errors
+from selfheal.detect import core
+from selfheal.detect import settings as settings_mod
+
+F64 = npt.NDArray[np.float64]
+
+DETECTOR_NAME = "selfheal"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    a_tp: float
+    a_fp: float
+    a_fn: float
+
+
+PROFILES = (
+    Profile("standard", 1.0, 0.11, 1.0),
+    Profile("reward_low_FP_rate", 1.0, 0.22, 1.0),
+    Profile("reward_low_FN_rate", 1.0, 0.11, 2.0),
+)
+
+PUBLISHED: tuple[tuple[str, float, float, float], ...] = (
+    ("ARTime (best published)", 78.15, 70.44, 83.10),
+    ("contextOSE", 74.05, 71.66, 76.85),
+    ("Numenta HTM", 71.21, 64.99, 75.87),
+    ("earthgecko Skyline", 56.09, 45.12, 61.37),
+    ("Random Cut Forest", 52.00, 38.28, 60.98),
+    ("Windowed Gaussian", 36.71, 21.40, 45.17),
+)
+"""The published detectors' own outputs scored by the same rules on the development half
+(from ../shared/data/nab/README.md): standard, reward_low_FP, reward_low_FN."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NabFile:
+    name: str
+    """`<category>/<file>.csv`."""
+    stamps: tuple[str, ...]
+    t: F64
+    """Seconds since the epoch, one per row."""
+    values: F64
+    windows: tuple[tuple[int, int], ...]
+    """Row ranges [start, end], inclusive."""
+
+    @property
+    def probation(self) -> int:
+        return min(math.floor(0.15 * len(self.values)), 750)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileScore:
+    profile: str
+    threshold: float
+    raw: float
+    normalized: float
+    tp: int
+    fp: int
+    fn: int
+
+
+def _seconds(stamps: Sequence[str]) -> F64:
+    arr = np.array([s.strip().replace(" ", "T") for s in stamps], dtype="datetime64[us]")
+    return arr.astype(np.int64).astype(np.float64) / 1e6
+
+
+def load(data_dir: Path) -> list[NabFile]:
+    """Every `data/<category>/<file>.csv` with its windows from `labels/combined_windows.json`."""
+    root = Path(data_dir)
+    labels_path = root / "labels" / "combined_windows.json"
+    if not (root / "data").is_dir():
+        raise errors.DataUnavailable(f"{root}: no data/ folder in NAB layout")
+    windows: dict[str, list[list[str]]] = {}
+    if labels_path.is_file():
+        windows = json.loads(labels_path.read_text())
+    files = []
+    for path in sorted((root / "data").glob("*/*.csv")):
+        name = f"{path.parent.name}/{path.name}"
+        with path.open(newline="") as fh:
+            rows = list(csv.reader(fh))[1:]
+        stamps = tuple(r[0] for r in rows)
+        t = _seconds(stamps)
+        values = np.array([float(r[1]) if r[1] else math.nan for r in rows])
+        spans = []
+        for start, end in windows.get(name, []):
+            lo, hi = _seconds([start, end])
+            idx = np.flatnonzero((t >= lo) & (t <= hi))
+            if idx.size:
+                spans.append((int(idx[0]), int(idx[-1])))
+        files.append(NabFile(name, stamps, t, values, tuple(spans)))
+    if not files:
+        raise errors.DataUnavailable(f"{root}: no CSV files under data/")
+    return files
+
+
+def nab_settings() -> settings_mod.Settings:
+    """The one configuration used for every NAB file (no per-file tuning, no labels)."""
+    return settings_mod.Settings(
+        directions={},
+        limits={},
+        min_scale={},
+        default_direction=0,
+        warmup_ticks=50,
+    )
+
+
+def run(
+    files: Sequence[NabFile],
+    settings: settings_mod.Settings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    field: str = "score",
+) -> list[F64]:
+    """Anomaly scores in [0, 1] for every row of every file, all files stepped together.
+
+    Each file is one series of one `core.Bank`; a file that has ended is fed NaN (missing),
+    which changes nothing in its state. The score of row i depends on rows 0..i only.
+    """
+    cfg = settings or nab_settings()
+    bank = core.Bank(cfg, capacity=len(files))
+    bank.add_many(len(files))
+    length = max(len(f.values) for f in files)
+    x = np.full((length, len(files)), np.nan)
+    t = np.zeros((length, len(files)))
+    for j, f in enumerate(files):
+        x[: len(f.values), j] = f.values
+        t[: len(f.t), j] = f.t
+        t[len(f.t) :, j] = f.t[-1] if len(f.t) else 0.0
+    out = np.zeros((length, len(files)))
+    step_every = max(1, length // 100)
+    for i in range(length):
+        out[i] = getattr(bank.step(t[i], x[i], dt=1.0), field)
+        if progress is not None and (i % step_every == 0 or i == length - 1):
+            progress(i + 1, length)
+    return [out[: len(f.values), j].copy() for j, f in enumerate(files)]
+
+
+def _sigma(y: F64) -> F64:
+    return np.where(y > 3.0, -1.0, 2.0 / (1.0 + np.exp(5.0 * np.minimum(y, 3.0))) - 1.0)
+
+
+def _events(f: NabFile, scores: F64, p: Profile) -> tuple[F64, F64, F64, F64]:
+    """(values, deltas) of threshold events for one file, plus the count bookkeeping.
+
+    Lowering the threshold below an event's value adds its delta to the raw score: every row
+    outside windows adds its false-positive weight; inside a window, each new running maximum
+    of the score makes that row the window's earliest detection.
+    """
+    n = len(scores)
+    prob = f.probation
+    in_window = np.full(n, -1)
+    for k, (s, e) in enumerate(f.windows):
+        in_window[s : e + 1] = k
+    idx = np.arange(n)
+    # false-positive weight of each row outside windows, from the previous window
+    fp_w = np.full(n, -p.a_fp)
+    for s, e in f.windows:
+        w = e - s + 1
+        after = idx > e
+        fp_w = np.where(
+            after, p.a_fp * _sigma(np.abs(idx - e) / max(w - 1, 1)).astype(np.float64), fp_w
+        )
+    outside = (in_window < 0) & (idx >= prob)
+    vals = [scores[outside]]
+    deltas = [fp_w[outside]]
+    tp_vals = []
+    sig1 = float(_sigma(np.array([-1.0]))[0])
+    for s, e in f.windows:
+        w = e - s + 1
+        lo = max(s, prob)
+        if lo > e:
+            continue
+        seg = scores[lo : e + 1]
+        run_max = np.maximum.accumulate(seg)
+        rec = np.flatnonzero(np.r_[True, run_max[1:] > run_max[:-1]])  # record rows, rising
+        rows = lo + rec
+        v = p.a_tp * _sigma(-(e - rows + 1) / w) / sig1
+        # lowering the threshold reaches the highest (latest) record first; each earlier
+        # record then replaces the later one as the window's earliest detection
+        nxt = np.r_[v[1:], -p.a_fn]
+        vals.append(seg[rec])
+        deltas.append(v - nxt)
+        tp_vals.extend(seg[rec].tolist())
+    return (
+        np.concatenate(vals),
+        np.concatenate(deltas),
+        np.array(tp_vals),
+        np.array([float(len(f.windows))]),
+    )
+
+
+def score(files: Sequence[NabFile], scores: Sequence[F64], p: Profile) -> ProfileScore:
+    """The NAB score of one profile, at the corpus-wide threshold that maximises it."""
+    parts = [_events(f, s, p) for f, s in zip(files, scores, strict=True)]
+    vals = np.concatenate([v for v, _, _, _ in parts])
+    deltas = np.concatenate([d for _, d, _, _ in parts])
+    n_windows = int(sum(float(c[0]) for _, _, _, c in parts))
+    base = -p.a_fn * n_windows
+    order = np.argsort(-vals, kind="stable")
+    v_sorted = vals[order]
+    cum = base + np.cumsum(deltas[order])
+    # evaluate at each distinct value: the last event of each tie group
+    last = np.r_[v_sorted[1:] != v_sorted[:-1], True]
+    cand_v = v_sorted[last]
+    cand_s = cum[last]
+    best_i = int(np.argmax(cand_s)) if cand_s.size else -1
+    if best_i < 0 or cand_s[best_i] <= base:
+        threshold, raw = math.inf, base
+    else:
+        threshold, raw = float(cand_v[best_i]), float(cand_s[best_i])
+    tp = fp = fn = 0
+    for f, s in zip(files, scores, strict=True):
+        det = (s >= threshold) & (np.arange(len(s)) >= f.probation)
+        covered = np.zeros(len(s), bool)
+        for a, b in f.windows:
+            covered[a : b + 1] = True
+            hit = bool(det[a : b + 1].any())
+            tp += hit
+            fn += not hit
+        fp += int((det & ~covered).sum())
+    perfect = p.a_tp * n_windows
+    null = -p.a_fn * n_windows
+    norm = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+    return ProfileScore(p.name, threshold, raw, norm, tp, fp, fn)
+
+
+def score_all(files: Sequence[NabFile], scores: Sequence[F64]) -> list[ProfileScore]:
+    return [score(files, scores, p) for p in PROFILES]
+
+
+def write_results(
+    out_dir: Path, files: Sequence[NabFile], scores: Sequence[F64], detector: str = DETECTOR_NAME
+) -> None:
+    """One CSV per file in NAB's results layout: `<out>/<detector>/<category>/<detector>_<file>`."""
+    for f, s in zip(files, scores, strict=True):
+        category, fname = f.name.split("/", 1)
+        path = Path(out_dir) / detector / category / f"{detector}_{fname}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        label = np.zeros(len(s), dtype=int)
+        for a, b in f.windows:
+            label[a : b + 1] = 1
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["timestamp", "value", "anomaly_score", "label"])
+            for i in range(len(s)):
+                w.writerow([f.stamps[i], repr(float(f.values[i])), f"{float(s[i]):.6f}", label[i]])

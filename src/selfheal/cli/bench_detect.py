@@ -1,0 +1,140 @@
+"""`selfheal bench nab` and `selfheal bench detect-scale`: the detection benchmarks.
+
+Registered on the bench group by `register(app)` (see cli/bench.py). Each prints a Rich table;
+with `--json` the last line of stdout is one JSON object. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from selfheal import errors
+from selfheal.bench import detect_scale, nab
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def nab_command(
+    data: Annotated[Path, typer.Option(help="NAB-layout folder: data/<category>/*.csv, labels/")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write NAB result CSVs under this folder")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
+) -> None:
+    """Run the detector online over every NAB file and score it (three profiles)."""
+    console = Console()
+    err = Console(stderr=True)
+    try:
+        files = nab.load(data)
+    except errors.SelfhealError as exc:
+        err.print(f"[red]nab:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]NAB[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{len(files)} files, one configuration", total=1)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        scores = nab.run(files, progress=tick)
+    seconds = time.perf_counter() - started
+    results = nab.score_all(files, scores)
+    if out is not None:
+        nab.write_results(out, files, scores)
+
+    table = Table(title=f"NAB: {len(files)} files, {sum(len(f.windows) for f in files)} windows")
+    table.add_column("detector")
+    for p in nab.PROFILES:
+        table.add_column(p.name, justify="right")
+    table.add_row(
+        f"[bold]{nab.DETECTOR_NAME}[/bold] (this run)",
+        *(f"[bold]{r.normalized:.2f}[/bold]" for r in results),
+    )
+    for name, *published in nab.PUBLISHED:
+        table.add_row(name, *(f"{v:.2f}" for v in published))
+    console.print(table)
+    detail = Table(title="at the corpus-wide threshold of each profile")
+    for col in ("profile", "threshold", "raw", "TP windows", "FN windows", "FP rows"):
+        detail.add_column(col, justify="right")
+    for r in results:
+        detail.add_row(
+            r.profile, f"{r.threshold:.4f}", f"{r.raw:.2f}", str(r.tp), str(r.fn), str(r.fp)
+        )
+    console.print(detail)
+    console.print(f"{sum(len(f.values) for f in files)} rows in {seconds:.1f} s")
+    if as_json:
+        _print_json(
+            {
+                "benchmark": "nab",
+                "detector": nab.DETECTOR_NAME,
+                "files": len(files),
+                "windows": sum(len(f.windows) for f in files),
+                "seconds": round(seconds, 3),
+                "scores": {r.profile: round(r.normalized, 2) for r in results},
+                "profiles": [dataclasses.asdict(r) for r in results],
+                "published": {
+                    name: dict(zip([p.name for p in nab.PROFILES], vals, strict=True))
+                    for name, *vals in nab.PUBLISHED
+                },
+            }
+        )
+
+
+def detect_scale_command(
+    series: Annotated[int, typer.Option(help="How many series to update each tick")] = 100_000,
+    ticks: Annotated[int, typer.Option(help="Timed ticks")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
+) -> None:
+    """Update N series tick by tick with the vectorised core; report updates/s and state."""
+    if series < 1 or ticks < 1:
+        Console(stderr=True).print("[red]detect-scale:[/red] --series and --ticks must be >= 1")
+        raise typer.Exit(2)
+    result = detect_scale.run(series=series, ticks=ticks)
+    table = Table(title="detection at scale (one core, NumPy)")
+    for col in ("series", "ticks", "seconds", "updates/s", "bytes/series", "firing"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{result.series:,}",
+        str(result.ticks),
+        f"{result.seconds:.2f}",
+        f"{result.updates_per_s:,.0f}",
+        f"{result.bytes_per_series:.0f}",
+        f"{100 * result.firing_fraction:.2f}%",
+    )
+    Console().print(table)
+    if as_json:
+        _print_json(
+            {
+                "series": result.series,
+                "updates_per_s": round(result.updates_per_s),
+                "bytes_per_series": round(result.bytes_per_series, 1),
+                "ticks": result.ticks,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the detection benchmarks to the `selfheal bench` group."""
+    app.command("nab")(nab_command)
+    app.command("detect-scale")(detect_scale_command)
