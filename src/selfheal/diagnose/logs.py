@@ -83,12 +83,27 @@ def fault_of(text: str) -> model.FaultKind:
     return model.FaultKind.UNKNOWN
 
 
+def covered_seconds(times: Sequence[float], lo: float, hi: float, bucket: float = 60.0) -> float:
+    """How long the log source was actually recording in [lo, hi]: buckets with any line.
+
+    A baseline may be made of disjoint stretches (fault-free data from earlier, and the minutes
+    just before the incident); rates are per recorded second, not per second of the range.
+    """
+    buckets = {int(t // bucket) for t in times if lo <= t <= hi}
+    return max(min(len(buckets) * bucket, hi - lo), 1.0)
+
+
 def service_findings(
     records: Sequence[model.LogRecord],
     window: window_mod.Window,
     settings: window_mod.Settings,
+    spans: tuple[float, float] | None = None,
 ) -> tuple[list[Finding], int, int]:
-    """Findings for one service's records, with its baseline and incident line counts."""
+    """Findings for one service's records, with its baseline and incident line counts.
+
+    `spans` are the recorded seconds of the baseline and of the incident window (default: the
+    length of each range).
+    """
     miner = _miner(settings)
     counts: dict[str, Counter[int]] = {"base": Counter(), "now": Counter()}
     errors: Counter[int] = Counter()
@@ -105,8 +120,10 @@ def service_findings(
         if record.level.upper() in ERROR_LEVELS:
             errors[cluster] += 1
     n_base, n_now = sum(counts["base"].values()), sum(counts["now"].values())
-    base_span = max(window.baseline_end - window.baseline_start, 1.0)
-    now_span = max(window.end - window.start, 1.0)
+    base_span, now_span = spans or (
+        max(window.baseline_end - window.baseline_start, 1.0),
+        max(window.end - window.start, 1.0),
+    )
     templates = {c.cluster_id: c.get_template() for c in miner.drain.clusters}
     findings: list[Finding] = []
     for cluster, template in templates.items():
@@ -182,10 +199,15 @@ class LogsInvestigator:
             by_service.setdefault(record.service, []).append(record)
         if not by_service:
             return (base.no_data(NAME, self.kind, query, "no log data: no records in window"),)
+        times = [r.t for r in window.logs]
+        spans = (
+            covered_seconds(times, window.baseline_start, window.baseline_end),
+            covered_seconds(times, window.start, window.end),
+        )
         out: list[model.Evidence] = []
         quiet: list[str] = []
         for service, records in sorted(by_service.items()):
-            findings, n_base, n_now = service_findings(records, window, settings)
+            findings, n_base, n_now = service_findings(records, window, settings, spans)
             if not findings:
                 quiet.append(service)
                 continue

@@ -1,9 +1,13 @@
 """The metrics investigator: which service's signals moved first and most, against its own baseline.
 
-Each (service, metric) series is compared with its fault-free baseline by a robust z-score
-(median and MAD, with a floor so a flat series does not make noise look infinite), in the
-direction that is bad for that kind of metric. The service's evidence is its strongest metric;
-the fault kind follows the family of the metric that moved most.
+Each (service, metric) series is compared with its fault-free baseline in log space, so a
+latency going from 5 to 50 ms and a memory going from 60 to 600 MB are the same size of move:
+the reference level is the median of the last few baseline points, the noise is the MAD of the
+whole baseline (with a floor, so a flat series does not make noise look infinite), and the
+shift is the second most extreme incident point (one outlier is noise) in the direction that is
+bad for that kind of metric. Saturation signals (CPU, memory, errors) are a service's own;
+latency and traffic also move on services that merely call a sick one, so they weigh less.
+The service's evidence is its strongest metric; the fault kind follows the metric family.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Family:
     direction: int
     fault: model.FaultKind
     priority: int
+    weight: float = 1.0
 
 
 # Order matters: the first family whose pattern occurs in the lower-cased metric name wins.
@@ -46,10 +51,13 @@ FAMILIES: tuple[Family, ...] = (
         UP,
         model.FaultKind.LATENCY,
         3,
+        0.6,
     ),
-    Family("traffic", ("request", "workload", "qps", "rps"), BOTH, model.FaultKind.OVERLOAD, 4),
+    Family(
+        "traffic", ("request", "workload", "qps", "rps"), BOTH, model.FaultKind.OVERLOAD, 4, 0.4
+    ),
 )
-OTHER = Family("other", (), BOTH, model.FaultKind.UNKNOWN, 5)
+OTHER = Family("other", (), BOTH, model.FaultKind.UNKNOWN, 5, 0.4)
 
 
 def family_of(metric: str) -> Family:
@@ -82,33 +90,50 @@ def series_shift(
 ) -> Shift | None:
     """The shift of one series, or None when its baseline or incident part is too short."""
     family = family_of(metric)
-    base = [
-        s.value
-        for s in samples
-        if window_mod.in_range(s.t, window.baseline_start, window.baseline_end)
-        and math.isfinite(s.value)
-    ]
-    now = sorted(
-        (s for s in samples if window_mod.in_range(s.t, window.start, window.end)),
+    base = sorted(
+        (
+            s
+            for s in samples
+            if window_mod.in_range(s.t, window.baseline_start, window.baseline_end)
+            and math.isfinite(s.value)
+        ),
         key=lambda s: s.t,
     )
-    now = [s for s in now if math.isfinite(s.value)]
+    now = sorted(
+        (
+            s
+            for s in samples
+            if window_mod.in_range(s.t, window.start, window.end) and math.isfinite(s.value)
+        ),
+        key=lambda s: s.t,
+    )
     if len(base) < settings.min_baseline_points or not now:
         return None
-    median = statistics.median(base)
-    mad = statistics.median(abs(v - median) for v in base)
-    scale = max(1.4826 * mad, settings.metric_rel_floor * abs(median), 1e-9)
+    magnitude = statistics.median(abs(s.value) for s in base)
+    offset = 0.01 * magnitude + 1e-12
+
+    def log(value: float) -> float:
+        return math.log(abs(value) + offset)
+
+    logs = [log(s.value) for s in base]
+    centre = statistics.median(logs)
+    noise = max(
+        1.4826 * statistics.median(abs(v - centre) for v in logs), settings.metric_log_floor
+    )
+    recent = base[-settings.metric_reference_points :]
+    reference = statistics.median(log(s.value) for s in recent)
+    median = statistics.median(s.value for s in recent)
     scored = []
     onset = None
     for sample in now:
-        delta = (sample.value - median) / scale
+        delta = (log(sample.value) - reference) / noise
         z = delta if family.direction == UP else -delta if family.direction == DOWN else abs(delta)
         scored.append((z, sample.value))
         if onset is None and z >= settings.metric_z_threshold:
             onset = sample.t
-    # One outlier is noise: with enough points, the shift is the second most extreme one.
+    # One outlier is noise: when there are several points, the shift is the second most extreme.
     scored.sort(reverse=True)
-    best_z, best_value = scored[1] if len(scored) >= settings.min_baseline_points + 2 else scored[0]
+    best_z, best_value = scored[1] if len(scored) >= 2 else scored[0]
     return Shift(service, metric, family, median, best_value, best_z, onset)
 
 
@@ -163,13 +188,24 @@ class MetricsInvestigator:
             )
         onsets = [s.onset for group in by_service.values() for s in group if s.onset is not None]
         first = min(onsets) if onsets else None
+        unique_first = (
+            sum(
+                1
+                for group in by_service.values()
+                if min((s.onset for s in group if s.onset is not None), default=None) == first
+            )
+            == 1
+        )
         out: list[model.Evidence] = []
         for service, group in sorted(by_service.items()):
             group.sort(key=lambda s: (-s.z, s.family.priority))
-            top = group[0]
-            strength = base.saturate(top.z - settings.metric_z_threshold, settings.metric_z_half)
+            strength = max(
+                s.family.weight
+                * base.saturate(s.z - settings.metric_z_threshold, settings.metric_z_half)
+                for s in group
+            )
             service_onset = min((s.onset for s in group if s.onset is not None), default=None)
-            if first is not None and service_onset == first:
+            if first is not None and service_onset == first and unique_first:
                 strength += settings.metric_earliness_bonus
             fault = _fault(group)
             listed = "; ".join(_describe(s) for s in group[:4])
@@ -204,7 +240,8 @@ class MetricsInvestigator:
 
 def _fault(group: Sequence[Shift]) -> model.FaultKind:
     """The fault the moved series suggest: a family that moved strongly, by priority."""
-    strong = [s for s in group if s.z >= 0.5 * group[0].z and s.family is not OTHER]
+    top = max(s.z * s.family.weight for s in group)
+    strong = [s for s in group if s.z * s.family.weight >= 0.5 * top and s.family is not OTHER]
     if not strong:
         return model.FaultKind.UNKNOWN
     return min(strong, key=lambda s: (s.family.priority, -s.z)).family.fault

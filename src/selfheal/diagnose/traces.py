@@ -1,8 +1,12 @@
-"""The traces investigator: self time and error origin per service along the call graph.
+"""The traces investigator: self time, network time and error origin along the call graph.
 
 A span's self time is its duration minus the time covered by its children, so a slow callee is
-not blamed on its callers; an error is attributed to the deepest erroring span (the one none of
-whose children erred). Each service's baseline spans are compared with its incident spans.
+not blamed on its callers. A span with a child in another service is a client span: its self
+time is time on the wire between the two services, counted for the call edge, not for either
+service's processing. A service whose edges (in and out) grew slow on the wire has a network
+problem; one edge only says little, since either end may be at fault. An error is attributed to
+the deepest erroring span (the one none of whose children erred). Baseline spans are compared
+with incident spans.
 """
 
 from __future__ import annotations
@@ -21,12 +25,22 @@ NAME = "traces"
 
 @dataclasses.dataclass(frozen=True)
 class SpanStat:
-    """One span reduced to what the investigator compares: self time and error origin."""
+    """One server-side span reduced to its self time and whether it originated an error."""
 
     service: str
     start: float
     self_time: float
     error_origin: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeStat:
+    """One cross-service call: the time spent between caller and callee (client minus server)."""
+
+    caller: str
+    callee: str
+    start: float
+    gap: float
 
 
 def _covered(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
@@ -40,23 +54,35 @@ def _covered(intervals: list[tuple[float, float]], lo: float, hi: float) -> floa
     return total
 
 
-def span_stats(spans: Sequence[model.Span]) -> list[SpanStat]:
+def span_stats(spans: Sequence[model.Span]) -> tuple[list[SpanStat], list[EdgeStat]]:
+    """Self times of processing spans and network gaps of cross-service calls."""
     children: dict[str, list[model.Span]] = {}
     for span in spans:
         if span.parent_id:
             children.setdefault(span.parent_id, []).append(span)
-    out = []
+    stats, edges = [], []
     for span in spans:
         kids = children.get(span.span_id, [])
         duration = max(span.end - span.start, 0.0)
+        remote = [k for k in kids if k.service != span.service]
+        for kid in remote:
+            gap = max(duration - max(kid.end - kid.start, 0.0), 0.0) if len(remote) == 1 else 0.0
+            if len(remote) == 1:
+                edges.append(EdgeStat(span.service, kid.service, span.start, gap))
+        if remote:
+            continue
         covered = _covered([(k.start, k.end) for k in kids], span.start, span.end)
         origin = span.error and not any(k.error for k in kids)
-        out.append(SpanStat(span.service, span.start, max(duration - covered, 0.0), origin))
-    return out
+        stats.append(SpanStat(span.service, span.start, max(duration - covered, 0.0), origin))
+    return stats, edges
+
+
+def _p90(values: Sequence[float]) -> float:
+    return float(np.percentile(values, 90))
 
 
 class TracesInvestigator:
-    """Per service: p90 self time and error-origin ratio, baseline against incident."""
+    """Per service: processing self time, wire time of its call edges, error origin."""
 
     name = NAME
     kind = model.SignalKind.TRACES
@@ -68,50 +94,39 @@ class TracesInvestigator:
         settings: window_mod.Settings,
     ) -> tuple[model.Evidence, ...]:
         query = (
-            f"per service: p90 span self time and error-origin ratio, incident "
-            f"[{window.start:.0f}, {window.end:.0f}] vs baseline [{window.baseline_start:.0f}, "
-            f"{window.baseline_end:.0f}]; latency ratio >= {settings.trace_ratio_threshold}, "
-            f"error delta >= {settings.trace_error_delta}"
+            f"per service: p90 span self time, p90 wire time of each call edge, error-origin "
+            f"ratio; incident [{window.start:.0f}, {window.end:.0f}] vs baseline "
+            f"[{window.baseline_start:.0f}, {window.baseline_end:.0f}]; ratio >= "
+            f"{settings.trace_ratio_threshold}, error delta >= {settings.trace_error_delta}"
         )
         if window.spans is None:
             return (base.no_data(NAME, self.kind, query, "no trace data: source unavailable"),)
         if not window.spans:
             return (base.no_data(NAME, self.kind, query, "no trace data: no spans in window"),)
-        groups: dict[str, tuple[list[SpanStat], list[SpanStat]]] = {}
-        for stat in span_stats(window.spans):
-            pair = groups.setdefault(stat.service, ([], []))
-            if window_mod.in_range(stat.start, window.baseline_start, window.baseline_end):
-                pair[0].append(stat)
-            elif window_mod.in_range(stat.start, window.start, window.end):
-                pair[1].append(stat)
+        stats, edges = span_stats(window.spans)
+        found: dict[str, list[tuple[float, model.FaultKind, str]]] = {}
+        seen = self._processing(stats, window, settings, found)
+        seen += self._network(edges, window, settings, found)
+        if not seen:
+            return (
+                base.no_data(
+                    NAME, self.kind, query, "no trace data: too few spans before or during"
+                ),
+            )
         out: list[model.Evidence] = []
-        for service, (before, during) in sorted(groups.items()):
-            if len(before) < settings.trace_min_spans or len(during) < settings.trace_min_spans:
-                continue
-            p90_before = float(np.percentile([s.self_time for s in before], 90))
-            p90_during = float(np.percentile([s.self_time for s in during], 90))
-            ratio = p90_during / max(p90_before, 1e-6)
-            err_before = sum(s.error_origin for s in before) / len(before)
-            err_during = sum(s.error_origin for s in during) / len(during)
-            latency = base.saturate(ratio - settings.trace_ratio_threshold, 1.5)
-            errors = base.saturate(err_during - err_before - settings.trace_error_delta, 0.1)
-            if latency <= 0.0 and errors <= 0.0:
-                continue
-            fault = model.FaultKind.ERRORS if errors >= latency else model.FaultKind.LATENCY
+        for service, items in sorted(found.items()):
+            items.sort(key=lambda i: -i[0])
+            strength, fault, _ = items[0]
             out.append(
                 model.Evidence(
                     investigator=NAME,
                     kind=self.kind,
                     status=model.EvidenceStatus.OK,
                     query=query,
-                    observation=(
-                        f"{service}: p90 self time {p90_before * 1e3:.1f} -> "
-                        f"{p90_during * 1e3:.1f} ms (x{ratio:.1f}); error origin "
-                        f"{err_before:.1%} -> {err_during:.1%} over {len(during)} spans"
-                    ),
+                    observation=f"{service}: " + "; ".join(i[2] for i in items),
                     service=service,
                     fault=fault,
-                    strength=max(latency, errors),
+                    strength=min(1.0, strength),
                 )
             )
         if not out:
@@ -121,9 +136,92 @@ class TracesInvestigator:
                     kind=self.kind,
                     status=model.EvidenceStatus.OK,
                     query=query,
-                    observation=(
-                        f"no service's self time or error origin moved ({len(groups)} seen)"
-                    ),
+                    observation="no service's self time, wire time or error origin moved",
                 )
             )
         return tuple(out)
+
+    def _processing(
+        self,
+        stats: Sequence[SpanStat],
+        window: window_mod.Window,
+        settings: window_mod.Settings,
+        found: dict[str, list[tuple[float, model.FaultKind, str]]],
+    ) -> int:
+        groups: dict[str, tuple[list[SpanStat], list[SpanStat]]] = {}
+        for stat in stats:
+            pair = groups.setdefault(stat.service, ([], []))
+            if window_mod.in_range(stat.start, window.baseline_start, window.baseline_end):
+                pair[0].append(stat)
+            elif window_mod.in_range(stat.start, window.start, window.end):
+                pair[1].append(stat)
+        seen = 0
+        floor = settings.trace_floor_s
+        for service, (before, during) in groups.items():
+            if len(before) < settings.trace_min_spans or len(during) < settings.trace_min_spans:
+                continue
+            seen += 1
+            p_before = _p90([s.self_time for s in before])
+            p_during = _p90([s.self_time for s in during])
+            ratio = (p_during + floor) / (p_before + floor)
+            latency = base.saturate(ratio - settings.trace_ratio_threshold, 2.0)
+            if latency > 0.0:
+                found.setdefault(service, []).append(
+                    (
+                        latency * settings.trace_self_weight,
+                        model.FaultKind.LATENCY,
+                        f"p90 self time {p_before * 1e3:.1f} -> {p_during * 1e3:.1f} ms "
+                        f"(x{ratio:.1f}, {len(during)} spans)",
+                    )
+                )
+            err_before = sum(s.error_origin for s in before) / len(before)
+            err_during = sum(s.error_origin for s in during) / len(during)
+            errors = base.saturate(err_during - err_before - settings.trace_error_delta, 0.1)
+            if errors > 0.0:
+                found.setdefault(service, []).append(
+                    (
+                        errors,
+                        model.FaultKind.ERRORS,
+                        f"error origin {err_before:.1%} -> {err_during:.1%}",
+                    )
+                )
+        return seen
+
+    def _network(
+        self,
+        edges: Sequence[EdgeStat],
+        window: window_mod.Window,
+        settings: window_mod.Settings,
+        found: dict[str, list[tuple[float, model.FaultKind, str]]],
+    ) -> int:
+        groups: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        for edge in edges:
+            pair = groups.setdefault((edge.caller, edge.callee), ([], []))
+            if window_mod.in_range(edge.start, window.baseline_start, window.baseline_end):
+                pair[0].append(edge.gap)
+            elif window_mod.in_range(edge.start, window.start, window.end):
+                pair[1].append(edge.gap)
+        floor = settings.trace_floor_s
+        touching: dict[str, list[tuple[str, float]]] = {}
+        for (caller, callee), (before, during) in groups.items():
+            if len(before) < settings.trace_min_spans or len(during) < settings.trace_min_spans:
+                continue
+            ratio = (_p90(during) + floor) / (_p90(before) + floor)
+            touching.setdefault(caller, []).append((callee, ratio))
+            touching.setdefault(callee, []).append((caller, ratio))
+        for service, pairs in touching.items():
+            slow = [(other, r) for other, r in pairs if r >= settings.trace_ratio_threshold]
+            if not slow:
+                continue
+            worst = max(r for _, r in slow)
+            share = len(slow) / len(pairs)
+            strength = share * base.saturate(worst - settings.trace_ratio_threshold, 2.0)
+            named = ", ".join(f"{other} x{r:.1f}" for other, r in sorted(slow)[:4])
+            found.setdefault(service, []).append(
+                (
+                    strength,
+                    model.FaultKind.LATENCY,
+                    f"wire time grew on {len(slow)} of its {len(pairs)} call edges ({named})",
+                )
+            )
+        return len(groups)

@@ -66,12 +66,14 @@ class Settings:
     with a softmax that includes a "none of these" candidate of score `null_score`.
     """
 
-    # metrics: robust z-score of the incident window against the service's own baseline
-    metric_z_threshold: float = 4.0
+    # metrics: robust log-space z-score of the incident window against the service's baseline
+    metric_z_threshold: float = 3.0
     metric_z_half: float = 6.0
     """z above the threshold at which a metric's strength reaches one half."""
-    metric_rel_floor: float = 0.05
-    """The baseline scale is at least this fraction of the baseline median (flat series)."""
+    metric_log_floor: float = 0.15
+    """The baseline noise in log space is at least this (a 16% move), so flat is not silent."""
+    metric_reference_points: int = 3
+    """The reference level is the median of this many latest baseline points."""
     min_baseline_points: int = 3
     metric_earliness_bonus: float = 0.1
     """Added to the strength of the service whose metrics moved first."""
@@ -88,9 +90,13 @@ class Settings:
     log_shift_strength: float = 0.45
 
     # traces: self time and error origin per service
-    trace_ratio_threshold: float = 1.5
+    trace_ratio_threshold: float = 2.0
     trace_min_spans: int = 5
     trace_error_delta: float = 0.05
+    trace_floor_s: float = 0.005
+    """Added to both p90s before taking their ratio, so sub-millisecond noise is not a shift."""
+    trace_self_weight: float = 0.8
+    """Slower processing alone is weaker evidence than a shift on every call edge."""
 
     # changes: deploys and config changes shortly before or inside the window
     change_lookback_s: float = 1800.0
