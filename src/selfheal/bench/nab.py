@@ -129,9 +129,12 @@ def run(
     files: Sequence[NabFile],
     settings: settings_mod.Settings | None = None,
     progress: Callable[[int, int], None] | None = None,
-    field: str = "score",
+    field: str = "onset",
 ) -> list[F64]:
     """Anomaly scores in [0, 1] for every row of every file, all files stepped together.
+
+    The NAB score of a row is the core's `onset` (by default): the calibrated surprise where it
+    beats every recent one, so an episode scores on its first row, where NAB rewards it.
 
     Each file is one series of one `core.Bank`; a file that has ended is fed NaN (missing),
     which changes nothing in its state. The score of row i depends on rows 0..i only.

@@ -129,6 +129,10 @@ class Bank:
         total += self._season.nbytes + self._season_n.nbytes
         return total / self._cap
 
+    def state(self) -> dict[str, F64]:
+        """A copy of the per-series state arrays (for inspection and persistence)."""
+        return {k: v[: self.size].copy() for k, v in self._a.items()}
+
     def level(self) -> F64:
         return self._a["mu"][: self.size].copy()
 

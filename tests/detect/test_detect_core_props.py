@@ -1,0 +1,105 @@
+"""Property tests of the vectorised core: no look-ahead, bounded state, no crash on odd data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from selfheal.detect import Settings, core
+
+FIELDS = ("score", "strength", "surprise", "onset", "firing")
+
+values = st.one_of(
+    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    st.just(math.nan),
+    st.just(math.inf),
+    st.just(0.0),
+)
+SEASONAL = dataclasses.replace(Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3)
+CONFIGS = [Settings(warmup_ticks=3), SEASONAL]
+
+
+def _run(cfg: Settings, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Steps a bank with one series per column; returns each field as (ticks, series)."""
+    bank = core.Bank(cfg)
+    bank.add_many(rows.shape[1], direction=0)
+    out: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
+    for i, row in enumerate(rows):
+        step = bank.step(float(i), row)
+        for f in FIELDS:
+            out[f].append(np.asarray(getattr(step, f), dtype=float).copy())
+    return {f: np.array(v) for f, v in out.items()}
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=60, deadline=None)
+@given(
+    head=st.lists(values, min_size=1, max_size=60),
+    tail_a=st.lists(values, min_size=1, max_size=20),
+    tail_b=st.lists(values, min_size=1, max_size=20),
+    seasonal=st.booleans(),
+)
+def test_no_detector_reads_the_future(
+    head: list[float], tail_a: list[float], tail_b: list[float], seasonal: bool
+) -> None:
+    n = max(len(tail_a), len(tail_b))
+    a = head + tail_a + [math.nan] * (n - len(tail_a))
+    b = head + tail_b + [math.nan] * (n - len(tail_b))
+    res = _run(CONFIGS[seasonal], np.array([a, b]).T)
+    k = len(head)
+    for f in FIELDS:
+        np.testing.assert_array_equal(res[f][:k, 0], res[f][:k, 1], err_msg=f)
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=60, deadline=None)
+@given(xs=st.lists(values, min_size=1, max_size=120), seasonal=st.booleans())
+def test_odd_data_never_crashes_and_scores_stay_in_range(xs: list[float], seasonal: bool) -> None:
+    res = _run(CONFIGS[seasonal], np.array([xs]).T)
+    for f in ("score", "surprise", "onset"):
+        assert np.all(np.isfinite(res[f])), f
+        assert np.all((res[f] >= 0.0) & (res[f] <= 1.0)), f
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_constant_and_all_missing_series_are_quiet(cfg: Settings) -> None:
+    rows = np.empty((300, 3))
+    rows[:, 0] = 5.0
+    rows[:, 1] = 0.0
+    rows[:, 2] = math.nan
+    res = _run(cfg, rows)
+    assert not res["firing"].any()
+    assert np.all(res["score"] == 0.0)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_state_is_bounded(cfg: Settings) -> None:
+    rng = np.random.default_rng(1)
+    bank = core.Bank(cfg, capacity=64)
+    bank.add_many(64)
+    size = bank.nbytes_per_series()
+    for i in range(3000):
+        x = rng.normal(1e6, 1e5, 64) * (1 + i)  # growing without bound
+        x[rng.random(64) < 0.1] = math.nan
+        bank.step(float(i), x)
+    assert bank.nbytes_per_series() == size
+    assert size <= 1024
+    # the accumulators stay finite: the regression is exponentially weighted, not cumulative
+    for name, arr in bank.state().items():
+        assert np.all(np.isfinite(arr) | (name in ("start", "limit"))), name
+
+
+def test_spike_and_shift_are_seen_on_noise() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(100.0, 2.0, 400)
+    x[250] = 160.0
+    x[320:] += 15.0
+    res = _run(Settings(), x[:, None])
+    assert res["score"][250, 0] >= 0.5
+    assert res["firing"][322:330, 0].any()
+    assert res["score"][60:249, 0].max() < 0.5

@@ -1,0 +1,115 @@
+"""NAB scoring against an independent brute-force reading of the README rules, and the run."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from selfheal.bench import nab
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nab"
+
+
+def _sig(y: float) -> float:
+    return -1.0 if y > 3 else 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
+
+
+def _brute(files: list[nab.NabFile], scores: list[np.ndarray], thr: float, p: nab.Profile) -> float:
+    total = 0.0
+    for f, s in zip(files, scores, strict=True):
+        hit = [False] * len(f.windows)
+        for i in range(f.probation, len(s)):
+            if s[i] < thr:
+                continue
+            k = next((k for k, (a, b) in enumerate(f.windows) if a <= i <= b), None)
+            if k is not None:
+                if not hit[k]:
+                    a, b = f.windows[k]
+                    total += p.a_tp * _sig(-(b - i + 1) / (b - a + 1)) / _sig(-1.0)
+                    hit[k] = True
+                continue
+            before = [(a, b) for a, b in f.windows if b < i]
+            if not before:
+                total -= p.a_fp
+            else:
+                a, b = before[-1]
+                total += p.a_fp * _sig(abs(i - b) / max(b - a, 1))
+        total -= p.a_fn * hit.count(False)
+    return total
+
+
+def _file(n: int, windows: list[tuple[int, int]]) -> nab.NabFile:
+    t = np.arange(n, dtype=float) * 300.0
+    return nab.NabFile("cat/f.csv", tuple(str(i) for i in range(n)), t, np.zeros(n), tuple(windows))
+
+
+@st.composite
+def corpora(draw: st.DrawFn) -> tuple[list[nab.NabFile], list[np.ndarray]]:
+    files, scores = [], []
+    for _ in range(draw(st.integers(1, 3))):
+        n = draw(st.integers(20, 80))
+        starts = sorted(set(draw(st.lists(st.integers(5, n - 6), max_size=3))))
+        windows, last = [], -1
+        for s0 in starts:
+            if s0 > last + 1:
+                e0 = min(n - 1, s0 + draw(st.integers(1, 6)))
+                windows.append((s0, e0))
+                last = e0
+        files.append(_file(n, windows))
+        levels = st.sampled_from([0.0, 0.2, 0.5, 0.7, 0.9, 1.0])
+        scores.append(np.array(draw(st.lists(levels, min_size=n, max_size=n))))
+    return files, scores
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=80, deadline=None)
+@given(corpus=corpora())
+def test_sweep_matches_brute_force(corpus: tuple[list[nab.NabFile], list[np.ndarray]]) -> None:
+    files, scores = corpus
+    for p in nab.PROFILES:
+        got = nab.score(files, scores, p)
+        candidates = [*sorted({float(v) for s in scores for v in s}), math.inf]
+        best = max(_brute(files, scores, c, p) for c in candidates)
+        assert got.raw == pytest.approx(best, abs=1e-9)
+        if math.isfinite(got.threshold):
+            assert _brute(files, scores, got.threshold, p) == pytest.approx(got.raw, abs=1e-9)
+
+
+def test_perfect_and_null_detectors() -> None:
+    files = [_file(200, [(60, 80), (140, 170)]), _file(100, [(50, 60)])]
+    perfect = []
+    for f in files:
+        s = np.zeros(len(f.values))
+        for a, _ in f.windows:
+            s[a] = 1.0
+        perfect.append(s)
+    for r in nab.score_all(files, perfect):
+        assert r.normalized == pytest.approx(100.0)
+        assert (r.tp, r.fn, r.fp) == (3, 0, 0)
+    null = [np.zeros(len(f.values)) for f in files]
+    # a score that never beats the null threshold: every row fires or none does
+    for r in nab.score_all(files, null):
+        assert r.normalized <= 0.0 + 1e-9
+
+
+@pytest.mark.timeout(120)
+def test_nab_run_on_development_half(tmp_path: Path) -> None:
+    if not (DATA / "data").is_dir():
+        pytest.skip(f"NAB development data not found at {DATA}")
+    files = nab.load(DATA)[:4]
+    scores = nab.run(files)
+    assert [len(s) for s in scores] == [len(f.values) for f in files]
+    assert all(np.all((s >= 0) & (s <= 1)) for s in scores)
+    nab.write_results(tmp_path, files, scores)
+    category, name = files[0].name.split("/")
+    out = tmp_path / nab.DETECTOR_NAME / category / f"{nab.DETECTOR_NAME}_{name}"
+    with out.open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["timestamp", "value", "anomaly_score", "label"]
+    assert len(rows) == len(files[0].values) + 1
