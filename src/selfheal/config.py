@@ -8,6 +8,7 @@ environment at import time; the faces build a `Config` and pass it down.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 import yaml
@@ -54,6 +55,60 @@ class Demo(_Strict):
     timeout_s: float = pydantic.Field(default=170.0, ge=30, le=3600)
 
 
+DEFAULT_PROMQL: dict[str, str] = {
+    "rss_bytes": 'avg by (service) (process_resident_memory_bytes{service!=""})',
+    "p99_latency_s": "histogram_quantile(0.99, sum by (le, service) "
+                     "(rate(shop_request_duration_seconds_bucket[{window}])))",
+    "error_ratio": '(sum by (service) (rate(shop_requests_total{code=~"5.."}[{window}])) '
+                   "or sum by (service) (rate(shop_requests_total[{window}])) * 0) "
+                   "/ sum by (service) (rate(shop_requests_total[{window}]))",
+    "request_rate": "sum by (service) (rate(shop_requests_total[{window}]))",
+    "gc_pause_s": "sum by (service) (rate(python_gc_pause_seconds_sum[{window}]))",
+}
+"""One PromQL query per derived signal; `{window}` is replaced by `rate_window`. Each query
+must return one series per service, labelled by `service_label`."""
+
+
+class PrometheusSource(_Strict):
+    url: str = pydantic.Field(pattern=r"^https?://")
+    queries: dict[str, str] = pydantic.Field(default_factory=lambda: dict(DEFAULT_PROMQL))
+    service_label: str = "service"
+    rate_window: str = pydantic.Field(default="15s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    step_s: float = pydantic.Field(default=5.0, gt=0, le=3600)
+    timeout_s: float = pydantic.Field(default=5.0, gt=0, le=120)
+    retries: int = pydantic.Field(default=2, ge=0, le=10)
+    backoff_s: float = pydantic.Field(default=0.5, ge=0, le=60)
+
+
+class AlertmanagerSource(_Strict):
+    enabled: bool = False
+    service_label: str = "service"
+    """The alert label that names the affected service (falls back to `job`)."""
+
+
+class OtlpSource(_Strict):
+    enabled: bool = False
+
+
+class Sources(_Strict):
+    prometheus: PrometheusSource | None = None
+    alertmanager: AlertmanagerSource = pydantic.Field(default_factory=AlertmanagerSource)
+    otlp: OtlpSource = pydantic.Field(default_factory=OtlpSource)
+
+
+class Serve(_Strict):
+    host: str = "127.0.0.1"
+    port: int = pydantic.Field(default=8765, ge=0, le=65535)
+    body_limit_bytes: int = pydantic.Field(default=4 * 1024 * 1024, gt=0, le=1024 ** 3)
+
+
+class PlatformSettings(_Strict):
+    kind: Literal["none"] = "none"
+    """`none`: observe only; selfheal diagnoses and reports but has nothing to act on."""
+    services: dict[str, list[str]] = pydantic.Field(default_factory=dict)
+    """The services to watch and whom each calls (the topology diagnosis reasons over)."""
+
+
 class Config(_Strict):
     workdir: Path = Path(".selfheal")
     policy: Path | None = None  # default: the built-in policy
@@ -63,6 +118,9 @@ class Config(_Strict):
     maintenance: list[Maintenance] = pydantic.Field(default_factory=list)
     verify: Verify = pydantic.Field(default_factory=Verify)
     demo: Demo = pydantic.Field(default_factory=Demo)
+    sources: Sources = pydantic.Field(default_factory=Sources)
+    serve: Serve = pydantic.Field(default_factory=Serve)
+    platform: PlatformSettings = pydantic.Field(default_factory=PlatformSettings)
 
     def database_url(self) -> str:
         return self.storage.url or f"sqlite:///{self.workdir / 'selfheal.db'}"

@@ -1,0 +1,296 @@
+"""Prometheus as a source: its HTTP API behind a `MetricSource`, and a `Feed` of PromQL signals.
+
+Used by `selfheal serve` (and `selfheal demo --prometheus`) when a Prometheus server already
+scrapes the services. Two roles:
+
+- `PrometheusFeed` runs one instant query per derived signal (`rss_bytes`, `p99_latency_s`,
+  `error_ratio`, `request_rate`, `gc_pause_s`, configurable PromQL) on each controller tick and
+  returns service-level samples, the same names the embedded scraper produces, so detection
+  and diagnosis do not care where the numbers came from.
+- `PrometheusSource` answers `query(service, metric, start, end)` with `/api/v1/query_range`
+  over an investigation window, plus `series`, `targets` and raw `instant`/`range` queries.
+
+Every call has a timeout and retries with backoff on transport errors, 5xx and 429; a bad
+query (4xx) is not retried. When Prometheus cannot answer, the call raises
+`errors.DataUnavailable` naming the query and the upstream error, so investigators report
+NO_DATA instead of "all good". The feed does not raise: a blind tick yields no samples and
+`last_error` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
+
+import httpx
+
+from selfheal import config as config_mod
+from selfheal import errors, model, ports
+
+_RETRY_STATUS = frozenset({429, 502, 503, 504, 500})
+
+
+class ApiResponse(TypedDict, total=False):
+    """The envelope of every Prometheus HTTP API answer."""
+
+    status: str
+    data: Any
+    errorType: str
+    error: str
+    warnings: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One series of a query result: its labels and its (t, value) points."""
+
+    labels: model.Params
+    points: tuple[tuple[float, float], ...]
+
+    def label(self, name: str) -> str:
+        return dict(self.labels).get(name, "")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetHealth:
+    """One active scrape target as Prometheus sees it."""
+
+    url: str
+    health: str
+    labels: model.Params
+    last_error: str
+    last_scrape: str
+
+
+def expand(expr: str, rate_window: str) -> str:
+    """A configured query with its `{window}` placeholder filled in (PromQL's own braces are
+    left alone, so no `str.format`)."""
+    return expr.replace("{window}", rate_window)
+
+
+def _value(raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _series(data: Any, what: str) -> list[Series]:
+    if not isinstance(data, dict) or "result" not in data:
+        raise errors.DataUnavailable(f"Prometheus answered {what} without a result")
+    kind, result = data.get("resultType"), data["result"]
+    out = []
+    for item in result if isinstance(result, list) else []:
+        labels = tuple(sorted((str(k), str(v)) for k, v in (item.get("metric") or {}).items()))
+        if kind == "matrix":
+            pts = tuple((float(t), _value(v)) for t, v in item.get("values") or [])
+        elif kind == "vector":
+            t, v = item.get("value") or (math.nan, math.nan)
+            pts = ((float(t), _value(v)),)
+        else:
+            continue
+        out.append(Series(labels=labels, points=pts))
+    if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+        out.append(Series(labels=(), points=((float(result[0]), _value(result[1])),)))
+    return out
+
+
+class _Retrying:
+    """Timeout, retries and error mapping shared by the sync and async clients."""
+
+    def __init__(self, url: str, *, timeout_s: float, retries: int, backoff_s: float) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    def describe(self, path: str, params: Mapping[str, str]) -> str:
+        q = params.get("query") or params.get("match[]") or ""
+        return f"GET {self.url}{path}" + (f" query={q!r}" if q else "")
+
+    def check(self, r: httpx.Response, what: str) -> tuple[bool, Any]:
+        """(retry?, data); raises DataUnavailable for an answer that will not improve."""
+        if r.status_code in _RETRY_STATUS:
+            return True, f"HTTP {r.status_code}: {r.text[:200]}"
+        try:
+            body: ApiResponse = r.json()
+        except ValueError:
+            raise errors.DataUnavailable(f"{what}: HTTP {r.status_code}, not a Prometheus "
+                                         f"API answer: {r.text[:200]!r}") from None
+        if r.status_code >= 400 or body.get("status") != "success":
+            raise errors.DataUnavailable(f"{what}: HTTP {r.status_code} "
+                                         f"{body.get('errorType', 'error')}: "
+                                         f"{body.get('error', r.text[:200])}")
+        return False, body.get("data")
+
+    def give_up(self, what: str, last: str) -> errors.DataUnavailable:
+        return errors.DataUnavailable(f"Prometheus unavailable after {self.retries + 1} "
+                                      f"attempt(s): {what}: {last}")
+
+
+class PrometheusSource(_Retrying):
+    """Blocking client of the HTTP API; implements `ports.MetricSource`.
+
+    Investigations ask for every (service, signal) pair over the same window; one
+    `query_range` answers all services of a signal, so results are cached per window.
+    """
+
+    def __init__(self, url: str, *, queries: Mapping[str, str] | None = None,
+                 service_label: str = "service", rate_window: str = "15s",
+                 step_s: float = 5.0, timeout_s: float = 5.0, retries: int = 2,
+                 backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+        self.queries = dict(config_mod.DEFAULT_PROMQL if queries is None else queries)
+        self.service_label = service_label
+        self.rate_window = rate_window
+        self.step_s = step_s
+        self._sleep = sleep
+        self._http = httpx.Client(timeout=timeout_s)
+        self._cache: collections.OrderedDict[tuple[str, float, float, float], list[Series]] = \
+            collections.OrderedDict()
+
+    @classmethod
+    def from_config(cls, cfg: config_mod.PrometheusSource) -> PrometheusSource:
+        return cls(cfg.url, queries=cfg.queries, service_label=cfg.service_label,
+                   rate_window=cfg.rate_window, step_s=cfg.step_s, timeout_s=cfg.timeout_s,
+                   retries=cfg.retries, backoff_s=cfg.backoff_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, params: Mapping[str, str] | Sequence[tuple[str, str]]) -> Any:
+        plist = list(params.items()) if isinstance(params, Mapping) else list(params)
+        what = self.describe(path, dict(plist))
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                r = self._http.get(self.url + path, params=httpx.QueryParams(plist))
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            retry, data = self.check(r, what)
+            if not retry:
+                return data
+            last = data
+        raise self.give_up(what, last)
+
+    # -- the raw API -------------------------------------------------------------------------
+
+    def instant(self, expr: str, t: float | None = None) -> list[Series]:
+        params = {"query": expr} | ({} if t is None else {"time": f"{t:.3f}"})
+        return _series(self._get("/api/v1/query", params), f"query {expr!r}")
+
+    def range(self, expr: str, start: float, end: float, step_s: float | None = None
+              ) -> list[Series]:
+        step = step_s or self.step_s
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                  "step": f"{step:g}"}
+        return _series(self._get("/api/v1/query_range", params), f"query_range {expr!r}")
+
+    def series(self, match: Sequence[str], start: float, end: float) -> list[model.Params]:
+        """Label sets of the series matching any selector in `match` in the window."""
+        params = [("match[]", m) for m in match] + [("start", f"{start:.3f}"),
+                                                    ("end", f"{end:.3f}")]
+        data = self._get("/api/v1/series", params)
+        if not isinstance(data, list):
+            raise errors.DataUnavailable("Prometheus answered /api/v1/series without a list")
+        return [tuple(sorted((str(k), str(v)) for k, v in d.items())) for d in data]
+
+    def targets(self) -> list[TargetHealth]:
+        data = self._get("/api/v1/targets", {"state": "active"})
+        active = data.get("activeTargets", []) if isinstance(data, dict) else []
+        return [TargetHealth(url=str(t.get("scrapeUrl", "")), health=str(t.get("health", "")),
+                             labels=tuple(sorted((t.get("labels") or {}).items())),
+                             last_error=str(t.get("lastError", "")),
+                             last_scrape=str(t.get("lastScrape", "")))
+                for t in active]
+
+    # -- ports.MetricSource ------------------------------------------------------------------
+
+    def query(self, service: str, metric: str, start: float, end: float
+              ) -> list[model.Sample]:
+        """The service-level series of one derived signal; [] for a signal with no query."""
+        expr = self.queries.get(metric)
+        if expr is None:
+            return []
+        key = (metric, start, end, self.step_s)
+        if key not in self._cache:
+            self._cache[key] = self.range(expand(expr, self.rate_window), start, end)
+            while len(self._cache) > 4 * max(len(self.queries), 1):
+                self._cache.popitem(last=False)
+        return [model.Sample(t=t, service=service, metric=metric, value=v)
+                for s in self._cache[key] if s.label(self.service_label) == service
+                for t, v in s.points]
+
+
+class PrometheusFeed(_Retrying):
+    """Instant PromQL queries once a tick, as service-level samples; implements `ports.Feed`."""
+
+    name = "prometheus"
+    kinds = frozenset({model.SignalKind.METRICS})
+
+    def __init__(self, url: str, *, queries: Mapping[str, str] | None = None,
+                 service_label: str = "service", rate_window: str = "15s",
+                 timeout_s: float = 5.0, retries: int = 0, backoff_s: float = 0.5) -> None:
+        super().__init__(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
+        self.queries = dict(config_mod.DEFAULT_PROMQL if queries is None else queries)
+        self.service_label = service_label
+        self.rate_window = rate_window
+        self.last_error = ""
+        self._http = httpx.AsyncClient(timeout=timeout_s)
+
+    @classmethod
+    def from_config(cls, cfg: config_mod.PrometheusSource) -> PrometheusFeed:
+        # A tick is short: at most one retry, the next tick is the real retry.
+        return cls(cfg.url, queries=cfg.queries, service_label=cfg.service_label,
+                   rate_window=cfg.rate_window, timeout_s=cfg.timeout_s,
+                   retries=min(cfg.retries, 1), backoff_s=cfg.backoff_s)
+
+    async def instant(self, expr: str, t: float) -> list[Series]:
+        params = {"query": expr, "time": f"{t:.3f}"}
+        what = self.describe("/api/v1/query", params)
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                r = await self._http.get(self.url + "/api/v1/query", params=params)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            retry, data = self.check(r, what)
+            if not retry:
+                return _series(data, f"query {expr!r}")
+            last = data
+        raise self.give_up(what, last)
+
+    async def _signal(self, metric: str, expr: str, now: float) -> list[model.Sample]:
+        result = await self.instant(expand(expr, self.rate_window), now)
+        return [model.Sample(t=now, service=s.label(self.service_label), metric=metric,
+                             value=s.points[-1][1])
+                for s in result if s.label(self.service_label) and s.points]
+
+    async def collect(self, now: float) -> ports.Collected:
+        got = await asyncio.gather(*(self._signal(m, e, now) for m, e in self.queries.items()),
+                                   return_exceptions=True)
+        samples: list[model.Sample] = []
+        problems = []
+        for metric, res in zip(self.queries, got, strict=True):
+            if isinstance(res, errors.DataUnavailable):
+                problems.append(f"{metric}: {res}")
+            elif isinstance(res, BaseException):
+                raise res
+            else:
+                samples.extend(res)
+        self.last_error = "; ".join(problems)
+        return ports.Collected(samples=tuple(samples))
+
+    async def close(self) -> None:
+        await self._http.aclose()
