@@ -98,11 +98,7 @@ def expected_calibration_error(
     total = 0.0
     for b in range(bins):
         lo, hi = b / bins, (b + 1) / bins
-        members = [
-            i
-            for i, c in enumerate(confidences)
-            if (lo < c <= hi) or (b == 0 and c == 0.0)
-        ]
+        members = [i for i, c in enumerate(confidences) if (lo < c <= hi) or (b == 0 and c == 0.0)]
         if not members:
             continue
         accuracy = sum(correct[i] for i in members) / len(members)

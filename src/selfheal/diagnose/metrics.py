@@ -40,11 +40,19 @@ class Family:
 
 # Order matters: the first family whose pattern occurs in the lower-cased metric name wins.
 FAMILIES: tuple[Family, ...] = (
-    Family("success", ("success",), DOWN, model.FaultKind.ERRORS, 1),
-    Family("errors", ("error", "fail", "5xx", "exception"), UP, model.FaultKind.ERRORS, 1),
-    Family("gc", ("gc",), UP, model.FaultKind.MEMORY_LEAK, 0),
-    Family("memory", ("rss", "mem", "heap"), UP, model.FaultKind.MEMORY_LEAK, 0),
-    Family("cpu", ("cpu",), UP, model.FaultKind.OVERLOAD, 2),
+    Family("success", ("success",), DOWN, model.FaultKind.ERRORS, 2),
+    Family("errors", ("error", "fail", "5xx", "exception"), UP, model.FaultKind.ERRORS, 2),
+    Family("gc", ("gc",), UP, model.FaultKind.MEMORY_LEAK, 1),
+    Family("memory", ("rss", "mem", "heap"), UP, model.FaultKind.MEMORY_LEAK, 1),
+    Family("cpu", ("cpu",), UP, model.FaultKind.OVERLOAD, 0),
+    Family(
+        "client_latency",
+        ("client",),
+        UP,
+        model.FaultKind.LATENCY,
+        3,
+        0.3,
+    ),
     Family(
         "latency",
         ("latency", "p99", "p95", "p90", "p50", "duration", "delay", "rt"),
@@ -54,10 +62,10 @@ FAMILIES: tuple[Family, ...] = (
         0.6,
     ),
     Family(
-        "traffic", ("request", "workload", "qps", "rps"), BOTH, model.FaultKind.OVERLOAD, 4, 0.4
+        "traffic", ("request", "workload", "qps", "rps"), BOTH, model.FaultKind.OVERLOAD, 4, 0.3
     ),
 )
-OTHER = Family("other", (), BOTH, model.FaultKind.UNKNOWN, 5, 0.4)
+OTHER = Family("other", (), BOTH, model.FaultKind.UNKNOWN, 5, 0.3)
 
 
 def family_of(metric: str) -> Family:
@@ -110,7 +118,12 @@ def series_shift(
     if len(base) < settings.min_baseline_points or not now:
         return None
     magnitude = statistics.median(abs(s.value) for s in base)
-    offset = 0.01 * magnitude + 1e-12
+    if magnitude > 0.0:
+        offset = 0.01 * magnitude
+    elif family.fault is model.FaultKind.ERRORS:
+        offset = 0.01  # an error ratio from 0 to a few percent is a real move
+    else:
+        return None  # a series that is usually zero has no scale to move against
 
     def log(value: float) -> float:
         return math.log(abs(value) + offset)

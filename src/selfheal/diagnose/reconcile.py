@@ -34,6 +34,9 @@ ACTION_FAMILY: dict[model.FaultKind, model.ActionKind | None] = {
 """The action family that fixes a fault; faults without a safe generic fix map to None."""
 
 CAUSAL_CHANGES = frozenset({model.FaultKind.BAD_DEPLOY, model.FaultKind.CONFIG})
+GENERIC = frozenset({model.FaultKind.LATENCY, model.FaultKind.UNKNOWN})
+"""Symptoms every sick service shows; a more specific fault with support wins over them."""
+GENERIC_DISCOUNT = 0.5
 DIRECT = frozenset({model.SignalKind.METRICS, model.SignalKind.LOGS, model.SignalKind.TRACES})
 
 
@@ -74,6 +77,8 @@ def choose_fault(
         if item.fault is model.FaultKind.UNKNOWN or item.kind is model.SignalKind.TOPOLOGY:
             continue
         weight = settings.kind_weights.get(item.kind, 0.0) * item.strength
+        if item.fault in GENERIC:
+            weight *= GENERIC_DISCOUNT
         votes[item.fault] = votes.get(item.fault, 0.0) + weight
         if item.kind in DIRECT:
             direct_votes[item.fault] = direct_votes.get(item.fault, 0.0) + weight

@@ -209,19 +209,42 @@ class TracesInvestigator:
             ratio = (_p90(during) + floor) / (_p90(before) + floor)
             touching.setdefault(caller, []).append((callee, ratio))
             touching.setdefault(callee, []).append((caller, ratio))
-        for service, pairs in touching.items():
-            slow = [(other, r) for other, r in pairs if r >= settings.trace_ratio_threshold]
-            if not slow:
-                continue
-            worst = max(r for _, r in slow)
-            share = len(slow) / len(pairs)
-            strength = share * base.saturate(worst - settings.trace_ratio_threshold, 2.0)
-            named = ", ".join(f"{other} x{r:.1f}" for other, r in sorted(slow)[:4])
+        # Greedy cover: the service common to most slow edges explains them (either end of a
+        # slow edge may be at fault); what is left is explained by the next one, and so on.
+        # Ties go to the service with the larger share of its edges slow (a leaf over its
+        # caller that has healthy edges too).
+        slow = {
+            (a, b): r
+            for a, pairs in touching.items()
+            for b, r in pairs
+            if r >= settings.trace_ratio_threshold and a < b
+        }
+        explained: dict[str, list[tuple[str, float]]] = {}
+        while slow:
+            counts: dict[str, list[tuple[str, float]]] = {}
+            for (a, b), r in slow.items():
+                counts.setdefault(a, []).append((b, r))
+                counts.setdefault(b, []).append((a, r))
+            pick = max(counts, key=lambda s: (len(counts[s]), len(counts[s]) / len(touching[s]), s))
+            explained[pick] = counts[pick]
+            slow = {k: r for k, r in slow.items() if pick not in k}
+        most = max((len(v) for v in explained.values()), default=1)
+        for service, edges_of in explained.items():
+            pairs = touching[service]
+            ratios = sorted(r for _, r in edges_of)
+            typical = ratios[len(ratios) // 2]
+            share = len(edges_of) / len(pairs)
+            strength = (
+                (0.5 + 0.5 * share)
+                * min(1.0, len(edges_of) / min(most, 2))
+                * base.saturate(typical - settings.trace_ratio_threshold, 2.0)
+            )
+            named = ", ".join(f"{other} x{r:.1f}" for other, r in sorted(edges_of)[:4])
             found.setdefault(service, []).append(
                 (
                     strength,
                     model.FaultKind.LATENCY,
-                    f"wire time grew on {len(slow)} of its {len(pairs)} call edges ({named})",
+                    f"wire time grew on {len(edges_of)} of its {len(pairs)} call edges ({named})",
                 )
             )
         return len(groups)

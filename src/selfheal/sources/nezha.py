@@ -331,9 +331,9 @@ class Day:
         return out
 
 
-def topology_of(spans: Sequence[model.Span] | None, static: Mapping[str, set[str]]) -> dict[
-    str, tuple[str, ...]
-]:
+def topology_of(
+    spans: Sequence[model.Span] | None, static: Mapping[str, set[str]]
+) -> dict[str, tuple[str, ...]]:
     """Caller → callees from the published dependency list and from span parent links."""
     graph: dict[str, set[str]] = {k: set(v) for k, v in static.items()}
     if spans:
@@ -351,22 +351,26 @@ def window_for(
     *,
     horizon_s: float = 180.0,
     metric_history_s: float = 600.0,
+    recent_s: float = 120.0,
 ) -> diagnose.Window:
     """The diagnosis window of one fault: fault-free baselines, then `horizon_s` after it.
 
     Nothing later than `inject_ts + horizon_s` is read. The incident window starts at the
     injection time, standing in for the first anomaly's start that a live detector provides.
     Metric baselines are the `metric_history_s` of `construct_data` rows before the injection;
-    trace and log baselines are the day's fault-free recordings plus what was recorded in the
-    minutes just before the injection.
+    trace and log baselines are the day's fault-free recordings plus the `recent_s` recorded
+    just before the injection (earlier minutes may still carry the previous fault).
     """
     start = fault.inject_ts
     end = start + horizon_s
-    recent_lo = start - metric_history_s
+    history_lo = start - metric_history_s
+    recent_lo = start - recent_s
     base_hi = start - 1e-3
     construct_spans = [s for s in day.construct_spans if s.start < recent_lo]
     construct_logs = [r for r in day.construct_logs if r.t < recent_lo]
-    base_lo = min([recent_lo] + [s.start for s in construct_spans] + [r.t for r in construct_logs])
+    base_lo = min(
+        [history_lo] + [s.start for s in construct_spans] + [r.t for r in construct_logs]
+    )
     recent_spans = day.spans(recent_lo, end)
     spans = None if recent_spans is None else construct_spans + recent_spans
     recent_logs = day.logs(recent_lo, end)
@@ -384,7 +388,7 @@ def window_for(
         end=end,
         baseline_start=base_lo,
         baseline_end=base_hi,
-        metrics=day.metrics(recent_lo, end),
+        metrics=day.metrics(history_lo, end),
         logs=logs,
         changes=None,
         spans=spans,
