@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Mapping
 from typing import Any, NewType
 
@@ -202,6 +203,7 @@ class Incident:
     title: str
     anomalies: tuple[Anomaly, ...]
     state: IncidentState = IncidentState.OPEN
+    alerts: tuple[Alert, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,6 +361,6 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+    if isinstance(value, float) and math.isnan(value):  # NaN is not JSON
         return None
     return value

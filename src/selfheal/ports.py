@@ -62,6 +62,29 @@ class Platform(Protocol):
     async def scale(self, service: str, replicas: int, *, who: str, why: str) -> model.Change: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class Collected:
+    """What a feed brought in during one tick."""
+
+    samples: tuple[model.Sample, ...] = ()
+    logs: tuple[model.LogRecord, ...] = ()
+    alerts: tuple[model.Alert, ...] = ()
+
+
+class Feed(Protocol):
+    """A push or pull source the controller polls once a tick (scraper, log tail, receivers).
+
+    `kinds` names the signal kinds it provides, so diagnosis can tell "no data" from "quiet".
+    """
+
+    name: str
+    kinds: frozenset[model.SignalKind]
+
+    async def collect(self, now: float) -> Collected: ...
+
+    async def close(self) -> None: ...
+
+
 class MetricSource(Protocol):
     """Samples of one service's metric over a window; raises DataUnavailable when blind."""
 
@@ -100,7 +123,8 @@ class Store(MetricSource, LogSource, ChangeSource, Protocol):
 class Notifier(Protocol):
     """Where escalations go: a human must look."""
 
-    def escalate(self, incident: model.Incident, reason: str, context: dict[str, object]) -> None: ...
+    def escalate(self, incident: model.Incident, reason: str,
+                 context: dict[str, object]) -> None: ...
 
 
 class Reasoner(Protocol):

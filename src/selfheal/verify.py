@@ -75,7 +75,7 @@ def verify_service(baseline: Series, after: Series, now: float,
     """The service is back when memory stopped climbing and latency and errors are normal."""
     s = settings
     empty: Sequence[model.Sample] = ()
-    checks = (
+    checks: tuple[model.Check, ...] = (
         _check_slope("memory slope", baseline.get("rss_bytes", empty),
                      after.get("rss_bytes", empty), s),
         _check_level("p99 latency", baseline.get("p99_latency_s", empty),

@@ -29,6 +29,11 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _say(line: str) -> None:
+    """One unwrapped line on stderr, whatever the terminal width (scripts grep it)."""
+    Console(stderr=True, soft_wrap=True, highlight=False).print(line, markup=False)
+
+
 def guarded(fn: F) -> F:
     """Our own errors become one line on stderr: exit 2 for bad input, 1 otherwise."""
 
@@ -37,13 +42,13 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except errors.ConfigError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+            _say(f"error: {exc}")
             raise typer.Exit(2) from None
         except errors.LedgerCorrupt as exc:
-            Console(stderr=True).print(f"[red]ledger corrupt:[/red] {exc}", highlight=False)
+            _say(f"ledger corrupt: {exc}")
             raise typer.Exit(1) from None
         except errors.SelfhealError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+            _say(f"error: {exc}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -10,18 +10,18 @@ read and write of the outside world happens here or in the adapters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import uuid
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from selfheal import config as config_mod
 from selfheal import correlate, detect, diagnose, errors, model, plan, ports, scribe, verify
 from selfheal.engine import executor as executor_mod
 from selfheal.policy import gate as gate_mod
-from selfheal.sources import logtail, scrape
+from selfheal.sources import scrape
 from selfheal.store import sql
 
 TERMINAL = (model.IncidentState.RESOLVED, model.IncidentState.ESCALATED)
@@ -52,7 +52,7 @@ class Controller:
     def __init__(self, cfg: config_mod.Config, platform: Any, store: sql.SqlStore,
                  gate: gate_mod.Gate, topology: Mapping[str, tuple[str, ...]],
                  clock: Callable[[], float], on_event: Callable[[Event], None],
-                 log_folder: Path | None = None) -> None:
+                 feeds: Sequence[ports.Feed]) -> None:
         self.cfg = cfg
         self.platform: ports.Platform = platform
         self.store = store
@@ -61,10 +61,8 @@ class Controller:
         self.clock = clock
         self.on_event = on_event
         self.executor = executor_mod.Executor(platform, store, gate.verifier, clock)
-        self.scraper = scrape.Scraper(platform.targets, window_s=cfg.scrape.window_s,
-                                      timeout_s=cfg.scrape.timeout_s)
-        self.tailer = (logtail.LogTailer(log_folder, lambda r: r.rsplit("-", 1)[0])
-                       if log_folder is not None else None)
+        self.feeds = list(feeds)
+        self.kinds = frozenset(k for f in self.feeds for k in f.kinds)
         self.detector = detect.Detector(detect.Settings())
         self.cases: dict[str, Case] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -114,10 +112,10 @@ class Controller:
 
     async def tick(self) -> None:
         now = self.clock()
-        samples = await self.scraper.scrape(now)
+        got = await asyncio.gather(*(f.collect(now) for f in self.feeds))
+        samples = [s for c in got for s in c.samples]
         self.store.add_samples(samples)
-        if self.tailer is not None:
-            self.store.add_logs(self.tailer.poll(now))
+        self.store.add_logs([r for c in got for r in c.logs])
         for change in self.platform.changes():
             if change.id in self._seen_changes:
                 continue
@@ -125,6 +123,7 @@ class Controller:
             self.store.add_change(change)
             self.store.append_ledger(change.t, "", "signal.change", {"change": change})
             self.emit("change", f"{change.who}: {change.what}", service=change.service)
+        self._alerts([a for c in got for a in c.alerts], now)
         values = {(s.service, s.metric): s.value for s in samples if not s.replica}
         recent = tuple(self.store.changes_between(now - 600, now))
         context = detect.Context(changes=recent, maintenance=self._maintenance,
@@ -136,14 +135,40 @@ class Controller:
                                   quiet_until=self.quiet_until, now=now,
                                   new_id=lambda: model.IncidentId(f"inc-{uuid.uuid4().hex[:8]}"))
         for inc in new:
-            case = Case(incident=inc, detail={"anomalies": inc.anomalies}, timeline=[])
-            self.cases[inc.id] = case
-            self.record(case, "incident.opened", {"incident": inc})
-            self.persist(case)
-            lead = inc.anomalies[0] if inc.anomalies else None
-            self.emit("detect", inc.title, inc.id,
-                      explanation=lead.explanation if lead else "")
-            self.tasks[inc.id] = asyncio.create_task(self._handle(case), name=inc.id)
+            self._open(inc)
+
+    def _open(self, inc: model.Incident) -> None:
+        case = Case(incident=inc, detail={"anomalies": inc.anomalies, "alerts": inc.alerts},
+                    timeline=[])
+        self.cases[inc.id] = case
+        recent = [c for c in self.store.changes_between(inc.opened_at - 600, inc.opened_at)
+                  if c.service == inc.service]
+        self.record(case, "incident.opened", {"incident": inc, "recent_changes": recent})
+        self.persist(case)
+        lead = inc.anomalies[0] if inc.anomalies else None
+        self.emit("detect", inc.title, inc.id, explanation=lead.explanation if lead else "")
+        self.tasks[inc.id] = asyncio.create_task(self._handle(case), name=inc.id)
+
+    def _alerts(self, alerts: Sequence[model.Alert], now: float) -> None:
+        """A firing alert joins its service's open incident or opens one; resolved alerts
+        are recorded on the incident they joined."""
+        for alert in alerts:
+            case = next((c for c in self.cases.values() if c.incident.service == alert.service
+                         and c.incident.state not in TERMINAL), None)
+            if case is not None:
+                case.incident = dataclasses.replace(
+                    case.incident, alerts=(*case.incident.alerts, alert))
+                self.record(case, "signal.alert", {"alert": alert, "joined": True})
+                self.persist(case)
+                continue
+            if alert.status != "firing" or not alert.service:
+                self.store.append_ledger(now, "", "signal.alert", {"alert": alert,
+                                                                   "joined": False})
+                continue
+            self._open(model.Incident(
+                id=model.IncidentId(f"inc-{uuid.uuid4().hex[:8]}"), service=alert.service,
+                opened_at=now, title=f"{alert.service}: alert {alert.name} firing",
+                anomalies=(), alerts=(alert,)))
 
     async def run(self) -> None:
         """Tick until `stop()`; a tick failing on the outside world is reported and the loop
@@ -161,17 +186,16 @@ class Controller:
             if delay < 0:
                 nxt = loop.time()
                 delay = 0
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def stop(self) -> None:
         self._stopping.set()
         for t in self.tasks.values():
             t.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        await self.scraper.close()
+        for f in self.feeds:
+            await f.close()
 
     # -- one incident ----------------------------------------------------------------------
 
@@ -196,7 +220,8 @@ class Controller:
 
     async def _investigate_and_act(self, case: Case) -> None:
         inc = case.incident
-        started = min((a.started_at for a in inc.anomalies), default=inc.opened_at)
+        started = min([a.started_at for a in inc.anomalies]
+                      + [a.starts_at for a in inc.alerts], default=inc.opened_at)
         start = started - 5.0
         now = self.clock()
         window = diagnose.Window(
@@ -204,7 +229,8 @@ class Controller:
             baseline_start=start - BASELINE_S, baseline_end=start,
             metrics={(svc, m): s for svc in self.platform_services()
                      for m, s in self._series(svc, start - BASELINE_S, now).items()},
-            logs=self.store.logs(None, start - BASELINE_S, now) if self.tailer else None,
+            logs=(self.store.logs(None, start - BASELINE_S, now)
+                  if model.SignalKind.LOGS in self.kinds else None),
             changes=self.store.changes_between(start - BASELINE_S, now),
             spans=None, topology=self.topology)
         diag = diagnose.diagnose(window, now)

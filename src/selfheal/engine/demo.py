@@ -22,6 +22,7 @@ from selfheal import errors, policy
 from selfheal.engine import controller as controller_mod
 from selfheal.platforms.local import platform as local
 from selfheal.shop import spec as shop_spec
+from selfheal.sources import logtail, scrape
 from selfheal.store import sql
 
 SCENARIO = "bad-deploy-memory-leak"
@@ -89,8 +90,11 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
     platform = local.LocalPlatform(cfg.workdir, shop_services(cfg.demo.replicas), time.time)
     atexit.register(platform.table.kill_all_now)
     gate = policy.Gate(pol)
+    tailer = logtail.LogTailer(platform.rundir / "logs", lambda r: r.rsplit("-", 1)[0])
+    scraper = scrape.Scraper(platform.targets, window_s=cfg.scrape.window_s,
+                             timeout_s=cfg.scrape.timeout_s)
     ctl = controller_mod.Controller(cfg, platform, store, gate, shop_spec.dependencies(),
-                                    time.time, on_event, log_folder=platform.rundir / "logs")
+                                    time.time, on_event, feeds=[scraper, tailer])
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     if main_task is not None:
@@ -103,8 +107,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
                                           "has been escalated", left))
         on_phase("starting the shop (5 services, real processes)", 0)
         await platform.start()
-        if ctl.tailer is not None:
-            ctl.tailer.skip_existing()
+        tailer.skip_existing()
         await platform.table.spawn(
             "loadgen", [sys.executable, "-m", "selfheal.shop.loadgen", "--router",
                         platform.router_url, "--rps", str(cfg.demo.rps), "--duration",
@@ -146,7 +149,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
         else:
-            await ctl.scraper.close()
+            await scraper.close()
         await platform.stop()
         atexit.unregister(platform.table.kill_all_now)
         if main_task is not None:

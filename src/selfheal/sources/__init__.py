@@ -1,1 +1,2 @@
-"""Adapters that bring signals in: the embedded scraper, log tailing, and later Prometheus, Alertmanager, OTLP."""
+"""Adapters that bring signals in: the embedded scraper and log tailing (later Prometheus,
+Alertmanager and OTLP receivers)."""

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from selfheal import model
+from selfheal import model, ports
 
 MAX_LINE = 2000
 MAX_READ = 4 * 1024 * 1024  # per file per tick: a log flood cannot stall the loop
@@ -38,7 +38,10 @@ def parse_line(line: str, service: str, replica: str, now: float) -> model.LogRe
 
 
 class LogTailer:
-    """Follows every `*.log` file in a folder from where it last stopped."""
+    """Follows every `*.log` file in a folder from where it last stopped (a `ports.Feed`)."""
+
+    name = "logtail"
+    kinds = frozenset({model.SignalKind.LOGS})
 
     def __init__(self, folder: Path, service_of: Callable[[str], str]) -> None:
         self.folder = folder
@@ -49,6 +52,12 @@ class LogTailer:
         """Start at the end of what is already there (an earlier run's lines are history)."""
         for path in self.folder.glob("*.log"):
             self.offsets[path] = path.stat().st_size
+
+    async def collect(self, now: float) -> ports.Collected:
+        return ports.Collected(logs=tuple(self.poll(now)))
+
+    async def close(self) -> None:
+        return None
 
     def poll(self, now: float) -> list[model.LogRecord]:
         out: list[model.LogRecord] = []

@@ -139,7 +139,13 @@ def derive(history: Mapping[str, Sequence[Snapshot]], target_of: Mapping[str, po
 
 
 class Scraper:
-    """Keeps a short history of snapshots per replica and turns each tick into samples."""
+    """Keeps a short history of snapshots per replica and turns each tick into samples.
+
+    Implements `ports.Feed` for the controller.
+    """
+
+    name = "scrape"
+    kinds = frozenset({model.SignalKind.METRICS})
 
     def __init__(self, targets: Callable[[], Iterable[ports.Target]], *, window_s: float = 10.0,
                  timeout_s: float = 2.0) -> None:
@@ -172,3 +178,6 @@ class Scraper:
             del self.history[gone]
         await asyncio.gather(*(self._one(tg, t) for tg in targets.values()))
         return derive(self.history, targets, t, self.window_s)
+
+    async def collect(self, now: float) -> ports.Collected:
+        return ports.Collected(samples=tuple(await self.scrape(now)))

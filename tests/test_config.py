@@ -1,0 +1,55 @@
+"""Config files are untrusted input: a bad one gets one line naming file and field, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from selfheal import config, errors
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("scrape: {interval_s: fast}\n", "scrape.interval_s"),
+    ("scrape: {interval_s: -1}\n", "scrape.interval_s"),
+    ("demo: {replicas: 1}\n", "demo.replicas"),
+    ("verify: {observe_s: 5, extra: 1}\n", "verify.extra"),
+    ("nonsense: true\n", "nonsense"),
+    ("- a\n- b\n", ""),
+    ("scrape: {interval_s: 1\n", "line"),
+])
+def test_bad_config_names_the_field(text: str, field: str) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        config.parse(text, "c.yaml")
+    assert info.value.path == "c.yaml"
+    assert info.value.field.startswith(field)
+
+
+def test_good_config_overrides_defaults() -> None:
+    cfg = config.parse("scrape: {interval_s: 2}\ndemo: {rps: 5}\n", "c.yaml")
+    assert cfg.scrape.interval_s == 2.0
+    assert cfg.demo.rps == 5.0
+    assert cfg.verify == config.Verify()
+
+
+def test_cli_bad_config_exits_2_with_one_line_and_starts_nothing(
+        tmp_path: Path, selfheal_cmd: list[str]) -> None:
+    bad = tmp_path / "selfheal.yaml"
+    bad.write_text("scrape:\n  interval_s: fast\n")
+    res = subprocess.run([*selfheal_cmd, "demo", "--config", str(bad)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert str(bad) in lines[0] and "scrape.interval_s" in lines[0]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / ".selfheal").exists()
+
+
+def test_cli_missing_config_file_is_a_clear_error(tmp_path: Path,
+                                                  selfheal_cmd: list[str]) -> None:
+    res = subprocess.run([*selfheal_cmd, "demo", "--config", str(tmp_path / "none.yaml")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    assert "none.yaml" in res.stderr and "Traceback" not in res.stderr
