@@ -224,11 +224,17 @@ class Controller:
                       + [a.starts_at for a in inc.alerts], default=inc.opened_at)
         start = started - 5.0
         now = self.clock()
+        metrics: dict[tuple[str, str], list[model.Sample]] | None
+        try:
+            metrics = {(svc, m): s for svc in self.platform_services()
+                       for m, s in self._series(svc, start - BASELINE_S, now).items()}
+        except errors.DataUnavailable as exc:  # a blind metric source is NO_DATA, not "fine"
+            metrics = None
+            self.emit("diagnose", f"metrics unavailable: {exc}", inc.id)
         window = diagnose.Window(
             incident=inc, start=start, end=now,
             baseline_start=start - BASELINE_S, baseline_end=start,
-            metrics={(svc, m): s for svc in self.platform_services()
-                     for m, s in self._series(svc, start - BASELINE_S, now).items()},
+            metrics=metrics,
             logs=(self.store.logs(None, start - BASELINE_S, now)
                   if model.SignalKind.LOGS in self.kinds else None),
             changes=self.store.changes_between(start - BASELINE_S, now),

@@ -43,11 +43,11 @@ _SEVERITY = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG
 
 
 class InvalidPayload(errors.SelfhealError):
-    """An OTLP body that cannot be decoded (HTTP 400), or one too large once inflated
-    (`too_large`, HTTP 413)."""
+    """An OTLP body that cannot be accepted; `status` is the HTTP answer: 400 undecodable,
+    413 too large once inflated, 415 an encoding or content type we do not speak."""
 
-    def __init__(self, message: str, *, too_large: bool = False) -> None:
-        self.too_large = too_large
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        self.status = status
         super().__init__(message)
 
 
@@ -59,7 +59,8 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     if enc in ("", "identity"):
         return body
     if enc not in ("gzip", "deflate"):
-        raise InvalidPayload(f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
+        raise InvalidPayload(f"unsupported Content-Encoding {encoding!r} (use gzip or none)",
+                             status=415)
     wbits = 16 + zlib.MAX_WBITS if enc == "gzip" else zlib.MAX_WBITS
     d = zlib.decompressobj(wbits)
     try:
@@ -68,7 +69,7 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
         raise InvalidPayload(f"body is not valid {enc}: {exc}") from exc
     if len(out) > limit or d.unconsumed_tail:
         raise InvalidPayload(f"body inflates to more than the {limit}-byte limit",
-                             too_large=True)
+                             status=413)
     return out
 
 
@@ -112,7 +113,8 @@ def _parse(body: bytes, content_type: str, msg: message.Message) -> None:
             raise InvalidPayload(f"body is not a valid OTLP/JSON {msg.DESCRIPTOR.name}: "
                                  f"{exc}") from exc
         return
-    raise InvalidPayload(f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}")
+    raise InvalidPayload(f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}",
+                         status=415)
 
 
 def encode_response(msg: message.Message, content_type: str) -> tuple[bytes, str]:

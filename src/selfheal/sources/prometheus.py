@@ -171,7 +171,7 @@ class PrometheusSource(_Retrying):
             if attempt:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                r = self._http.get(self.url + path, params=httpx.QueryParams(plist))
+                r = self._http.get(self.url + path, params=tuple(plist))
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue

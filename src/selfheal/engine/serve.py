@@ -1,0 +1,302 @@
+"""The long-running agent behind `selfheal serve`: sources, controller and HTTP in one loop.
+
+Called by `selfheal.cli.serve_cmd`. It builds the store, the policy gate and the feeds the
+config names (Prometheus, the Alertmanager webhook, OTLP/HTTP), runs the controller and a
+uvicorn server in one asyncio loop, and stops both cleanly on SIGTERM or Ctrl-C. The HTTP
+application itself belongs to the faces (`selfheal.api`); the caller passes a factory that
+turns the `Parts` built here into an ASGI app, so this runtime module never imports a face.
+
+When Prometheus is configured it is also the `MetricSource` investigations read
+(`PrometheusBackedStore`): the diagnosis queries `query_range` over the incident window, and
+a Prometheus that cannot answer makes the metrics evidence NO_DATA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import socket
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import prometheus_client
+import uvicorn
+
+from selfheal import config as config_mod
+from selfheal import errors, model, policy, ports
+from selfheal.engine import controller as controller_mod
+from selfheal.sources import alertmanager, otlp, prometheus
+from selfheal.store import sql
+
+OBSERVE_POLICY = """\
+# selfheal serve with platform `none`: observe only (diagnose and report, never act).
+version: 1
+modes:
+  default: observe
+rules: []
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """What the HTTP face needs from the runtime (see `selfheal.api.Receivers`)."""
+
+    body_limit_bytes: int
+    registry: prometheus_client.CollectorRegistry
+    health: Callable[[], dict[str, Any]]
+    alerts: alertmanager.AlertFeed | None
+    otlp: otlp.OtlpFeed | None
+
+
+AppFactory = Callable[[Parts], Any]
+"""Builds the ASGI application from the runtime's parts (the CLI passes `selfheal.api`'s)."""
+
+
+class ObservedPlatform:
+    """The `none` platform: services selfheal watches but may not change.
+
+    Reads answer from the config; every mutating call raises a non-retryable `PlatformError`,
+    so even a permissive policy cannot act through it.
+    """
+
+    name = "none"
+
+    def __init__(self, services: dict[str, list[str]]) -> None:
+        self.services = dict(services)
+
+    def targets(self) -> list[ports.Target]:
+        return []
+
+    def replicas(self, service: str) -> list[ports.Replica]:
+        return []
+
+    def version(self, service: str) -> str:
+        return ""
+
+    def previous_version(self, service: str) -> str | None:
+        return None
+
+    def known_versions(self, service: str) -> list[str]:
+        return []
+
+    def changes(self) -> list[model.Change]:
+        return []
+
+    def _refuse(self, what: str) -> errors.PlatformError:
+        return errors.PlatformError(f"platform 'none' is observe-only: cannot {what}",
+                                    retryable=False)
+
+    async def deploy(self, service: str, version: str, *, who: str, why: str,
+                     kind: str = "deploy") -> model.Change:
+        raise self._refuse(f"deploy {service} {version}")
+
+    async def replace_replicas(self, service: str, version: str, count: int, *, who: str,
+                               why: str) -> model.Change:
+        raise self._refuse(f"replace replicas of {service}")
+
+    async def restart_replica(self, service: str, replica: str, *, who: str,
+                              why: str) -> model.Change:
+        raise self._refuse(f"restart {replica}")
+
+    async def scale(self, service: str, replicas: int, *, who: str, why: str) -> model.Change:
+        raise self._refuse(f"scale {service}")
+
+
+class PrometheusBackedStore(sql.SqlStore):
+    """The SQL store, except that service-level metric series come from Prometheus.
+
+    Incidents, the ledger, logs and changes stay in SQL; `query` for a service (no replica)
+    goes to `/api/v1/query_range` and raises `DataUnavailable` when Prometheus cannot answer.
+    """
+
+    def __init__(self, url: str, source: prometheus.PrometheusSource) -> None:
+        super().__init__(url)
+        self.source = source
+
+    def query(self, service: str, metric: str, start: float, end: float,
+              replica: str = "") -> list[model.Sample]:
+        if replica:
+            return super().query(service, metric, start, end, replica=replica)
+        return self.source.query(service, metric, start, end)
+
+
+class ServeMetrics:
+    """selfheal's own Prometheus metrics, fed from the controller's events."""
+
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        r = self.registry
+        self.incidents = prometheus_client.Counter(
+            "selfheal_incidents", "Incident transitions", ["event"], registry=r)
+        self.actions = prometheus_client.Counter(
+            "selfheal_actions", "Actions run on the platform, by phase", ["phase"], registry=r)
+        self.decisions = prometheus_client.Counter(
+            "selfheal_decisions", "Policy gate decisions, by verdict", ["verdict"], registry=r)
+        self.errors = prometheus_client.Counter(
+            "selfheal_tick_errors", "Ticks that failed on the outside world", registry=r)
+        self.loop = prometheus_client.Histogram(
+            "selfheal_loop_latency_seconds", "Duration of one controller tick", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.source_up = prometheus_client.Gauge(
+            "selfheal_source_up", "1 when the source answered its last poll", ["source"],
+            registry=r)
+
+    def observe(self, e: controller_mod.Event) -> None:
+        if e.stage == "detect":
+            self.incidents.labels(event="opened").inc()
+        elif e.stage == "resolved":
+            self.incidents.labels(event="resolved").inc()
+        elif e.stage == "escalate":
+            self.incidents.labels(event="escalated").inc()
+        elif e.stage in ("canary", "act", "undo") and (e.stage != "canary"
+                                                       or "watching" in e.message):
+            self.actions.labels(phase="full" if e.stage == "act" else e.stage).inc()
+        elif e.stage == "gate":
+            self.decisions.labels(verdict=e.message.split(" ", 1)[0]).inc()
+        elif e.stage == "error":
+            self.errors.inc()
+
+
+class MeteredController(controller_mod.Controller):
+    """The controller, timing each tick for `selfheal_loop_latency_seconds`."""
+
+    metrics: ServeMetrics | None = None
+    last_tick: float | None = None
+
+    async def tick(self) -> None:
+        started = time.perf_counter()
+        try:
+            await super().tick()
+        finally:
+            if self.metrics is not None:
+                self.metrics.loop.observe(time.perf_counter() - started)
+            self.last_tick = self.clock()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `run` owns SIGTERM and Ctrl-C."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def load_policy(cfg: config_mod.Config) -> policy.Policy:
+    if cfg.policy is not None:
+        return policy.load(cfg.policy)
+    if cfg.platform.kind == "none":
+        return policy.parse(OBSERVE_POLICY, "<built-in observe-only policy>")
+    return policy.parse(policy.default_text(), "<built-in policy>")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts so a taken port fails fast."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise errors.ConfigError("serve", "serve.port",
+                                 f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
+              on_event: Callable[[controller_mod.Event], None], *,
+              on_ready: Callable[[str], None] | None = None,
+              clock: Callable[[], float] = time.time) -> None:
+    """Serve until SIGTERM, Ctrl-C or cancellation; `on_ready(url)` once it listens."""
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    prom_cfg = cfg.sources.prometheus
+    source = prometheus.PrometheusSource.from_config(prom_cfg) if prom_cfg else None
+    store: sql.SqlStore = (PrometheusBackedStore(cfg.database_url(), source) if source
+                           else sql.SqlStore(cfg.database_url()))
+    feeds: list[ports.Feed] = []
+    prom_feed = prometheus.PrometheusFeed.from_config(prom_cfg) if prom_cfg else None
+    if prom_feed is not None:
+        feeds.append(prom_feed)
+    alerts = (alertmanager.AlertFeed(cfg.sources.alertmanager.service_label)
+              if cfg.sources.alertmanager.enabled else None)
+    if alerts is not None:
+        feeds.append(alerts)
+    otlp_feed = otlp.OtlpFeed() if cfg.sources.otlp.enabled else None
+    if otlp_feed is not None:
+        feeds.append(otlp_feed)
+    metrics = ServeMetrics()
+
+    def event(e: controller_mod.Event) -> None:
+        metrics.observe(e)
+        on_event(e)
+
+    topology = {s: tuple(callees) for s, callees in cfg.platform.services.items()}
+    ctl = MeteredController(cfg, ObservedPlatform(cfg.platform.services), store,
+                            policy.Gate(pol), topology, clock, event, feeds=feeds)
+    ctl.metrics = metrics
+    runner: asyncio.Task[None] | None = None
+
+    def health() -> dict[str, Any]:
+        running = runner is not None and not runner.done()
+        state: dict[str, Any] = {"ok": running, "controller": "running" if running
+                                 else "stopped", "last_tick": ctl.last_tick,
+                                 "feeds": [f.name for f in feeds],
+                                 "open_incidents": sum(
+                                     1 for c in ctl.cases.values()
+                                     if c.incident.state not in controller_mod.TERMINAL)}
+        if prom_feed is not None:
+            state["prometheus"] = prom_feed.last_error or "ok"
+            metrics.source_up.labels(source="prometheus").set(0 if prom_feed.last_error else 1)
+        return state
+
+    app = make_app(Parts(body_limit_bytes=cfg.serve.body_limit_bytes,
+                         registry=metrics.registry, health=health, alerts=alerts,
+                         otlp=otlp_feed))
+    sock = bind(cfg.serve.host, cfg.serve.port)
+    host, port = sock.getsockname()[:2]
+    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                    lifespan="off"))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    for sig in handled:
+        loop.add_signal_handler(sig, stop.set)
+    web: asyncio.Task[None] | None = None
+    try:
+        for left in ctl.recover():
+            on_event(controller_mod.Event(clock(), "recover", f"incident {left} was "
+                                          "interrupted by a restart and has been escalated",
+                                          left))
+        runner = asyncio.create_task(ctl.run(), name="controller")
+        web = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        while not server.started and not web.done():
+            await asyncio.sleep(0.01)
+        if web.done():
+            web.result()  # surfaces why the server could not start
+        if on_ready is not None:
+            on_ready(f"http://{'[' + host + ']' if ':' in host else host}:{port}")
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({runner, web, stopper},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in done - {stopper}:
+            task.result()  # a crashed controller or server is a bug: let it surface
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        server.should_exit = True
+        if web is not None:
+            await asyncio.gather(web, return_exceptions=True)
+        await ctl.stop()
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        sock.close()
+        store.close()
+        if source is not None:
+            source.close()
