@@ -202,49 +202,55 @@ class TracesInvestigator:
             elif window_mod.in_range(edge.start, window.start, window.end):
                 pair[1].append(edge.gap)
         floor = settings.trace_floor_s
-        touching: dict[str, list[tuple[str, float]]] = {}
+        # Each slow edge weighs by how much wire time it gained (seconds, not a ratio: a 2 ms
+        # edge doubling is noise, a 5 ms edge gaining 1 s is a fault).
+        touching: dict[str, int] = {}
+        slow: dict[tuple[str, str], tuple[float, float]] = {}
         for (caller, callee), (before, during) in groups.items():
             if len(before) < settings.trace_min_spans or len(during) < settings.trace_min_spans:
                 continue
-            ratio = (_p90(during) + floor) / (_p90(before) + floor)
-            touching.setdefault(caller, []).append((callee, ratio))
-            touching.setdefault(callee, []).append((caller, ratio))
-        # Greedy cover: the service common to most slow edges explains them (either end of a
-        # slow edge may be at fault); what is left is explained by the next one, and so on.
-        # Ties go to the service with the larger share of its edges slow (a leaf over its
-        # caller that has healthy edges too).
-        slow = {
-            (a, b): r
-            for a, pairs in touching.items()
-            for b, r in pairs
-            if r >= settings.trace_ratio_threshold and a < b
-        }
-        explained: dict[str, list[tuple[str, float]]] = {}
-        while slow:
-            counts: dict[str, list[tuple[str, float]]] = {}
-            for (a, b), r in slow.items():
-                counts.setdefault(a, []).append((b, r))
-                counts.setdefault(b, []).append((a, r))
-            pick = max(counts, key=lambda s: (len(counts[s]), len(counts[s]) / len(touching[s]), s))
-            explained[pick] = counts[pick]
-            slow = {k: r for k, r in slow.items() if pick not in k}
-        most = max((len(v) for v in explained.values()), default=1)
-        for service, edges_of in explained.items():
-            pairs = touching[service]
-            ratios = sorted(r for _, r in edges_of)
-            typical = ratios[len(ratios) // 2]
-            share = len(edges_of) / len(pairs)
-            strength = (
-                (0.5 + 0.5 * share)
-                * min(1.0, len(edges_of) / min(most, 2))
-                * base.saturate(typical - settings.trace_ratio_threshold, 2.0)
+            touching[caller] = touching.get(caller, 0) + 1
+            touching[callee] = touching.get(callee, 0) + 1
+            p_before, p_during = _p90(before), _p90(during)
+            ratio = (p_during + floor) / (p_before + floor)
+            weight = base.saturate(
+                p_during - p_before - settings.trace_gain_floor_s, settings.trace_gain_half_s
             )
-            named = ", ".join(f"{other} x{r:.1f}" for other, r in sorted(edges_of)[:4])
+            if ratio >= settings.trace_ratio_threshold and weight > 0.0 and caller != callee:
+                slow[(caller, callee)] = (ratio, weight)
+        # Greedy cover: either end of a slow edge may be at fault; the service whose slow edges
+        # weigh most explains them, what is left is explained by the next one, and so on. Ties
+        # go to the service with the larger share of its edges slow (a leaf over its caller
+        # that has healthy edges too).
+        explained: dict[str, list[tuple[str, float, float]]] = {}
+        while slow:
+            ends: dict[str, list[tuple[str, float, float]]] = {}
+            for (a, b), (r, w) in slow.items():
+                ends.setdefault(a, []).append((b, r, w))
+                ends.setdefault(b, []).append((a, r, w))
+
+            def rank(
+                service: str, ends: dict[str, list[tuple[str, float, float]]] = ends
+            ) -> tuple[float, float, str]:
+                weight = sum(w for _, _, w in ends[service])
+                return (round(weight, 6), len(ends[service]) / touching[service], service)
+
+            pick = max(ends, key=rank)
+            explained[pick] = ends[pick]
+            slow = {k: v for k, v in slow.items() if pick not in k}
+        for service, edges_of in explained.items():
+            share = len(edges_of) / touching[service]
+            heaviest = max(w for _, _, w in edges_of)
+            strength = (0.5 + 0.5 * share) * heaviest
+            named = ", ".join(
+                f"{other} x{r:.1f}" for other, r, _ in sorted(edges_of, key=lambda e: -e[2])[:4]
+            )
             found.setdefault(service, []).append(
                 (
                     strength,
                     model.FaultKind.LATENCY,
-                    f"wire time grew on {len(edges_of)} of its {len(pairs)} call edges ({named})",
+                    f"wire time grew on {len(edges_of)} of its {touching[service]} call edges "
+                    f"({named})",
                 )
             )
         return len(groups)

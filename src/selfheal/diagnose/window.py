@@ -85,9 +85,10 @@ class Settings:
     """A new or shifted template needs at least this many lines in the incident window."""
     log_shift_ratio: float = 4.0
     """A template whose rate grew by at least this factor over its baseline rate has shifted."""
-    log_new_error_strength: float = 0.85
-    log_new_strength: float = 0.5
-    log_shift_strength: float = 0.45
+    log_new_error_strength: float = 0.7
+    log_new_strength: float = 0.35
+    log_shift_strength: float = 0.25
+    """An error template's shift weighs 1.5 times this."""
 
     # traces: self time and error origin per service
     trace_ratio_threshold: float = 2.0
@@ -95,6 +96,9 @@ class Settings:
     trace_error_delta: float = 0.05
     trace_floor_s: float = 0.005
     """Added to both p90s before taking their ratio, so sub-millisecond noise is not a shift."""
+    trace_gain_floor_s: float = 0.01
+    trace_gain_half_s: float = 0.1
+    """A call edge that gained this much p90 wire time (above the floor) weighs one half."""
     trace_self_weight: float = 0.8
     """Slower processing alone is weaker evidence than a shift on every call edge."""
 
