@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from selfheal import errors
-from selfheal.cli import bench, demo_cmd, records
+from selfheal.cli import bench, demo_cmd, records, serve_cmd
 
 app = typer.Typer(
     name="selfheal",
@@ -55,6 +55,7 @@ def guarded(fn: F) -> F:
 
 
 app.command("demo")(guarded(demo_cmd.demo))
+app.command("serve")(guarded(serve_cmd.serve))
 app.command("incidents")(guarded(records.incidents))
 app.command("show")(guarded(records.show))
 ledger_app = typer.Typer(help="Inspect the tamper-evident ledger.", no_args_is_help=True)
