@@ -62,7 +62,7 @@ def make_handler(routes: Routes) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parts = self.path.lstrip("/").split("/", 1)
             service, rest = parts[0], "/" + (parts[1] if len(parts) > 1 else "")
             port = routes.pick(service)
