@@ -114,14 +114,29 @@ def load(data_dir: Path) -> list[NabFile]:
     return files
 
 
+def missing(data_dir: Path) -> list[str]:
+    """Labelled files whose data is absent (their windows cannot be scored here)."""
+    root = Path(data_dir)
+    labels_path = root / "labels" / "combined_windows.json"
+    if not labels_path.is_file():
+        return []
+    names: dict[str, object] = json.loads(labels_path.read_text())
+    return sorted(n for n in names if not (root / "data" / n).is_file())
+
+
 def nab_settings() -> settings_mod.Settings:
     """The one configuration used for every NAB file (no per-file tuning, no labels)."""
+    # NAB series have no known direction, unit or limit, and many are daily-periodic: the
+    # product defaults plus a daily seasonal profile and a long-memory noise floor.
     return settings_mod.Settings(
         directions={},
         limits={},
         min_scale={},
         default_direction=0,
         warmup_ticks=50,
+        season_period_s=86400.0,
+        long_floor=1.0,
+        alpha_long=0.0005,
     )
 
 

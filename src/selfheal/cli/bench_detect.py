@@ -82,6 +82,13 @@ def nab_command(
         )
     console.print(detail)
     console.print(f"{sum(len(f.values) for f in files)} rows in {seconds:.1f} s")
+    absent = nab.missing(data)
+    if absent:
+        console.print(
+            f"[yellow]note:[/yellow] {len(absent)} labelled file(s) have no data and are not "
+            f"scored ({', '.join(absent)}); the published scores include them, so the "
+            "comparison is approximate"
+        )
     if as_json:
         _print_json(
             {
@@ -89,6 +96,7 @@ def nab_command(
                 "detector": nab.DETECTOR_NAME,
                 "files": len(files),
                 "windows": sum(len(f.windows) for f in files),
+                "missing_files": absent,
                 "seconds": round(seconds, 3),
                 "scores": {r.profile: round(r.normalized, 2) for r in results},
                 "profiles": [dataclasses.asdict(r) for r in results],

@@ -41,7 +41,7 @@ _DEV_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for Gaus
 _FIELDS = (
     "n", "mu", "dev", "origin", "gp", "gn",
     "s0", "s1", "s2", "sy", "sky", "syy",
-    "benign", "quiet", "start", "base", "bscale", "floor", "limit", "lm", "lv", "ln", "peak",
+    "benign", "quiet", "start", "base", "bscale", "floor", "limit", "lm", "lv", "ln", "peak", "dlong",
 )  # fmt: skip
 
 
@@ -89,6 +89,7 @@ class Bank:
         bins = settings.season_bins if settings.season_period_s > 0 else 0
         self._season = np.zeros((self._cap, bins), dtype=np.float32)
         self._season_n = np.zeros((self._cap, bins), dtype=np.float32)
+        self._season_s = np.zeros((self._cap, bins), dtype=np.float32)
 
     # ------------------------------------------------------------------ series management
     def add(self, direction: int = 0, floor: float = 0.0, limit: float | None = None) -> int:
@@ -120,13 +121,14 @@ class Bank:
         pad = ((0, cap - self._cap), (0, 0))
         self._season = np.pad(self._season, pad)
         self._season_n = np.pad(self._season_n, pad)
+        self._season_s = np.pad(self._season_s, pad)
         self._cap = cap
 
     def nbytes_per_series(self) -> float:
         """Bytes of state held per series (all arrays, at current capacity)."""
         total = sum(a.nbytes for a in self._a.values())
         total += self.direction.nbytes + self.firing.nbytes
-        total += self._season.nbytes + self._season_n.nbytes
+        total += self._season.nbytes + self._season_n.nbytes + self._season_s.nbytes
         return total / self._cap
 
     def state(self) -> dict[str, F64]:
@@ -176,9 +178,11 @@ class Bank:
         expected = a["mu"] + so
 
         # --- robust z-score
+        # the long-memory deviation (outliers included) keeps the scale of a mostly flat
+        # series with bursts (zeros, then a burst) from collapsing to nothing
         scale = np.maximum.reduce(
             [_DEV_TO_SIGMA * a["dev"], a["floor"], s.rel_floor * np.abs(expected),
-             np.full(n_, _TINY)]
+             s.long_floor * a["dlong"], np.full(n_, _TINY)]
         )  # fmt: skip
         r = xv - expected
         z = r / scale
@@ -257,6 +261,13 @@ class Bank:
         # series routinely reaches strengths that would be news on a quiet one), and its
         # onset: a surprise larger than any recent one (the first row of an episode)
         ly = np.log1p(np.where(live, rmax, 0.0))
+        if seasonal:
+            # what is usual at this phase (a daily batch job's spike) is no surprise
+            usual = self._season_s[rows, sbin].astype(np.float64)
+            self._season_s[rows, sbin] = np.where(
+                live, np.maximum(ly, usual * s.season_strength_decay), usual
+            )
+            ly = np.maximum(ly - usual, 0.0)
         lsd = np.sqrt(np.maximum(a["lv"], s.surprise_min_var))
         zl = np.where(a["ln"] >= s.surprise_min_n, (ly - a["lm"]) / lsd, 0.0)
         zl = np.where(live, np.maximum(zl, 0.0), 0.0)
@@ -295,6 +306,8 @@ class Bank:
         # outliers teach the scale only slowly, so a runaway does not pass for noise
         a_dev = np.where(np.abs(r) > lim, s.outlier_learn * alpha, alpha)
         dev = np.where(valid, a["dev"] + a_dev * (np.minimum(np.abs(r), lim) - a["dev"]), a["dev"])
+        a_long = np.maximum(1.0 / np.maximum(nn, 1.0), s.alpha_long)
+        dlong = np.where(valid, a["dlong"] + a_long * (np.abs(r) - a["dlong"]), a["dlong"])
         if seasonal:
             col = self._season[rows, sbin].astype(np.float64)
             cnt = self._season_n[rows, sbin]
@@ -311,6 +324,7 @@ class Bank:
             nn = np.where(reset, 1.0, nn)
             mu = np.where(reset, xv, mu)
             dev = np.where(reset, 0.0, dev)
+            dlong = np.where(reset, 0.0, dlong)
             a["origin"][reset] = xv[reset]
             for arr in (s1, s2, sky):
                 arr[reset] = 0.0
@@ -323,10 +337,12 @@ class Bank:
             if seasonal:
                 self._season[:n_][reset] = 0.0
                 self._season_n[:n_][reset] = 0.0
+                self._season_s[:n_][reset] = 0.0
 
         a["n"][:] = nn
         a["mu"][:] = mu
         a["dev"][:] = dev
+        a["dlong"][:] = dlong
         a["gp"][:] = gp
         a["gn"][:] = gn
         a["benign"][:] = run

@@ -55,6 +55,9 @@ class Settings:
     # Robust baseline (level + mean absolute deviation, Huber-clipped updates).
     alpha_level: float = 0.02
     alpha_benign: float = 0.3
+    alpha_long: float = 0.002
+    long_floor: float = 0.0
+    """The scale is at least this fraction of the long-memory mean absolute deviation."""
     huber_c: float = 3.0
     outlier_learn: float = 0.1
     """Fraction of the learning rate at which points beyond huber_c teach the scale."""
@@ -81,6 +84,8 @@ class Settings:
     season_period_s: float = 0.0
     season_bins: int = 24
     alpha_season: float = 0.1
+    season_strength_decay: float = 0.99
+    """Per visit decay of the usual (log) strength remembered for each phase bin."""
 
     # Surprise: strengths calibrated against the series' own history (log scale).
     alpha_surprise: float = 0.005
