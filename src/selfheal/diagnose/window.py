@@ -99,7 +99,7 @@ class Settings:
     trace_gain_floor_s: float = 0.01
     trace_gain_half_s: float = 0.1
     """A call edge that gained this much p90 wire time (above the floor) weighs one half."""
-    trace_self_weight: float = 0.8
+    trace_self_weight: float = 0.5
     """Slower processing alone is weaker evidence than a shift on every call edge."""
 
     # changes: deploys and config changes shortly before or inside the window
@@ -109,7 +109,7 @@ class Settings:
     """A change this long before the window start has lost half its strength."""
 
     # topology: a symptom explained by an anomalous callee
-    propagation_ratio: float = 0.6
+    propagation_ratio: float = 1.0
     """A callee at least this fraction as anomalous as its caller explains the caller."""
     origin_strength: float = 0.5
     """Strength of "anomalous and no callee is" relative to the service's own anomaly."""
