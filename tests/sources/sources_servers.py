@@ -1,0 +1,104 @@
+"""Helpers for the source tests: free ports, waiting, starting and stopping real servers.
+
+Prometheus and Alertmanager are the Debian packages' binaries, started on free loopback ports
+with temporary data directories and stopped by PID; a test that needs one is skipped, with a
+message, only when the binary is not installed. The exporter is a prometheus-client HTTP
+server exposing the shop's metric names with values the test controls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import prometheus_client
+import pytest
+
+PROMETHEUS = ("prometheus",)
+ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def binary(names: tuple[str, ...], package: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip(f"{names[0]} is not installed (Debian package '{package}': "
+                f"apt-get install -y {package})")
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str,
+               proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise AssertionError(f"{what}: the process exited ({proc.returncode}): {tail}")
+        if check():
+            return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-2000:] if log else ""
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s. {tail}")
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop one process we started, by its PID: SIGTERM, then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+@dataclasses.dataclass
+class Exporter:
+    """Shop-like metrics for one replica; the test moves the values."""
+
+    url: str
+    registry: prometheus_client.CollectorRegistry
+    rss: prometheus_client.Gauge
+    requests: prometheus_client.Counter
+    latency: prometheus_client.Histogram
+    gc: prometheus_client.Histogram
+
+
+
+@contextlib.contextmanager
+def running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    try:
+        yield proc
+    finally:
+        stop(proc)

@@ -1,0 +1,207 @@
+"""The Prometheus source against a real Prometheus scraping a real exporter.
+
+The exporter's values are set by the test, so every expected number below is computed from
+what was exposed, then read back through `/api/v1/query_range`, `/api/v1/query`,
+`/api/v1/series` and `/api/v1/targets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import sources_servers as srv
+
+from selfheal import config, errors
+from selfheal.sources import prometheus
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _drive(e: srv.Exporter, stop: threading.Event, rss: float, ok_per_step: int,
+           errors_per_step: int, latency_s: float) -> None:
+    """Serve traffic with a fixed shape: ok/error mix and one latency for every request."""
+    e.rss.set(rss)
+    while not stop.is_set():
+        e.requests.labels(route="/verify", code="200").inc(ok_per_step)
+        e.requests.labels(route="/verify", code="500").inc(errors_per_step)
+        for _ in range(ok_per_step + errors_per_step):
+            e.latency.labels(route="/verify").observe(latency_s)
+        e.gc.labels(generation="2").observe(0.002)
+        stop.wait(0.1)
+
+
+@pytest.fixture
+def scraped(prometheus_server: Callable[..., srv.Server],
+            exporter: Callable[[], srv.Exporter]) -> Iterator[tuple[srv.Server, dict[str, float]]]:
+    """Prometheus scraping two services with different, known traffic shapes."""
+    auth, cart = exporter(), exporter()
+    shape = {"auth_rss": 123_456_789.0, "cart_rss": 55_000_000.0, "auth_err": 1 / 5,
+             "cart_err": 0.0, "auth_latency": 0.03, "cart_latency": 0.007}
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_drive, args=(auth, stop, shape["auth_rss"], 4, 1,
+                                              shape["auth_latency"]), daemon=True),
+        threading.Thread(target=_drive, args=(cart, stop, shape["cart_rss"], 5, 0,
+                                              shape["cart_latency"]), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    server = prometheus_server([(auth.url, {"service": "auth", "replica": "auth-0"}),
+                                (cart.url, {"service": "cart", "replica": "cart-0"})])
+    src = prometheus.PrometheusSource(server.url, rate_window="5s", step_s=1.0)
+    # Enough scrapes for a 5 s rate window: wait until every signal answers for both.
+    srv.wait_until(lambda: {s.label("service") for s in src.instant(
+        prometheus.expand(config.DEFAULT_PROMQL["error_ratio"], "5s"))} == {"auth", "cart"},
+        40, "two services with rates", server.proc, server.log)
+    yield server, shape
+    stop.set()
+    src.close()
+
+
+def test_query_range_round_trip_over_scraped_data(
+        scraped: tuple[srv.Server, dict[str, float]]) -> None:
+    server, shape = scraped
+    src = prometheus.PrometheusSource(server.url, rate_window="5s", step_s=1.0)
+    end = time.time()
+    start = end - 20
+    for svc in ("auth", "cart"):
+        rss = src.query(svc, "rss_bytes", start, end)
+        assert rss, f"no rss_bytes for {svc}"
+        assert all(s.service == svc and s.metric == "rss_bytes" for s in rss)
+        assert {s.value for s in rss} == {shape[f"{svc}_rss"]}
+        assert all(start - 1 <= s.t <= end + 1 for s in rss)
+        errs = [s.value for s in src.query(svc, "error_ratio", start, end)
+                if not math.isnan(s.value)]
+        assert errs, f"no error_ratio for {svc}"
+        assert errs[-1] == pytest.approx(shape[f"{svc}_err"], abs=1e-9)
+        p99 = [s.value for s in src.query(svc, "p99_latency_s", start, end)
+               if not math.isnan(s.value)]
+        # Every request took the same time, so p99 lies in that observation's bucket.
+        bounds = (0.005, 0.01, 0.025, 0.05, 0.1)
+        upper = next(b for b in bounds if b >= shape[f"{svc}_latency"])
+        lower = max((b for b in bounds if b < shape[f"{svc}_latency"]), default=0.0)
+        assert p99 and all(lower <= v <= upper for v in p99)
+        rate = [s.value for s in src.query(svc, "request_rate", start, end)]
+        assert rate and rate[-1] > 0
+    assert src.query("auth", "not_a_configured_signal", start, end) == []
+    src.close()
+
+
+def test_series_targets_and_instant(scraped: tuple[srv.Server, dict[str, float]]) -> None:
+    server, shape = scraped
+    src = prometheus.PrometheusSource(server.url)
+    now = time.time()
+    labels = [dict(x) for x in src.series(['process_resident_memory_bytes{job="shop"}'],
+                                          now - 60, now)]
+    assert {(d["service"], d["replica"]) for d in labels} == {("auth", "auth-0"),
+                                                               ("cart", "cart-0")}
+    targets = src.targets()
+    assert len(targets) == 2
+    assert {t.health for t in targets} == {"up"}
+    vec = src.instant('process_resident_memory_bytes{service="cart"}')
+    assert [s.points[-1][1] for s in vec] == [shape["cart_rss"]]
+    src.close()
+
+
+def test_feed_gives_service_level_signals(scraped: tuple[srv.Server, dict[str, float]]) -> None:
+    server, shape = scraped
+    feed = prometheus.PrometheusFeed(server.url, rate_window="5s")
+
+    async def collect() -> dict[tuple[str, str], float]:
+        try:
+            got = await feed.collect(time.time())
+        finally:
+            await feed.close()
+        return {(s.service, s.metric): s.value for s in got.samples}
+
+    values = asyncio.run(collect())
+    assert feed.last_error == ""
+    assert values[("auth", "rss_bytes")] == shape["auth_rss"]
+    assert values[("auth", "error_ratio")] == pytest.approx(shape["auth_err"])
+    assert values[("cart", "error_ratio")] == pytest.approx(0.0)
+    assert {m for _, m in values} == set(config.DEFAULT_PROMQL)
+
+
+def test_bad_promql_is_an_error_with_the_upstream_message(
+        prometheus_server: Callable[..., srv.Server]) -> None:
+    server = prometheus_server([])
+    slept: list[float] = []
+    src = prometheus.PrometheusSource(server.url, retries=3, sleep=slept.append)
+    with pytest.raises(errors.DataUnavailable, match="bad_data"):
+        src.instant("sum by (")
+    assert slept == [], "a bad query must not be retried"
+    src.close()
+
+
+def test_down_prometheus_raises_data_unavailable_after_retries() -> None:
+    port = srv.free_port()  # nothing listens here
+    slept: list[float] = []
+    src = prometheus.PrometheusSource(f"http://127.0.0.1:{port}", retries=2, backoff_s=0.25,
+                                      timeout_s=1.0, sleep=slept.append)
+    with pytest.raises(errors.DataUnavailable, match="after 3 attempt"):
+        src.query("auth", "rss_bytes", time.time() - 60, time.time())
+    assert slept == [0.25, 0.5]
+    src.close()
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first `fail` requests, then a valid empty vector."""
+
+    fail = 0
+    seen = 0
+
+    def do_GET(self) -> None:
+        type(self).seen += 1
+        if type(self).seen <= type(self).fail:
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b"overloaded")
+            return
+        body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.mark.parametrize(("fail", "retries", "answers"), [(2, 2, True), (3, 2, False)])
+def test_retries_on_5xx_then_gives_up(fail: int, retries: int, answers: bool) -> None:
+    handler = type("Flaky", (_Flaky,), {"fail": fail, "seen": 0})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        src = prometheus.PrometheusSource(f"http://127.0.0.1:{httpd.server_port}",
+                                          retries=retries, sleep=lambda _: None)
+        if answers:
+            assert src.instant("up") == []
+        else:
+            with pytest.raises(errors.DataUnavailable, match="HTTP 503"):
+                src.instant("up")
+        assert handler.seen == retries + 1  # every attempt reached the server
+        src.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_feed_reports_a_blind_tick_without_samples() -> None:
+    feed = prometheus.PrometheusFeed(f"http://127.0.0.1:{srv.free_port()}", timeout_s=1.0)
+
+    async def collect() -> int:
+        try:
+            return len((await feed.collect(time.time())).samples)
+        finally:
+            await feed.close()
+
+    assert asyncio.run(collect()) == 0
+    assert "unavailable" in feed.last_error
+    assert set(config.DEFAULT_PROMQL) <= {p.split(":")[0] for p in feed.last_error.split("; ")}
