@@ -107,6 +107,7 @@ class TracesInvestigator:
         found: dict[str, list[tuple[float, model.FaultKind, str]]] = {}
         seen = self._processing(stats, window, settings, found)
         seen += self._network(edges, window, settings, found)
+        seen += self._behaviour(window.spans, window, settings, found)
         if not seen:
             return (
                 base.no_data(
@@ -183,6 +184,78 @@ class TracesInvestigator:
                         errors,
                         model.FaultKind.ERRORS,
                         f"error origin {err_before:.1%} -> {err_during:.1%}",
+                    )
+                )
+        return seen
+
+    def _behaviour(
+        self,
+        spans: Sequence[model.Span],
+        window: window_mod.Window,
+        settings: window_mod.Settings,
+        found: dict[str, list[tuple[float, model.FaultKind, str]]],
+    ) -> int:
+        """Did a service's operations start to skip calls or return much faster than before?
+
+        An injected early return or exception shows as an operation that no longer makes the
+        calls it used to (the share of its spans with a given child operation drops) or that
+        ends far sooner; the service owning that operation changed behaviour.
+        """
+        kids: dict[str, set[tuple[str, str]]] = {}
+        for span in spans:
+            if span.parent_id:
+                kids.setdefault(span.parent_id, set()).add((span.service, span.name))
+        ops: dict[tuple[str, str], tuple[list[model.Span], list[model.Span]]] = {}
+        for span in spans:
+            pair = ops.setdefault((span.service, span.name), ([], []))
+            if window_mod.in_range(span.start, window.baseline_start, window.baseline_end):
+                pair[0].append(span)
+            elif window_mod.in_range(span.start, window.start, window.end):
+                pair[1].append(span)
+        minimum = settings.behaviour_min_spans
+        seen = 0
+        for (service, name), (before, during) in ops.items():
+            if len(before) < minimum or len(during) < minimum:
+                continue
+            seen += 1
+            notes: list[tuple[float, str]] = []
+            children: set[tuple[str, str]] = set()
+            for span in before:
+                children |= kids.get(span.span_id, set())
+            for child in children:
+                share_before = sum(child in kids.get(s.span_id, ()) for s in before) / len(before)
+                share_during = sum(child in kids.get(s.span_id, ()) for s in during) / len(during)
+                drop = share_before - share_during
+                strength = base.saturate(
+                    drop - settings.behaviour_share_floor, settings.behaviour_share_half
+                )
+                if strength > 0.0:
+                    notes.append(
+                        (
+                            strength,
+                            f"{name} calls {child[1]} in {share_during:.0%} of spans "
+                            f"(was {share_before:.0%})",
+                        )
+                    )
+            median_before = float(np.median([s.end - s.start for s in before]))
+            median_during = float(np.median([s.end - s.start for s in during]))
+            shrink = (median_before + 1e-4) / (median_during + 1e-4)
+            strength = base.saturate(shrink - settings.behaviour_shrink, settings.behaviour_shrink)
+            if strength > 0.0:
+                notes.append(
+                    (
+                        strength,
+                        f"{name} ends {shrink:.0f}x sooner ({median_before * 1e3:.1f} -> "
+                        f"{median_during * 1e3:.1f} ms median)",
+                    )
+                )
+            if notes:
+                notes.sort(key=lambda n: -n[0])
+                found.setdefault(service, []).append(
+                    (
+                        notes[0][0] * settings.behaviour_weight,
+                        model.FaultKind.ERRORS,
+                        "behaviour changed: " + "; ".join(n[1] for n in notes[:2]),
                     )
                 )
         return seen

@@ -100,6 +100,13 @@ class Settings:
     trace_gain_half_s: float = 0.1
     """A call edge that gained this much p90 wire time (above the floor) weighs one half."""
     trace_self_weight: float = 0.5
+    behaviour_min_spans: int = 20
+    behaviour_share_floor: float = 0.15
+    """An operation calling a child in this much smaller a share of its spans is not news."""
+    behaviour_share_half: float = 0.2
+    behaviour_shrink: float = 5.0
+    """An operation whose median duration shrank by more than this factor returns early."""
+    behaviour_weight: float = 0.9
     """Slower processing alone is weaker evidence than a shift on every call edge."""
 
     # changes: deploys and config changes shortly before or inside the window
