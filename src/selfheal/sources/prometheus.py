@@ -189,7 +189,9 @@ class PrometheusSource(_Retrying):
 
     def range(self, expr: str, start: float, end: float, step_s: float | None = None
               ) -> list[Series]:
-        step = step_s or self.step_s
+        # Prometheus refuses more than 11,000 points per series: widen the step for long
+        # windows instead of failing the whole investigation.
+        step = max(step_s or self.step_s, (end - start) / 10_000)
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
                   "step": f"{step:g}"}
         return _series(self._get("/api/v1/query_range", params), f"query_range {expr!r}")
