@@ -16,3 +16,7 @@ app = typer.Typer(
 from selfheal.cli import bench_detect  # noqa: E402
 
 bench_detect.register(app)
+
+from selfheal.cli import bench_rca  # noqa: E402
+
+bench_rca.register(app)

@@ -138,8 +138,8 @@ class Settings:
         )
     )
     against_weight: float = 0.8
-    temperature: float = 0.35
-    null_score: float = 0.9
+    temperature: float = 0.15
+    null_score: float = 0.3
     support_strength: float = 0.3
     """Evidence at least this strong counts as support for layered verification."""
     contradiction_strength: float = 0.6

@@ -368,9 +368,7 @@ def window_for(
     base_hi = start - 1e-3
     construct_spans = [s for s in day.construct_spans if s.start < recent_lo]
     construct_logs = [r for r in day.construct_logs if r.t < recent_lo]
-    base_lo = min(
-        [history_lo] + [s.start for s in construct_spans] + [r.t for r in construct_logs]
-    )
+    base_lo = min([history_lo] + [s.start for s in construct_spans] + [r.t for r in construct_logs])
     recent_spans = day.spans(recent_lo, end)
     spans = None if recent_spans is None else construct_spans + recent_spans
     recent_logs = day.logs(recent_lo, end)
