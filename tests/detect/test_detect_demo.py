@@ -128,3 +128,22 @@ def test_fuse_weighs_signals() -> None:
     assert not expected[0].open_incident and expected[0].score == 0.0
     strong = detect.fuse([anomaly("rss_bytes", 0.95)])
     assert strong[0].open_incident
+
+
+@pytest.mark.timeout(30)
+def test_slo_breach_during_a_deploy_is_not_expected() -> None:
+    cfg = detect.Settings(slo={"p99_latency_s": 0.5})
+    detector = detect.Detector(cfg)
+    deploy = model.Change(model.ChangeId("chg-7"), 40.0, "auth", "deploy", "ci", "deploy auth")
+    sc = ds.Scenario(baseline_s=50, leak_s=0, recovery_s=0, deploy=False, seed=5)
+    seen: list[model.Anomaly] = []
+    for t, values in ds.stream(sc):
+        if t >= 42.0:
+            values[("auth", "p99_latency_s")] = 0.3 if t < 45 else 0.9
+        ctx = detect.Context(changes=(deploy,) if t >= 40 else ())
+        seen += [a for a in detector.update(t, values, ctx) if a.metric == "p99_latency_s"]
+    below = [a for a in seen if a.observed < 0.5]
+    above = [a for a in seen if a.observed > 0.5]
+    assert below and all(a.expected for a in below)
+    assert above and not any(a.expected for a in above)
+    assert all("SLO" in a.expected_reason for a in above)

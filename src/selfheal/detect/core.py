@@ -41,7 +41,8 @@ _DEV_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for Gaus
 _FIELDS = (
     "n", "mu", "dev", "origin", "gp", "gn",
     "s0", "s1", "s2", "sy", "sky", "syy",
-    "benign", "quiet", "start", "base", "bscale", "floor", "limit", "lm", "lv", "ln", "peak", "dlong",
+    "benign", "quiet", "start", "base", "bscale", "floor", "limit",
+    "lm", "lv", "ln", "peak", "dlong",
 )  # fmt: skip
 
 

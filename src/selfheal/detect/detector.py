@@ -79,6 +79,12 @@ class Detector:
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         return found
 
+    def _breaks(self, metric: str, observed: float, bound: float) -> bool:
+        direction = self.settings.direction(metric)
+        if direction < 0:
+            return observed < bound
+        return observed > bound
+
     def _anomaly(
         self, i: int, t: float, observed: float, *, dt: float, step: core.Step,
         ctx: context_mod.Context,
@@ -98,6 +104,13 @@ class Detector:
             z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
             text = explain.level(metric, detector, baseline, observed, z)
         verdict = context_mod.judge(ctx, service, started, t)
+        bound = self.settings.slo.get(metric)
+        if verdict.expected and bound is not None and self._breaks(metric, observed, bound):
+            verdict = context_mod.Judgement(
+                False,
+                f"breaks the SLO bound {explain.fmt(metric, bound)} of {metric}, "
+                f"although {verdict.reason}",
+            )
         if verdict.reason:
             text += f" ({verdict.reason})"
         return model.Anomaly(

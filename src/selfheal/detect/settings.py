@@ -48,6 +48,9 @@ class Settings:
     directions: Mapping[str, int] = dataclasses.field(default_factory=lambda: DEFAULT_DIRECTIONS)
     limits: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_LIMITS)
     min_scale: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_MIN_SCALE)
+    slo: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """metric -> SLO bound (a ceiling for +1/0 metrics, a floor for -1 ones). An anomaly
+    beyond it is never `expected`, even inside a settle or maintenance window."""
     default_direction: int = 0
     rel_floor: float = 0.01
     """Deviations smaller than this fraction of the level never count as anomalous."""

@@ -1,0 +1,63 @@
+"""The two detection benchmarks through the real CLI: tables, and one JSON object last."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from selfheal.cli import main
+
+
+def _nab_folder(root: Path) -> None:
+    rng = np.random.default_rng(4)
+    (root / "data" / "synthetic").mkdir(parents=True)
+    (root / "labels").mkdir()
+    windows = {}
+    for k in range(2):
+        n = 1200
+        x = 50 + rng.normal(0, 1, n) + 5 * np.sin(np.arange(n) * 2 * math.pi / 288)
+        x[900 + 20 * k :] += 25  # a level shift the detector should find
+        t0 = np.datetime64("2024-01-01T00:00:00")
+        stamps = [str(t0 + np.timedelta64(5 * i, "m")).replace("T", " ") for i in range(n)]
+        name = f"synthetic/s{k}.csv"
+        lines = ["timestamp,value"] + [f"{s},{v:.4f}" for s, v in zip(stamps, x, strict=True)]
+        (root / "data" / name).write_text("\n".join(lines) + "\n")
+        windows[name] = [[stamps[870 + 20 * k] + ".000000", stamps[930 + 20 * k] + ".000000"]]
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+
+
+@pytest.mark.timeout(120)
+def test_bench_nab_cli(tmp_path: Path) -> None:
+    _nab_folder(tmp_path / "nab")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nab"), "--out", str(out), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert last["files"] == 2 and last["windows"] == 2
+    assert set(last["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    assert last["scores"]["standard"] > 50  # two clear level shifts inside their windows
+    assert (out / "selfheal" / "synthetic" / "selfheal_s0.csv").is_file()
+
+
+def test_bench_nab_cli_reports_a_missing_folder(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main.app, ["bench", "nab", "--data", str(tmp_path / "nope")])
+    assert res.exit_code == 2
+
+
+@pytest.mark.timeout(60)
+def test_bench_detect_scale_cli() -> None:
+    res = CliRunner().invoke(
+        main.app, ["bench", "detect-scale", "--series", "2000", "--ticks", "5", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert last["series"] == 2000
+    assert last["updates_per_s"] > 0
+    assert 0 < last["bytes_per_series"] <= 1024
