@@ -176,8 +176,8 @@ class MeteredController(controller_mod.Controller):
             self.last_tick = self.clock()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: `run` owns SIGTERM and Ctrl-C."""
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller owns SIGTERM and Ctrl-C."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -259,7 +259,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
                          otlp=otlp_feed))
     sock = bind(cfg.serve.host, cfg.serve.port)
     host, port = sock.getsockname()[:2]
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
+    server = QuietServer(uvicorn.Config(app, log_level="warning", access_log=False,
                                     lifespan="off"))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
