@@ -18,9 +18,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from selfheal import config as config_mod
 from selfheal import policy
-from selfheal.cli import render
+from selfheal.cli import render, serve_cmd
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import demo as demo_mod
+from selfheal.engine import prometheus_demo
 
 
 def demo(
@@ -33,6 +34,11 @@ def demo(
                                                      "allows autonomous rollback.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Where state, logs, the ledger and "
                                                  "postmortems go (default .selfheal).")] = None,
+    prometheus: Annotated[bool, typer.Option("--prometheus", help="Also run a real Prometheus "
+                                             "scraping the shop and a real Alertmanager "
+                                             "delivering its memory alert to selfheal (needs "
+                                             "the Debian packages prometheus and "
+                                             "prometheus-alertmanager).")] = False,
 ) -> None:
     """Run the demo: a shop of 5 services on real processes gets a bad deploy of auth
     (v1.2.1 leaks memory); selfheal detects, diagnoses, rolls back on a canary first,
@@ -45,6 +51,10 @@ def demo(
     pol = policy.load(pol_path) if pol_path else policy.parse(policy.default_text(),
                                                               "<built-in policy>")
     demo_mod.check_ready(cfg)
+    stack = None
+    if prometheus:
+        prometheus_demo.find_binaries()  # fail before anything starts
+        stack = prometheus_demo.Options(make_app=serve_cmd.make_app)
     console = Console(stderr=json_out, highlight=False)
     console.print(f"[bold]selfheal demo[/bold] — scenario [cyan]{demo_mod.SCENARIO}[/cyan]; "
                   f"state in {cfg.workdir}/, policy {pol.source} (sha256 {pol.hash[:12]})")
@@ -79,7 +89,7 @@ def demo(
         tick = asyncio.create_task(ticker())
         try:
             with progress:
-                return await demo_mod.run(cfg, pol, on_event, on_phase)
+                return await demo_mod.run(cfg, pol, on_event, on_phase, prometheus=stack)
         finally:
             tick.cancel()
 

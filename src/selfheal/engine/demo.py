@@ -20,6 +20,7 @@ from typing import Any
 from selfheal import config as config_mod
 from selfheal import errors, policy
 from selfheal.engine import controller as controller_mod
+from selfheal.engine import prometheus_demo
 from selfheal.platforms.local import platform as local
 from selfheal.shop import spec as shop_spec
 from selfheal.sources import logtail, scrape
@@ -81,8 +82,10 @@ def shop_services(replicas: int) -> list[local.ServiceDef]:
 
 async def run(cfg: config_mod.Config, pol: policy.Policy,
               on_event: Callable[[controller_mod.Event], None],
-              on_phase: Callable[[str, float], None]) -> Result:
-    """Run the whole demo; `on_phase(name, seconds)` announces a timed wait for a progress bar."""
+              on_phase: Callable[[str, float], None],
+              prometheus: prometheus_demo.Options | None = None) -> Result:
+    """Run the whole demo; `on_phase(name, seconds)` announces a timed wait for a progress bar.
+    With `prometheus`, a real Prometheus and Alertmanager watch the shop too (`--prometheus`)."""
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     store = sql.SqlStore(cfg.database_url())
     result = Result(ledger=str(cfg.workdir / "selfheal.db") if cfg.storage.url is None
@@ -93,8 +96,11 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
     tailer = logtail.LogTailer(platform.rundir / "logs", lambda r: r.rsplit("-", 1)[0])
     scraper = scrape.Scraper(platform.targets, window_s=cfg.scrape.window_s,
                              timeout_s=cfg.scrape.timeout_s)
+    stack = (prometheus_demo.Stack(cfg.workdir, platform.targets, prometheus)
+             if prometheus is not None else None)
     ctl = controller_mod.Controller(cfg, platform, store, gate, shop_spec.dependencies(),
-                                    time.time, on_event, feeds=[scraper, tailer])
+                                    time.time, on_event,
+                                    feeds=[scraper, tailer, *(stack.feeds if stack else [])])
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     if main_task is not None:
@@ -108,6 +114,13 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
         on_phase("starting the shop (5 services, real processes)", 0)
         await platform.start()
         tailer.skip_existing()
+        if stack is not None:
+            on_phase("starting Prometheus and Alertmanager", 0)
+            await stack.start()
+            on_event(controller_mod.Event(time.time(), "sources", f"Prometheus "
+                                          f"{stack.prometheus_url} scrapes the shop; "
+                                          f"Alertmanager {stack.alertmanager_url} delivers "
+                                          f"to {stack.webhook_url}"))
         await platform.table.spawn(
             "loadgen", [sys.executable, "-m", "selfheal.shop.loadgen", "--router",
                         platform.router_url, "--rps", str(cfg.demo.rps), "--duration",
@@ -150,6 +163,8 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
             await asyncio.gather(runner, return_exceptions=True)
         else:
             await scraper.close()
+        if stack is not None:
+            await stack.stop()
         await platform.stop()
         atexit.unregister(platform.table.kill_all_now)
         if main_task is not None:
