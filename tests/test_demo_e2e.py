@@ -109,3 +109,25 @@ def test_policy_forbidding_rollback_escalates_without_a_platform_call(
     assert "execution.intent" not in kinds and "escalation" in kinds
     assert who == {"ci-bot"}  # the only change to the platform is the bad deploy itself
     assert '"rule":"no-rollback"' in decision[0]
+
+
+def test_ctrl_c_mid_demo_stops_every_process(no_leftovers: Path,
+                                             selfheal_cmd: list[str]) -> None:
+    workdir = no_leftovers / "wd"
+    run = subprocess.Popen([*selfheal_cmd, "demo", "--workdir", str(workdir)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pidfile = workdir / "run" / "pids.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if pidfile.exists() and len(json.loads(pidfile.read_text() or "{}")) >= 12:
+            break
+        time.sleep(0.2)
+    else:
+        run.kill()
+        pytest.fail("the shop and load generator did not start within 60 s")
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode != 0
+    assert "Traceback" not in err
+    assert not processes_mentioning(str(workdir))
+    assert not pidfile.exists()

@@ -16,12 +16,21 @@ ROLLBACK = model.Action(model.ActionKind.ROLLBACK, "auth",
                         model.params(from_version="1.2.1", to_version="1.2.0"))
 
 
-def _diag(sufficient: bool = True) -> model.Diagnosis:
-    h = model.Hypothesis(service="auth", fault=model.FaultKind.BAD_DEPLOY,
+def _symptom(service: str, kind: model.SignalKind = model.SignalKind.METRICS,
+             strength: float = 0.9) -> model.Evidence:
+    return model.Evidence(investigator=kind.value, kind=kind, status=model.EvidenceStatus.OK,
+                          query="q", observation=f"{service} moved", service=service,
+                          fault=model.FaultKind.MEMORY_LEAK, strength=strength)
+
+
+def _diag(sufficient: bool = True, evidence: tuple[model.Evidence, ...] | None = None,
+          service: str = "auth") -> model.Diagnosis:
+    ev = (_symptom(service),) if evidence is None else evidence
+    h = model.Hypothesis(service=service, fault=model.FaultKind.BAD_DEPLOY,
                          action_family=model.ActionKind.ROLLBACK, probability=0.9,
-                         evidence_for=())
+                         evidence_for=ev)
     return model.Diagnosis(incident_id=model.IncidentId("inc-1"), at=0.0, hypotheses=(h,),
-                           sufficient=sufficient,
+                           sufficient=sufficient, evidence=ev,
                            missing=() if sufficient else ("only metrics support auth",))
 
 
@@ -49,6 +58,22 @@ def test_insufficient_evidence_is_never_permitted() -> None:
     assert review.decision.verdict == model.Verdict.DENY
     assert review.permits == ()
     assert "only metrics support auth" in review.decision.reason
+
+
+def test_never_acts_on_a_service_whose_own_signals_look_healthy() -> None:
+    # A deploy record and its lifecycle log lines are not symptoms: with only those, and
+    # the metrics pointing at another service, the rollback of auth is refused.
+    only_context = (_symptom("auth", model.SignalKind.CHANGES),
+                    _symptom("auth", model.SignalKind.LOGS),
+                    _symptom("checkout", model.SignalKind.METRICS),
+                    _symptom("auth", model.SignalKind.METRICS, strength=0.1))
+    review = _gate().review(_plan(ROLLBACK), _diag(evidence=only_context), now=100.0)
+    assert review.decision.verdict == model.Verdict.DENY
+    assert review.decision.rule == "built-in:target-unaffected"
+    assert review.permits == ()
+    with_symptom = (*only_context, _symptom("auth", model.SignalKind.TRACES, strength=0.5))
+    review = _gate().review(_plan(ROLLBACK), _diag(evidence=with_symptom), now=100.0)
+    assert review.decision.verdict == model.Verdict.ALLOW
 
 
 def test_deny_rule_wins_and_names_itself() -> None:
@@ -113,7 +138,7 @@ def test_no_permit_unless_allowed_by_a_rule_and_evidence(kind: model.ActionKind,
     action = model.Action(kind, service, model.params(from_version="1", to_version="2",
                                                       from_replicas=2, to_replicas=4,
                                                       replica=f"{service}-1"))
-    review = _gate(text).review(_plan(action), _diag(sufficient), now=5.0)
+    review = _gate(text).review(_plan(action), _diag(sufficient, service=service), now=5.0)
     if review.permits:
         assert verdict == "allow" and sufficient and service == "auth"
         assert review.decision.verdict == model.Verdict.ALLOW

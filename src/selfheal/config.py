@@ -22,7 +22,7 @@ class _Strict(pydantic.BaseModel):
 
 class Scrape(_Strict):
     interval_s: float = pydantic.Field(default=1.0, gt=0, le=300)
-    window_s: float = pydantic.Field(default=6.0, gt=0, le=3600)
+    window_s: float = pydantic.Field(default=10.0, gt=0, le=3600)
     timeout_s: float = pydantic.Field(default=2.0, gt=0, le=60)
 
 

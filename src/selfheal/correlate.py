@@ -1,30 +1,66 @@
-"""Correlation: fused per-service findings become incidents, one per service at a time.
+"""Correlation: fused per-service findings become incidents, one per root at a time.
 
 Pure. Detection (`detect.fuse`) has already weighed each service's signals together; this stage
-decides which findings open an incident: not when the service already has an open incident,
-nor during the quiet period after one ended (its own remedy's settle window).
+decides what each finding means. A service that already has an open incident keeps it. A
+service that (directly or through others) calls a service with an open incident joins that
+incident as a downstream symptom instead of opening its own: when auth is sick, frontend's
+latency is auth's incident. Nothing opens during the quiet period after an incident ended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 
 from selfheal import detect, model
 
 
-def correlate(findings: Sequence[detect.ServiceFinding], *, open_services: Collection[str],
-              quiet_until: Mapping[str, float], now: float,
-              new_id: Callable[[], model.IncidentId]) -> list[model.Incident]:
-    out = []
-    for f in sorted(findings, key=lambda f: f.service):
-        if not f.open_incident or f.service in open_services:
+@dataclasses.dataclass(frozen=True)
+class Correlation:
+    new: tuple[model.Incident, ...]
+    joined: tuple[tuple[model.IncidentId, detect.ServiceFinding], ...]
+
+
+def upstream_of(service: str, topology: Mapping[str, Sequence[str]]) -> set[str]:
+    """Every service `service` calls, directly or through others."""
+    seen: set[str] = set()
+    todo = list(topology.get(service, ()))
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.add(s)
+            todo.extend(topology.get(s, ()))
+    return seen
+
+
+def correlate(findings: Sequence[detect.ServiceFinding], *,
+              open_incidents: Mapping[str, model.IncidentId],
+              topology: Mapping[str, Sequence[str]], quiet_until: Mapping[str, float],
+              now: float, new_id: Callable[[], model.IncidentId]) -> Correlation:
+    new: list[model.Incident] = []
+    joined: list[tuple[model.IncidentId, detect.ServiceFinding]] = []
+    owners = dict(open_incidents)
+    # Callees before callers: when auth and frontend break in the same tick, auth opens the
+    # incident and frontend joins it.
+    for f in sorted(findings, key=lambda f: (-len(_callers(f.service, topology)), f.service)):
+        if not f.open_incident or f.service in owners:
+            continue
+        cause = sorted(upstream_of(f.service, topology) & set(owners))
+        if cause:
+            joined.append((owners[cause[0]], f))
             continue
         if quiet_until.get(f.service, 0.0) > now:
             continue
         lead = f.anomalies[0]
         signals = ", ".join(sorted({a.metric for a in f.anomalies}))
-        out.append(model.Incident(
+        inc = model.Incident(
             id=new_id(), service=f.service, opened_at=now,
             title=f"{f.service}: {lead.metric} anomalous ({signals})",
-            anomalies=tuple(f.anomalies) + tuple(f.expected)))
-    return out
+            anomalies=tuple(f.anomalies) + tuple(f.expected))
+        new.append(inc)
+        owners[f.service] = inc.id
+    return Correlation(new=tuple(new), joined=tuple(joined))
+
+
+def _callers(service: str, topology: Mapping[str, Sequence[str]]) -> set[str]:
+    return {c for c in topology if service in upstream_of(c, topology)}

@@ -111,6 +111,7 @@ class IncidentState(enum.StrEnum):
     VERIFYING = "verifying"
     RESOLVED = "resolved"
     ESCALATED = "escalated"
+    MERGED = "merged"  # the same root cause as another incident, which carries on
 
 
 class ExecutionStatus(enum.StrEnum):

@@ -17,8 +17,9 @@ class Facts:
 
     service: str
     version: str
-    previous_version: str | None
     replicas: int
+    last_deploy: model.Change | None = None
+    """The most recent deploy of the service (not a rollback or canary), if known."""
 
 
 def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> model.Plan | None:
@@ -29,14 +30,18 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
     step: model.Action | None = None
     why = ""
     if top.action_family == model.ActionKind.ROLLBACK:
-        if facts.previous_version is None:
+        # Only undo a deploy that is still live: never "roll back" to whatever ran last
+        # (after a rollback that would be the bad version again).
+        d = facts.last_deploy
+        if d is None or d.to_version != facts.version or not d.from_version \
+                or d.from_version == facts.version:
             return None
         step = model.Action(model.ActionKind.ROLLBACK, facts.service,
                             model.params(from_version=facts.version,
-                                         to_version=facts.previous_version))
+                                         to_version=d.from_version))
         why = (f"{facts.service} {facts.version} is the likely cause ({top.fault.value}, "
-               f"p={top.probability:.2f}); return to {facts.previous_version}, the version "
-               "that ran before the change")
+               f"p={top.probability:.2f}); return to {d.from_version}, the version that ran "
+               f"before {d.who} deployed {facts.version}")
     elif top.action_family == model.ActionKind.SCALE:
         target = min(facts.replicas * 2, 16)
         step = model.Action(model.ActionKind.SCALE, facts.service,

@@ -69,6 +69,27 @@ def _timeline_line(e: model.LedgerEntry) -> str:
     return e.kind
 
 
+_MECHANISMS = ("memory_leak", "latency", "errors", "crash", "overload", "config", "hung")
+
+
+def root_cause(top: Mapping[str, Any] | None,
+               recent_changes: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One sentence a human can repeat: what broke, why, and how sure we are."""
+    if top is None:
+        return "Unknown: no hypothesis was supported by the evidence."
+    service, fault = top["service"], top["fault"]
+    summary = str(top.get("summary", ""))
+    mechanism = next((m for m in _MECHANISMS if f"mechanism {m}" in summary), "")
+    how = f" ({mechanism.replace('_', ' ')})" if mechanism else ""
+    deploy = next((c for c in reversed(recent_changes) if c["service"] == service
+                   and c["kind"] == "deploy"), None)
+    if fault == "bad_deploy" and deploy is not None:
+        return (f"The deploy of {service} v{deploy['to_version']} by {deploy['who']} at "
+                f"{_clock(deploy['t'])} UTC broke {service}{how}; v{deploy['from_version']} "
+                f"ran fine before it.")
+    return f"{service}: {fault.replace('_', ' ')}{how}."
+
+
 def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
                topology: Mapping[str, Sequence[str]]) -> str:
     diag = (_first(entries, "diagnosis") or {}).get("diagnosis", {})
@@ -87,19 +108,23 @@ def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
                                    else "escalated to a human"),
               "- **Written by:** selfheal, from the ledger entries below "
               "(regenerate and compare with `selfheal ledger verify`)", ""]
-    lines += ["## Root cause", ""]
+    opened = _first(entries, "incident.opened") or {}
+    changes = opened.get("recent_changes", [])
+    lines += ["## Root cause", "", root_cause(top, changes)]
     if top is not None:
-        lines.append(f"{top.get('summary') or top['service'] + ': ' + top['fault']} "
-                     f"(confidence {top['probability']:.0%}"
-                     f"{'' if diag.get('sufficient') else ', evidence insufficient'}).")
-    else:
-        lines.append("Unknown: no hypothesis was supported by the evidence.")
+        lines += ["", f"Confidence {top['probability']:.0%}"
+                  f"{'' if diag.get('sufficient') else ' — evidence insufficient to act'}. "
+                  f"Reasoning: {top.get('summary', '')}"]
     if diag.get("missing"):
         lines.append("")
         lines.append("Missing evidence: " + "; ".join(diag["missing"]) + ".")
     lines += ["", "## Timeline (UTC)", "", "| time | event |", "|---|---|"]
-    lines += [f"| {_clock(e.ts)} | {_timeline_line(e).replace('|', '/')} |" for e in entries
-              if e.kind != "postmortem"]
+    events = [(e.ts, _timeline_line(e)) for e in entries if e.kind != "postmortem"]
+    events += [(c["t"], f"Change: {c['what']} (by {c['who']})") for c in changes]
+    for a in opened.get("incident", {}).get("anomalies", []):
+        events.append((a["started_at"], f"Anomaly began: {a['explanation']}"))
+    lines += [f"| {_clock(t)} | {text.replace('|', '/')} |"
+              for t, text in sorted(events, key=lambda x: x[0])]
     lines += ["", "## Evidence", ""]
     if top is not None:
         for ev in top.get("evidence_for", []):

@@ -24,7 +24,8 @@ from selfheal.policy import gate as gate_mod
 from selfheal.sources import scrape
 from selfheal.store import sql
 
-TERMINAL = (model.IncidentState.RESOLVED, model.IncidentState.ESCALATED)
+TERMINAL = (model.IncidentState.RESOLVED, model.IncidentState.ESCALATED,
+            model.IncidentState.MERGED)
 BASELINE_S = 120.0
 
 
@@ -67,6 +68,8 @@ class Controller:
         self.cases: dict[str, Case] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.quiet_until: dict[str, float] = {}
+        # Which incident owns the remediation of a service: one remedy per service at a time.
+        self.remediating: dict[str, model.IncidentId] = {}
         self._seen_changes: set[str] = set()
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
         self._stopping = asyncio.Event()
@@ -126,15 +129,35 @@ class Controller:
         self._alerts([a for c in got for a in c.alerts], now)
         values = {(s.service, s.metric): s.value for s in samples if not s.replica}
         recent = tuple(self.store.changes_between(now - 600, now))
+        if getattr(self.platform, "shared_host", False):
+            # Every service shares one machine: starting or stopping any replica disturbs all
+            # of them for a moment, so each change opens a settle window host-wide ("*").
+            recent += tuple(dataclasses.replace(c, service="*") for c in recent)
         context = detect.Context(changes=recent, maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s)
         anomalies = self.detector.update(now, values, context)
-        open_services = {c.incident.service for c in self.cases.values()
-                         if c.incident.state not in TERMINAL}
-        new = correlate.correlate(detect.fuse(anomalies), open_services=open_services,
-                                  quiet_until=self.quiet_until, now=now,
-                                  new_id=lambda: model.IncidentId(f"inc-{uuid.uuid4().hex[:8]}"))
-        for inc in new:
+        active = {c.incident.service: c.incident.id for c in self.cases.values()
+                  if c.incident.state not in TERMINAL}
+        active.update(self.remediating)  # a service being healed belongs to that incident
+        for c in self.cases.values():  # a merged incident's service stays with its owner
+            owner = c.detail.get("outcome", {}).get("merged_into")
+            if owner in self.cases and self.cases[owner].incident.state not in TERMINAL:
+                active.setdefault(c.incident.service, owner)
+        result = correlate.correlate(
+            detect.fuse(anomalies), open_incidents=active, topology=self.topology,
+            quiet_until=self.quiet_until, now=now,
+            new_id=lambda: model.IncidentId(f"inc-{uuid.uuid4().hex[:8]}"))
+        for incident_id, finding in result.joined:
+            case = self.cases[incident_id]
+            related = case.detail.setdefault("related", [])
+            if finding.service not in related:  # one ledger entry per symptomatic service
+                related.append(finding.service)
+                self.record(case, "signal.related", {"service": finding.service,
+                                                     "summary": finding.summary})
+                self.persist(case)
+                self.emit("correlate", f"{finding.summary} — a symptom of "
+                          f"{case.incident.service}'s incident, joined to it", incident_id)
+        for inc in result.new:
             self._open(inc)
 
     def _open(self, inc: model.Incident) -> None:
@@ -216,7 +239,16 @@ class Controller:
             self._escalate(case, f"selfheal failed while handling this incident: "
                            f"{type(exc).__name__}: {exc}")
         finally:
-            self.quiet_until[case.incident.service] = self.clock() + self.cfg.detect.settle_s
+            for svc, owner in list(self.remediating.items()):
+                if owner == case.incident.id:
+                    del self.remediating[svc]
+            # The remedy is a change too: the service and its callers settle before anything
+            # new may open on them.
+            svc = case.incident.service
+            until = self.clock() + self.cfg.detect.settle_s
+            for s in [svc, *(c for c in self.topology
+                             if svc in correlate.upstream_of(c, self.topology))]:
+                self.quiet_until[s] = max(self.quiet_until.get(s, 0.0), until)
 
     async def _investigate_and_act(self, case: Case) -> None:
         inc = case.incident
@@ -249,9 +281,17 @@ class Controller:
             return
         self.emit("diagnose", f"{top.service}: {top.fault.value} (p={top.probability:.2f}) — "
                   f"{top.summary}", inc.id, evidence=[e.observation for e in top.evidence_for])
+        deploys = [c for c in self.store.changes_between(self.clock() - 7 * 86_400, self.clock())
+                   if c.service == top.service and c.kind == "deploy"]
         facts = plan.Facts(service=top.service, version=self.platform.version(top.service),
-                           previous_version=self.platform.previous_version(top.service),
-                           replicas=len(self.platform.replicas(top.service)))
+                           replicas=len(self.platform.replicas(top.service)),
+                           last_deploy=deploys[-1] if deploys else None)
+        owner = self.remediating.get(top.service)
+        if owner is not None and owner != inc.id:
+            self._merge(case, owner, f"{top.service} is already being remediated by "
+                        f"incident {owner}, for the same root cause")
+            return
+        self.remediating[top.service] = inc.id
         proposal = plan.propose(diag, facts, model.PlanId(f"plan-{uuid.uuid4().hex[:8]}"))
         if proposal is None:
             self._escalate(case, f"no catalogue action fits {top.service} {top.fault.value}")
@@ -356,6 +396,19 @@ class Controller:
             executions.append(ex)
             self.emit("undo", f"{why}; undone: {ex.detail}", case.incident.id)
         self._escalate(case, why, rolled_back=undo is not None)
+
+    def _merge(self, case: Case, owner: model.IncidentId, reason: str) -> None:
+        case.detail["outcome"] = {"resolved": False, "escalated": False, "merged_into": owner,
+                                  "reason": reason}
+        self.record(case, "merged", {"into": owner, "reason": reason})
+        self.persist(case, model.IncidentState.MERGED)
+        other = self.cases.get(owner)
+        if other is not None:
+            self.record(other, "signal.related", {"incident": case.incident.id,
+                                                  "service": case.incident.service,
+                                                  "summary": case.incident.title})
+            self.persist(other)
+        self.emit("correlate", reason, case.incident.id)
 
     def _escalate(self, case: Case, reason: str, rolled_back: bool = False) -> None:
         case.detail["outcome"] = {"resolved": False, "escalated": True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import dataclasses
+import math
 import signal
 import sys
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from selfheal import config as config_mod
-from selfheal import errors, policy
+from selfheal import errors, model, policy, scribe
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import prometheus_demo
 from selfheal.platforms.local import platform as local
@@ -40,6 +41,7 @@ class Result:
     postmortem: str | None = None
     ledger: str = ""
     finished: bool = False
+    changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object of `selfheal demo`."""
@@ -48,13 +50,14 @@ class Result:
         executions = detail.get("executions") or []
         outcome = detail.get("outcome") or {}
         verification = detail.get("verification") or {}
+        changes = [c for c in self.changes if c["t"] <= (self.detected_at or math.inf)]
         return {
             "scenario": self.scenario,
             "fault_injected_at": self.fault_injected_at,
             "detected_at": self.detected_at,
             "incident": (self.incident or {}).get("id"),
             "diagnosis": None if top is None else {
-                "service": top["service"], "cause": top.get("summary") or top["fault"],
+                "service": top["service"], "cause": scribe.root_cause(top, changes),
                 "fault": top["fault"], "confidence": round(top["probability"], 3),
                 "sufficient": (detail.get("diagnosis") or {}).get("sufficient"),
                 "evidence": [f"{e['kind']}: {e['observation']}" for e in top["evidence_for"]],
@@ -73,6 +76,19 @@ class Result:
 def _phase(execution: dict[str, Any]) -> str:
     detail = str(execution.get("detail", ""))
     return "canary" if detail.startswith("canary") else "full"
+
+
+def _fault_case(ctl: controller_mod.Controller, since: float) -> controller_mod.Case | None:
+    """The incident about the injected fault: opened after it, not merged into another, and
+    about auth (by where it opened or where diagnosis placed it)."""
+    for c in ctl.cases.values():
+        if c.incident.opened_at < since or c.incident.state == model.IncidentState.MERGED:
+            continue
+        diag = c.detail.get("diagnosis")
+        top = diag.top if isinstance(diag, model.Diagnosis) else None
+        if BAD_SERVICE in (c.incident.service, top.service if top else None):
+            return c
+    return None
 
 
 def shop_services(replicas: int) -> list[local.ServiceDef]:
@@ -136,8 +152,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
         deadline = loop.time() + cfg.demo.timeout_s
         case: controller_mod.Case | None = None
         while loop.time() < deadline:
-            case = next((c for c in ctl.cases.values()
-                         if c.incident.opened_at >= change.t), None)
+            case = _fault_case(ctl, change.t) or case
             if case is not None and result.detected_at is None:
                 result.detected_at = case.incident.opened_at
             if case is not None and case.incident.state in controller_mod.TERMINAL \
@@ -155,6 +170,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
             if outcome.get("resolved") and result.fault_injected_at is not None:
                 result.mttr_s = float(outcome["resolved_at"]) - result.fault_injected_at
             result.finished = case.incident.state in controller_mod.TERMINAL
+            result.changes = [model.to_jsonable(c) for c in platform.changes()]
         return result
     finally:
         if runner is not None:

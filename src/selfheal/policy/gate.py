@@ -28,6 +28,17 @@ class Review:
     undo_permits: tuple[model.Permit, ...] = ()
 
 
+SYMPTOM_STRENGTH = 0.3
+_SYMPTOM_KINDS = (model.SignalKind.METRICS, model.SignalKind.TRACES, model.SignalKind.ALERTS)
+
+
+def _shows_fault(diagnosis: model.Diagnosis, service: str) -> bool:
+    """Does the service's own telemetry (not a change record or a log of the change) show it?"""
+    return any(e.status == model.EvidenceStatus.OK and e.service == service
+               and e.kind in _SYMPTOM_KINDS and e.strength >= SYMPTOM_STRENGTH
+               for e in diagnosis.evidence)
+
+
 def _permit_body(p: model.Permit) -> bytes:
     return ledger.canonical([p.id, p.plan_id, model.to_jsonable(p.action), repr(p.issued_at),
                              repr(p.expires_at), p.policy_hash]).encode()
@@ -90,6 +101,13 @@ class Gate:
                                        f"insufficient evidence ({missing}): a human must "
                                        "look", now))
         services = {s.service for s in plan.steps}
+        for svc in sorted(services):
+            if not _shows_fault(diagnosis, svc):
+                return Review(self._decide(
+                    plan, deny, "built-in:target-unaffected",
+                    f"{svc}'s own signals do not show the fault (no metrics, traces or alerts "
+                    f"evidence of strength >= {SYMPTOM_STRENGTH}): selfheal never acts on a "
+                    "service that looks healthy", now))
         modes = {svc: self.policy.mode(svc) for svc in services}
         for svc, mode in modes.items():
             if mode in (model.Mode.OBSERVE, model.Mode.SUGGEST):

@@ -26,6 +26,7 @@ import prometheus_client
 from selfheal.shop import spec as shop_spec
 
 _LOG_LOCK = threading.Lock()
+STATS_EVERY_S = 5.0
 GC_WARN_S = 0.010  # a full collection longer than this is worth a warning line
 
 
@@ -69,7 +70,7 @@ class Replica:
         info = prometheus_client.Info("shop_build", "Build of this replica", registry=self.registry)
         info.info({"service": service, "version": version, "replica": replica})
         self._sessions: list[Any] = []
-        self._served = 0
+        self.served = 0
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
 
@@ -93,6 +94,7 @@ class Replica:
         if route is None:
             return 404, {"error": f"no route {path}"}
         b = self.behaviour
+        self.served += 1
         if b.leak_bytes_per_request or b.leak_objects_per_request:
             # A session cache that is never evicted: the bug behind the bad deploy.
             entry = {
@@ -100,8 +102,7 @@ class Replica:
                 "attrs": [{"k": i} for i in range(b.leak_objects_per_request)],
             }
             self._sessions.append(entry)
-        self._served += 1
-        if b.full_gc_every and self._served % b.full_gc_every == 0:
+        if b.full_gc_every and self.served % b.full_gc_every == 0:
             gc.collect()
         deadline = time.perf_counter() + b.work_ms / 1000.0
         while time.perf_counter() < deadline:
@@ -167,6 +168,18 @@ def main(argv: list[str] | None = None) -> int:
         log("INFO", "draining and stopping", replica=a.replica, signal=signum)
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    def report() -> None:
+        # A periodic stats line, as most services write: it is also what a quiet, healthy
+        # replica's log looks like, the baseline new warnings are measured against.
+        last = 0
+        while True:
+            time.sleep(STATS_EVERY_S)
+            served = replica.served
+            log("INFO", f"stats: served {served - last} requests in {STATS_EVERY_S:.0f} s",
+                replica=a.replica)
+            last = served
+
+    threading.Thread(target=report, daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     port = server.server_address[1]

@@ -62,6 +62,7 @@ class LocalPlatform:
     """Implements `ports.Platform` with real processes."""
 
     name = "local"
+    shared_host = True  # every replica runs on this machine: a change disturbs them all
 
     def __init__(self, workdir: Path, services: Sequence[ServiceDef],
                  clock: Callable[[], float]) -> None:

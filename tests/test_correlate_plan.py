@@ -1,0 +1,83 @@
+"""Correlation by topology and the planner's choice of rollback target."""
+
+from __future__ import annotations
+
+import itertools
+
+from selfheal import correlate, detect, model, plan
+
+TOPOLOGY = {"frontend": ("auth", "checkout"), "checkout": ("cart",), "auth": (), "cart": ()}
+
+
+def _finding(service: str, metric: str = "p99_latency_s") -> detect.ServiceFinding:
+    a = model.Anomaly(id=model.AnomalyId(f"a-{service}"), service=service, metric=metric,
+                      detector="level", started_at=1.0, detected_at=2.0, score=0.9,
+                      baseline=1.0, observed=2.0, explanation="up")
+    return detect.ServiceFinding(service, 0.9, True, (a,), (), f"{service}: {metric}")
+
+
+def _ids() -> model.IncidentId:
+    return model.IncidentId(f"inc-{next(_counter)}")
+
+
+_counter = itertools.count()
+
+
+def test_caller_symptoms_join_the_open_incident_of_their_callee() -> None:
+    out = correlate.correlate([_finding("frontend"), _finding("cart")],
+                              open_incidents={"cart": model.IncidentId("inc-cart")},
+                              topology=TOPOLOGY, quiet_until={}, now=10.0, new_id=_ids)
+    assert out.new == ()  # frontend calls cart through checkout: a symptom, not a new incident
+    assert [(i, f.service) for i, f in out.joined] == [("inc-cart", "frontend")]
+
+
+def test_unrelated_services_open_their_own_incidents_unless_quiet() -> None:
+    out = correlate.correlate([_finding("auth"), _finding("cart")],
+                              open_incidents={"checkout": model.IncidentId("inc-x")},
+                              topology=TOPOLOGY, quiet_until={"cart": 20.0}, now=10.0,
+                              new_id=_ids)
+    assert [i.service for i in out.new] == ["auth"]
+    assert out.joined == ()
+
+
+def _diag(service: str = "auth") -> model.Diagnosis:
+    h = model.Hypothesis(service=service, fault=model.FaultKind.BAD_DEPLOY,
+                         action_family=model.ActionKind.ROLLBACK, probability=0.9,
+                         evidence_for=())
+    return model.Diagnosis(incident_id=model.IncidentId("inc-1"), at=0.0, hypotheses=(h,),
+                           sufficient=True)
+
+
+def _deploy(frm: str, to: str) -> model.Change:
+    return model.Change(id=model.ChangeId("c1"), t=1.0, service="auth", kind="deploy",
+                        who="ci-bot", what="deploy", from_version=frm, to_version=to)
+
+
+def test_rollback_returns_to_the_version_before_the_live_deploy() -> None:
+    facts = plan.Facts("auth", "1.2.1", replicas=2, last_deploy=_deploy("1.2.0", "1.2.1"))
+    p = plan.propose(_diag(), facts, model.PlanId("p"))
+    assert p is not None
+    assert p.steps[0].params == model.params(from_version="1.2.1", to_version="1.2.0")
+    assert p.inverse[0].params == model.params(from_version="1.2.0", to_version="1.2.1")
+    assert p.canary
+
+
+def test_no_rollback_when_the_live_version_did_not_come_from_that_deploy() -> None:
+    # auth was already rolled back to 1.2.0: "rolling back" again would redeploy 1.2.1
+    facts = plan.Facts("auth", "1.2.0", replicas=2, last_deploy=_deploy("1.2.0", "1.2.1"))
+    assert plan.propose(_diag(), facts, model.PlanId("p")) is None
+    assert plan.propose(_diag(), plan.Facts("auth", "1.2.1", replicas=2),
+                        model.PlanId("p")) is None
+
+
+def test_no_plan_for_another_service_than_the_facts() -> None:
+    facts = plan.Facts("auth", "1.2.1", replicas=2, last_deploy=_deploy("1.2.0", "1.2.1"))
+    assert plan.propose(_diag("cart"), facts, model.PlanId("p")) is None
+
+
+def test_callee_and_caller_breaking_in_the_same_tick_make_one_incident() -> None:
+    out = correlate.correlate([_finding("frontend"), _finding("auth", "rss_bytes")],
+                              open_incidents={}, topology=TOPOLOGY, quiet_until={}, now=10.0,
+                              new_id=_ids)
+    assert [i.service for i in out.new] == ["auth"]
+    assert [(f.service, i) for i, f in out.joined] == [("frontend", out.new[0].id)]
