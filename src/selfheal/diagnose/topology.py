@@ -1,10 +1,13 @@
 """The topology investigator: is a service's symptom explained by an anomalous callee?
 
 It reasons over the direct evidence gathered before it (metrics, logs, traces) and the call
-graph. A caller whose callee (directly or further down) is at least `propagation_ratio` as
-anomalous gets evidence of fault DEPENDENCY — the reconciler counts that *against* the caller
-being the root cause. An anomalous service none of whose callees is anomalous is a likely
-origin and gets supporting evidence, stronger when its callers show symptoms too.
+graph. Metrics and logs symptoms (latency, errors) travel up the call graph; trace evidence is
+already placed on the call graph (wire time per edge, self time), so it is not explained away
+here. A caller whose metrics/logs symptoms are matched by a callee (directly or further down)
+at least `propagation_ratio` as anomalous gets evidence of fault DEPENDENCY, as strong as the
+symptoms it explains — the reconciler counts that *against* the caller being the root cause.
+An anomalous service none of whose callees is anomalous is a likely origin and gets supporting
+evidence, stronger when its callers show symptoms too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from selfheal.diagnose import window as window_mod
 NAME = "topology"
 
 DIRECT = frozenset({model.SignalKind.METRICS, model.SignalKind.LOGS, model.SignalKind.TRACES})
+PROPAGATING = frozenset({model.SignalKind.METRICS, model.SignalKind.LOGS})
 
 
 def reachable(topology: Mapping[str, tuple[str, ...]], service: str) -> list[str]:
@@ -59,6 +63,7 @@ class TopologyInvestigator:
         if not window.topology:
             return (base.no_data(NAME, self.kind, query, "no topology: call graph unknown"),)
         anomaly = base.anomaly_by_service(prior, DIRECT)
+        symptoms = base.anomaly_by_service(prior, PROPAGATING)
         suspects = {s: a for s, a in anomaly.items() if a >= settings.support_strength}
         if not suspects:
             return (
@@ -69,10 +74,14 @@ class TopologyInvestigator:
         out = []
         for service, strength in sorted(suspects.items()):
             below = reachable(window.topology, service)
+            symptom = symptoms.get(service, 0.0)
             culprits = [
-                c for c in below if anomaly.get(c, 0.0) >= settings.propagation_ratio * strength
+                c
+                for c in below
+                if anomaly.get(c, 0.0) >= max(settings.propagation_ratio * symptom, 1e-9)
+                and anomaly.get(c, 0.0) >= settings.support_strength
             ]
-            if culprits:
+            if culprits and symptom >= settings.support_strength:
                 best = max(culprits, key=lambda c: anomaly[c])
                 named = ", ".join(f"{c} ({anomaly[c]:.2f})" for c in culprits)
                 out.append(
@@ -82,12 +91,12 @@ class TopologyInvestigator:
                         status=model.EvidenceStatus.OK,
                         query=query,
                         observation=(
-                            f"{service} ({strength:.2f}) calls anomalous {named}: its symptoms "
-                            f"are explained downstream, most likely by {best}"
+                            f"{service} (symptoms {symptom:.2f}) calls anomalous {named}: its "
+                            f"symptoms are explained downstream, most likely by {best}"
                         ),
                         service=service,
                         fault=model.FaultKind.DEPENDENCY,
-                        strength=min(1.0, anomaly[best]),
+                        strength=min(1.0, symptom),
                     )
                 )
                 continue

@@ -97,7 +97,7 @@ class Settings:
     trace_floor_s: float = 0.005
     """Added to both p90s before taking their ratio, so sub-millisecond noise is not a shift."""
     trace_gain_floor_s: float = 0.01
-    trace_gain_half_s: float = 0.1
+    trace_gain_half_s: float = 0.3
     """A call edge that gained this much p90 wire time (above the floor) weighs one half."""
     trace_self_weight: float = 0.5
     behaviour_min_spans: int = 20
@@ -116,7 +116,7 @@ class Settings:
     """A change this long before the window start has lost half its strength."""
 
     # topology: a symptom explained by an anomalous callee
-    propagation_ratio: float = 1.0
+    propagation_ratio: float = 0.6
     """A callee at least this fraction as anomalous as its caller explains the caller."""
     origin_strength: float = 0.5
     """Strength of "anomalous and no callee is" relative to the service's own anomaly."""
