@@ -167,7 +167,7 @@ def run(
     out = np.zeros((length, len(files)))
     step_every = max(1, length // 100)
     for i in range(length):
-        out[i] = getattr(bank.step(t[i], x[i], dt=1.0), field)
+        out[i] = getattr(bank.step(t[i], x[i]), field)
         if progress is not None and (i % step_every == 0 or i == length - 1):
             progress(i + 1, length)
     return [out[: len(f.values), j].copy() for j, f in enumerate(files)]

@@ -42,7 +42,7 @@ _FIELDS = (
     "n", "mu", "dev", "origin", "gp", "gn",
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "limit",
-    "lm", "lv", "ln", "peak", "dlong",
+    "lm", "lv", "ln", "peak", "dlong", "last_t",
 )  # fmt: skip
 
 
@@ -140,13 +140,16 @@ class Bank:
         return self._a["mu"][: self.size].copy()
 
     # ------------------------------------------------------------------ the tick
-    def step(self, t: float | npt.ArrayLike, x: npt.ArrayLike, dt: float = 1.0) -> Step:
+    def step(
+        self, t: float | npt.ArrayLike, x: npt.ArrayLike, dt: float | None = None
+    ) -> Step:
         """Score `x` (one value per series, NaN = missing) at time `t`, then learn from it.
 
         `t` is one time for all series or one per series (seconds; it places the value in its
-        seasonal phase and dates episodes). `dt` is the seconds per tick, used only for the
-        time-to-limit forecast. The score of a value depends on past values only: the state is
-        updated after scoring.
+        seasonal phase and dates episodes). `dt` is the seconds per tick (by default, each
+        series' time since its previous value): it turns slopes per tick into time to the limit
+        and scales the seasonal learning rates to the ticks a phase bin holds. The score of a
+        value depends on past values only: the state is updated after scoring.
         """
         s = self.settings
         n_ = self.size
@@ -159,6 +162,12 @@ class Bank:
         firing = self.firing[:n_]
 
         valid = np.isfinite(x)
+        if dt is None:
+            gap = np.where(a["n"] > 0, tt - a["last_t"], 1.0)
+            step_s = np.where(np.isfinite(gap) & (gap > 0), gap, 1.0)
+        else:
+            step_s = np.full(n_, max(float(dt), _TINY))
+        a["last_t"][:] = np.where(valid, tt, a["last_t"])
         first = valid & (a["n"] == 0)
         if first.any():
             a["mu"][first] = x[first]
@@ -169,6 +178,8 @@ class Bank:
         # --- seasonal offset by phase of the period
         rows = np.arange(n_)
         seasonal = self._season.shape[1] > 0
+        # ticks falling in one phase bin per period: the seasonal rates are per period
+        visits = np.maximum(s.season_period_s / max(s.season_bins, 1) / step_s, 1.0)
         if seasonal:
             phase = np.mod(tt, s.season_period_s) / s.season_period_s
             sbin = np.minimum((phase * s.season_bins).astype(np.int64), s.season_bins - 1)
@@ -245,7 +256,7 @@ class Bank:
         toward = (d > 0) & (slope > 0) & (a["limit"] > xv)
         with np.errstate(divide="ignore", invalid="ignore"):
             ttl = np.where(toward, (a["limit"] - xv) / np.where(toward, slope, 1.0), np.inf)
-        r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * max(dt, _TINY), _TINY), 0.0)
+        r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * step_s, _TINY), 0.0)
         r_trend = np.where(sb > 0, np.minimum(tb / s.trend_t, np.maximum(r_mag, r_ttl)), 0.0)
         r_trend = np.maximum(r_trend, 0.0)
 
@@ -266,7 +277,7 @@ class Bank:
             # what is usual at this phase (a daily batch job's spike) is no surprise
             usual = self._season_s[rows, sbin].astype(np.float64)
             self._season_s[rows, sbin] = np.where(
-                live, np.maximum(ly, usual * s.season_strength_decay), usual
+                live, np.maximum(ly, usual * s.season_strength_decay ** (1.0 / visits)), usual
             )
             ly = np.maximum(ly - usual, 0.0)
         lsd = np.sqrt(np.maximum(a["lv"], s.surprise_min_var))
@@ -313,7 +324,8 @@ class Bank:
             col = self._season[rows, sbin].astype(np.float64)
             cnt = self._season_n[rows, sbin]
             resid_s = np.clip(xv - mu - col, -lim, lim)
-            a_s = np.maximum(1.0 / (cnt + 1.0), s.alpha_season)
+            a_visit = 1.0 - (1.0 - s.alpha_season) ** (1.0 / visits)
+            a_s = np.maximum(1.0 / (cnt + 1.0), a_visit)
             self._season[rows, sbin] = np.where(valid, col + a_s * resid_s, col)
             self._season_n[rows, sbin] = cnt + valid
 

@@ -86,9 +86,10 @@ class Settings:
     # Seasonality: a profile of the level by phase of a period in seconds (0 = off).
     season_period_s: float = 0.0
     season_bins: int = 24
-    alpha_season: float = 0.1
-    season_strength_decay: float = 0.99
-    """Per visit decay of the usual (log) strength remembered for each phase bin."""
+    alpha_season: float = 0.5
+    """Per period: how much of a phase bin's profile one period (a day) renews."""
+    season_strength_decay: float = 0.95
+    """Per period: decay of the usual (log) strength remembered for each phase bin."""
 
     # Surprise: strengths calibrated against the series' own history (log scale).
     alpha_surprise: float = 0.005
