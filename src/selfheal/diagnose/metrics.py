@@ -252,9 +252,13 @@ class MetricsInvestigator:
 
 
 def _fault(group: Sequence[Shift]) -> model.FaultKind:
-    """The fault the moved series suggest: a family that moved strongly, by priority."""
+    """The fault the moved series suggest: the most specific family that clearly moved.
+
+    Saturation (CPU, then memory) explains latency and errors rather than the other way
+    round, so it wins by priority as long as it moved a quarter as much as the strongest.
+    """
     top = max(s.z * s.family.weight for s in group)
-    strong = [s for s in group if s.z * s.family.weight >= 0.5 * top and s.family is not OTHER]
+    strong = [s for s in group if s.z * s.family.weight >= 0.25 * top and s.family is not OTHER]
     if not strong:
         return model.FaultKind.UNKNOWN
     return min(strong, key=lambda s: (s.family.priority, -s.z)).family.fault

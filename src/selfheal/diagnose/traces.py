@@ -170,7 +170,7 @@ class TracesInvestigator:
                 found.setdefault(service, []).append(
                     (
                         latency * settings.trace_self_weight,
-                        model.FaultKind.LATENCY,
+                        model.FaultKind.OVERLOAD,
                         f"p90 self time {p_before * 1e3:.1f} -> {p_during * 1e3:.1f} ms "
                         f"(x{ratio:.1f}, {len(during)} spans)",
                     )
