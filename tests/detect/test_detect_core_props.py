@@ -20,7 +20,9 @@ values = st.one_of(
     st.just(math.inf),
     st.just(0.0),
 )
-SEASONAL = dataclasses.replace(Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3)
+SEASONAL = dataclasses.replace(
+    Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3, weekly=True
+)
 CONFIGS = [Settings(warmup_ticks=3), SEASONAL]
 
 
@@ -77,7 +79,9 @@ def test_constant_and_all_missing_series_are_quiet(cfg: Settings) -> None:
     assert np.all(res["score"] == 0.0)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize(
+    "cfg", [*CONFIGS, dataclasses.replace(Settings(), season_period_s=86400.0, weekly=True)]
+)
 def test_state_is_bounded(cfg: Settings) -> None:
     rng = np.random.default_rng(1)
     bank = core.Bank(cfg, capacity=64)
@@ -103,3 +107,24 @@ def test_spike_and_shift_are_seen_on_noise() -> None:
     assert res["score"][250, 0] >= 0.5
     assert res["firing"][322:330, 0].any()
     assert res["score"][60:249, 0].max() < 0.5
+
+
+def test_a_daily_batch_spike_stops_surprising_but_a_new_one_does() -> None:
+    cfg = dataclasses.replace(Settings(), season_period_s=86400.0, warmup_ticks=20)
+    bank = core.Bank(cfg)
+    bank.add()
+    rng = np.random.default_rng(3)
+    per_day = 288  # 5-minute ticks
+    surprise_at: dict[tuple[int, int], float] = {}
+    for i in range(8 * per_day):
+        day, slot = divmod(i, per_day)
+        x = 100.0 + rng.normal(0.0, 1.0)
+        if slot == 120:  # the nightly batch job at 10:00
+            x += 60.0
+        if day == 7 and slot == 180:  # something new at 15:00 on the last day
+            x += 60.0
+        step = bank.step(i * 300.0, np.array([x]))
+        surprise_at[(day, slot)] = float(step.surprise[0])
+    assert surprise_at[(0, 120)] > 0.5  # the first time, it is news
+    assert surprise_at[(7, 120)] < 0.5 * surprise_at[(0, 120)]
+    assert surprise_at[(7, 180)] > surprise_at[(7, 120)]

@@ -91,6 +91,8 @@ class Bank:
         self._season = np.zeros((self._cap, bins), dtype=np.float32)
         self._season_n = np.zeros((self._cap, bins), dtype=np.float32)
         self._season_s = np.zeros((self._cap, bins), dtype=np.float32)
+        wbins = 7 * bins if settings.weekly else 0
+        self._week_s = np.zeros((self._cap, wbins), dtype=np.float16)
 
     # ------------------------------------------------------------------ series management
     def add(self, direction: int = 0, floor: float = 0.0, limit: float | None = None) -> int:
@@ -123,6 +125,7 @@ class Bank:
         self._season = np.pad(self._season, pad)
         self._season_n = np.pad(self._season_n, pad)
         self._season_s = np.pad(self._season_s, pad)
+        self._week_s = np.pad(self._week_s, pad)
         self._cap = cap
 
     def nbytes_per_series(self) -> float:
@@ -130,6 +133,7 @@ class Bank:
         total = sum(a.nbytes for a in self._a.values())
         total += self.direction.nbytes + self.firing.nbytes
         total += self._season.nbytes + self._season_n.nbytes + self._season_s.nbytes
+        total += self._week_s.nbytes
         return total / self._cap
 
     def state(self) -> dict[str, F64]:
@@ -279,6 +283,20 @@ class Bank:
             self._season_s[rows, sbin] = np.where(
                 live, np.maximum(ly, usual * s.season_strength_decay ** (1.0 / visits)), usual
             )
+            if self._week_s.shape[1] > 0:
+                # the same by phase of the week (a weekly report, Monday's traffic)
+                week = 7.0 * s.season_period_s
+                wbin = np.minimum(
+                    (np.mod(tt, week) / week * 7 * s.season_bins).astype(np.int64),
+                    7 * s.season_bins - 1,
+                )
+                wusual = self._week_s[rows, wbin].astype(np.float64)
+                self._week_s[rows, wbin] = np.where(
+                    live,
+                    np.maximum(ly, wusual * s.season_strength_decay ** (1.0 / visits)),
+                    wusual,
+                ).astype(np.float16)
+                usual = np.maximum(usual, wusual)
             ly = np.maximum(ly - usual, 0.0)
         lsd = np.sqrt(np.maximum(a["lv"], s.surprise_min_var))
         zl = np.where(a["ln"] >= s.surprise_min_n, (ly - a["lm"]) / lsd, 0.0)
@@ -351,6 +369,7 @@ class Bank:
                 self._season[:n_][reset] = 0.0
                 self._season_n[:n_][reset] = 0.0
                 self._season_s[:n_][reset] = 0.0
+                self._week_s[:n_][reset] = 0.0
 
         a["n"][:] = nn
         a["mu"][:] = mu

@@ -86,6 +86,8 @@ class Settings:
     # Seasonality: a profile of the level by phase of a period in seconds (0 = off).
     season_period_s: float = 0.0
     season_bins: int = 24
+    weekly: bool = False
+    """Also remember the usual strength by phase of the week (7 periods)."""
     alpha_season: float = 0.5
     """Per period: how much of a phase bin's profile one period (a day) renews."""
     season_strength_decay: float = 0.95
