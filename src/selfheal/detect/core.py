@@ -1,8 +1,9 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (about 20 floats per series, plus an
-optional seasonal profile) and `Bank.step` scores the new value of each series against its past
-only, then folds it into the state. Three detectors share that state:
+`Bank` holds the bounded state of N series in flat arrays (25 floats per series, plus optional
+seasonal profiles: 202 bytes per series by default, 490 with daily seasonality, 826 with the
+weekly memory too) and `Bank.step` scores the new value of each series against its past only,
+then folds it into the state. Three detectors share that state:
 
 - ``spike``: a robust z-score against a Huber-clipped level and mean absolute deviation (plus a
   seasonal profile by phase of a period, when one is configured);
@@ -14,6 +15,11 @@ only, then folds it into the state. Three detectors share that state:
 Each maps to a strength r (1 = at threshold) and a score r^2/(1+r^2) in [0, 1); the fused score
 is the largest, and its detector explains it. Episodes (firing with hysteresis) are tracked here
 too, so the NAB bench, the scale bench and `Detector` all run this one engine.
+
+Two more outputs serve unattended scoring across very different series (NAB): ``surprise``
+calibrates the strength against the series' own history of strengths (log scale, minus what is
+usual at this phase of the day or week when seasonality is on), and ``onset`` keeps a surprise
+only where it beats every recent one, so an episode scores once, on its first row.
 """
 
 from __future__ import annotations
