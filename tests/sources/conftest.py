@@ -20,8 +20,7 @@ import sources_servers as srv
 import yaml
 
 
-@pytest.fixture
-def exporter() -> Iterator[Callable[[], srv.Exporter]]:
+def _exporters() -> Iterator[Callable[[], srv.Exporter]]:
     servers: list[simple_server.WSGIServer] = []
 
     def make() -> srv.Exporter:
@@ -51,14 +50,22 @@ def exporter() -> Iterator[Callable[[], srv.Exporter]]:
         httpd.server_close()
 
 
+@pytest.fixture
+def exporter() -> Iterator[Callable[[], srv.Exporter]]:
+    yield from _exporters()
+
+
+@pytest.fixture(scope="module")
+def module_exporter() -> Iterator[Callable[[], srv.Exporter]]:
+    yield from _exporters()
+
+
 class _QuietHandler(simple_server.WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
 
-@pytest.fixture
-def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
-    """Start Prometheus scraping `targets` [(host:port, labels)] every second."""
+def _prometheus(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
     started: list[srv.Server] = []
 
     def start(targets: list[tuple[str, dict[str, str]]], *, rules: list[dict[str, object]]
@@ -97,6 +104,19 @@ def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
     yield start
     for s in started:
         s.stop()
+
+
+@pytest.fixture
+def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
+    """Start Prometheus scraping `targets` [(host:port, labels)] every second."""
+    yield from _prometheus(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_prometheus_server(tmp_path_factory: pytest.TempPathFactory
+                             ) -> Iterator[Callable[..., srv.Server]]:
+    """The same, shared by the tests of one module (read-only use only)."""
+    yield from _prometheus(tmp_path_factory.mktemp("prometheus"))
 
 
 @pytest.fixture

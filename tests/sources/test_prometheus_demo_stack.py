@@ -39,7 +39,8 @@ def test_stack_scrapes_the_targets_and_delivers_the_memory_alert(
                ports.Target("cart", "cart-0", "1.0.4", f"http://{cart.url}/metrics")]
     current = targets[1:]  # auth's replica appears later, as after a deploy
     stack = prometheus_demo.Stack(tmp_path, lambda: current,
-                                  prometheus_demo.Options(make_app=serve_cmd.make_app))
+                                  prometheus_demo.Options(make_app=serve_cmd.make_app,
+                                                          alert_for="2s"))
     stop = threading.Event()
     leaker = threading.Thread(target=_leak, args=(auth, stop, 1_500_000.0), daemon=True)
 

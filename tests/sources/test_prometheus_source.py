@@ -36,11 +36,13 @@ def _drive(e: srv.Exporter, stop: threading.Event, rss: float, ok_per_step: int,
         stop.wait(0.1)
 
 
-@pytest.fixture
-def scraped(prometheus_server: Callable[..., srv.Server],
-            exporter: Callable[[], srv.Exporter]) -> Iterator[tuple[srv.Server, dict[str, float]]]:
-    """Prometheus scraping two services with different, known traffic shapes."""
-    auth, cart = exporter(), exporter()
+@pytest.fixture(scope="module")
+def scraped(module_prometheus_server: Callable[..., srv.Server],
+            module_exporter: Callable[[], srv.Exporter]
+            ) -> Iterator[tuple[srv.Server, dict[str, float]]]:
+    """Prometheus scraping two services with different, known traffic shapes (shared by the
+    read-only tests of this module)."""
+    auth, cart = module_exporter(), module_exporter()
     shape = {"auth_rss": 123_456_789.0, "cart_rss": 55_000_000.0, "auth_err": 1 / 5,
              "cart_err": 0.0, "auth_latency": 0.03, "cart_latency": 0.007}
     stop = threading.Event()
@@ -52,7 +54,7 @@ def scraped(prometheus_server: Callable[..., srv.Server],
     ]
     for t in threads:
         t.start()
-    server = prometheus_server([(auth.url, {"service": "auth", "replica": "auth-0"}),
+    server = module_prometheus_server([(auth.url, {"service": "auth", "replica": "auth-0"}),
                                 (cart.url, {"service": "cart", "replica": "cart-0"})])
     src = prometheus.PrometheusSource(server.url, rate_window="5s", step_s=1.0)
     # Enough scrapes for a 5 s rate window: wait until every signal answers for both.

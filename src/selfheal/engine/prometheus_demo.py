@@ -45,12 +45,17 @@ RULE = ('max by (service) (deriv(process_resident_memory_bytes{service="auth"}[2
 """auth's resident memory growing faster than 400 kB/s (the verify stage's slope slack)."""
 
 
+
 @dataclasses.dataclass(frozen=True)
 class Options:
     """What `--prometheus` needs from the face: the receiver app factory."""
 
     make_app: serve.AppFactory
     startup_timeout_s: float = 30.0
+    alert_for: str = "20s"
+    """How long the growth must last before the alert fires. Diagnosis has no alerts
+    investigator yet, so an alert alone is thin evidence: the demo's alert is meant to join
+    the incident that detection opened, not to open it first."""
 
 
 def find_binaries() -> tuple[str, str]:
@@ -182,7 +187,8 @@ class Stack:
         self.targets.sync()
         (self.folder / "rules.yml").write_text(yaml.safe_dump({"groups": [{
             "name": "selfheal-demo", "interval": "1s", "rules": [{
-                "alert": ALERT, "expr": RULE, "for": "5s", "labels": {"severity": "page"},
+                "alert": ALERT, "expr": RULE, "for": self.options.alert_for,
+                "labels": {"severity": "page"},
                 "annotations": {"summary": "auth's resident memory keeps growing",
                                 "description": "RSS grows faster than 400 kB/s"}}]}]}),
             encoding="utf-8")
