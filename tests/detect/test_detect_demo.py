@@ -115,8 +115,10 @@ def test_missing_and_late_series() -> None:
 
 
 def test_fuse_weighs_signals() -> None:
-    def anomaly(metric: str, score: float, expected: bool = False) -> model.Anomaly:
-        return model.Anomaly(model.AnomalyId(metric), "svc", metric, "spike", 0.0, 1.0,
+    def anomaly(
+        metric: str, score: float, expected: bool = False, detector: str = "level_shift"
+    ) -> model.Anomaly:
+        return model.Anomaly(model.AnomalyId(metric), "svc", metric, detector, 0.0, 1.0,
                              score, 1.0, 2.0, "x", expected=expected)
 
     one_weak = detect.fuse([anomaly("p99_latency_s", 0.55)])
@@ -128,6 +130,11 @@ def test_fuse_weighs_signals() -> None:
     assert not expected[0].open_incident and expected[0].score == 0.0
     strong = detect.fuse([anomaly("rss_bytes", 0.95)])
     assert strong[0].open_incident
+    fresh_spike = detect.fuse([anomaly("p99_latency_s", 0.95, detector="spike")])
+    assert not fresh_spike[0].open_incident
+    two_fresh_spikes = detect.fuse([anomaly("p99_latency_s", 0.95, detector="spike"),
+                                    anomaly("error_ratio", 0.95, detector="spike")])
+    assert two_fresh_spikes[0].open_incident
 
 
 @pytest.mark.timeout(30)
@@ -147,3 +154,24 @@ def test_slo_breach_during_a_deploy_is_not_expected() -> None:
     assert below and all(a.expected for a in below)
     assert above and not any(a.expected for a in above)
     assert all("SLO" in a.expected_reason for a in above)
+
+
+def test_a_one_tick_blip_is_reported_but_opens_nothing_while_a_lasting_one_does() -> None:
+    def run(blip_ticks: int) -> tuple[list[model.Anomaly], list[detect.ServiceFinding]]:
+        detector = detect.Detector(detect.Settings())
+        sc = ds.Scenario(baseline_s=70, leak_s=0, recovery_s=0, deploy=False, seed=8)
+        anomalies: list[model.Anomaly] = []
+        findings: list[detect.ServiceFinding] = []
+        for t, values in ds.stream(sc):
+            if 50 <= t < 50 + blip_ticks:
+                values[("catalog", "p99_latency_s")] = 0.25
+            found = detector.update(t, values, detect.Context())
+            anomalies += found
+            findings += detect.fuse(found)
+        return anomalies, findings
+
+    blip, blip_findings = run(1)
+    assert any(a.service == "catalog" and a.metric == "p99_latency_s" for a in blip)
+    assert not any(f.open_incident for f in blip_findings)
+    _, lasting_findings = run(6)
+    assert any(f.service == "catalog" and f.open_incident for f in lasting_findings)

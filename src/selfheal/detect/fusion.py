@@ -45,11 +45,15 @@ def fuse(
     weights: Mapping[str, float] = DEFAULT_WEIGHTS,
     default_weight: float = 0.8,
     open_threshold: float = 0.7,
+    fresh_spike_s: float = 3.0,
+    fresh_spike_weight: float = 0.5,
 ) -> list[ServiceFinding]:
     """One finding per service that has anomalies, highest fused score first.
 
     A single strong signal (score >= `open_threshold`) opens an incident; weaker ones open one
-    only when another signal of the same service corroborates them.
+    only when another signal of the same service corroborates them. A spike younger than
+    `fresh_spike_s` counts at `fresh_spike_weight`: one blip of one signal is not an incident,
+    but a blip that lasts, or two signals blipping together, is.
     """
     by_service: dict[str, list[model.Anomaly]] = {}
     for a in anomalies:
@@ -61,6 +65,8 @@ def fuse(
         keep = 1.0
         for a in live:
             w = min(1.0, max(0.0, weights.get(a.metric, default_weight)))
+            if a.detector == "spike" and a.detected_at - a.started_at < fresh_spike_s:
+                w *= fresh_spike_weight
             keep *= 1.0 - w * min(1.0, max(0.0, a.score))
         score = 1.0 - keep
         opened = bool(live) and score >= open_threshold
