@@ -8,9 +8,14 @@ cannot be proposed, permitted or executed (design invariants 1 and 2).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
 from selfheal import model
+
+
+SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
+"""A service name as DNS and Kubernetes allow it: no wildcard, no spaces, no shell."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +82,13 @@ def inverse(action: model.Action) -> model.Action | None:
 
 def validate(action: model.Action) -> str | None:
     """Why `action` is not a well-formed catalogue action, or None when it is."""
+    if not isinstance(action.kind, model.ActionKind):
+        return f"{str(action.kind)[:60]!r} is not an action type of the catalogue"
     t = CATALOGUE.get(action.kind)
     if t is None:
         return f"{action.kind} is not in the action catalogue"
+    if not SERVICE_NAME.fullmatch(action.service):
+        return f"{action.service[:60]!r} is not a valid service name"
     missing = [p for p in t.required if not action.param(p)]
     if missing:
         return f"{action.kind} is missing parameters: {', '.join(missing)}"

@@ -317,6 +317,7 @@ class Execution:
     finished_at: float
     status: ExecutionStatus
     detail: str = ""
+    phase: str = ""  # canary | full | undo
 
 
 @dataclasses.dataclass(frozen=True)

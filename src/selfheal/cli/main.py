@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from selfheal import errors
-from selfheal.cli import bench, demo_cmd, records, serve_cmd
+from selfheal.cli import bench, demo_cmd, records, safety, serve_cmd
 
 app = typer.Typer(
     name="selfheal",
@@ -60,6 +60,17 @@ app.command("incidents")(guarded(records.incidents))
 app.command("show")(guarded(records.show))
 ledger_app = typer.Typer(help="Inspect the tamper-evident ledger.", no_args_is_help=True)
 ledger_app.command("verify")(guarded(records.ledger_verify))
+ledger_app.command("replay")(guarded(records.ledger_replay))
+ledger_app.command("export")(guarded(records.ledger_export))
+app.command("approve")(guarded(safety.approve))
+app.command("reject")(guarded(safety.reject))
+app.command("approvals")(guarded(safety.approvals))
+app.command("trust")(guarded(safety.trust))
+app.command("revoke")(guarded(safety.revoke))
+app.command("restore")(guarded(safety.restore))
+policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
+policy_app.command("check")(guarded(safety.policy_check))
+app.add_typer(policy_app, name="policy")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(bench.app, name="bench")
 

@@ -1,10 +1,9 @@
 """The controller: the runtime that drives the loop over real sources and a real platform.
 
-Each tick it scrapes metrics, tails logs and syncs changes into the store, runs detection and
-correlation, and starts one task per new incident. The incident task runs the stages in order —
-diagnose, plan, gate, canary, act, verify, keep or undo — writing each transition to the ledger
-before it takes effect and persisting the incident's state after it. Stages stay pure; every
-read and write of the outside world happens here or in the adapters.
+Each tick it collects from its feeds (scraper, log tail, receivers) into the store, syncs the
+platform's changes, runs detection and correlation, and starts one `workflow` task per new
+incident. Stages stay pure; every read and write of the outside world happens here, in the
+workflow, or in the adapters.
 """
 
 from __future__ import annotations
@@ -12,21 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from selfheal import config as config_mod
-from selfheal import correlate, detect, diagnose, errors, model, plan, ports, scribe, verify
+from selfheal import correlate, detect, errors, model, ports
 from selfheal.engine import executor as executor_mod
+from selfheal.engine import workflow as workflow_mod
 from selfheal.policy import gate as gate_mod
 from selfheal.sources import scrape
 from selfheal.store import sql
 
 TERMINAL = (model.IncidentState.RESOLVED, model.IncidentState.ESCALATED,
             model.IncidentState.MERGED)
-BASELINE_S = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +71,7 @@ class Controller:
         self._seen_changes: set[str] = set()
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
         self._stopping = asyncio.Event()
+        self.workflow = workflow_mod.Workflow(self)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -170,7 +169,7 @@ class Controller:
         self.persist(case)
         lead = inc.anomalies[0] if inc.anomalies else None
         self.emit("detect", inc.title, inc.id, explanation=lead.explanation if lead else "")
-        self.tasks[inc.id] = asyncio.create_task(self._handle(case), name=inc.id)
+        self.tasks[inc.id] = asyncio.create_task(self.workflow.handle(case), name=inc.id)
 
     def _alerts(self, alerts: Sequence[model.Alert], now: float) -> None:
         """A firing alert joins its service's open incident or opens one; resolved alerts
@@ -220,215 +219,9 @@ class Controller:
         for f in self.feeds:
             await f.close()
 
-    # -- one incident ----------------------------------------------------------------------
+    # -- reads for the workflow -------------------------------------------------------------
 
-    def _series(self, service: str, start: float, end: float,
-                replica: str = "") -> dict[str, list[model.Sample]]:
+    def series(self, service: str, start: float, end: float,
+               replica: str = "") -> dict[str, list[model.Sample]]:
         return {m: self.store.query(service, m, start, end, replica=replica)
                 for m in scrape.SIGNALS}
-
-    async def _wait(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    async def _handle(self, case: Case) -> None:
-        try:
-            await self._investigate_and_act(case)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 — the boundary of an incident: record, escalate
-            self._escalate(case, f"selfheal failed while handling this incident: "
-                           f"{type(exc).__name__}: {exc}")
-        finally:
-            for svc, owner in list(self.remediating.items()):
-                if owner == case.incident.id:
-                    del self.remediating[svc]
-            # The remedy is a change too: the service and its callers settle before anything
-            # new may open on them.
-            svc = case.incident.service
-            until = self.clock() + self.cfg.detect.settle_s
-            for s in [svc, *(c for c in self.topology
-                             if svc in correlate.upstream_of(c, self.topology))]:
-                self.quiet_until[s] = max(self.quiet_until.get(s, 0.0), until)
-
-    async def _investigate_and_act(self, case: Case) -> None:
-        inc = case.incident
-        started = min([a.started_at for a in inc.anomalies]
-                      + [a.starts_at for a in inc.alerts], default=inc.opened_at)
-        start = started - 5.0
-        now = self.clock()
-        metrics: dict[tuple[str, str], list[model.Sample]] | None
-        try:
-            metrics = {(svc, m): s for svc in self.platform_services()
-                       for m, s in self._series(svc, start - BASELINE_S, now).items()}
-        except errors.DataUnavailable as exc:  # a blind metric source is NO_DATA, not "fine"
-            metrics = None
-            self.emit("diagnose", f"metrics unavailable: {exc}", inc.id)
-        window = diagnose.Window(
-            incident=inc, start=start, end=now,
-            baseline_start=start - BASELINE_S, baseline_end=start,
-            metrics=metrics,
-            logs=(self.store.logs(None, start - BASELINE_S, now)
-                  if model.SignalKind.LOGS in self.kinds else None),
-            changes=self.store.changes_between(start - BASELINE_S, now),
-            spans=None, topology=self.topology)
-        diag = diagnose.diagnose(window, now)
-        case.detail["diagnosis"] = diag
-        self.record(case, "diagnosis", {"diagnosis": diag})
-        self.persist(case, model.IncidentState.DIAGNOSED)
-        top = diag.top
-        if top is None:
-            self._escalate(case, "no hypothesis explains the anomalies")
-            return
-        self.emit("diagnose", f"{top.service}: {top.fault.value} (p={top.probability:.2f}) — "
-                  f"{top.summary}", inc.id, evidence=[e.observation for e in top.evidence_for])
-        deploys = [c for c in self.store.changes_between(self.clock() - 7 * 86_400, self.clock())
-                   if c.service == top.service and c.kind == "deploy"]
-        facts = plan.Facts(service=top.service, version=self.platform.version(top.service),
-                           replicas=len(self.platform.replicas(top.service)),
-                           last_deploy=deploys[-1] if deploys else None)
-        owner = self.remediating.get(top.service)
-        if owner is not None and owner != inc.id:
-            self._merge(case, owner, f"{top.service} is already being remediated by "
-                        f"incident {owner}, for the same root cause")
-            return
-        self.remediating[top.service] = inc.id
-        proposal = plan.propose(diag, facts, model.PlanId(f"plan-{uuid.uuid4().hex[:8]}"))
-        if proposal is None:
-            self._escalate(case, f"no catalogue action fits {top.service} {top.fault.value}")
-            return
-        case.detail["plan"] = proposal
-        self.record(case, "plan", {"plan": proposal})
-        self.emit("plan", f"{proposal.steps[0].describe()} — {proposal.rationale}", inc.id)
-        review = self.gate.review(proposal, diag, self.clock())
-        case.detail["decision"] = review.decision
-        self.record(case, "decision", {"decision": review.decision,
-                                       "permits": [p.id for p in review.permits]})
-        d = review.decision
-        self.emit("gate", f"{d.verdict.value} by rule '{d.rule}': {d.reason}", inc.id)
-        if d.verdict != model.Verdict.ALLOW:
-            self._escalate(case, f"the policy gate said {d.verdict.value} ({d.rule}): {d.reason}")
-            return
-        await self._act(case, proposal, review, window)
-
-    def platform_services(self) -> list[str]:
-        return sorted(self.topology)
-
-    async def _act(self, case: Case, proposal: model.Plan, review: gate_mod.Review,
-                   window: diagnose.Window) -> None:
-        inc = case.incident
-        permit = review.permits[0]
-        undo = review.undo_permits[0] if review.undo_permits else None
-        action = permit.action
-        self.persist(case, model.IncidentState.ACTING)
-        executions: list[model.Execution] = []
-        case.detail["executions"] = executions
-        vs = verify.Settings(latency_factor=self.cfg.verify.latency_factor,
-                             latency_slack_s=self.cfg.verify.latency_slack_s,
-                             slope_slack_bytes_s=self.cfg.verify.slope_slack_bytes_s)
-        if proposal.canary:
-            ex = await self.executor.run(permit, inc.id, phase="canary", canary_replicas=1)
-            executions.append(ex)
-            self.persist(case)
-            if ex.status != model.ExecutionStatus.SUCCEEDED:
-                self._escalate(case, f"the canary failed to start: {ex.detail}")
-                return
-            self.emit("canary", f"{ex.detail}; watching it for "
-                      f"{self.cfg.verify.canary_observe_s:.0f} s", inc.id)
-            t0 = self.clock()
-            await self._wait(self.cfg.verify.canary_observe_s)
-            verdict = self._canary_verdict(action, t0, vs)
-            case.detail["canary"] = verdict
-            self.record(case, "verification.canary", {"verification": verdict})
-            self.emit("canary", "; ".join(c.detail for c in verdict.checks), inc.id,
-                      passed=verdict.passed)
-            if not verdict.passed:
-                await self._undo(case, undo, executions, "the canary was not better than "
-                                 "the old replicas")
-                return
-        ex = await self.executor.run(permit, inc.id, phase="full")
-        executions.append(ex)
-        self.persist(case, model.IncidentState.VERIFYING)
-        if ex.status != model.ExecutionStatus.SUCCEEDED:
-            await self._undo(case, undo, executions, f"the action failed: {ex.detail}")
-            return
-        self.emit("act", ex.detail, inc.id)
-        done = self.clock()
-        settle = self.cfg.scrape.window_s + 1.0  # let the sliding windows forget the old replicas
-        self.emit("verify", f"waiting {settle + self.cfg.verify.observe_s:.0f} s for the "
-                  "signals to show the result", inc.id)
-        await self._wait(settle + self.cfg.verify.observe_s)
-        svc = action.service
-        baseline = self._series(svc, window.baseline_start, window.baseline_end)
-        after = self._series(svc, done + settle, self.clock())
-        result = verify.verify_service(baseline, after, self.clock(), vs)
-        case.detail["verification"] = result
-        self.record(case, "verification", {"verification": result})
-        self.emit("verify", "; ".join(c.detail for c in result.checks), inc.id,
-                  passed=result.passed)
-        if not result.passed:
-            await self._undo(case, undo, executions, "verification failed after the action")
-            return
-        case.detail["outcome"] = {"resolved": True, "escalated": False, "rolled_back": False,
-                                  "resolved_at": self.clock()}
-        self.record(case, "outcome", case.detail["outcome"])
-        self.persist(case, model.IncidentState.RESOLVED)
-        self._write_postmortem(case)
-        self.emit("resolved", f"{svc} recovered and verified", inc.id)
-
-    def _canary_verdict(self, action: model.Action, since: float,
-                        vs: verify.Settings) -> model.Verification:
-        svc = action.service
-        new_v, old_v = action.param("to_version"), action.param("from_version")
-        reps = self.platform.replicas(svc)
-        canary = next((r for r in reps if r.version == new_v), None)
-        old = next((r for r in reps if r.version == old_v), None)
-        now = self.clock()
-        if canary is None or old is None:
-            return model.Verification(at=now, passed=False, checks=(), scope="canary")
-        return verify.compare_canary(self._series(svc, since, now, replica=canary.replica),
-                                     self._series(svc, since, now, replica=old.replica),
-                                     now, vs)
-
-    async def _undo(self, case: Case, undo: model.Permit | None,
-                    executions: list[model.Execution], why: str) -> None:
-        if undo is not None:
-            ex = await self.executor.run(undo, case.incident.id, phase="undo")
-            executions.append(ex)
-            self.emit("undo", f"{why}; undone: {ex.detail}", case.incident.id)
-        self._escalate(case, why, rolled_back=undo is not None)
-
-    def _merge(self, case: Case, owner: model.IncidentId, reason: str) -> None:
-        case.detail["outcome"] = {"resolved": False, "escalated": False, "merged_into": owner,
-                                  "reason": reason}
-        self.record(case, "merged", {"into": owner, "reason": reason})
-        self.persist(case, model.IncidentState.MERGED)
-        other = self.cases.get(owner)
-        if other is not None:
-            self.record(other, "signal.related", {"incident": case.incident.id,
-                                                  "service": case.incident.service,
-                                                  "summary": case.incident.title})
-            self.persist(other)
-        self.emit("correlate", reason, case.incident.id)
-
-    def _escalate(self, case: Case, reason: str, rolled_back: bool = False) -> None:
-        case.detail["outcome"] = {"resolved": False, "escalated": True,
-                                  "rolled_back": rolled_back, "reason": reason}
-        self.record(case, "escalation", {"reason": reason, "rolled_back": rolled_back})
-        self.persist(case, model.IncidentState.ESCALATED)
-        self._write_postmortem(case)
-        self.emit("escalate", reason, case.incident.id)
-
-    def _write_postmortem(self, case: Case) -> None:
-        entries = self.store.ledger(case.incident.id)
-        text = scribe.postmortem(case.incident, entries, self.topology)
-        folder = self.cfg.workdir / "postmortems"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{case.incident.id}.md"
-        path.write_text(text, encoding="utf-8")
-        case.detail["postmortem"] = str(path)
-        self.record(case, "postmortem", {"path": str(path), "sha256": scribe.digest(text)})
-        self.persist(case)
-
-
-def finite(x: float) -> float | None:
-    return None if math.isnan(x) or math.isinf(x) else x

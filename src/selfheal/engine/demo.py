@@ -63,7 +63,8 @@ class Result:
                 "evidence": [f"{e['kind']}: {e['observation']}" for e in top["evidence_for"]],
             },
             "actions": [{"kind": x["action"]["kind"], "target": x["action"]["service"],
-                         "phase": _phase(x), "status": x["status"]} for x in executions],
+                         "phase": x.get("phase", ""), "status": x["status"]}
+                        for x in executions],
             "verified": bool(verification.get("passed")) and bool(outcome.get("resolved")),
             "rolled_back": bool(outcome.get("rolled_back")),
             "escalated": bool(outcome.get("escalated")),
@@ -71,11 +72,6 @@ class Result:
             "postmortem": self.postmortem,
             "ledger": self.ledger,
         }
-
-
-def _phase(execution: dict[str, Any]) -> str:
-    detail = str(execution.get("detail", ""))
-    return "canary" if detail.startswith("canary") else "full"
 
 
 def _fault_case(ctl: controller_mod.Controller, since: float) -> controller_mod.Case | None:

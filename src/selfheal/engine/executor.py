@@ -41,11 +41,13 @@ class Executor:
         except errors.PlatformError as exc:
             result = model.Execution(id=exec_id, permit_id=permit.id, action=action,
                                      started_at=started, finished_at=self._clock(),
-                                     status=model.ExecutionStatus.FAILED, detail=str(exc))
+                                     status=model.ExecutionStatus.FAILED, detail=str(exc),
+                                     phase=phase)
         else:
             result = model.Execution(id=exec_id, permit_id=permit.id, action=action,
                                      started_at=started, finished_at=self._clock(),
-                                     status=model.ExecutionStatus.SUCCEEDED, detail=change.what)
+                                     status=model.ExecutionStatus.SUCCEEDED, detail=change.what,
+                                     phase=phase)
         self._store.append_ledger(self._clock(), incident_id, "execution.result",
                                   {"execution": result, "phase": phase})
         return result

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,40 @@ ledger_table = sa.Table(
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("incident_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending|approved|rejected|expired
+    sa.Column("request", sa.Text, nullable=False),  # plan, diagnosis summary, risk, inverse
+    sa.Column("decided_by", sa.String(128), nullable=False, default=""),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("decided_at", sa.Float, nullable=True),
+)
+
+trust_table = sa.Table(
+    "trust", metadata,
+    sa.Column("agent", sa.String(128), primary_key=True),
+    sa.Column("action", sa.String(64), primary_key=True),
+    sa.Column("successes", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("rejections", sa.Integer, nullable=False),
+    sa.Column("since_bad", sa.Integer, nullable=False),
+    sa.Column("demoted", sa.Boolean, nullable=False),
+)
+
+revocations = sa.Table(
+    "revocations", metadata,
+    sa.Column("subject", sa.String(128), primary_key=True),  # an agent or an action type
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
 )
 
 
@@ -204,27 +239,120 @@ class SqlStore:
             rows = list(conn.execute(stmt))
         return _incident_row(rows[0]) if len(rows) == 1 else None
 
+    # -- approvals, trust, revocations -----------------------------------------------------
+
+    def add_approval(self, approval_id: str, incident_id: str, created_at: float,
+                     expires_at: float, role: str, request: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(approvals.insert(), [{
+                "id": approval_id, "incident_id": incident_id, "created_at": created_at,
+                "expires_at": expires_at, "role": role, "state": "pending",
+                "request": json.dumps(model.to_jsonable(request), sort_keys=True),
+                "decided_by": "", "reason": ""}])
+
+    def approval(self, approval_id: str) -> dict[str, Any] | None:
+        stmt = sa.select(approvals).where(approvals.c.id.startswith(approval_id,
+                                                                     autoescape=True))
+        with self.engine.connect() as conn:
+            rows = [dict(m) for m in conn.execute(stmt).mappings()]
+        if len(rows) != 1:
+            return None
+        rows[0]["request"] = json.loads(rows[0]["request"])
+        return rows[0]
+
+    def approvals(self, state: str | None = None) -> list[dict[str, Any]]:
+        stmt = sa.select(approvals).order_by(approvals.c.created_at)
+        if state is not None:
+            stmt = stmt.where(approvals.c.state == state)
+        with self.engine.connect() as conn:
+            out = [dict(m) for m in conn.execute(stmt).mappings()]
+        for row in out:
+            row["request"] = json.loads(row["request"])
+        return out
+
+    def decide_approval(self, approval_id: str, state: str, by: str, reason: str,
+                        at: float) -> bool:
+        """Move a pending approval to `state`; False when it was no longer pending."""
+        with self.engine.begin() as conn:
+            n = conn.execute(approvals.update()
+                             .where(approvals.c.id == approval_id,
+                                    approvals.c.state == "pending")
+                             .values(state=state, decided_by=by, reason=reason,
+                                     decided_at=at)).rowcount
+        return bool(n)
+
+    def trust_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(m) for m in conn.execute(
+                sa.select(trust_table).order_by(trust_table.c.agent, trust_table.c.action)
+            ).mappings()]
+
+    def put_trust(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            key = (trust_table.c.agent == row["agent"]) & (trust_table.c.action == row["action"])
+            if not conn.execute(trust_table.update().where(key).values(**row)).rowcount:
+                conn.execute(trust_table.insert(), [row])
+
+    def revoke(self, subject: str, by: str, reason: str, at: float) -> bool:
+        """Record a revocation and its ledger entry in one transaction; False if already."""
+        if subject in self.revoked():
+            return False
+        self._append(at, "", "revocation", {"subject": subject, "by": by, "reason": reason},
+                     also=lambda conn: conn.execute(revocations.insert(), [{
+                         "subject": subject, "at": at, "by": by, "reason": reason}]))
+        return True
+
+    def restore(self, subject: str, by: str, reason: str, at: float) -> bool:
+        if subject not in self.revoked():
+            return False
+        self._append(at, "", "restoration", {"subject": subject, "by": by, "reason": reason},
+                     also=lambda conn: conn.execute(
+                         revocations.delete().where(revocations.c.subject == subject)))
+        return True
+
+    def revoked(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return {m["subject"]: dict(m) for m in conn.execute(sa.select(revocations)).mappings()}
+
     # -- the ledger ------------------------------------------------------------------------
 
     def append_ledger(self, ts: float, incident_id: str, kind: str,
                       payload: dict[str, Any]) -> model.LedgerEntry:
+        """Append one entry; durable (committed) when this returns."""
+        return self._append(ts, incident_id, kind, payload)
+
+    def _append(self, ts: float, incident_id: str, kind: str, payload: dict[str, Any],
+                also: Callable[[sa.Connection], object] | None = None) -> model.LedgerEntry:
+        """Append an entry, and run `also` in the same transaction (all or nothing).
+
+        Another process (the CLI, a second worker) may append at the same moment: the one
+        that loses the race on the next sequence number retries on the new head.
+        """
         body = ledger.canonical(model.to_jsonable(payload))
-        with self._ledger_lock:
-            with self.engine.begin() as conn:
-                if self.engine.dialect.name == "postgresql":
-                    conn.execute(sa.text("LOCK TABLE ledger IN EXCLUSIVE MODE"))
-                head = conn.execute(sa.select(ledger_table.c.seq, ledger_table.c.hash)
-                                    .order_by(ledger_table.c.seq.desc()).limit(1)).first()
-                seq = 1 if head is None else head.seq + 1
-                prev = ledger.GENESIS if head is None else head.hash
-                digest = ledger.entry_hash(prev, seq, ts, incident_id, kind, body)
-                conn.execute(ledger_table.insert(), [{
-                    "seq": seq, "ts": ts, "incident_id": incident_id, "kind": kind,
-                    "payload": body, "prev_hash": prev, "hash": digest}])
-            if self.anchor is not None:  # after the commit: the anchor never runs ahead
-                tmp = self.anchor.with_suffix(".head.tmp")
-                tmp.write_text(f"{seq} {digest}\n", encoding="utf-8")
-                os.replace(tmp, self.anchor)
+        for attempt in range(20):
+            try:
+                with self._ledger_lock, self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        conn.execute(sa.text("LOCK TABLE ledger IN EXCLUSIVE MODE"))
+                    head = conn.execute(sa.select(ledger_table.c.seq, ledger_table.c.hash)
+                                        .order_by(ledger_table.c.seq.desc()).limit(1)).first()
+                    seq = 1 if head is None else head.seq + 1
+                    prev = ledger.GENESIS if head is None else head.hash
+                    digest = ledger.entry_hash(prev, seq, ts, incident_id, kind, body)
+                    conn.execute(ledger_table.insert(), [{
+                        "seq": seq, "ts": ts, "incident_id": incident_id, "kind": kind,
+                        "payload": body, "prev_hash": prev, "hash": digest}])
+                    if also is not None:
+                        also(conn)
+                break
+            except sa.exc.IntegrityError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        if self.anchor is not None:  # after the commit: the anchor never runs ahead
+            tmp = self.anchor.with_suffix(f".head.{os.getpid()}.tmp")
+            tmp.write_text(f"{seq} {digest}\n", encoding="utf-8")
+            os.replace(tmp, self.anchor)
         return model.LedgerEntry(seq=seq, ts=ts, incident_id=incident_id, kind=kind,
                                  payload=json.loads(body), prev_hash=prev, hash=digest)
 

@@ -1,0 +1,385 @@
+"""One incident's workflow: diagnose, plan, gate (or wait for a human), canary, act, verify,
+keep or undo — each transition written to the ledger before it takes effect.
+
+Run by the controller as one asyncio task per incident. It talks to the outside world only
+through the controller's store, platform and executor; every decision is a pure stage's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from selfheal import correlate, diagnose, errors, model, plan, scribe, verify
+from selfheal.policy import gate as gate_mod
+from selfheal.policy import trust as trust_mod
+
+if TYPE_CHECKING:
+    from selfheal.engine.controller import Case, Controller
+
+BASELINE_S = 120.0
+AGENT = "selfheal"
+
+
+class Revoked(Exception):
+    """Raised inside an incident task when its authority was revoked mid-flight (a signal
+    between coroutines, never shown to a user)."""
+
+
+@dataclasses.dataclass
+class Work:
+    """What the workflow has done so far for one incident (for undo and revocation)."""
+
+    review: gate_mod.Review | None = None
+    executions: list[model.Execution] = dataclasses.field(default_factory=list)
+    acted: bool = False
+
+
+class Workflow:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self.work: dict[str, Work] = {}
+
+    # -- gate context and trust -------------------------------------------------------------
+
+    def context(self, incident: model.Incident) -> gate_mod.Context:
+        ctl = self.ctl
+        states = {model.ActionKind(r["action"]): trust_mod.TrustState(
+            agent=r["agent"], action=model.ActionKind(r["action"]), successes=r["successes"],
+            failures=r["failures"], rejections=r["rejections"], since_bad=r["since_bad"],
+            demoted=bool(r["demoted"]))
+            for r in ctl.store.trust_rows() if r["agent"] == AGENT}
+        return gate_mod.Context(
+            agent=AGENT,
+            replicas={s: len(ctl.platform.replicas(s)) for s in ctl.topology},
+            trust=states, revoked=frozenset(ctl.store.revoked()), incident=incident)
+
+    def learn(self, case: Case, action: model.ActionKind, outcome: trust_mod.Outcome) -> None:
+        ctx = self.context(case.incident)
+        before = ctx.trust.get(action, trust_mod.TrustState(AGENT, action))
+        after = trust_mod.record(before, outcome, self.ctl.gate.policy.doc.trust)
+        self.ctl.store.put_trust({
+            "agent": AGENT, "action": action.value, "successes": after.successes,
+            "failures": after.failures, "rejections": after.rejections,
+            "since_bad": after.since_bad, "demoted": after.demoted})
+        self.ctl.record(case, "trust", {"agent": AGENT, "action": action, "outcome": outcome,
+                                        "score": after.score, "demoted": after.demoted})
+
+    # -- the incident ------------------------------------------------------------------------
+
+    async def handle(self, case: Case) -> None:
+        ctl = self.ctl
+        work = self.work.setdefault(case.incident.id, Work())
+        try:
+            await self._investigate_and_act(case, work)
+        except Revoked as exc:
+            await self._undo(case, work, f"authority revoked: {exc}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — the boundary of an incident: record, escalate
+            self.escalate(case, f"selfheal failed while handling this incident: "
+                          f"{type(exc).__name__}: {exc}")
+        finally:
+            if work.review is not None:
+                for p in work.review.permits:
+                    ctl.gate.release(p)
+            for svc, owner in list(ctl.remediating.items()):
+                if owner == case.incident.id:
+                    del ctl.remediating[svc]
+            # The remedy is a change too: the service and its callers settle before anything
+            # new may open on them.
+            svc = case.incident.service
+            until = ctl.clock() + ctl.cfg.detect.settle_s
+            for s in [svc, *(c for c in ctl.topology
+                             if svc in correlate.upstream_of(c, ctl.topology))]:
+                ctl.quiet_until[s] = max(ctl.quiet_until.get(s, 0.0), until)
+
+    def check_revoked(self, work: Work) -> None:
+        """Between steps: stop at once if the agent or the action type was revoked."""
+        if work.review is None:
+            return
+        revoked = self.ctl.store.revoked()
+        for p in work.review.permits:
+            for subject in (AGENT, p.action.kind.value):
+                if subject in revoked:
+                    self.ctl.gate.verifier.revoked.add(p.id)
+                    raise Revoked(f"{subject} was revoked by {revoked[subject]['by']}: "
+                                  f"{revoked[subject]['reason']}")
+
+    async def wait(self, seconds: float, work: Work) -> None:
+        """Sleep, watching for a revocation every half second."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            self.check_revoked(work)
+            await asyncio.sleep(min(0.5, left))
+        self.check_revoked(work)
+
+    def _window(self, inc: model.Incident) -> diagnose.Window:
+        ctl = self.ctl
+        started = min([a.started_at for a in inc.anomalies]
+                      + [a.starts_at for a in inc.alerts], default=inc.opened_at)
+        start = started - 5.0
+        now = ctl.clock()
+        metrics: dict[tuple[str, str], list[model.Sample]] | None
+        try:
+            metrics = {(svc, m): s for svc in sorted(ctl.topology)
+                       for m, s in ctl.series(svc, start - BASELINE_S, now).items()}
+        except errors.DataUnavailable as exc:  # a blind metric source is NO_DATA, not "fine"
+            metrics = None
+            ctl.emit("diagnose", f"metrics unavailable: {exc}", inc.id)
+        return diagnose.Window(
+            incident=inc, start=start, end=now,
+            baseline_start=start - BASELINE_S, baseline_end=start,
+            metrics=metrics,
+            logs=(ctl.store.logs(None, start - BASELINE_S, now)
+                  if model.SignalKind.LOGS in ctl.kinds else None),
+            changes=ctl.store.changes_between(start - BASELINE_S, now),
+            spans=None, topology=ctl.topology)
+
+    async def _investigate_and_act(self, case: Case, work: Work) -> None:
+        ctl = self.ctl
+        inc = case.incident
+        window = self._window(inc)
+        diag = diagnose.diagnose(window, ctl.clock())
+        case.detail["diagnosis"] = diag
+        ctl.record(case, "diagnosis", {"diagnosis": diag})
+        ctl.persist(case, model.IncidentState.DIAGNOSED)
+        top = diag.top
+        if top is None:
+            self.escalate(case, "no hypothesis explains the anomalies")
+            return
+        ctl.emit("diagnose", f"{top.service}: {top.fault.value} (p={top.probability:.2f}) — "
+                 f"{top.summary}", inc.id, evidence=[e.observation for e in top.evidence_for])
+        owner = ctl.remediating.get(top.service)
+        if owner is not None and owner != inc.id:
+            self.merge(case, owner, f"{top.service} is already being remediated by "
+                       f"incident {owner}, for the same root cause")
+            return
+        ctl.remediating[top.service] = inc.id
+        now = ctl.clock()
+        deploys = [c for c in ctl.store.changes_between(now - 7 * 86_400, now)
+                   if c.service == top.service and c.kind == "deploy"]
+        facts = plan.Facts(service=top.service, version=ctl.platform.version(top.service),
+                           replicas=len(ctl.platform.replicas(top.service)),
+                           last_deploy=deploys[-1] if deploys else None)
+        proposal = plan.propose(diag, facts, model.PlanId(f"plan-{uuid.uuid4().hex[:8]}"))
+        if proposal is None:
+            self.escalate(case, f"no catalogue action fits {top.service} {top.fault.value}")
+            return
+        case.detail["plan"] = proposal
+        ctl.record(case, "plan", {"plan": proposal})
+        ctl.emit("plan", f"{proposal.steps[0].describe()} — {proposal.rationale}", inc.id)
+        review = ctl.gate.review(proposal, diag, ctl.clock(), self.context(inc))
+        self._record_decision(case, review)
+        if review.decision.verdict == model.Verdict.REQUIRE_APPROVAL:
+            approved = await self._await_approval(case, proposal, diag, review)
+            if approved is None:
+                return
+            review = approved
+            self._record_decision(case, review)
+        d = review.decision
+        if d.verdict != model.Verdict.ALLOW:
+            self.escalate(case, f"the policy gate said {d.verdict.value} ({d.rule}): {d.reason}")
+            return
+        work.review = review
+        await self._act(case, proposal, work, window)
+
+    def _record_decision(self, case: Case, review: gate_mod.Review) -> None:
+        d = review.decision
+        case.detail["decision"] = d
+        self.ctl.record(case, "decision", {"decision": d,
+                                           "permits": [p.id for p in review.permits]})
+        self.ctl.emit("gate", f"{d.verdict.value} by rule '{d.rule}': {d.reason}",
+                      case.incident.id)
+
+    async def _await_approval(self, case: Case, proposal: model.Plan, diag: model.Diagnosis,
+                              review: gate_mod.Review) -> gate_mod.Review | None:
+        """Park the plan for a human; the permit is minted only after a valid approval."""
+        ctl = self.ctl
+        inc = case.incident
+        approval_id = f"apr-{uuid.uuid4().hex[:8]}"
+        now = ctl.clock()
+        expires = now + review.approval_timeout_s
+        top = diag.top
+        request: dict[str, Any] = {
+            "plan": proposal, "risk": proposal.risk, "inverse": proposal.inverse,
+            "diagnosis": {"service": top.service if top else "",
+                          "fault": top.fault if top else "",
+                          "probability": top.probability if top else 0.0,
+                          "summary": top.summary if top else ""},
+            "decision": review.decision, "on_expiry": review.on_expiry}
+        ctl.record(case, "approval.requested", {"approval": approval_id, "role":
+                                                 review.decision.approver_role,
+                                                 "expires_at": expires, "request": request})
+        ctl.store.add_approval(approval_id, inc.id, now, expires,
+                               review.decision.approver_role, request)
+        case.detail["approval"] = approval_id
+        ctl.persist(case, model.IncidentState.AWAITING_APPROVAL)
+        ctl.emit("approval", f"waiting for a human with role '{review.decision.approver_role}': "
+                 f"selfheal approve {approval_id} --reason … (or reject); expires in "
+                 f"{review.approval_timeout_s:.0f} s", inc.id)
+        while True:
+            row = ctl.store.approval(approval_id)
+            state = row["state"] if row else "pending"
+            if state == "pending" and ctl.clock() >= expires:
+                if ctl.store.decide_approval(approval_id, "expired", "selfheal", "timed out",
+                                             ctl.clock()):
+                    ctl.record(case, "approval.expired", {"approval": approval_id})
+                    self.escalate(case, "the approval expired; the plan stays a suggestion "
+                                  f"({proposal.steps[0].describe()})")
+                    return None
+                continue
+            if state == "rejected" and row is not None:
+                ctl.record(case, "approval.rejected", {"approval": approval_id,
+                                                        "by": row["decided_by"],
+                                                        "reason": row["reason"]})
+                self.learn(case, proposal.steps[0].kind, "rejection")
+                self.escalate(case, f"{row['decided_by']} rejected the plan: {row['reason']}")
+                return None
+            if state == "approved" and row is not None:
+                ctl.record(case, "approval.granted", {"approval": approval_id,
+                                                       "by": row["decided_by"],
+                                                       "reason": row["reason"]})
+                try:
+                    return ctl.gate.approve(proposal, diag, user=row["decided_by"],
+                                            role=row["role"], reason=row["reason"],
+                                            now=ctl.clock(), ctx=self.context(inc))
+                except errors.PolicyDenied as exc:
+                    self.escalate(case, f"the approval was not valid: {exc}")
+                    return None
+            await asyncio.sleep(0.5)
+
+    async def _act(self, case: Case, proposal: model.Plan, work: Work,
+                   window: diagnose.Window) -> None:
+        ctl = self.ctl
+        inc = case.incident
+        assert work.review is not None
+        permit = work.review.permits[0]
+        action = permit.action
+        ctl.persist(case, model.IncidentState.ACTING)
+        case.detail["executions"] = work.executions
+        vcfg = ctl.cfg.verify
+        vs = verify.Settings(latency_factor=vcfg.latency_factor,
+                             latency_slack_s=vcfg.latency_slack_s,
+                             slope_slack_bytes_s=vcfg.slope_slack_bytes_s)
+        if proposal.canary:
+            self.check_revoked(work)
+            ex = await ctl.executor.run(permit, inc.id, phase="canary", canary_replicas=1)
+            work.executions.append(ex)
+            work.acted = True
+            ctl.persist(case)
+            if ex.status != model.ExecutionStatus.SUCCEEDED:
+                self.escalate(case, f"the canary failed to start: {ex.detail}")
+                return
+            ctl.emit("canary", f"{ex.detail}; watching it for {vcfg.canary_observe_s:.0f} s",
+                     inc.id)
+            t0 = ctl.clock()
+            await self.wait(vcfg.canary_observe_s, work)
+            verdict = self._canary_verdict(action, t0, vs)
+            case.detail["canary"] = verdict
+            ctl.record(case, "verification.canary", {"verification": verdict})
+            ctl.emit("canary", "; ".join(c.detail for c in verdict.checks) or "no data",
+                     inc.id, passed=verdict.passed)
+            if not verdict.passed:
+                self.learn(case, action.kind, "failure")
+                await self._undo(case, work, "the canary was not better than the old replicas")
+                return
+        self.check_revoked(work)
+        ex = await ctl.executor.run(permit, inc.id, phase="full")
+        work.executions.append(ex)
+        work.acted = True
+        ctl.persist(case, model.IncidentState.VERIFYING)
+        if ex.status != model.ExecutionStatus.SUCCEEDED:
+            await self._undo(case, work, f"the action failed: {ex.detail}")
+            return
+        ctl.emit("act", ex.detail, inc.id)
+        done = ctl.clock()
+        settle = ctl.cfg.scrape.window_s + 1.0  # let sliding windows forget the old replicas
+        ctl.emit("verify", f"waiting {settle + vcfg.observe_s:.0f} s for the signals to show "
+                 "the result", inc.id)
+        await self.wait(settle + vcfg.observe_s, work)
+        svc = action.service
+        baseline = ctl.series(svc, window.baseline_start, window.baseline_end)
+        after = ctl.series(svc, done + settle, ctl.clock())
+        result = verify.verify_service(baseline, after, ctl.clock(), vs)
+        case.detail["verification"] = result
+        ctl.record(case, "verification", {"verification": result})
+        ctl.emit("verify", "; ".join(c.detail for c in result.checks), inc.id,
+                 passed=result.passed)
+        if not result.passed:
+            self.learn(case, action.kind, "failure")
+            await self._undo(case, work, "verification failed after the action")
+            return
+        self.learn(case, action.kind, "success")
+        case.detail["outcome"] = {"resolved": True, "escalated": False, "rolled_back": False,
+                                  "resolved_at": ctl.clock()}
+        ctl.record(case, "outcome", case.detail["outcome"])
+        ctl.persist(case, model.IncidentState.RESOLVED)
+        self.write_postmortem(case)
+        ctl.emit("resolved", f"{svc} recovered and verified", inc.id)
+
+    def _canary_verdict(self, action: model.Action, since: float,
+                        vs: verify.Settings) -> model.Verification:
+        ctl = self.ctl
+        svc = action.service
+        new_v, old_v = action.param("to_version"), action.param("from_version")
+        reps = ctl.platform.replicas(svc)
+        canary = next((r for r in reps if r.version == new_v), None)
+        old = next((r for r in reps if r.version == old_v), None)
+        now = ctl.clock()
+        if canary is None or old is None:
+            return model.Verification(at=now, passed=False, checks=(), scope="canary")
+        return verify.compare_canary(ctl.series(svc, since, now, replica=canary.replica),
+                                     ctl.series(svc, since, now, replica=old.replica), now, vs)
+
+    async def _undo(self, case: Case, work: Work, why: str) -> None:
+        """Apply the inverse of what was done (if anything was), then call a human."""
+        ctl = self.ctl
+        undo = work.review.undo_permits[0] if work.review and work.review.undo_permits \
+            else None
+        undone = False
+        if undo is not None and work.acted:
+            # The undo must finish even if this task is being cancelled: shield it.
+            ex = await asyncio.shield(ctl.executor.run(undo, case.incident.id, phase="undo"))
+            work.executions.append(ex)
+            undone = ex.status == model.ExecutionStatus.SUCCEEDED
+            ctl.emit("undo", f"{why}; undone: {ex.detail}", case.incident.id)
+        self.escalate(case, why, rolled_back=undone)
+
+    def merge(self, case: Case, owner: model.IncidentId, reason: str) -> None:
+        ctl = self.ctl
+        case.detail["outcome"] = {"resolved": False, "escalated": False, "merged_into": owner,
+                                  "reason": reason}
+        ctl.record(case, "merged", {"into": owner, "reason": reason})
+        ctl.persist(case, model.IncidentState.MERGED)
+        other = ctl.cases.get(owner)
+        if other is not None:
+            ctl.record(other, "signal.related", {"incident": case.incident.id,
+                                                 "service": case.incident.service,
+                                                 "summary": case.incident.title})
+            ctl.persist(other)
+        ctl.emit("correlate", reason, case.incident.id)
+
+    def escalate(self, case: Case, reason: str, rolled_back: bool = False) -> None:
+        ctl = self.ctl
+        case.detail["outcome"] = {"resolved": False, "escalated": True,
+                                  "rolled_back": rolled_back, "reason": reason}
+        ctl.record(case, "escalation", {"reason": reason, "rolled_back": rolled_back})
+        ctl.persist(case, model.IncidentState.ESCALATED)
+        self.write_postmortem(case)
+        ctl.emit("escalate", reason, case.incident.id)
+
+    def write_postmortem(self, case: Case) -> None:
+        ctl = self.ctl
+        entries = ctl.store.ledger(case.incident.id)
+        text = scribe.postmortem(case.incident, entries, ctl.topology)
+        folder = ctl.cfg.workdir / "postmortems"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{case.incident.id}.md"
+        path.write_text(text, encoding="utf-8")
+        case.detail["postmortem"] = str(path)
+        ctl.record(case, "postmortem", {"path": str(path), "sha256": scribe.digest(text)})
+        ctl.persist(case)
