@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 from selfheal import model
 
-
 SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
 """A service name as DNS and Kubernetes allow it: no wildcard, no spaces, no shell."""
 
