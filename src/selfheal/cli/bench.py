@@ -20,3 +20,7 @@ bench_detect.register(app)
 from selfheal.cli import bench_rca  # noqa: E402
 
 bench_rca.register(app)
+
+from selfheal.cli import bench_safety  # noqa: E402
+
+bench_safety.register(app)
