@@ -186,15 +186,16 @@ class Stack:
 
         self.targets.sync()
         (self.folder / "rules.yml").write_text(yaml.safe_dump({"groups": [{
-            "name": "selfheal-demo", "interval": "1s", "rules": [{
+            "name": "selfheal-demo", "interval": "2s", "rules": [{
                 "alert": ALERT, "expr": RULE, "for": self.options.alert_for,
                 "labels": {"severity": "page"},
                 "annotations": {"summary": "auth's resident memory keeps growing",
                                 "description": "RSS grows faster than 400 kB/s"}}]}]}),
             encoding="utf-8")
         (self.folder / "prometheus.yml").write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
-                       "scrape_timeout": "900ms"},
+            # Every 2 s: enough for a 20 s deriv(), and light on a laptop running the shop.
+            "global": {"scrape_interval": "2s", "evaluation_interval": "2s",
+                       "scrape_timeout": "1500ms"},
             "rule_files": [str(self.folder / "rules.yml")],
             "alerting": {"alertmanagers": [{"static_configs": [
                 {"targets": [f"127.0.0.1:{am_port}"]}]}]},
