@@ -48,7 +48,7 @@ _FIELDS = (
     "n", "mu", "dev", "origin", "gp", "gn",
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "limit",
-    "lm", "lv", "ln", "peak", "dlong", "last_t",
+    "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
 )  # fmt: skip
 
 
@@ -117,6 +117,7 @@ class Bank:
         self._a["floor"][idx] = max(0.0, floor)
         self._a["limit"][idx] = np.inf if limit is None else limit
         self._a["start"][idx] = np.nan
+        self._a["cut_age"][idx] = np.inf
         self.size = need
         return idx
 
@@ -227,10 +228,15 @@ class Bank:
         lam = s.trend_lambda
         h = s.cusum_h
         cut = valid & (np.maximum(gp, gn) >= h) & (np.maximum(a["gp"], a["gn"]) < h)
+        # the value right after a change point says what it was: back where it came from (a
+        # transient spike, confirmed) or moving on; the move from the jump is scored as such
+        after_cut = valid & (a["cut_age"] == 1.0)
         if cut.any():
             a["origin"][cut] = xv[cut]
+            a["cut_x"][cut] = xv[cut]
             for k in ("s0", "s1", "s2", "sy", "sky", "syy"):
                 a[k][cut] = 0.0
+        a["cut_age"][:] = np.where(cut, 0.0, a["cut_age"] + valid)
         y = xv - a["origin"]
         s0, s1, s2, sy, sky, syy = (a[k] for k in ("s0", "s1", "s2", "sy", "sky", "syy"))
         n1 = lam * (s1 + s0)
@@ -251,12 +257,18 @@ class Bank:
         vk = np.maximum(s2 / w - mk * mk, 0.0)
         cov = sky / w - mk * my
         vy = np.maximum(syy / w - my * my, 0.0)
-        ok = vk > 1e-9
+        # a line through a handful of points (just after a change point) proves nothing
+        ok = (vk > 1e-9) & (s0 >= s.trend_min_n)
         vk_safe = np.where(ok, vk, 1.0)
         slope = np.where(ok, -cov / vk_safe, 0.0)
         resid = np.maximum(vy - np.where(ok, cov * cov / vk_safe, 0.0), 0.0)
         # the residual floor keeps a perfectly straight line from an infinite t
-        resid = np.maximum(resid, (1e-3 * a["floor"]) ** 2 + (1e-6 * np.abs(my)) ** 2)
+        resid = np.maximum(
+            resid,
+            (s.trend_resid_floor * scale) ** 2
+            + (1e-3 * a["floor"]) ** 2
+            + (1e-6 * np.abs(my)) ** 2,
+        )
         se = np.sqrt(resid / (vk_safe * w))
         tstat = np.where(ok, slope / np.maximum(se, _TINY), 0.0)
         sb = np.where(d > 0, slope, np.where(d < 0, -slope, np.abs(slope)))
@@ -269,6 +281,11 @@ class Bank:
         r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * step_s, _TINY), 0.0)
         r_trend = np.where(sb > 0, np.minimum(tb / s.trend_t, np.maximum(r_mag, r_ttl)), 0.0)
         r_trend = np.maximum(r_trend, 0.0)
+        if s.transient_gain > 0:
+            move = xv - a["cut_x"]
+            back = np.where(d > 0, -move, np.where(d < 0, move, np.abs(move)))
+            r_trans = np.where(after_cut, s.transient_gain * np.maximum(back, 0.0) / material, 0.0)
+            r_spike = np.maximum(r_spike, r_trans)
 
         # --- fuse: the strongest component explains the score
         rs = np.stack([r_spike, r_cp, r_trend])
@@ -303,7 +320,8 @@ class Bank:
                     wusual,
                 ).astype(np.float16)
                 usual = np.maximum(usual, wusual)
-            ly = np.maximum(ly - usual, 0.0)
+            # within a tolerance: today's batch spike may be a little taller than last week's
+            ly = np.maximum(ly - usual - np.where(usual > 0, s.usual_tolerance, 0.0), 0.0)
         lsd = np.sqrt(np.maximum(a["lv"], s.surprise_min_var))
         zl = np.where(a["ln"] >= s.surprise_min_n, (ly - a["lm"]) / lsd, 0.0)
         zl = np.where(live, np.maximum(zl, 0.0), 0.0)

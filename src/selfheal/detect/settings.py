@@ -75,6 +75,12 @@ class Settings:
 
     # Slow trends: exponentially weighted linear regression.
     trend_lambda: float = 0.95
+    transient_gain: float = 0.0
+    """Strength of the move right after a change point, per `material` unit (0 = off)."""
+    trend_min_n: float = 5.0
+    """Weighted points the regression needs (after a restart) before its slope counts."""
+    trend_resid_floor: float = 0.05
+    """Residual noise assumed at least this fraction of the noise scale."""
     trend_t: float = 8.0
     """t-statistic of the slope at which a trend may fire."""
     trend_horizon_ticks: int = 600
@@ -86,6 +92,8 @@ class Settings:
     # Seasonality: a profile of the level by phase of a period in seconds (0 = off).
     season_period_s: float = 0.0
     season_bins: int = 24
+    usual_tolerance: float = 0.3
+    """Log-strength above the usual of the phase that still counts as usual (0.3: 35%)."""
     weekly: bool = False
     """Also remember the usual strength by phase of the week (7 periods)."""
     alpha_season: float = 0.5
