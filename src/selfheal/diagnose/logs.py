@@ -138,6 +138,8 @@ def service_findings(
                 Finding(template, b, n, True, is_error, strength, fault, f"new template x{n}")
             )
             continue
+        if n_base == 0:
+            continue  # nothing to compare with: the service logged nothing in the baseline
         rate_base = b / base_span
         rate_now = n / now_span
         if n >= settings.log_min_count and rate_now >= settings.log_shift_ratio * max(

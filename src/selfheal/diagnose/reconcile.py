@@ -120,7 +120,9 @@ def _probabilities(scores: Sequence[float], settings: window_mod.Settings) -> li
     peak = max([*logits, null])
     exps = [math.exp(v - peak) for v in logits]
     total = sum(exps) + math.exp(null - peak)
-    return [v / total for v in exps]
+    # Never certain: what no investigator can see (a cause outside the window, a service not
+    # instrumented) keeps a sliver of probability; scaling keeps the odds between hypotheses.
+    return [v / total * settings.max_probability for v in exps]
 
 
 def _contradictions(

@@ -147,6 +147,7 @@ class Settings:
     """Evidence at least this strong counts as support for layered verification."""
     contradiction_strength: float = 0.6
     """Evidence of another kind at least this strong pointing elsewhere contradicts."""
+    max_probability: float = 0.99
     min_independent_kinds: int = 2
     min_probability: float = 0.5
     max_hypotheses: int = 10
