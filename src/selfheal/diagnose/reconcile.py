@@ -221,11 +221,12 @@ def reconcile(
             e for e in top.evidence_against if e.strength >= settings.contradiction_strength
         ]
         if len(kinds) < settings.min_independent_kinds:
-            named = " and ".join(k.value for k in kinds) if kinds else "no direct signal"
-            missing.append(
-                f"only {named} support {top.service}: need "
-                f"{settings.min_independent_kinds} independent kinds of signal"
-            )
+            need = f"need {settings.min_independent_kinds} independent kinds of signal"
+            if kinds:
+                named = " and ".join(k.value for k in kinds)
+                missing.append(f"only {named} support {top.service}: {need}")
+            else:
+                missing.append(f"no direct signal supports {top.service} strongly: {need}")
         for item in strong_against:
             where = f" at {item.service}" if item.service != top.service else ""
             missing.append(
