@@ -297,7 +297,8 @@ class Day:
         """Minute files that may hold records in [lo, hi] (named by local HH_MM of the day)."""
         for path in self._minute_files(kind):
             match = _MINUTE_FILE.match(path.name)
-            assert match is not None
+            if match is None:
+                continue
             minute = int(match.group(1)) * 60 + int(match.group(2))
             lo_m, hi_m = self._minute_of_day(lo), self._minute_of_day(hi)
             if lo_m - 2 <= minute <= hi_m + 2:
