@@ -5,6 +5,7 @@ both servers stopped by PID with nothing left behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -78,3 +79,25 @@ def test_missing_binaries_give_a_clear_message(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(errors.ConfigError, match="apt-get install -y prometheus "
                        "prometheus-alertmanager"):
         prometheus_demo.find_binaries()
+
+
+def test_next_run_reaps_servers_a_killed_run_left(tmp_path: Path) -> None:
+    srv.binary(srv.PROMETHEUS, "prometheus")
+    srv.binary(srv.ALERTMANAGER, "prometheus-alertmanager")
+    options = prometheus_demo.Options(make_app=serve_cmd.make_app)
+    killed_run = prometheus_demo.Stack(tmp_path, list, options)
+
+    async def start_and_vanish() -> None:
+        await killed_run.start()  # ... and never stop: as if SIGKILLed
+
+    asyncio.run(start_and_vanish())
+    left = [p.pid for p in killed_run.procs]
+    assert all(p.poll() is None for p in killed_run.procs)
+    assert set(json.loads(killed_run.pidfile.read_text())) == set(left)
+    next_run = prometheus_demo.Stack(tmp_path, list, options)
+    assert sorted(next_run.reap_leftovers()) == sorted(left)
+    for p in killed_run.procs:
+        p.wait(timeout=10)
+    assert not next_run.pidfile.exists()
+    assert next_run.reap_leftovers() == []
+    killed_run.kill_now()  # nothing left to kill; must not raise

@@ -6,7 +6,8 @@ tick, so replicas started by a rollback are scraped too), with an alert rule on 
 auth's resident memory, and Alertmanager delivering that alert to selfheal's webhook, served
 here by the same receiver application as `selfheal serve`. The alert reaches the controller
 through an `AlertFeed` and opens or joins the incident. Both servers run in
-`<workdir>/prometheus-demo/` and are stopped by PID on the way out.
+`<workdir>/prometheus-demo/` and are stopped by PID on the way out; a run killed outright
+leaves their PIDs in `pids.json` there, and the next run reaps them first.
 
 The HTTP application is built by a factory the CLI passes in, so this runtime module does not
 import a face.
@@ -135,12 +136,39 @@ class Stack:
         self.alertmanager_url = ""
         self.webhook_url = ""
 
+    @property
+    def pidfile(self) -> Path:
+        return self.folder / "pids.json"
+
     def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
         with (self.folder / log_name).open("ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                     cwd=self.folder, start_new_session=True)
         self.procs.append(proc)
+        # Written before anything waits on it: a run killed with SIGKILL (no atexit) leaves
+        # this file, and the next run reaps what it names.
+        self.pidfile.write_text(json.dumps([p.pid for p in self.procs]), encoding="utf-8")
         return proc
+
+    def reap_leftovers(self) -> list[int]:
+        """Kill servers a killed earlier run left behind, by the PIDs it recorded; a PID is
+        only killed if its command line still names this run's folder (PIDs get reused)."""
+        try:
+            pids = [int(p) for p in json.loads(self.pidfile.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError):
+            return []
+        killed = []
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if str(self.folder).encode() in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        self.pidfile.unlink(missing_ok=True)
+        return killed
 
     async def _wait_ready(self, url: str, proc: subprocess.Popen[bytes], what: str) -> None:
         deadline = time.monotonic() + self.options.startup_timeout_s
@@ -159,6 +187,7 @@ class Stack:
     async def start(self) -> None:
         """Start the receiver, Alertmanager, then Prometheus; each must answer ready."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.reap_leftovers()
         atexit.register(self.kill_now)
         sock = serve.bind("127.0.0.1", 0)
         self.webhook_url = (f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -230,6 +259,8 @@ class Stack:
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        if all(p.poll() is not None for p in self.procs):
+            self.pidfile.unlink(missing_ok=True)
         if self._server is not None:
             self._server.should_exit = True
         if self._web is not None:
