@@ -147,9 +147,6 @@ class Bank:
         """A copy of the per-series state arrays (for inspection and persistence)."""
         return {k: v[: self.size].copy() for k, v in self._a.items()}
 
-    def level(self) -> F64:
-        return self._a["mu"][: self.size].copy()
-
     # ------------------------------------------------------------------ the tick
     def step(
         self, t: float | npt.ArrayLike, x: npt.ArrayLike, dt: float | None = None
