@@ -4,7 +4,9 @@ For each service, one drain3 miner learns the templates of the baseline logs fir
 incident window. A template that never appeared in the baseline is new; one whose rate grew by
 `log_shift_ratio` has shifted; a service that logged steadily and went quiet is suspicious too.
 Error and warning templates weigh more, and the words of a template suggest the fault kind
-(`gc`/`heap` a memory problem, `timeout` latency, `exception` errors...).
+(`gc`/`heap` a memory problem, `timeout` latency, `exception` errors...). A template that
+vanished while the service kept logging marks a code path no longer taken (early return,
+exception), the signal Nezha reads as a broken template pair.
 """
 
 from __future__ import annotations
@@ -142,6 +144,24 @@ def service_findings(
             continue  # nothing to compare with: the service logged nothing in the baseline
         rate_base = b / base_span
         rate_now = n / now_span
+        expected = rate_base * now_span
+        still_busy = n_now * settings.log_shift_ratio >= n_base / base_span * now_span
+        if n == 0 and expected >= settings.log_vanish_expected and still_busy:
+            # A code path that used to log and no longer does while the service keeps
+            # logging: an early return or an exception skips it.
+            findings.append(
+                Finding(
+                    template,
+                    b,
+                    n,
+                    False,
+                    is_error,
+                    settings.log_vanish_strength,
+                    model.FaultKind.ERRORS,
+                    f"vanished: 0 lines where ~{expected:.0f} were expected ({b} in baseline)",
+                )
+            )
+            continue
         if n >= settings.log_min_count and rate_now >= settings.log_shift_ratio * max(
             rate_base, 1.0 / base_span
         ):

@@ -89,6 +89,9 @@ class Settings:
     log_new_strength: float = 0.35
     log_shift_strength: float = 0.25
     """An error template's shift weighs 1.5 times this."""
+    log_vanish_expected: float = 8.0
+    """A template vanishes when this many lines were expected in the window and none came."""
+    log_vanish_strength: float = 0.35
 
     # traces: self time and error origin per service
     trace_ratio_threshold: float = 2.0
