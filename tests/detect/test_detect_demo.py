@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from selfheal import detect, model
@@ -175,3 +176,18 @@ def test_a_one_tick_blip_is_reported_but_opens_nothing_while_a_lasting_one_does(
     assert not any(f.open_incident for f in blip_findings)
     _, lasting_findings = run(6)
     assert any(f.service == "catalog" and f.open_incident for f in lasting_findings)
+
+
+def test_a_recovery_is_not_reported_as_a_trend() -> None:
+    rng = np.random.default_rng(2)
+    detector = detect.Detector(detect.Settings())
+    trends = []
+    for i in range(120):
+        rate = 20.0 + rng.normal(0, 0.5)
+        if 60 <= i < 62:
+            rate = 10.0  # a replica restarts: traffic dips
+        elif 62 <= i < 72:
+            rate = 10.0 + (i - 61) * 1.0 + rng.normal(0, 0.3)  # and climbs back
+        found = detector.update(float(i), {("auth", "request_rate"): rate}, detect.Context())
+        trends += [a for a in found if a.detector == "trend"]
+    assert trends == []

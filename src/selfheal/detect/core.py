@@ -276,7 +276,13 @@ class Bank:
         with np.errstate(divide="ignore", invalid="ignore"):
             ttl = np.where(toward, (a["limit"] - xv) / np.where(toward, slope, 1.0), np.inf)
         r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * step_s, _TINY), 0.0)
-        r_trend = np.where(sb > 0, np.minimum(tb / s.trend_t, np.maximum(r_mag, r_ttl)), 0.0)
+        # only a line heading away from the baseline is news: one climbing back after a dip
+        # is a recovery (its fitted value now is nearer the baseline than its mean is)
+        base_y = expected - a["origin"]
+        away = np.abs(my + slope * mk - base_y) >= np.abs(my - base_y)
+        r_trend = np.where(
+            (sb > 0) & away, np.minimum(tb / s.trend_t, np.maximum(r_mag, r_ttl)), 0.0
+        )
         r_trend = np.maximum(r_trend, 0.0)
         if s.transient_gain > 0:
             move = xv - a["cut_x"]
