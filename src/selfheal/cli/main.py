@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from selfheal import errors
-from selfheal.cli import bench, demo_cmd, records, safety, serve_cmd
+from selfheal.cli import bench, demo_cmd, records, safety, serve_cmd, tokens
 
 app = typer.Typer(
     name="selfheal",
@@ -73,6 +73,7 @@ policy_app.command("check")(guarded(safety.policy_check))
 app.add_typer(policy_app, name="policy")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(bench.app, name="bench")
+app.add_typer(tokens.build(guarded), name="token")
 
 
 def main() -> None:
