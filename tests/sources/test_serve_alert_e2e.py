@@ -2,8 +2,9 @@
 `selfheal serve` over its webhook, and selfheal opens an incident for the alert's service.
 
 `selfheal serve` runs as the user runs it (a subprocess of the CLI) and is stopped with
-SIGTERM, which must end it cleanly (exit 0). Then the alert is resolved and the resolved
-notification is recorded too.
+SIGTERM, which must end it cleanly (exit 0). Before that, the alert is resolved and the
+resolved notification is recorded too, and Prometheus is stopped: serve keeps running and
+reports it on `/healthz` and `/metrics`.
 """
 
 from __future__ import annotations
@@ -85,11 +86,24 @@ def test_alert_rule_reaches_serve_and_opens_an_incident(
         metrics = httpx.get(f"http://127.0.0.1:{serve_port}/metrics", timeout=5).text
         assert 'selfheal_incidents_total{event="opened"} 1.0' in metrics
         assert "selfheal_loop_latency_seconds_count" in metrics
+        assert 'selfheal_source_up{source="prometheus"} 1.0' in metrics
+        health = httpx.get(f"http://127.0.0.1:{serve_port}/healthz", timeout=5).json()
+        assert (health["ok"], health["prometheus"]) == (True, "ok")
         # The alert resolves: Alertmanager says so and selfheal records it.
         auth.rss.set(threshold / 2)
         srv.wait_until(lambda: any('"resolved"' in p for (p,) in _rows(
             db, "select payload from ledger where kind = 'signal.alert'")), 60,
             "the resolved notification recorded", proc, log)
+        # Prometheus goes away: serve keeps running and says so.
+        prom.stop()
+
+        def blind() -> bool:
+            state = httpx.get(f"http://127.0.0.1:{serve_port}/healthz", timeout=5).json()
+            return "unavailable" in str(state.get("prometheus"))
+
+        srv.wait_until(blind, 30, "/healthz reporting Prometheus down", proc, log)
+        metrics = httpx.get(f"http://127.0.0.1:{serve_port}/metrics", timeout=5).text
+        assert 'selfheal_source_up{source="prometheus"} 0.0' in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()[-2000:]
     assert "stopped" in log.read_text()

@@ -165,6 +165,7 @@ class MeteredController(controller_mod.Controller):
 
     metrics: ServeMetrics | None = None
     last_tick: float | None = None
+    prometheus_feed: prometheus.PrometheusFeed | None = None
 
     async def tick(self) -> None:
         started = time.perf_counter()
@@ -173,6 +174,9 @@ class MeteredController(controller_mod.Controller):
         finally:
             if self.metrics is not None:
                 self.metrics.loop.observe(time.perf_counter() - started)
+                if self.prometheus_feed is not None:
+                    self.metrics.source_up.labels(source="prometheus").set(
+                        0 if self.prometheus_feed.last_error else 1)
             self.last_tick = self.clock()
 
 
@@ -239,6 +243,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
     ctl = MeteredController(cfg, ObservedPlatform(cfg.platform.services), store,
                             policy.Gate(pol), topology, clock, event, feeds=feeds)
     ctl.metrics = metrics
+    ctl.prometheus_feed = prom_feed
     runner: asyncio.Task[None] | None = None
 
     def health() -> dict[str, Any]:
@@ -251,7 +256,6 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
                                      if c.incident.state not in controller_mod.TERMINAL)}
         if prom_feed is not None:
             state["prometheus"] = prom_feed.last_error or "ok"
-            metrics.source_up.labels(source="prometheus").set(0 if prom_feed.last_error else 1)
         return state
 
     app = make_app(Parts(body_limit_bytes=cfg.serve.body_limit_bytes,
