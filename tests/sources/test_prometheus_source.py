@@ -13,11 +13,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sources_servers as srv
 
 from selfheal import config, errors
+from selfheal.engine import serve
 from selfheal.sources import prometheus
 
 pytestmark = pytest.mark.timeout(120)
@@ -124,6 +126,7 @@ def test_feed_gives_service_level_signals(scraped: tuple[srv.Server, dict[str, f
 
     values = asyncio.run(collect())
     assert feed.last_error == ""
+    assert feed.blind is False
     assert values[("auth", "rss_bytes")] == shape["auth_rss"]
     assert values[("auth", "error_ratio")] == pytest.approx(shape["auth_err"])
     assert values[("cart", "error_ratio")] == pytest.approx(0.0)
@@ -207,3 +210,25 @@ def test_feed_reports_a_blind_tick_without_samples() -> None:
     assert asyncio.run(collect()) == 0
     assert "unavailable" in feed.last_error
     assert set(config.DEFAULT_PROMQL) <= {p.split(":")[0] for p in feed.last_error.split("; ")}
+    assert feed.blind is True
+
+
+def test_investigation_fails_fast_after_a_blind_tick(tmp_path: Path) -> None:
+    """Investigation queries block the loop, so a blind last tick short-circuits them."""
+    down = f"http://127.0.0.1:{srv.free_port()}"
+    feed = prometheus.PrometheusFeed(down, timeout_s=1.0)
+    slept: list[float] = []
+    source = prometheus.PrometheusSource(down, retries=2, sleep=slept.append)
+    store = serve.PrometheusBackedStore(f"sqlite:///{tmp_path / 'db'}", source, feed)
+    try:
+        with pytest.raises(errors.DataUnavailable, match="after 3 attempt"):
+            store.query("auth", "rss_bytes", 0, 10)  # no tick yet: the source itself tries
+        assert len(slept) == 2
+        asyncio.run(feed.collect(time.time()))
+        with pytest.raises(errors.DataUnavailable, match="did not answer on the last tick"):
+            store.query("auth", "rss_bytes", 0, 10)
+        assert len(slept) == 2, "the breaker must not call Prometheus"
+    finally:
+        asyncio.run(feed.close())
+        store.close()
+        source.close()

@@ -112,14 +112,21 @@ class PrometheusBackedStore(sql.SqlStore):
     goes to `/api/v1/query_range` and raises `DataUnavailable` when Prometheus cannot answer.
     """
 
-    def __init__(self, url: str, source: prometheus.PrometheusSource) -> None:
+    def __init__(self, url: str, source: prometheus.PrometheusSource,
+                 feed: prometheus.PrometheusFeed | None = None) -> None:
         super().__init__(url)
         self.source = source
+        self.feed = feed
 
     def query(self, service: str, metric: str, start: float, end: float,
               replica: str = "") -> list[model.Sample]:
         if replica:
             return super().query(service, metric, start, end, replica=replica)
+        if self.feed is not None and self.feed.blind:
+            # A breaker: these calls block the loop, so do not wait for timeouts and retries
+            # when the last tick already found Prometheus unreachable.
+            raise errors.DataUnavailable("Prometheus did not answer on the last tick: "
+                                         f"{self.feed.last_error[:300]}")
         return self.source.query(service, metric, start, end)
 
 
@@ -220,10 +227,10 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     prom_cfg = cfg.sources.prometheus
     source = prometheus.PrometheusSource.from_config(prom_cfg) if prom_cfg else None
-    store: sql.SqlStore = (PrometheusBackedStore(cfg.database_url(), source) if source
-                           else sql.SqlStore(cfg.database_url()))
-    feeds: list[ports.Feed] = []
     prom_feed = prometheus.PrometheusFeed.from_config(prom_cfg) if prom_cfg else None
+    store: sql.SqlStore = (PrometheusBackedStore(cfg.database_url(), source, prom_feed)
+                           if source else sql.SqlStore(cfg.database_url()))
+    feeds: list[ports.Feed] = []
     if prom_feed is not None:
         feeds.append(prom_feed)
     alerts = (alertmanager.AlertFeed(cfg.sources.alertmanager.service_label)

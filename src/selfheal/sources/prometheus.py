@@ -246,6 +246,8 @@ class PrometheusFeed(_Retrying):
         self.service_label = service_label
         self.rate_window = rate_window
         self.last_error = ""
+        self.blind = False
+        """True when every query of the last tick failed: Prometheus itself is unreachable."""
         self._http = httpx.AsyncClient(timeout=timeout_s)
 
     @classmethod
@@ -292,6 +294,7 @@ class PrometheusFeed(_Retrying):
             else:
                 samples.extend(res)
         self.last_error = "; ".join(problems)
+        self.blind = bool(self.queries) and len(problems) == len(self.queries)
         return ports.Collected(samples=tuple(samples))
 
     async def close(self) -> None:
