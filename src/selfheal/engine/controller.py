@@ -18,6 +18,7 @@ from typing import Any
 from selfheal import config as config_mod
 from selfheal import correlate, detect, errors, model, ports
 from selfheal.engine import executor as executor_mod
+from selfheal.engine import revive
 from selfheal.engine import workflow as workflow_mod
 from selfheal.policy import gate as gate_mod
 from selfheal.sources import scrape
@@ -51,7 +52,7 @@ class Controller:
     def __init__(self, cfg: config_mod.Config, platform: Any, store: sql.SqlStore,
                  gate: gate_mod.Gate, topology: Mapping[str, tuple[str, ...]],
                  clock: Callable[[], float], on_event: Callable[[Event], None],
-                 feeds: Sequence[ports.Feed]) -> None:
+                 feeds: Sequence[ports.Feed], failpoint: str = "") -> None:
         self.cfg = cfg
         self.platform: ports.Platform = platform
         self.store = store
@@ -59,7 +60,8 @@ class Controller:
         self.topology = dict(topology)
         self.clock = clock
         self.on_event = on_event
-        self.executor = executor_mod.Executor(platform, store, gate.verifier, clock)
+        self.executor = executor_mod.Executor(platform, store, gate.verifier, clock,
+                                              failpoint=failpoint)
         self.feeds = list(feeds)
         self.kinds = frozenset(k for f in self.feeds for k in f.kinds)
         self.detector = detect.Detector(detect.Settings())
@@ -68,7 +70,8 @@ class Controller:
         self.quiet_until: dict[str, float] = {}
         # Which incident owns the remediation of a service: one remedy per service at a time.
         self.remediating: dict[str, model.IncidentId] = {}
-        self._seen_changes: set[str] = set()
+        now = clock()
+        self._seen_changes = {c.id for c in store.changes_between(now - 7 * 86_400, now)}
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
         self._stopping = asyncio.Event()
         self.workflow = workflow_mod.Workflow(self)
@@ -91,23 +94,38 @@ class Controller:
         self.store.save_incident(case.incident, case.detail, now=self.clock())
 
     def recover(self) -> list[str]:
-        """Incidents a killed run left open go to a human: the platform was reset under them."""
+        """Incidents a killed run left open. On a platform that survived the crash (adopted),
+        an action whose intent is in the ledger without a result is completed or undone and
+        then verified; anything else goes to a human. Returns the incident ids it touched."""
         left = []
+        adopted = bool(getattr(self.platform, "adopted", False))
         for row in self.store.incidents():
             if row["state"] in {s.value for s in TERMINAL}:
                 continue
+            entries = self.store.ledger(row["id"])
+            opened = revive.last(entries, "incident.opened")
+            intent = revive.dangling_intent(entries)
+            left.append(row["id"])
+            if adopted and intent is not None and opened is not None:
+                inc = revive.incident(opened["incident"], model.IncidentState(row["state"]))
+                case = Case(incident=inc, detail=dict(row["detail"]),
+                            timeline=list(row["detail"].get("timeline", [])))
+                self.cases[inc.id] = case
+                self.tasks[inc.id] = asyncio.create_task(
+                    self.workflow.handle(case, resume=intent), name=inc.id)
+                continue
             now = self.clock()
-            self.store.append_ledger(now, row["id"], "escalation", {
-                "reason": "selfheal stopped while this incident was in state "
-                f"{row['state']}; its processes were reaped on restart, so a human must check"})
+            why = ("selfheal stopped while this incident was in state "
+                   f"{row['state']}; " + ("nothing was left half-done, so a human decides "
+                                          "what next" if adopted else "the platform was "
+                                          "restarted under it, so a human must check"))
+            self.store.append_ledger(now, row["id"], "escalation", {"reason": why})
             inc = model.Incident(id=model.IncidentId(row["id"]), service=row["service"],
                                  opened_at=row["opened_at"], title=row["title"], anomalies=(),
                                  state=model.IncidentState.ESCALATED)
             detail = dict(row["detail"])
-            detail["outcome"] = {"resolved": False, "escalated": True,
-                                 "reason": "interrupted by a restart of selfheal"}
+            detail["outcome"] = {"resolved": False, "escalated": True, "reason": why}
             self.store.save_incident(inc, detail, now=now)
-            left.append(row["id"])
         return left
 
     # -- the tick --------------------------------------------------------------------------

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from selfheal import correlate, diagnose, errors, model, plan, scribe, verify
+from selfheal.engine import revive
 from selfheal.policy import gate as gate_mod
 from selfheal.policy import trust as trust_mod
 
@@ -69,11 +71,15 @@ class Workflow:
 
     # -- the incident ------------------------------------------------------------------------
 
-    async def handle(self, case: Case) -> None:
+    async def handle(self, case: Case, resume: Mapping[str, Any] | None = None) -> None:
+        """Run the incident; `resume` is the dangling intent of a crashed run to complete."""
         ctl = self.ctl
         work = self.work.setdefault(case.incident.id, Work())
         try:
-            await self._investigate_and_act(case, work)
+            if resume is None:
+                await self._investigate_and_act(case, work)
+            else:
+                await self._resume(case, work, resume)
         except Revoked as exc:
             await self._undo(case, work, f"authority revoked: {exc}")
         except asyncio.CancelledError:
@@ -252,8 +258,64 @@ class Workflow:
                     return None
             await asyncio.sleep(0.5)
 
+    async def _resume(self, case: Case, work: Work, intent: Mapping[str, Any]) -> None:
+        """Complete the platform call a killed selfheal announced, then carry on from there.
+
+        The forward action goes back through the gate (the policy or a revocation may have
+        changed meanwhile): allowed, the call is completed with the same execution id — the
+        platform applies a request id once, so it is never done twice; refused, what was done
+        is undone. Either way the outcome is verified or escalated, never lost."""
+        ctl = self.ctl
+        entries = ctl.store.ledger(case.incident.id)
+        plan_p, diag_p = revive.last(entries, "plan"), revive.last(entries, "diagnosis")
+        if plan_p is None or diag_p is None:
+            self.escalate(case, "resumed with a dangling action but no plan in the ledger")
+            return
+        proposal = revive.plan(plan_p["plan"])
+        diag = revive.diagnosis(diag_p["diagnosis"])
+        case.detail["plan"], case.detail["diagnosis"] = proposal, diag
+        phase = str(intent["phase"])
+        ctl.record(case, "resumed", {"execution": intent["execution"], "phase": phase})
+        ctl.emit("recover", f"resuming {phase} of {proposal.steps[0].describe()} "
+                 f"(execution {intent['execution']})", case.incident.id)
+        work.executions = [model.Execution(**{**x, "action": revive.action(x["action"]),
+                                              "status": model.ExecutionStatus(x["status"])})
+                           for x in (e.payload["execution"] for e in entries
+                                     if e.kind == "execution.result")]
+        case.detail["executions"] = work.executions
+        now = ctl.clock()
+        review = ctl.gate.review(proposal, diag, now, self.context(case.incident)) \
+            if phase != "undo" else ctl.gate.undo_only(proposal, now)
+        self._record_decision(case, review)
+        work.review = review
+        work.acted = True
+        if review.decision.verdict != model.Verdict.ALLOW:
+            work.review = ctl.gate.undo_only(proposal, now)
+            await self._undo(case, work, f"on resume the gate said {review.decision.verdict}"
+                             f" ({review.decision.rule}): {review.decision.reason}")
+            return
+        permit = review.undo_permits[0] if phase == "undo" else review.permits[0]
+        ex = await ctl.executor.run(permit, case.incident.id, phase=phase,
+                                    canary_replicas=int(intent["canary_replicas"]),
+                                    execution_id=model.ExecutionId(str(intent["execution"])))
+        work.executions.append(ex)
+        ctl.persist(case)
+        if phase == "undo":
+            self.escalate(case, "the undo a crash interrupted was completed",
+                          rolled_back=ex.status == model.ExecutionStatus.SUCCEEDED)
+            return
+        if ex.status != model.ExecutionStatus.SUCCEEDED:
+            await self._undo(case, work, f"the resumed action failed: {ex.detail}")
+            return
+        done = ctl.clock() if phase == "full" else None
+        await self._act(case, proposal, work, self._window(case.incident),
+                        start="canary-observe" if phase == "canary" else "verify",
+                        acted_at=done)
+
     async def _act(self, case: Case, proposal: model.Plan, work: Work,
-                   window: diagnose.Window) -> None:
+                   window: diagnose.Window, start: str = "canary",
+                   acted_at: float | None = None) -> None:
+        """From `start` on: canary, canary-observe, full, verify."""
         ctl = self.ctl
         inc = case.incident
         assert work.review is not None
@@ -265,17 +327,20 @@ class Workflow:
         vs = verify.Settings(latency_factor=vcfg.latency_factor,
                              latency_slack_s=vcfg.latency_slack_s,
                              slope_slack_bytes_s=vcfg.slope_slack_bytes_s)
-        if proposal.canary:
-            self.check_revoked(work)
-            ex = await ctl.executor.run(permit, inc.id, phase="canary", canary_replicas=1)
-            work.executions.append(ex)
-            work.acted = True
-            ctl.persist(case)
-            if ex.status != model.ExecutionStatus.SUCCEEDED:
-                self.escalate(case, f"the canary failed to start: {ex.detail}")
-                return
-            ctl.emit("canary", f"{ex.detail}; watching it for {vcfg.canary_observe_s:.0f} s",
-                     inc.id)
+        steps = ["canary", "canary-observe", "full", "verify"]
+        todo = set(steps[steps.index(start):])
+        if proposal.canary and todo & {"canary", "canary-observe"}:
+            if "canary" in todo:
+                self.check_revoked(work)
+                ex = await ctl.executor.run(permit, inc.id, phase="canary", canary_replicas=1)
+                work.executions.append(ex)
+                work.acted = True
+                ctl.persist(case)
+                if ex.status != model.ExecutionStatus.SUCCEEDED:
+                    self.escalate(case, f"the canary failed to start: {ex.detail}")
+                    return
+                ctl.emit("canary", f"{ex.detail}; watching it for "
+                         f"{vcfg.canary_observe_s:.0f} s", inc.id)
             t0 = ctl.clock()
             await self.wait(vcfg.canary_observe_s, work)
             verdict = self._canary_verdict(action, t0, vs)
@@ -287,16 +352,20 @@ class Workflow:
                 self.learn(case, action.kind, "failure")
                 await self._undo(case, work, "the canary was not better than the old replicas")
                 return
-        self.check_revoked(work)
-        ex = await ctl.executor.run(permit, inc.id, phase="full")
-        work.executions.append(ex)
-        work.acted = True
-        ctl.persist(case, model.IncidentState.VERIFYING)
-        if ex.status != model.ExecutionStatus.SUCCEEDED:
-            await self._undo(case, work, f"the action failed: {ex.detail}")
-            return
-        ctl.emit("act", ex.detail, inc.id)
-        done = ctl.clock()
+        if "full" in todo:
+            self.check_revoked(work)
+            ex = await ctl.executor.run(permit, inc.id, phase="full")
+            work.executions.append(ex)
+            work.acted = True
+            ctl.persist(case, model.IncidentState.VERIFYING)
+            if ex.status != model.ExecutionStatus.SUCCEEDED:
+                await self._undo(case, work, f"the action failed: {ex.detail}")
+                return
+            ctl.emit("act", ex.detail, inc.id)
+            acted_at = ctl.clock()
+        else:
+            ctl.persist(case, model.IncidentState.VERIFYING)
+        done = acted_at if acted_at is not None else ctl.clock()
         settle = ctl.cfg.scrape.window_s + 1.0  # let sliding windows forget the old replicas
         ctl.emit("verify", f"waiting {settle + vcfg.observe_s:.0f} s for the signals to show "
                  "the result", inc.id)

@@ -154,6 +154,15 @@ class Gate:
                       permits=permits,
                       undo_permits=tuple(self._mint(plan, s, now) for s in plan.inverse))
 
+    def undo_only(self, plan: model.Plan, now: float) -> Review:
+        """Permits for a plan's inverse alone: undoing selfheal's own action is always allowed
+        (it restores the state before selfheal acted), even after the forward action lost its
+        authority."""
+        decision = self._decide(plan, model.Verdict.ALLOW, "built-in:undo",
+                                "undo of selfheal's own action", now)
+        return Review(decision, permits=(),
+                      undo_permits=tuple(self._mint(plan, s, now) for s in plan.inverse))
+
     def release(self, permit: model.Permit) -> None:
         """The permit's execution ended (done, failed or undone): it is no longer in flight."""
         self.window.release(permit.id)

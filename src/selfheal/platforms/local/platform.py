@@ -65,7 +65,11 @@ class LocalPlatform:
     shared_host = True  # every replica runs on this machine: a change disturbs them all
 
     def __init__(self, workdir: Path, services: Sequence[ServiceDef],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], *, detached: bool = False) -> None:
+        """`detached`: the services outlive selfheal (as they would on a real platform) and a
+        restarted selfheal adopts them from the state file instead of starting afresh."""
+        self.detached = detached
+        self.adopted = False  # True when start() took over a platform a killed run left
         self.workdir = workdir
         self.rundir = workdir / "run"
         self.services = {s.name: s for s in services}
@@ -75,16 +79,25 @@ class LocalPlatform:
         self._replicas: dict[str, list[_Replica]] = {s.name: [] for s in services}
         self._history: dict[str, list[str]] = {s.name: [] for s in services}
         self._changes: list[model.Change] = []
+        self._applied: dict[str, model.Change] = {}  # request id -> its change (idempotency)
         self._seq = itertools.count(1)
         self._lock = asyncio.Lock()
         self._http = httpx.AsyncClient(timeout=2.0)
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def state_file(self) -> Path:
+        return self.rundir / "platform.json"
+
     async def start(self) -> None:
-        """Reap leftovers of a killed run, start the router and every service."""
+        """Adopt a detached platform left running, or reap leftovers and start afresh."""
         self.rundir.mkdir(parents=True, exist_ok=True)
+        if self.detached and self._adopt():
+            self.adopted = True
+            return
         self.table.reap_stale()
+        self.state_file.unlink(missing_ok=True)
         ready = self.rundir / "router.port"
         ready.unlink(missing_ok=True)
         self._write_routes()
@@ -92,10 +105,68 @@ class LocalPlatform:
             "router",
             [sys.executable, "-m", "selfheal.platforms.local.router",
              "--routes", str(self.rundir / "routes.json"), "--ready-file", str(ready)],
-            self.rundir / "logs" / "router.log", self.workdir,
+            self.rundir / "logs" / "router.log", self.workdir, detached=self.detached,
         )
         self.router_port = await self._await_port(ready, "router")
         await asyncio.gather(*(self._bring_up(s) for s in self.services.values()))
+        self._save()
+
+    def _save(self) -> None:
+        """Persist what a restarted selfheal needs to adopt this platform (atomic write)."""
+        if not self.detached:
+            return
+        router = self.table.procs.get("router")
+        state = {
+            "router": {"port": self.router_port, "pid": router.pid if router else 0,
+                       "ticks": router.ticks if router else 0},
+            "seq": next(self._seq),
+            "history": self._history,
+            "replicas": {svc: [{"replica": r.replica, "version": r.version, "port": r.port,
+                                "pid": r.proc.pid, "ticks": r.proc.ticks} for r in reps]
+                         for svc, reps in self._replicas.items()},
+            "changes": [model.to_jsonable(c) for c in self._changes],
+            "applied": {k: c.id for k, c in self._applied.items()},
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, self.state_file)
+
+    def _adopt(self) -> bool:
+        """Re-attach to every recorded process; False (and nothing adopted) unless all live."""
+        try:
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        logs = self.rundir / "logs"
+        rt = state["router"]
+        if procs.start_ticks(rt["pid"]) != rt["ticks"] or any(
+                procs.start_ticks(r["pid"]) != r["ticks"]
+                for reps in state["replicas"].values() for r in reps):
+            return False
+        router = self.table.adopt("router", rt["pid"], rt["ticks"], logs / "router.log")
+        assert router is not None
+        self.router_port = rt["port"]
+        for svc, reps in state["replicas"].items():
+            adopted = []
+            for r in reps:
+                proc = self.table.adopt(r["replica"], r["pid"], r["ticks"],
+                                        logs / f"{r['replica']}.log")
+                assert proc is not None
+                adopted.append(_Replica(svc, r["replica"], r["version"], r["port"], proc))
+            self._replicas[svc] = adopted
+        self._history = {k: list(v) for k, v in state["history"].items()}
+        self._changes = [model.Change(**{**c, "id": model.ChangeId(c["id"])})
+                         for c in state["changes"]]
+        by_id = {c.id: c for c in self._changes}
+        self._applied = {k: by_id[v] for k, v in state["applied"].items() if v in by_id}
+        self._seq = itertools.count(int(state["seq"]))
+        return True
+
+    async def detach(self) -> None:
+        """Leave the platform running for a later selfheal to adopt (detached mode only)."""
+        self._save()
+        self.table.procs.clear()
+        await self._http.aclose()
 
     async def _bring_up(self, svc: ServiceDef) -> None:
         new = await asyncio.gather(
@@ -148,36 +219,42 @@ class LocalPlatform:
     # -- mutations (the executor's door) ---------------------------------------------------
 
     async def deploy(self, service: str, version: str, *, who: str, why: str,
-                     kind: str = "deploy") -> model.Change:
+                     kind: str = "deploy", request_id: str = "") -> model.Change:
         """Rolling replacement of every replica by `version`."""
         svc = self._service(service)
         if version not in svc.versions:
             raise errors.PlatformError(f"{service} has no version {version!r}")
         async with self._lock:
+            if request_id in self._applied:  # a retried request: done once, reported again
+                return self._applied[request_id]
             before = self.version(service)
             count = len(self._replicas[service]) or svc.replicas
             await self._replace(svc, version, count)
             self._history[service].append(version)
-            return self._record(service, kind, who, f"{kind} {service} {before} -> {version}: "
+            return self._record(request_id, service, kind, who, f"{kind} {service} {before} -> {version}: "
                                 f"{why}", before, version)
 
     async def replace_replicas(self, service: str, version: str, count: int, *, who: str,
-                               why: str) -> model.Change:
+                               why: str, request_id: str = "") -> model.Change:
         """Replace `count` replicas by `version` (a canary); the version history is unchanged."""
         svc = self._service(service)
         if version not in svc.versions:
             raise errors.PlatformError(f"{service} has no version {version!r}")
         async with self._lock:
+            if request_id in self._applied:  # a retried request: done once, reported again
+                return self._applied[request_id]
             before = self.version(service)
             await self._replace(svc, version, count)
-            return self._record(service, "canary", who,
+            return self._record(request_id, service, "canary", who,
                                 f"canary {service}: {count} replica(s) -> {version}: {why}",
                                 before, version)
 
     async def restart_replica(self, service: str, replica: str, *, who: str,
-                              why: str) -> model.Change:
+                              why: str, request_id: str = "") -> model.Change:
         svc = self._service(service)
         async with self._lock:
+            if request_id in self._applied:  # a retried request: done once, reported again
+                return self._applied[request_id]
             old = next((r for r in self._replicas[service] if r.replica == replica), None)
             if old is None:
                 raise errors.PlatformError(f"{service} has no replica {replica!r}")
@@ -186,14 +263,17 @@ class LocalPlatform:
             self._write_routes()
             await asyncio.sleep(DRAIN_S)
             await self.table.stop(old.replica)
-            return self._record(service, "restart", who, f"restart {replica}: {why}",
+            return self._record(request_id, service, "restart", who, f"restart {replica}: {why}",
                                 old.version, old.version)
 
-    async def scale(self, service: str, replicas: int, *, who: str, why: str) -> model.Change:
+    async def scale(self, service: str, replicas: int, *, who: str, why: str,
+                    request_id: str = "") -> model.Change:
         svc = self._service(service)
         if not 1 <= replicas <= 16:
             raise errors.PlatformError(f"cannot scale {service} to {replicas} replicas (1..16)")
         async with self._lock:
+            if request_id in self._applied:  # a retried request: done once, reported again
+                return self._applied[request_id]
             current = self._replicas[service]
             before = len(current)
             version = self.version(service)
@@ -208,7 +288,7 @@ class LocalPlatform:
                 self._write_routes()
                 await asyncio.sleep(DRAIN_S)
                 await asyncio.gather(*(self.table.stop(r.replica) for r in gone))
-            return self._record(service, "scale", who,
+            return self._record(request_id, service, "scale", who,
                                 f"scale {service} {before} -> {replicas}: {why}", version, version)
 
     # -- internals -------------------------------------------------------------------------
@@ -239,7 +319,7 @@ class LocalPlatform:
                   "router": self.router_url, "ready_file": str(ready)}
         argv = [part.format(**values) for part in svc.command]
         proc = await self.table.spawn(replica, argv, self.rundir / "logs" / f"{replica}.log",
-                                      self.workdir)
+                                      self.workdir, detached=self.detached)
         try:
             port = await self._await_port(ready, replica, proc)
             await self._await_healthy(port, replica)
@@ -254,9 +334,9 @@ class LocalPlatform:
         while loop.time() < deadline:
             if ready.exists():
                 return int(ready.read_text(encoding="utf-8"))
-            if proc is not None and proc.process.returncode is not None:
+            if proc is not None and not proc.running():
                 raise errors.PlatformError(
-                    f"{name} exited with {proc.process.returncode} before it was ready "
+                    f"{name} exited with {proc.returncode} before it was ready "
                     f"(see {proc.log_path})")
             await asyncio.sleep(0.05)
         raise errors.PlatformError(f"{name} did not become ready in {READY_TIMEOUT_S:.0f} s",
@@ -282,10 +362,13 @@ class LocalPlatform:
         tmp.write_text(json.dumps(table), encoding="utf-8")
         os.replace(tmp, path)
 
-    def _record(self, service: str, kind: str, who: str, what: str, before: str,
-                after: str) -> model.Change:
+    def _record(self, request_id: str, service: str, kind: str, who: str, what: str,
+                before: str, after: str) -> model.Change:
         change = model.Change(
             id=model.ChangeId(uuid.uuid4().hex[:12]), t=self.clock(), service=service,
             kind=kind, who=who, what=what, from_version=before, to_version=after)
         self._changes.append(change)
+        if request_id:
+            self._applied[request_id] = change
+        self._save()
         return change

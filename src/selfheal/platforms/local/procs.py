@@ -49,14 +49,22 @@ def start_ticks(pid: int) -> int | None:
 
 @dataclasses.dataclass
 class Proc:
+    """A child of this run, or (adopted) a detached process a previous run started."""
+
     name: str
-    process: asyncio.subprocess.Process
+    pid: int
     ticks: int
     log_path: Path
+    process: asyncio.subprocess.Process | None = None
+
+    def running(self) -> bool:
+        if self.process is not None:
+            return self.process.returncode is None
+        return start_ticks(self.pid) == self.ticks
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process is not None else None
 
 
 class ProcessTable:
@@ -95,7 +103,9 @@ class ProcessTable:
         tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, self.pidfile)
 
-    async def spawn(self, name: str, argv: list[str], log_path: Path, cwd: Path) -> Proc:
+    async def spawn(self, name: str, argv: list[str], log_path: Path, cwd: Path,
+                    *, detached: bool = False) -> Proc:
+        """Start a process in its own group; unless `detached`, it dies with selfheal."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             try:
@@ -106,12 +116,22 @@ class ProcessTable:
                     stderr=log,
                     cwd=cwd,
                     start_new_session=True,  # its own group: we stop it and its children
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=None if detached else _die_with_parent,
                 )
             except OSError as exc:
                 raise errors.PlatformError(f"cannot start {name}: {exc}") from exc
         ticks = start_ticks(process.pid) or 0
-        proc = Proc(name=name, process=process, ticks=ticks, log_path=log_path)
+        proc = Proc(name=name, pid=process.pid, ticks=ticks, log_path=log_path,
+                    process=process)
+        self.procs[name] = proc
+        self._write()
+        return proc
+
+    def adopt(self, name: str, pid: int, ticks: int, log_path: Path) -> Proc | None:
+        """Take over a detached process a previous run recorded, if it is still that process."""
+        if start_ticks(pid) != ticks:
+            return None
+        proc = Proc(name=name, pid=pid, ticks=ticks, log_path=log_path)
         self.procs[name] = proc
         self._write()
         return proc
@@ -121,15 +141,32 @@ class ProcessTable:
         if proc is None:
             return
         self._write()
-        if proc.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+        if not proc.running():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        if await self._gone(proc, grace):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await self._gone(proc, 10.0)
+
+    @staticmethod
+    async def _gone(proc: Proc, timeout: float) -> bool:
+        if proc.process is not None:
             try:
-                await asyncio.wait_for(proc.process.wait(), grace)
+                await asyncio.wait_for(proc.process.wait(), timeout)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.process.wait()
+                return False
+            return True
+        # Not our child (adopted): poll until the kernel no longer knows it as that process.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while loop.time() < end:
+            if start_ticks(proc.pid) != proc.ticks:
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     async def stop_all(self, grace: float = 3.0) -> None:
         await asyncio.gather(*(self.stop(n, grace) for n in list(self.procs)))
