@@ -231,8 +231,9 @@ class LocalPlatform:
             count = len(self._replicas[service]) or svc.replicas
             await self._replace(svc, version, count)
             self._history[service].append(version)
-            return self._record(request_id, service, kind, who, f"{kind} {service} {before} -> {version}: "
-                                f"{why}", before, version)
+            return self._record(request_id, service, kind, who,
+                                f"{kind} {service} {before} -> {version}: {why}", before,
+                                version)
 
     async def replace_replicas(self, service: str, version: str, count: int, *, who: str,
                                why: str, request_id: str = "") -> model.Change:
