@@ -1,4 +1,4 @@
-"""The changes investigator: suspects, not proof; none is news too; unknown source is NO_DATA."""
+"""The changes investigator (suspects, not proof; unknown source is NO_DATA) and theory parsing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from selfheal import diagnose, model
 from selfheal.diagnose import changes as changes_mod
+from selfheal.diagnose import human
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -64,3 +65,11 @@ def test_without_the_deploy_the_fault_is_the_mechanism(make_demo: Make) -> None:
     assert top is not None and top.service == "auth"
     assert top.fault is not model.FaultKind.BAD_DEPLOY
     assert top.action_family is not model.ActionKind.ROLLBACK
+
+
+def test_a_theory_about_the_database_finds_the_db_service() -> None:
+    services = ("frontend", "orders-db", "ts-auth-service")
+    assert human.named_services("look at the database", services) == ["orders-db"]
+    assert human.named_services("auth is slow since noon", services) == ["ts-auth-service"]
+    assert human.split_theory("alice: look at the database") == ("alice", "look at the database")
+    assert human.split_theory("look at it: now") == ("a human", "look at it: now")
