@@ -232,3 +232,48 @@ def test_investigation_fails_fast_after_a_blind_tick(tmp_path: Path) -> None:
         asyncio.run(feed.close())
         store.close()
         source.close()
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    """A proxy or a broken server in front of Prometheus: 200 with the wrong body."""
+
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(type(self).body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.mark.parametrize(("body", "call"), [
+    (b"<html>login required</html>", "instant"),
+    (b"[1, 2]", "instant"),
+    (b'{"status":"success","data":{"resultType":"matrix","result":[{"values":[["x", 1]]}]}}',
+     "range"),
+    (b'{"status":"success","data":{"resultType":"vector","result":[{"value":"1"}]}}',
+     "instant"),
+    (b'{"status":"success","data":[1, 2]}', "series"),
+    (b'{"status":"success","data":{"droppedTargets":[]}}', "targets"),
+])
+def test_malformed_answers_are_data_unavailable(body: bytes, call: str) -> None:
+    handler = type("Garbage", (_Garbage,), {"body": body})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    src = prometheus.PrometheusSource(f"http://127.0.0.1:{httpd.server_port}", retries=0)
+    calls: dict[str, Callable[[], object]] = {
+        "instant": lambda: src.instant("up"),
+        "range": lambda: src.range("up", 0, 10),
+        "series": lambda: src.series(["up"], 0, 10),
+        "targets": src.targets,
+    }
+    try:
+        with pytest.raises(errors.DataUnavailable):
+            calls[call]()
+    finally:
+        src.close()
+        httpd.shutdown()
+        httpd.server_close()

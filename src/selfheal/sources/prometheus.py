@@ -81,6 +81,14 @@ def _value(raw: Any) -> float:
 
 
 def _series(data: Any, what: str) -> list[Series]:
+    try:
+        return _parse_series(data, what)
+    except (TypeError, ValueError, AttributeError) as exc:  # a proxy's or a broken answer
+        raise errors.DataUnavailable(f"Prometheus answered {what} with a malformed result: "
+                                     f"{exc}") from exc
+
+
+def _parse_series(data: Any, what: str) -> list[Series]:
     if not isinstance(data, dict) or "result" not in data:
         raise errors.DataUnavailable(f"Prometheus answered {what} without a result")
     kind, result = data.get("resultType"), data["result"]
@@ -120,8 +128,10 @@ class _Retrying:
         try:
             body: ApiResponse = r.json()
         except ValueError:
+            body = {}
+        if not isinstance(body, dict) or "status" not in body:
             raise errors.DataUnavailable(f"{what}: HTTP {r.status_code}, not a Prometheus "
-                                         f"API answer: {r.text[:200]!r}") from None
+                                         f"API answer: {r.text[:200]!r}")
         if r.status_code >= 400 or body.get("status") != "success":
             raise errors.DataUnavailable(f"{what}: HTTP {r.status_code} "
                                          f"{body.get('errorType', 'error')}: "
@@ -201,18 +211,25 @@ class PrometheusSource(_Retrying):
         params = [("match[]", m) for m in match] + [("start", f"{start:.3f}"),
                                                     ("end", f"{end:.3f}")]
         data = self._get("/api/v1/series", params)
-        if not isinstance(data, list):
-            raise errors.DataUnavailable("Prometheus answered /api/v1/series without a list")
-        return [tuple(sorted((str(k), str(v)) for k, v in d.items())) for d in data]
+        try:
+            return [tuple(sorted((str(k), str(v)) for k, v in d.items())) for d in data]
+        except (TypeError, AttributeError) as exc:
+            raise errors.DataUnavailable(f"Prometheus answered /api/v1/series with a "
+                                         f"malformed result: {exc}") from exc
 
     def targets(self) -> list[TargetHealth]:
         data = self._get("/api/v1/targets", {"state": "active"})
-        active = data.get("activeTargets", []) if isinstance(data, dict) else []
-        return [TargetHealth(url=str(t.get("scrapeUrl", "")), health=str(t.get("health", "")),
-                             labels=tuple(sorted((t.get("labels") or {}).items())),
-                             last_error=str(t.get("lastError", "")),
-                             last_scrape=str(t.get("lastScrape", "")))
-                for t in active]
+        try:
+            return [TargetHealth(url=str(t.get("scrapeUrl", "")),
+                                 health=str(t.get("health", "")),
+                                 labels=tuple(sorted((str(k), str(v)) for k, v in
+                                                     (t.get("labels") or {}).items())),
+                                 last_error=str(t.get("lastError", "")),
+                                 last_scrape=str(t.get("lastScrape", "")))
+                    for t in data["activeTargets"]]
+        except (TypeError, AttributeError, KeyError) as exc:
+            raise errors.DataUnavailable(f"Prometheus answered /api/v1/targets with a "
+                                         f"malformed result: {exc}") from exc
 
     # -- ports.MetricSource ------------------------------------------------------------------
 
