@@ -81,3 +81,14 @@ def test_callee_and_caller_breaking_in_the_same_tick_make_one_incident() -> None
                               new_id=_ids)
     assert [i.service for i in out.new] == ["auth"]
     assert [(f.service, i) for i, f in out.joined] == [("frontend", out.new[0].id)]
+
+
+def test_a_finding_may_join_an_incident_opened_in_the_same_tick() -> None:
+    """The joined incident id must be one of `new` or of the open ones (never unknown)."""
+    out = correlate.correlate([_finding("checkout"), _finding("cart", "rss_bytes"),
+                               _finding("frontend")], open_incidents={}, topology=TOPOLOGY,
+                              quiet_until={}, now=10.0, new_id=_ids)
+    known = {i.id for i in out.new}
+    assert [i.service for i in out.new] == ["cart"]
+    assert {f.service for _, f in out.joined} == {"checkout", "frontend"}
+    assert all(i in known for i, _ in out.joined)

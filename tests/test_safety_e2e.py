@@ -115,3 +115,19 @@ def test_revoking_rollback_mid_flight_stops_and_undoes_it(
     assert replay.returncode == 0, replay.stderr
     steps = [s["kind"] for s in json.loads(replay.stdout)["steps"]]
     assert steps[0] == "incident.opened" and "decision" in steps and "escalation" in steps
+
+
+def test_an_unanswered_approval_expires_into_a_suggestion(no_leftovers: Path,
+                                                          selfheal_cmd: list[str]) -> None:
+    pol = no_leftovers / "policy.yaml"
+    pol.write_text("version: 1\nmodes: {default: auto}\nrules:\n  - name: ask\n"
+                   "    when: {actions: [rollback]}\n    verdict: require_approval\n"
+                   "    approval_timeout_s: 3\n")
+    wd = no_leftovers / "wd"
+    out = _finish(_start(selfheal_cmd, wd, "--policy", str(pol)))
+    assert out["escalated"] is True and out["actions"] == []
+    kinds = _ledger_kinds(wd / "selfheal.db")
+    assert "approval.expired" in kinds and "execution.intent" not in kinds
+    listed = json.loads(_cli(selfheal_cmd, "approvals", "--json", "--db",
+                             str(wd / "selfheal.db")).stdout)
+    assert [a["state"] for a in listed] == ["expired"]

@@ -164,6 +164,8 @@ class Controller:
             detect.fuse(anomalies), open_incidents=active, topology=self.topology,
             quiet_until=self.quiet_until, now=now,
             new_id=lambda: model.IncidentId(f"inc-{uuid.uuid4().hex[:8]}"))
+        for inc in result.new:  # first: a finding of this same tick may join one of them
+            self._open(inc)
         for incident_id, finding in result.joined:
             case = self.cases[incident_id]
             related = case.detail.setdefault("related", [])
@@ -174,8 +176,6 @@ class Controller:
                 self.persist(case)
                 self.emit("correlate", f"{finding.summary} — a symptom of "
                           f"{case.incident.service}'s incident, joined to it", incident_id)
-        for inc in result.new:
-            self._open(inc)
 
     def _open(self, inc: model.Incident) -> None:
         case = Case(incident=inc, detail={"anomalies": inc.anomalies, "alerts": inc.alerts},

@@ -25,7 +25,7 @@ from selfheal import errors, model, ports
 from selfheal.platforms.local import procs
 
 DRAIN_S = 0.5
-READY_TIMEOUT_S = 15.0
+READY_TIMEOUT_S = 60.0  # a first start on a busy 2-core machine compiles bytecode
 
 
 @dataclasses.dataclass(frozen=True)
