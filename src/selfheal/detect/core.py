@@ -210,11 +210,13 @@ class Bank:
         r_spike = np.maximum(zb, 0.0) / s.z_spike
 
         # --- CUSUM (change points)
-        # capped, and quartered when the value crosses back, so an episode ends soon after the
-        # series returns to its baseline
+        # capped, relaxed while the value stays within the allowance and quartered when it
+        # crosses back, so an episode ends soon after the series returns to its baseline
         cap = s.cusum_cap * s.cusum_h
         gp = np.minimum(np.maximum(0.0, a["gp"] + z - s.cusum_k), cap)
         gn = np.minimum(np.maximum(0.0, a["gn"] - z - s.cusum_k), cap)
+        gp = np.where(z < s.cusum_k, gp * s.cusum_relax, gp)
+        gn = np.where(-z < s.cusum_k, gn * s.cusum_relax, gn)
         gp = np.where(valid, np.where(z < 0, 0.25 * gp, gp), a["gp"])
         gn = np.where(valid, np.where(z > 0, 0.25 * gn, gn), a["gn"])
         cp = np.where(d > 0, gp, np.where(d < 0, gn, np.maximum(gp, gn)))

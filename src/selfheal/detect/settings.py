@@ -70,6 +70,8 @@ class Settings:
     # Change points: two-sided CUSUM on the robust z-score.
     cusum_k: float = 1.5
     cusum_h: float = 10.0
+    cusum_relax: float = 0.8
+    """Per tick factor on a CUSUM while the value stays within the allowance (cusum_k)."""
     cusum_cap: float = 2.0
     """The CUSUM is capped at cusum_cap * cusum_h (bounded memory of a long episode)."""
 
