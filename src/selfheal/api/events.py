@@ -21,7 +21,11 @@ from selfheal import model
 
 HISTORY = 1000
 QUEUE = 500
+_CLOSE = "\x00close"
 HEARTBEAT_S = 15.0
+STREAM_S = 10.0
+"""One response lasts at most this long; EventSource reconnects with `Last-Event-ID` and
+misses nothing. Bounded so that a server shutting down never waits long on an open page."""
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -48,6 +52,16 @@ class Hub:
         self._next = 1
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
         self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
+        self.closed = False
+
+    def close(self) -> None:
+        """End every open stream now (the server is going away)."""
+        self.closed = True
+        with self._lock:
+            subs = list(self._subs)
+        for loop, queue in subs:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_offer, queue, {"id": 0, "stage": _CLOSE})
 
     def publish(self, t: float, stage: str, message: str, incident_id: str = "",
                 data: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -80,11 +94,15 @@ class Hub:
                 self._subs.remove(entry)
 
     async def stream(self, after: int, incident_id: str, limit: int | None,
-                     heartbeat_s: float = HEARTBEAT_S) -> AsyncIterator[str]:
+                     heartbeat_s: float = HEARTBEAT_S,
+                     max_s: float = STREAM_S) -> AsyncIterator[str]:
         """SSE frames: the missed history first, then live events; a comment line every
-        `heartbeat_s` keeps proxies from closing an idle stream. Stops after `limit` events."""
+        `heartbeat_s` keeps proxies from closing an idle stream. Stops after `limit` events,
+        after `max_s` seconds, or when the hub closes."""
         sent = 0
         last = after
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max_s
         with self.subscribe() as queue:
             yield "retry: 2000\n\n"
             for event in self.history(after, incident_id):
@@ -93,12 +111,14 @@ class Hub:
                 sent += 1
                 if limit is not None and sent >= limit:
                     return
-            while True:
+            while not self.closed and (left := end - loop.time()) > 0:
                 try:
-                    event = await asyncio.wait_for(queue.get(), heartbeat_s)
+                    event = await asyncio.wait_for(queue.get(), min(heartbeat_s, left))
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if event.get("stage") == _CLOSE:
+                    return
                 if event["id"] <= last or (incident_id and event["incident_id"] != incident_id):
                     continue
                 yield frame(event)

@@ -110,9 +110,15 @@ def router(ws: ws_mod.Workspace) -> fastapi.APIRouter:
                 if pts:
                     per[metric] = _downsample(pts, MAX_POINTS)
             out[svc] = per
+        # Draw from the first sample on: an agent that started recently has no earlier data.
+        first = min((pts[0][0] for per in out.values() for pts in per.values() if pts[0][0]),
+                    default=start)
+        start = max(start, float(first or start))
         changes = [model.to_jsonable(c) for c in ws.store.changes_between(start, end)]
         markers = [{"t": row["opened_at"], "label": "incident opened", "kind": "incident"}]
         for x in d.get("executions") or []:
+            if not start <= x["started_at"] <= end:
+                continue
             markers.append({"t": x["started_at"], "kind": "action",
                             "label": f"{x.get('phase', '')} {x['action']['kind']} "
                             f"{x['action']['service']}".strip()})

@@ -8,6 +8,8 @@ narration goes to stderr and stdout carries exactly one JSON object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from selfheal import config as config_mod
 from selfheal import policy
+from selfheal.api import web
 from selfheal.cli import render, serve_cmd
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import demo as demo_mod
@@ -39,6 +42,11 @@ def demo(
                                              "delivering its memory alert to selfheal (needs "
                                              "the Debian packages prometheus and "
                                              "prometheus-alertmanager).")] = False,
+    open_: Annotated[bool, typer.Option("--open", help="Serve the web workspace during the "
+                                        "demo, print its URL and a sign-in link, and keep "
+                                        "serving after the demo ends (until Ctrl-C).")] = False,
+    port: Annotated[int, typer.Option("--port", help="The workspace's port with --open (0 "
+                                      "picks a free one).")] = 8765,
 ) -> None:
     """Run the demo: a shop of 5 services on real processes gets a bad deploy of auth
     (v1.2.1 leaks memory); selfheal detects, diagnoses, rolls back on a canary first,
@@ -62,7 +70,12 @@ def demo(
                         TimeElapsedColumn(), console=console, transient=True)
     current: dict[str, object] = {}
 
+    workspace = web.open_workspace(cfg.database_url(), pol, cfg.workdir) if open_ else None
+    to_hub = web.forward(workspace.hub) if workspace else None
+
     def on_event(e: controller_mod.Event) -> None:
+        if to_hub is not None:
+            to_hub(e)
         render.stage_line(console, e.t, e.stage, e.message)
         explanation = e.data.get("explanation")
         if explanation:
@@ -78,6 +91,9 @@ def demo(
         current["start"] = time.monotonic()
         current["total"] = seconds
 
+    def report(result: demo_mod.Result) -> None:
+        _report(console, json_out, cfg, result)
+
     async def ticker() -> None:
         while True:
             task = current.get("task")
@@ -86,14 +102,50 @@ def demo(
             await asyncio.sleep(0.2)
 
     async def main() -> demo_mod.Result:
+        server = web.Server(workspace, port=port) if workspace else None
+        if server is not None:
+            url = await server.start()
+            console.print(f"[bold]Workspace[/bold]: {url}/  — sign in: "
+                          f"{web.sign_in_link(server.ws, url)}", soft_wrap=True)
         tick = asyncio.create_task(ticker())
         try:
             with progress:
-                return await demo_mod.run(cfg, pol, on_event, on_phase, prometheus=stack)
+                result = await demo_mod.run(cfg, pol, on_event, on_phase, prometheus=stack)
+            tick.cancel()
+            if server is not None:
+                report(result)
+                console.print(f"[bold]Still serving the workspace[/bold] at {server.url}/ — "
+                              "Ctrl-C to stop.")
+                await _until_stopped()
+            return result
         finally:
             tick.cancel()
+            if server is not None:
+                await server.stop()
 
     result = asyncio.run(main())
+    if not open_:
+        report(result)
+    if not result.finished:
+        raise typer.Exit(1)
+
+
+async def _until_stopped() -> None:
+    """Wait for Ctrl-C or SIGTERM (handled here, so stopping is a clean exit)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):
+                loop.remove_signal_handler(sig)
+
+
+def _report(console: Console, json_out: bool, cfg: config_mod.Config,
+            result: demo_mod.Result) -> None:
     summary = result.summary()
     if not result.finished:
         console.print("[bold red]The demo did not finish in time[/bold red] "
@@ -108,5 +160,3 @@ def demo(
                   f"{summary['ledger']})")
     if json_out:
         render.print_json(summary)
-    if not result.finished:
-        raise typer.Exit(1)

@@ -8,23 +8,28 @@ cleanly on SIGTERM or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+import fastapi
 import typer
 from rich.console import Console
 
 from selfheal import api
 from selfheal import config as config_mod
+from selfheal.api import web
 from selfheal.cli import render
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import serve as serve_mod
 
 
-def make_app(parts: serve_mod.Parts) -> Any:
+def make_app(parts: serve_mod.Parts, routers: Sequence[fastapi.APIRouter] = ()) -> Any:
     return api.create_app(api.Receivers(body_limit_bytes=parts.body_limit_bytes,
                                         registry=parts.registry, health=parts.health,
-                                        alerts=parts.alerts, otlp=parts.otlp))
+                                        alerts=parts.alerts, otlp=parts.otlp),
+                          routers=routers)
 
 
 def serve(
@@ -53,8 +58,13 @@ def serve(
         cfg = cfg.model_copy(update={"policy": policy_file})
     pol = serve_mod.load_policy(cfg)
     console = Console(stderr=True, highlight=False)
+    # The web workspace and its API (docs/api.md), fed live from the controller's events.
+    workspace = web.open_workspace(cfg.database_url(), pol, cfg.workdir,
+                                   {s: tuple(c) for s, c in cfg.platform.services.items()})
+    to_hub = web.forward(workspace.hub)
 
     def on_event(e: controller_mod.Event) -> None:
+        to_hub(e)
         render.stage_line(console, e.t, e.stage, e.message)
 
     def on_ready(url: str) -> None:
@@ -66,6 +76,11 @@ def serve(
                       f"{', '.join(sources) or 'none'}; platform {cfg.platform.kind}; "
                       f"policy {pol.source} (sha256 {pol.hash[:12]}); state in {cfg.workdir}/")
 
-    asyncio.run(serve_mod.run(cfg, pol, make_app, on_event, on_ready=on_ready))
+    try:
+        asyncio.run(serve_mod.run(cfg, pol, functools.partial(
+            make_app, routers=web.routers(workspace)), on_event, on_ready=on_ready))
+    finally:
+        workspace.hub.close()
+        workspace.store.close()
     console.print("stopped")
 

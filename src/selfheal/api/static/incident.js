@@ -46,12 +46,15 @@
     const box = SH.clear($("investigators"));
     if (!inc.investigators.length) { box.appendChild(SH.el("div", { class: "empty", text: "No evidence gathered yet." })); return; }
     for (const inv of inc.investigators) {
+      const queries = [...new Set(inv.evidence.map(e => e.query))];
+      const shared = queries.length === 1;
       const rows = inv.evidence.map(e => SH.el("tr", {},
-        SH.el("td", { class: "q", text: e.query }),
+        shared ? null : SH.el("td", { class: "q", text: e.query }),
         SH.el("td", {}, SH.el("span", { class: "s-" + e.status, text: e.status === "ok" ? "" : "[" + e.status.replace("_", " ") + "] " }), e.observation),
         SH.el("td", { class: "w" }, SH.bar(e.strength), SH.el("span", { class: "faint mono", text: e.strength.toFixed(2) }))));
       box.appendChild(SH.el("div", { class: "inv" }, SH.el("h3", { text: inv.name }),
-        SH.el("table", {}, SH.el("thead", {}, SH.el("tr", {}, SH.el("th", { text: "query" }),
+        shared ? SH.el("div", { class: "q", text: "query: " + queries[0] }) : null,
+        SH.el("table", {}, SH.el("thead", {}, SH.el("tr", {}, shared ? null : SH.el("th", { text: "query" }),
           SH.el("th", { text: "result" }), SH.el("th", { text: "weight" }))), SH.el("tbody", {}, rows))));
     }
   }
@@ -108,7 +111,7 @@
     const ex = SH.clear($("executions"));
     for (const x of inc.executions) {
       const ok = x.status === "succeeded";
-      ex.appendChild(SH.el("div", { class: "check" }, SH.el("b", { class: ok ? "ok" : "bad", text: ok ? "✓" : "✗" }),
+      ex.appendChild(SH.el("div", { class: "check execution" }, SH.el("b", { class: ok ? "ok" : "bad", text: ok ? "✓" : "✗" }),
         SH.el("span", {}, SH.el("b", { text: (x.phase || "run") + ": " }), x.detail,
           SH.el("span", { class: "faint mono", text: " " + SH.clock(x.started_at) + "–" + SH.clock(x.finished_at) }))));
     }
@@ -117,17 +120,18 @@
       if (!ver) continue;
       v.appendChild(SH.el("div", { class: "check", id: label === "verification" ? "verified" : null },
         SH.el("b", { class: ver.passed ? "ok" : "bad", text: ver.passed ? "✓" : "✗" }),
-        SH.el("b", { class: ver.passed ? "ok" : "bad", text: label + (ver.passed ? " passed" : " FAILED") })));
-      for (const c of ver.checks) v.appendChild(SH.el("div", { class: "check muted" },
-        SH.el("b", { class: c.passed ? "ok" : "bad", text: c.passed ? "·" : "✗" }), c.detail));
+        SH.el("span", {}, SH.el("b", { class: ver.passed ? "ok" : "bad", text: label + (ver.passed ? " passed" : " FAILED") }),
+          SH.el("span", { class: "faint mono", text: " " + SH.clock(ver.at) }))));
+      for (const c of ver.checks) v.appendChild(SH.el("div", { class: "check sub muted" },
+        SH.el("b", { class: c.passed ? "ok" : "bad", text: c.passed ? "·" : "✗" }), SH.el("span", { text: c.detail })));
     }
     const o = SH.clear($("outcome"));
     const out = inc.outcome;
     if (out) {
       const cls = out.resolved ? "ok" : "bad";
       o.appendChild(SH.el("div", { class: "check", id: "outcome-line" }, SH.el("b", { class: cls, text: out.resolved ? "✓" : "!" }),
-        SH.el("b", { class: cls, text: out.resolved ? "resolved" : out.merged_into ? "merged into " + out.merged_into : "escalated to a human" }),
-        out.reason ? " — " + out.reason : "", out.rolled_back ? " (the action was undone)" : ""));
+        SH.el("span", {}, SH.el("b", { class: cls, text: out.resolved ? "resolved" : out.merged_into ? "merged into " + out.merged_into : "escalated to a human" }),
+          out.reason ? " — " + out.reason : "", out.rolled_back ? " (the action was undone)" : "")));
     }
     if (!box.childNodes.length && !ex.childNodes.length && !v.childNodes.length && !o.childNodes.length)
       box.appendChild(SH.el("div", { class: "empty", text: "Nothing decided yet." }));
@@ -143,7 +147,7 @@
   function timeline(inc) {
     const tb = SH.clear($("timeline"));
     for (const e of inc.timeline) tb.appendChild(SH.el("tr", {},
-      SH.el("td", { class: "t", text: SH.clock(e.ts) }), SH.el("td", { class: "faint mono", text: "#" + e.seq }),
+      SH.el("td", { class: "t", text: SH.clock(e.ts) }), SH.el("td", { class: "t faint mono", text: "#" + e.seq }),
       SH.el("td", { class: "k", text: e.kind }), SH.el("td", { class: "muted", text: e.summary })));
   }
 
