@@ -1,0 +1,61 @@
+"""Replay of a recorded real demo run (service-level samples the engine fed the detector).
+
+The recording (data/demo_replay.json) is input only; the assertions are the demo's detection
+requirements: quiet before the deploy, the leak reported soon after the settle window, nothing
+unexpected on the other services, and the shared-host settle rule the engine applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from selfheal import detect, model
+
+SETTLE = 15.0
+DATA = Path(__file__).parent / "data" / "demo_replay.json"
+
+
+def _replay() -> tuple[list[model.Change], list[tuple[float, list[model.Anomaly]]]]:
+    doc = json.loads(DATA.read_text())
+    changes = [model.Change(model.ChangeId(c["id"]), c["t"], c["service"], c["kind"], c["who"],
+                            c["what"], c["from_version"], c["to_version"])
+               for c in doc["changes"]]
+    detector = detect.Detector(detect.Settings())
+    out = []
+    for t, flat in doc["ticks"]:
+        values = {tuple(k.split("/", 1)): v for k, v in flat.items()}
+        recent = tuple(c for c in changes if c.t <= t)
+        if doc["shared_host"]:  # as the engine does: every change settles the whole host
+            recent += tuple(dataclasses.replace(c, service="*") for c in recent)
+        ctx = detect.Context(changes=recent, settle_s=SETTLE)
+        out.append((t, detector.update(t, values, ctx)))
+    return changes, out
+
+
+@pytest.mark.timeout(30)
+def test_recorded_demo_run() -> None:
+    changes, ticks = _replay()
+    deploy = next(c for c in changes if c.kind == "deploy")
+    rollback = next(c for c in changes if c.kind == "rollback")
+    settle_end = deploy.t + SETTLE
+
+    assert [a for t, found in ticks if t < deploy.t for a in found] == []
+
+    leak = [(t, a) for t, found in ticks for a in found
+            if a.service == "auth" and a.metric == "rss_bytes" and not a.expected]
+    assert leak, "the leak was never reported"
+    first_t, first = leak[0]
+    assert settle_end <= first_t <= settle_end + 10
+    assert first.detector == "trend" and "limit" in first.explanation
+
+    opened = [(t, f) for t, found in ticks for f in detect.fuse(found) if f.open_incident]
+    assert opened and opened[0][1].service == "auth"
+    assert settle_end <= opened[0][0] < rollback.t
+    assert {f.service for _, f in opened} == {"auth"}
+
+    others = [a for _, found in ticks for a in found if a.service != "auth" and not a.expected]
+    assert others == []
