@@ -1,7 +1,7 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (25 floats per series, plus optional
-seasonal profiles: 202 bytes per series by default, 490 with daily seasonality, 826 with the
+`Bank` holds the bounded state of N series in flat arrays (27 floats per series, plus optional
+seasonal profiles: 218 bytes per series by default, 506 with daily seasonality, 842 with the
 weekly memory too) and `Bank.step` scores the new value of each series against its past only,
 then folds it into the state. Three detectors share that state:
 
