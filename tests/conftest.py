@@ -53,5 +53,5 @@ def processes_mentioning(text: str) -> list[int]:
 def no_leftovers(tmp_path: Path) -> Iterator[Path]:
     """A work directory whose processes must all be gone when the test ends."""
     yield tmp_path
-    left = processes_mentioning(str(tmp_path))
+    left = processes_mentioning(str(tmp_path.resolve()))
     assert not left, f"processes left running: {left}"

@@ -35,9 +35,12 @@ def _versions_served(p: local.LocalPlatform, n: int = 8) -> set[str]:
     return {str(_get(f"{p.router_url}/auth/healthz")["version"]) for _ in range(n)}
 
 
-def test_lifecycle_on_real_processes(no_leftovers: Path) -> None:
+def test_lifecycle_on_real_processes(no_leftovers: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(no_leftovers)  # a relative workdir, as `selfheal demo` uses by default
+
     async def scenario() -> None:
-        p = local.LocalPlatform(no_leftovers, SERVICES, time.time)
+        p = local.LocalPlatform(Path("wd"), SERVICES, time.time)
         await p.start()
         try:
             pids = p.pids()

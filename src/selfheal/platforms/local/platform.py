@@ -70,8 +70,9 @@ class LocalPlatform:
         restarted selfheal adopts them from the state file instead of starting afresh."""
         self.detached = detached
         self.adopted = False  # True when start() took over a platform a killed run left
-        self.workdir = workdir
-        self.rundir = workdir / "run"
+        # Absolute: children run with the workdir as their cwd and get paths inside it.
+        self.workdir = workdir.resolve()
+        self.rundir = self.workdir / "run"
         self.services = {s.name: s for s in services}
         self.clock = clock
         self.table = procs.ProcessTable(self.rundir / "pids.json")
@@ -101,13 +102,13 @@ class LocalPlatform:
         ready = self.rundir / "router.port"
         ready.unlink(missing_ok=True)
         self._write_routes()
-        await self.table.spawn(
+        router = await self.table.spawn(
             "router",
             [sys.executable, "-m", "selfheal.platforms.local.router",
              "--routes", str(self.rundir / "routes.json"), "--ready-file", str(ready)],
             self.rundir / "logs" / "router.log", self.workdir, detached=self.detached,
         )
-        self.router_port = await self._await_port(ready, "router")
+        self.router_port = await self._await_port(ready, "router", router)
         await asyncio.gather(*(self._bring_up(s) for s in self.services.values()))
         self._save()
 
