@@ -23,8 +23,10 @@ class ActionType:
     description: str
     required: tuple[str, ...]  # parameter names
     risk: model.RiskClass
-    blast_radius: str  # what it touches: "service", "replica", "fleet"
+    blast_radius: str  # what it touches: "service", "replica", "fleet", "repository"
     inverse: Callable[[model.Action], model.Action | None]
+    one_of: tuple[str, ...] = ()
+    """At least one of these parameters must be given (a forward action or its restore)."""
 
     def has_clean_inverse(self, action: model.Action) -> bool:
         return self.inverse(action) is not None
@@ -53,6 +55,20 @@ def _no_inverse(a: model.Action) -> model.Action | None:
     return None
 
 
+def _restore(a: model.Action) -> model.Action | None:
+    """The inverse of a state-level action: put back exactly what its snapshot saved.
+
+    The forward action names a `snapshot` id the platform saves the replaced state under
+    before it changes anything; the restore names it back. A restore has no inverse of its own.
+    """
+    snap = a.param("snapshot")
+    if not snap:
+        return None
+    return model.Action(a.kind, a.service, model.params(restore=snap))
+
+
+SNAPSHOT = ("snapshot", "restore")
+
 CATALOGUE: dict[model.ActionKind, ActionType] = {
     t.kind: t for t in (
         ActionType(model.ActionKind.ROLLBACK, "deploy the previous good version again",
@@ -66,6 +82,24 @@ CATALOGUE: dict[model.ActionKind, ActionType] = {
                    _scale_inverse),
         ActionType(model.ActionKind.RESTART, "replace one replica by a fresh process",
                    ("replica",), model.RiskClass.LOW, "replica", _no_inverse),
+        ActionType(model.ActionKind.CONFIG_REVERT,
+                   "return the service's config to the revision before the current one",
+                   (), model.RiskClass.LOW, "service", _restore, SNAPSHOT),
+        ActionType(model.ActionKind.CACHE_FLUSH,
+                   "empty the service's cache (its entries are kept aside for the inverse)",
+                   (), model.RiskClass.LOW, "service", _restore, SNAPSHOT),
+        ActionType(model.ActionKind.CERT_RENEW,
+                   "issue a new certificate from the CA and install it", (),
+                   model.RiskClass.LOW, "service", _restore, SNAPSHOT),
+        ActionType(model.ActionKind.CREDENTIAL_ROTATE,
+                   "issue a new credential in the secret store and reload its consumers", (),
+                   model.RiskClass.MEDIUM, "service", _restore, SNAPSHOT),
+        ActionType(model.ActionKind.TRAFFIC_SHIFT,
+                   "send the service's calls to a regional dependency to another region", (),
+                   model.RiskClass.MEDIUM, "service", _restore, SNAPSHOT),
+        ActionType(model.ActionKind.CODE_REVERT,
+                   "git revert the offending commit on a branch and draft a pull request",
+                   ("commit",), model.RiskClass.LOW, "repository", _restore, SNAPSHOT),
     )
 }
 
@@ -88,7 +122,11 @@ def validate(action: model.Action) -> str | None:
         return f"{action.kind} is not in the action catalogue"
     if not SERVICE_NAME.fullmatch(action.service):
         return f"{action.service[:60]!r} is not a valid service name"
+    if t.one_of and action.param("restore"):
+        return None  # an inverse needs only the snapshot it restores
     missing = [p for p in t.required if not action.param(p)]
     if missing:
         return f"{action.kind} is missing parameters: {', '.join(missing)}"
+    if t.one_of and not any(action.param(p) for p in t.one_of):
+        return f"{action.kind} needs one of: {', '.join(t.one_of)}"
     return None

@@ -2,13 +2,68 @@
 
 Pure: it takes the diagnosis and the facts it needs about the platform (current and previous
 versions, replica counts) as values. A plan is only a proposal until the policy gate rules on it.
+
+The remedy follows the top hypothesis's fault. When that fault is generic (errors, latency) the
+planner looks at what the hypothesis's own evidence says more precisely: an investigator that
+saw a certificate, a credential or a config fault, log lines that name a corrupt cache entry or
+an unreachable region, a request rate that rose with the latency (a surge). Anything else has
+no remedy in the catalogue, and the incident goes to a human.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from selfheal import catalogue, model
+
+_STATE_FAMILIES = frozenset({
+    model.ActionKind.CONFIG_REVERT, model.ActionKind.CACHE_FLUSH, model.ActionKind.CERT_RENEW,
+    model.ActionKind.CREDENTIAL_ROTATE, model.ActionKind.TRAFFIC_SHIFT,
+})
+_BY_FAULT = {
+    model.FaultKind.CONFIG: model.ActionKind.CONFIG_REVERT,
+    model.FaultKind.CERTIFICATE: model.ActionKind.CERT_RENEW,
+    model.FaultKind.CREDENTIAL: model.ActionKind.CREDENTIAL_ROTATE,
+    model.FaultKind.CACHE: model.ActionKind.CACHE_FLUSH,
+}
+_CACHE = re.compile(r"\bcache (entry|entries)\b.*\bcorrupt", re.I)
+_REGION = re.compile(r"\bregion\b.*\b(unreachable|down|outage)|"
+                     r"call to [a-z0-9-]+-(east|west|north|south)\S* failed", re.I)
+_RATE = re.compile(r"request_rate ([0-9.e+-]+) -> ([0-9.e+-]+)")
+SURGE_FACTOR = 1.5
+"""A request rate this many times its baseline, with the latency up, is a surge."""
+
+
+def _strong(h: model.Hypothesis) -> list[model.Evidence]:
+    return [e for e in h.evidence_for if e.status == model.EvidenceStatus.OK
+            and e.service == h.service and e.strength >= 0.3]
+
+
+def family(h: model.Hypothesis) -> model.ActionKind | None:
+    """The action family that fixes `h`: its own, or one its evidence names precisely."""
+    if h.action_family is not None:
+        return h.action_family
+    strong = _strong(h)
+    for e in strong:
+        if e.kind is not model.SignalKind.CHANGES and e.fault in _BY_FAULT:
+            return _BY_FAULT[e.fault]
+    logs = [e.observation for e in strong if e.kind is model.SignalKind.LOGS]
+    if any(_CACHE.search(o) for o in logs):
+        return model.ActionKind.CACHE_FLUSH
+    if any(_REGION.search(o) for o in logs):
+        return model.ActionKind.TRAFFIC_SHIFT
+    if h.fault is model.FaultKind.LATENCY:
+        for e in strong:
+            m = _RATE.search(e.observation) if e.kind is model.SignalKind.METRICS else None
+            if m and float(m.group(2)) >= SURGE_FACTOR * max(float(m.group(1)), 1e-9):
+                return model.ActionKind.SCALE
+    return None
+
+
+def _config_change_seen(h: model.Hypothesis) -> bool:
+    return any(e.kind is model.SignalKind.CHANGES and e.fault is model.FaultKind.CONFIG
+               and e.service == h.service for e in h.evidence_for)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,11 +80,21 @@ class Facts:
 def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> model.Plan | None:
     """A plan for the top hypothesis, or None when nothing in the catalogue fits."""
     top = diagnosis.top
-    if top is None or top.action_family is None or top.service != facts.service:
+    if top is None or top.service != facts.service:
+        return None
+    fam = family(top)
+    if fam is None:
         return None
     step: model.Action | None = None
     why = ""
-    if top.action_family == model.ActionKind.ROLLBACK:
+    if fam in _STATE_FAMILIES:
+        if fam == model.ActionKind.CONFIG_REVERT and not _config_change_seen(top):
+            return None  # a config fault with no config change to take back
+        step = model.Action(fam, facts.service, model.params(snapshot=plan_id))
+        why = (f"{facts.service}: {top.fault.value} (p={top.probability:.2f}); "
+               f"{catalogue.CATALOGUE[fam].description} — its inverse restores snapshot "
+               f"{plan_id}")
+    elif fam == model.ActionKind.ROLLBACK:
         # Only undo a deploy that is still live: never "roll back" to whatever ran last
         # (after a rollback that would be the bad version again).
         d = facts.last_deploy
@@ -42,7 +107,7 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
         why = (f"{facts.service} {facts.version} is the likely cause ({top.fault.value}, "
                f"p={top.probability:.2f}); return to {d.from_version}, the version that ran "
                f"before {d.who} deployed {facts.version}")
-    elif top.action_family == model.ActionKind.SCALE:
+    elif fam == model.ActionKind.SCALE:
         target = min(facts.replicas * 2, 16)
         step = model.Action(model.ActionKind.SCALE, facts.service,
                             model.params(from_replicas=facts.replicas, to_replicas=target))

@@ -12,9 +12,26 @@ import os
 import signal
 import uuid
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from selfheal import errors, model, ports
 from selfheal.policy import gate as policy_gate
+
+
+@runtime_checkable
+class Remedies(Protocol):
+    """A platform that also carries out the state-level catalogue actions (config revert,
+    cache flush, certificate renewal, credential rotation, traffic shift, code revert)."""
+
+    async def remedy(self, action: model.Action, *, who: str, why: str,
+                     request_id: str = "") -> model.Change: ...
+
+
+STATE_ACTIONS = frozenset({
+    model.ActionKind.CONFIG_REVERT, model.ActionKind.CACHE_FLUSH, model.ActionKind.CERT_RENEW,
+    model.ActionKind.CREDENTIAL_ROTATE, model.ActionKind.TRAFFIC_SHIFT,
+    model.ActionKind.CODE_REVERT,
+})
 
 
 class Executor:
@@ -89,4 +106,7 @@ class Executor:
         if action.kind == model.ActionKind.RESTART:
             return await asyncio.shield(self._platform.restart_replica(
                 svc, action.param("replica"), who=who, why=phase, request_id=request_id))
+        if action.kind in STATE_ACTIONS and isinstance(self._platform, Remedies):
+            return await asyncio.shield(self._platform.remedy(
+                action, who=who, why=phase, request_id=request_id))
         raise errors.PlatformError(f"the {self._platform.name} platform cannot {action.kind}")

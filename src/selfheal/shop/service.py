@@ -3,7 +3,12 @@
 Started by the local platform as `python -m selfheal.shop.service …`. It serves its routes,
 calls its dependencies through the platform's router, exposes `/healthz` and Prometheus
 `/metrics` (requests, errors, a latency histogram, RSS, GC pauses), and writes JSON log lines
-to stdout, which the platform captures to a file. Its behaviour comes from `shop.spec`.
+to stdout, which the platform captures to a file. Its behaviour comes from `shop.spec`; its
+operational state (config, certificate, credential, regions, injected faults) from the files of
+`shop.state`, re-read when they change (the credential only on SIGHUP, as a real consumer that
+must be told to reload). It keeps a small in-process response cache with admin endpoints
+(`/admin/cache`, POST `/admin/cache/{put,flush,load}`) that only the platform calls directly.
+SIGUSR1 makes it hang (every handler blocks), the way a deadlocked process does.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import argparse
 import gc
 import json
 import os
+import pathlib
 import signal
 import sys
 import threading
@@ -24,10 +30,17 @@ from typing import Any
 import prometheus_client
 
 from selfheal.shop import spec as shop_spec
+from selfheal.shop import state as shop_state
 
 _LOG_LOCK = threading.Lock()
 STATS_EVERY_S = 5.0
 GC_WARN_S = 0.010  # a full collection longer than this is worth a warning line
+REFRESH_S = 0.5  # how often the state files are checked for changes
+CERT_WARN_S = 60.0  # warn about a certificate expiring within this many seconds
+
+
+class Outage(Exception):
+    """The replica's region is unreachable: the connection drops without an answer."""
 
 
 def log(level: str, msg: str, **fields: Any) -> None:
@@ -40,7 +53,23 @@ def log(level: str, msg: str, **fields: Any) -> None:
 class Replica:
     """The state of one replica: its behaviour, its metrics and what it has leaked."""
 
-    def __init__(self, service: str, version: str, replica: str, router: str) -> None:
+    def __init__(self, service: str, version: str, replica: str, router: str,
+                 state: str = "") -> None:
+        self.started = time.monotonic()
+        self.layout = shop_state.Layout(pathlib.Path(state)) if state else None
+        self.config: dict[str, Any] = dict(shop_state.DEFAULT_CONFIG)
+        self.config_error: str | None = None
+        self.faults: dict[str, Any] = {}
+        self.regions: dict[str, str] = {}
+        self.cert: tuple[int, float] | None = None
+        self.secret: dict[str, Any] | None = None
+        self.cache: dict[str, Any] = {}
+        self.hung = threading.Event()
+        self._mtimes: dict[str, int] = {}
+        self._next_refresh = 0.0
+        self._state_lock = threading.Lock()
+        self._pool: threading.BoundedSemaphore | None = None
+        self._pool_size = -1
         self.service = shop_spec.spec(service)
         self.version = version
         self.behaviour = self.service.versions[version]
@@ -73,6 +102,105 @@ class Replica:
         self.served = 0
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
+        self.refresh(force=True)
+        self.reload_secret()
+
+    # -- operational state -------------------------------------------------------------------
+
+    def _changed(self, path: Any) -> bool:
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            mtime = -1
+        key = str(path)
+        if self._mtimes.get(key) == mtime:
+            return False
+        self._mtimes[key] = mtime
+        return True
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-read the state files that changed (at most every REFRESH_S)."""
+        if self.layout is None:
+            return
+        now = time.monotonic()
+        with self._state_lock:
+            if not force and now < self._next_refresh:
+                return
+            self._next_refresh = now + REFRESH_S
+            name = self.service.name
+            path = self.layout.config(name)
+            if self._changed(path):
+                config = dict(shop_state.DEFAULT_CONFIG)
+                config.update(shop_state.read_json(path) or {})
+                problem = shop_state.config_problem(config)
+                if problem != self.config_error and problem is not None:
+                    log("CRITICAL", f"config {config.get('revision', '?')} rejected: {problem}; "
+                        "worker pool crashed", replica=self.replica)
+                elif problem is None and self.config_error is not None:
+                    log("INFO", f"config {config.get('revision', '?')} loaded; workers up",
+                        replica=self.replica)
+                self.config, self.config_error = config, problem
+            path = self.layout.faults(name)
+            if self._changed(path):
+                self.faults = dict(shop_state.read_json(path) or {})
+            path = self.layout.regions(name)
+            if self._changed(path):
+                self.regions = dict(shop_state.read_json(path) or {})
+            path = self.layout.cert(name)
+            if self._changed(path):
+                self.cert = shop_state.cert_info(path)
+                if self.cert is not None:
+                    log("INFO", f"tls: loaded certificate serial {self.cert[0]:x}",
+                        replica=self.replica)
+
+    def reload_secret(self) -> None:
+        """Load this service's credential from the secret store (at start and on SIGHUP)."""
+        name = shop_state.SECRETS.get(self.service.name)
+        if self.layout is None or name is None:
+            return
+        self.secret = shop_state.read_json(self.layout.secret(name))
+        if self.secret is not None:
+            log("INFO", f"credential {name} v{self.secret.get('version')} loaded",
+                replica=self.replica)
+
+    def pool(self) -> threading.BoundedSemaphore | None:
+        size = int(self.config.get("pool_size") or 0) or self.behaviour.pool
+        if size != self._pool_size:
+            self._pool_size = size
+            self._pool = threading.BoundedSemaphore(size) if size > 0 else None
+        return self._pool
+
+    def warnings(self) -> None:
+        """Periodic warnings a real service writes: a certificate about to expire."""
+        if self.cert is not None:
+            left = self.cert[1] - time.time()
+            if 0 < left < CERT_WARN_S:
+                log("WARNING", f"tls: certificate for {self.service.name} expires in "
+                    f"{left:.0f} s", replica=self.replica)
+
+    def _failure(self, path: str) -> str | None:
+        """Why this request fails before any work, from the replica's state, or None."""
+        if self.faults.get("outage"):
+            raise Outage(str(self.faults["outage"]))
+        if self.config_error is not None:
+            return (f"worker crashed: config {self.config.get('revision', '?')} rejected: "
+                    f"{self.config_error}")
+        if self.cert is not None and time.time() > self.cert[1]:
+            return ("tls handshake failed: x509: certificate has expired "
+                    f"(serial {self.cert[0]:x})")
+        name = shop_state.SECRETS.get(self.service.name)
+        if name is not None and self.layout is not None:
+            if self.secret is None:
+                return f"db login failed: no credential {name} (unauthorized)"
+            if time.time() > float(self.secret.get("expires_at", 0)):
+                return (f"db login failed: credential {name} v{self.secret.get('version')} "
+                        "expired (unauthorized)")
+        if self.faults.get("novel"):
+            return "order rejected by the ledger: constraint violation orders_total_check"
+        entry = self.cache.get(path)
+        if isinstance(entry, dict) and "corrupt" in entry:
+            return f"cache entry {path} is corrupt: cannot decode {entry['corrupt']!r}"
+        return None
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -95,6 +223,12 @@ class Replica:
             return 404, {"error": f"no route {path}"}
         b = self.behaviour
         self.served += 1
+        self.refresh()
+        failure = self._failure(path)
+        if failure is not None:
+            log("ERROR", failure, replica=self.replica)
+            return 500, {"error": failure}
+        self.cache.setdefault(path, {"ok": True, "at": time.time()})
         if b.leak_bytes_per_request or b.leak_objects_per_request:
             # A session cache that is never evicted: the bug behind the bad deploy.
             entry = {
@@ -104,10 +238,24 @@ class Replica:
             self._sessions.append(entry)
         if b.full_gc_every and self.served % b.full_gc_every == 0:
             gc.collect()
-        deadline = time.perf_counter() + b.work_ms / 1000.0
+        work_ms = b.work_ms
+        if b.warmup_s and time.monotonic() - self.started < b.warmup_s:
+            work_ms += b.warmup_extra_ms
+        deadline = time.perf_counter() + work_ms / 1000.0
         while time.perf_counter() < deadline:
             pass
-        for service, sub in route.calls:
+        if b.io_ms:
+            pool = self.pool()
+            if pool is None:
+                time.sleep(b.io_ms / 1000.0)
+            else:
+                with pool:
+                    time.sleep(b.io_ms / 1000.0)
+        calls = list(route.calls)
+        if self.regions:
+            calls += [(f"{svc}-{self.regions.get(svc, shop_spec.REGIONS[svc][0])}", sub)
+                      for svc, sub in route.regional]
+        for service, sub in calls:
             try:
                 with urllib.request.urlopen(f"{self.router}/{service}{sub}", timeout=5) as r:
                     r.read()
@@ -131,8 +279,42 @@ def make_handler(replica: Replica) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:
+        def _hang(self) -> None:
+            while replica.hung.is_set():
+                time.sleep(1.0)
+
+        def do_POST(self) -> None:
+            self._hang()
             path = self.path.split("?", 1)[0]
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            if path == "/admin/cache/put":
+                replica.cache[str(body["key"])] = body["value"]
+                out: dict[str, Any] = {"entries": len(replica.cache)}
+            elif path == "/admin/cache/flush":
+                out = {"flushed": dict(replica.cache)}
+                replica.cache.clear()
+                log("INFO", f"cache flushed ({len(out['flushed'])} entries)",
+                    replica=replica.replica)
+            elif path == "/admin/cache/load":
+                replica.cache.clear()
+                replica.cache.update(body.get("entries") or {})
+                out = {"entries": len(replica.cache)}
+            else:
+                self._send(404, b'{"error": "no such admin endpoint"}', "application/json")
+                return
+            self._send(200, json.dumps(out).encode(), "application/json")
+
+        def do_GET(self) -> None:
+            self._hang()
+            path = self.path.split("?", 1)[0]
+            replica.refresh()
+            if replica.faults.get("outage"):
+                self.close_connection = True  # the region is unreachable: no answer at all
+                return
+            if path == "/admin/cache":
+                self._send(200, json.dumps(replica.cache).encode(), "application/json")
+                return
             if path == "/metrics":
                 self._send(200, prometheus_client.generate_latest(replica.registry),
                            prometheus_client.CONTENT_TYPE_LATEST)
@@ -143,7 +325,11 @@ def make_handler(replica: Replica) -> type[BaseHTTPRequestHandler]:
                 self._send(200, json.dumps(body).encode(), "application/json")
                 return
             started = time.perf_counter()
-            code, body = replica.handle(path)
+            try:
+                code, body = replica.handle(path)
+            except Outage:
+                self.close_connection = True
+                return
             if path in replica.routes:
                 replica.latency.labels(route=path).observe(time.perf_counter() - started)
                 replica.requests.labels(route=path, code=str(code)).inc()
@@ -159,8 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replica", required=True)
     p.add_argument("--router", required=True)
     p.add_argument("--ready-file", required=True, help="written with the bound port when ready")
+    p.add_argument("--state", default="", help="the shop's state folder (config, TLS, ...)")
     a = p.parse_args(argv)
-    replica = Replica(a.service, a.version, a.replica, a.router)
+    replica = Replica(a.service, a.version, a.replica, a.router, a.state)
+    if replica.config_error is not None:
+        # A replica that starts with a bad config dies at once: restarting it cannot help.
+        log("CRITICAL", f"refusing to start: config {replica.config.get('revision', '?')}: "
+            f"{replica.config_error}", replica=a.replica)
+        return 1
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(replica))
     server.daemon_threads = True
 
@@ -174,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         last = 0
         while True:
             time.sleep(STATS_EVERY_S)
+            if replica.hung.is_set():
+                continue  # a hung process writes nothing either
+            replica.refresh()
+            replica.warnings()
             served = replica.served
             log("INFO", f"stats: served {served - last} requests in {STATS_EVERY_S:.0f} s",
                 replica=a.replica)
@@ -182,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=report, daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, lambda s, f: threading.Thread(
+        target=replica.reload_secret, daemon=True).start())
+    signal.signal(signal.SIGUSR1, lambda s, f: replica.hung.set())
     port = server.server_address[1]
     tmp = a.ready_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

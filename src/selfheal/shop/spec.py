@@ -18,12 +18,23 @@ class Behaviour:
     leak_bytes_per_request: int = 0
     leak_objects_per_request: int = 0
     full_gc_every: int = 0  # a "cleanup" hook that forces a full collection every N requests
+    io_ms: float = 0.0
+    """Time waiting on a backend (a database, a payment provider) per request, not CPU."""
+    pool: int = 0
+    """Backend connections per replica (0: unbounded); the `pool_size` config overrides it.
+    With `io_ms` this is the replica's capacity: pool / io seconds requests per second."""
+    warmup_s: float = 0.0
+    warmup_extra_ms: float = 0.0
+    """A fresh replica is this much slower during its first `warmup_s` (cold caches, JIT)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Route:
     path: str
     calls: tuple[tuple[str, str], ...]  # (service, path) called in order
+    regional: tuple[tuple[str, str], ...] = ()
+    """Calls to a dependency served from several regions (`REGIONS`); the replica calls the
+    region its regions file names, and skips the call when the shop runs without regions."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +75,13 @@ SHOP: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="catalog",
-        routes=(Route("/items", ()),),
-        versions={"3.1.0": Behaviour(work_ms=3.0)},
+        routes=(Route("/items", (), regional=(("inventory", "/stock"),)),),
+        versions={
+            "3.1.0": Behaviour(work_ms=3.0),
+            # A healthy release whose fresh replicas warm their caches for a few seconds:
+            # an expected latency blip right after the deploy, nothing to fix.
+            "3.1.1": Behaviour(work_ms=3.0, warmup_s=12.0, warmup_extra_ms=40.0),
+        },
         initial_version="3.1.0",
     ),
     ServiceSpec(
@@ -77,24 +93,49 @@ SHOP: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="checkout",
         routes=(Route("/checkout", (("cart", "/cart"), ("catalog", "/items"))),),
-        versions={"0.9.2": Behaviour(work_ms=4.0)},
+        # Every order waits on the payment provider; one connection per replica bounds what a
+        # replica can take (10 orders/s), so a surge queues here.
+        versions={"0.9.2": Behaviour(work_ms=4.0, io_ms=100.0, pool=1)},
         initial_version="0.9.2",
     ),
 )
+
+REGIONS: dict[str, tuple[str, ...]] = {"inventory": ("east", "west")}
+"""Dependencies served from several regions: logical name -> regions. Each region runs as its
+own service `<name>-<region>`; a caller's regions file says which one it uses."""
+
+REGIONAL: tuple[ServiceSpec, ...] = tuple(
+    ServiceSpec(
+        name=f"inventory-{region}",
+        routes=(Route("/stock", ()),),
+        versions={"5.0.3": Behaviour(work_ms=1.0)},
+        initial_version="5.0.3",
+        replicas=1,
+    )
+    for region in REGIONS["inventory"]
+)
+"""The regional services, run only by shops that have regions (the scenario suite)."""
 
 ENTRY_SERVICE = "frontend"
 ENTRY_PATHS = ("/browse", "/browse", "/cart", "/buy")
 
 
 def spec(name: str) -> ServiceSpec:
-    for s in SHOP:
+    for s in SHOP + REGIONAL:
         if s.name == name:
             return s
     raise KeyError(name)
 
 
-def dependencies() -> dict[str, tuple[str, ...]]:
-    """The call graph: service -> the services it calls."""
-    return {
-        s.name: tuple(sorted({svc for r in s.routes for svc, _ in r.calls})) for s in SHOP
-    }
+def dependencies(regions: bool = False) -> dict[str, tuple[str, ...]]:
+    """The call graph: service -> the services it calls (with `regions`, every region of a
+    regional dependency counts as a callee)."""
+    services = SHOP + REGIONAL if regions else SHOP
+    out = {}
+    for s in services:
+        callees = {svc for r in s.routes for svc, _ in r.calls}
+        if regions:
+            callees |= {f"{svc}-{region}" for r in s.routes for svc, _ in r.regional
+                        for region in REGIONS[svc]}
+        out[s.name] = tuple(sorted(callees))
+    return out

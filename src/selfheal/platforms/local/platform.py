@@ -3,7 +3,10 @@
 Each service has a version history and N replicas, each a process on its own port. A deploy
 starts the new version's replicas, waits until they are healthy, routes traffic to them, drains
 and stops the old ones, and records a `Change` (who, what, when). Rollback is a deploy to an
-earlier version; restart and scale act on replicas. Only the executor calls the mutating
+earlier version; restart and scale act on replicas. The other catalogue actions (config revert,
+cache flush, certificate renewal, credential rotation, traffic shift, code revert) go through
+`remedy` and act on the services' state folder, their admin endpoints and their git
+repositories (`selfheal.platforms.local.remedies`). Only the executor calls the mutating
 methods, with a permit in hand.
 """
 
@@ -22,7 +25,8 @@ from pathlib import Path
 import httpx
 
 from selfheal import errors, model, ports
-from selfheal.platforms.local import procs
+from selfheal.platforms.local import procs, remedies
+from selfheal.platforms.local import state as state_mod
 
 DRAIN_S = 0.5
 READY_TIMEOUT_S = 60.0  # a first start on a busy 2-core machine compiles bytecode
@@ -41,12 +45,18 @@ class ServiceDef:
     initial_version: str
     replicas: int
     command: tuple[str, ...]
+    credential: str = ""
+    """The secret-store credential this service consumes (reloaded on SIGHUP)."""
+    tls: bool = False
+    """Serves TLS with a certificate of the platform's local CA."""
+    regional: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Regional dependencies it calls: (dependency, its regions); the first is the default."""
 
 
 def shop_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "selfheal.shop.service", "--service", "{service}",
             "--version", "{version}", "--replica", "{replica}", "--router", "{router}",
-            "--ready-file", "{ready_file}")
+            "--ready-file", "{ready_file}", "--state", "{state}")
 
 
 @dataclasses.dataclass
@@ -84,6 +94,8 @@ class LocalPlatform:
         self._seq = itertools.count(1)
         self._lock = asyncio.Lock()
         self._http = httpx.AsyncClient(timeout=2.0)
+        self.state = state_mod.Layout(workdir / "state")
+        self.repos = workdir / "repos"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -99,6 +111,7 @@ class LocalPlatform:
             return
         self.table.reap_stale()
         self.state_file.unlink(missing_ok=True)
+        await remedies.prepare(self)
         ready = self.rundir / "router.port"
         ready.unlink(missing_ok=True)
         self._write_routes()
@@ -293,6 +306,37 @@ class LocalPlatform:
             return self._record(request_id, service, "scale", who,
                                 f"scale {service} {before} -> {replicas}: {why}", version, version)
 
+    async def remedy(self, action: model.Action, *, who: str, why: str,
+                     request_id: str = "") -> model.Change:
+        """Carry out a state-level catalogue action (see `remedies`); at most once per id."""
+        self._service(action.service)
+        async with self._lock:
+            if request_id in self._applied:  # a retried request: done once, reported again
+                return self._applied[request_id]
+            done = await remedies.apply(self, action)
+            version = self.version(action.service)
+            return self._record(request_id, action.service, action.kind.value, who,
+                                f"{done.what}: {why}", done.before or version,
+                                done.after or version)
+
+    async def change_config(self, service: str, values: dict[str, object], *, who: str,
+                            why: str) -> model.Change:
+        """An operator's config change: a new revision of the service's config file."""
+        self._service(service)
+        async with self._lock:
+            before, after = remedies.new_config_revision(self, service, values)
+            return self._record("", service, "config", who,
+                                f"config {service} {before} -> {after}: {why}", before, after)
+
+    async def signal_replicas(self, service: str, sig: int) -> int:
+        """Send `sig` to every replica of `service` (a reload); returns how many got it."""
+        sent = 0
+        for r in self._replicas.get(service, []):
+            if r.proc.running():
+                os.kill(r.proc.pid, sig)
+                sent += 1
+        return sent
+
     # -- internals -------------------------------------------------------------------------
 
     def _service(self, name: str) -> ServiceDef:
@@ -318,7 +362,8 @@ class LocalPlatform:
         ready = self.rundir / f"{replica}.port"
         ready.unlink(missing_ok=True)
         values = {"service": svc.name, "version": version, "replica": replica,
-                  "router": self.router_url, "ready_file": str(ready)}
+                  "router": self.router_url, "ready_file": str(ready),
+                  "state": str(self.state.root.resolve())}
         argv = [part.format(**values) for part in svc.command]
         proc = await self.table.spawn(replica, argv, self.rundir / "logs" / f"{replica}.log",
                                       self.workdir, detached=self.detached)
