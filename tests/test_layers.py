@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "selfheal"
 
 LAYERS: dict[str, int] = {
     # 1. faces
-    "cli": 1, "api": 1, "bench": 1,
+    "cli": 1, "api": 1, "bench": 1, "scenarios": 1,
     # 2. runtime
     "engine": 2,
     # 3. adapters
