@@ -24,3 +24,7 @@ bench_rca.register(app)
 from selfheal.cli import bench_safety  # noqa: E402
 
 bench_safety.register(app)
+
+from selfheal.cli import bench_scenarios  # noqa: E402
+
+bench_scenarios.register(app)

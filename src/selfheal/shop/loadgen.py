@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rps", type=float, default=20.0)
     p.add_argument("--duration", type=float, default=900.0)
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--paths", default=",".join(shop_spec.ENTRY_PATHS),
+                   help="comma-separated entry paths to cycle through")
     a = p.parse_args(argv)
+    paths = tuple(x for x in a.paths.split(",") if x)
     if not a.router.startswith(("http://127.", "http://localhost")):
         p.error("the load generator only targets loopback addresses")
     stop = threading.Event()
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         n = offset
         nxt = time.monotonic() + offset * interval / a.workers
         while not stop.is_set() and time.monotonic() < end:
-            path = shop_spec.ENTRY_PATHS[n % len(shop_spec.ENTRY_PATHS)]
+            path = paths[n % len(paths)]
             n += 1
             try:
                 with urllib.request.urlopen(

@@ -320,9 +320,11 @@ def make_handler(replica: Replica) -> type[BaseHTTPRequestHandler]:
                            prometheus_client.CONTENT_TYPE_LATEST)
                 return
             if path == "/healthz":
-                body = {"ok": True, "service": replica.service.name,
+                # Liveness: a replica whose workers crashed on a bad config is not alive.
+                ok = replica.config_error is None
+                body = {"ok": ok, "service": replica.service.name,
                         "version": replica.version, "replica": replica.replica}
-                self._send(200, json.dumps(body).encode(), "application/json")
+                self._send(200 if ok else 503, json.dumps(body).encode(), "application/json")
                 return
             started = time.perf_counter()
             try:
