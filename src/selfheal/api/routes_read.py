@@ -110,10 +110,12 @@ def router(ws: ws_mod.Workspace) -> fastapi.APIRouter:
                 if pts:
                     per[metric] = _downsample(pts, MAX_POINTS)
             out[svc] = per
-        # Draw from the first sample on: an agent that started recently has no earlier data.
-        first = min((pts[0][0] for per in out.values() for pts in per.values() if pts[0][0]),
-                    default=start)
-        start = max(start, float(first or start))
+        # Draw where there is data: an agent that started recently has no earlier samples, and
+        # one that stopped (the demo's shop) has no later ones.
+        firsts = [float(pts[0][0] or 0) for per in out.values() for pts in per.values()]
+        lasts = [float(pts[-1][0] or 0) for per in out.values() for pts in per.values()]
+        if firsts:
+            start, end = max(start, min(firsts)), min(end, max(lasts))
         changes = [model.to_jsonable(c) for c in ws.store.changes_between(start, end)]
         markers = [{"t": row["opened_at"], "label": "incident opened", "kind": "incident"}]
         for x in d.get("executions") or []:

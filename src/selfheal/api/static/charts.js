@@ -55,7 +55,9 @@ Charts.one = function (points, start, end, marks, fmt) {
 Charts.render = function (box, data) {
   SH.clear(box);
   const marks = data.markers.slice();
-  for (const c of data.changes) marks.push({ t: c.t, kind: "change", label: c.what });
+  // selfheal's own changes are drawn as actions already (from its executions)
+  const changes = data.changes.filter(c => !c.who.startsWith("selfheal"));
+  for (const c of changes) marks.push({ t: c.t, kind: "change", label: c.who + ": " + c.what });
   let drawn = 0;
   for (const [svc, metrics] of Object.entries(data.services)) {
     for (const [name, title, fmt] of Charts.METRICS) {
@@ -64,7 +66,7 @@ Charts.render = function (box, data) {
       const vals = pts.map(p => p[1]).filter(v => v !== null);
       const last = vals.length ? fmt(vals[vals.length - 1]) : "—";
       const own = marks.filter(m => m.kind !== "change" ||
-        data.changes.some(c => c.t === m.t && c.service === svc));
+        changes.some(c => c.t === m.t && c.service === svc));
       const chart = SH.el("div", { class: "chart" },
         SH.el("div", { class: "cap" }, SH.el("span", {}, SH.el("b", { text: svc }), " " + title),
           SH.el("span", { class: "mono", text: "now " + last })));
