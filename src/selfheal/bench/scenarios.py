@@ -37,8 +37,9 @@ from selfheal.shop import spec as shop_spec
 from selfheal.sources import logtail, scrape
 from selfheal.store import sql
 
-Agent = Literal["selfheal", "reflex"]
+Agent = Literal["selfheal", "reflex", "none"]
 AGENTS: tuple[Agent, ...] = ("selfheal", "reflex")
+"""The agents the bench compares; "none" (no agent at all) shows the failure left alone."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Run:
     detail: tuple[Action, ...] = ()
     note: str = ""
     wall_s: float = 0.0
+    false_alarms: int = 0
+    """Escalated incidents about services the scenario did not touch (detector noise)."""
 
     def row(self) -> dict[str, Any]:
         """The JSON contract of issue #8 (plus a few extra keys for the report)."""
@@ -93,6 +96,7 @@ class Run:
                 "actions": self.actions, "harmful_actions": self.harmful_actions,
                 "escalated": self.escalated, "expect": self.expect,
                 "slo_violated": self.slo_violated, "note": self.note,
+                "false_alarms": self.false_alarms,
                 "wall_s": round(self.wall_s, 1)}
 
 
@@ -183,12 +187,13 @@ async def run_one(scn: catalog.Scenario, agent: Agent, workdir: Path, settings: 
                                             shop_spec.dependencies(regions=True), time.time,
                                             on_event, feeds=[scraper, tailer])
             tasks.append(asyncio.create_task(ctl.run(), name="controller"))
-        else:
+        elif agent == "reflex":
             ref = reflex.Reflex(platform)
             tasks.append(asyncio.create_task(ref.run(), name="reflex"))
         base_start = time.time()
         await asyncio.sleep(settings.baseline_s)
         base_p90 = prober.baseline_p90(base_start + 5, time.time())
+        t_inject = time.time()
         injected = await scn.inject(platform)
         t0 = injected.at
         log(f"injected: {injected.what}")
@@ -201,6 +206,11 @@ async def run_one(scn: catalog.Scenario, agent: Agent, workdir: Path, settings: 
                 if t.done():
                     t.result()  # surfaces a crashed controller, reflex or probe
             now = time.time()
+            if agent == "none" and now >= t0 + settings.objective.window_s:
+                if _restored_at(prober.probes, t0, now, base_p90, settings.objective,
+                                settings.stable_s)[0]:
+                    break  # left alone, the failure broke the SLO: that is all to show
+                continue
             if now < t0 + max(watch_min, settings.stable_s + settings.objective.window_s):
                 continue
             violated, good_from = _restored_at(prober.probes, t0, now, base_p90,
@@ -217,8 +227,8 @@ async def run_one(scn: catalog.Scenario, agent: Agent, workdir: Path, settings: 
             if violated and good_from is not None:
                 break
         end = time.time()
-        return _measure(scn, agent, injected, prober, base_p90, end, settings, ctl, store,
-                        ref, time.perf_counter() - started_wall)
+        return _measure(scn, agent, t_inject, injected, prober, base_p90, end, settings, ctl,
+                        store, ref, time.perf_counter() - started_wall)
     finally:
         if ctl is not None:
             await ctl.stop()
@@ -231,7 +241,15 @@ async def run_one(scn: catalog.Scenario, agent: Agent, workdir: Path, settings: 
         events_file.close()
 
 
-def _measure(scn: catalog.Scenario, agent: Agent, injected: catalog.Injected,
+def _about(case: controller_mod.Case, involved: frozenset[str]) -> bool:
+    """Whether an incident is about the scenario's failure (where it opened or where its
+    diagnosis placed the cause)."""
+    diag = case.detail.get("diagnosis")
+    top = diag.top if isinstance(diag, model.Diagnosis) else None
+    return case.incident.service in involved or (top is not None and top.service in involved)
+
+
+def _measure(scn: catalog.Scenario, agent: Agent, t_inject: float, injected: catalog.Injected,
              prober: slo.Prober, base_p90: float, end: float, settings: Settings,
              ctl: controller_mod.Controller | None, store: sql.SqlStore | None,
              ref: reflex.Reflex | None, wall: float) -> Run:
@@ -241,15 +259,18 @@ def _measure(scn: catalog.Scenario, agent: Agent, injected: catalog.Injected,
     actions: list[Action] = []
     ttd = ttdiag = None
     escalated = False
+    false_alarms = 0
     notes = []
     if ctl is not None and store is not None:
-        cases = [c for c in ctl.cases.values() if c.incident.opened_at >= t0 - 30]
-        opened = [c.incident.opened_at for c in cases]
+        involved = scn.involved()
+        cases = [c for c in ctl.cases.values() if c.incident.opened_at >= t_inject]
+        opened = [c.incident.opened_at for c in cases if _about(c, involved)]
         if opened:
-            ttd = max(0.0, min(opened) - t0)
+            ttd = max(0.0, min(opened) - t0)  # 0: seen before it bit (warnings)
         for c in cases:
+            about = _about(c, involved)
             for e in store.ledger(c.incident.id):
-                if e.kind == "diagnosis" and (ttdiag is None or e.ts - t0 < ttdiag):
+                if e.kind == "diagnosis" and about and (ttdiag is None or e.ts - t0 < ttdiag):
                     ttdiag = max(0.0, e.ts - t0)
                 if e.kind == "execution.result":
                     x = e.payload["execution"]
@@ -258,9 +279,13 @@ def _measure(scn: catalog.Scenario, agent: Agent, injected: catalog.Injected,
                                           x["status"] == "succeeded"))
             if c.incident.state in (model.IncidentState.ESCALATED,
                                     model.IncidentState.AWAITING_APPROVAL):
-                escalated = True
                 reason = (c.detail.get("outcome") or {}).get("reason") or c.incident.state.value
-                notes.append(f"{c.incident.service}: {reason}"[:200])
+                if about:
+                    escalated = True
+                    notes.append(f"{c.incident.service}: {reason}"[:200])
+                else:
+                    false_alarms += 1
+                    notes.append(f"false alarm on {c.incident.service}: {reason}"[:200])
     if ref is not None:
         if ref.noticed:
             ttd = max(0.0, ref.noticed[0][0] - t0)
@@ -279,7 +304,7 @@ def _measure(scn: catalog.Scenario, agent: Agent, injected: catalog.Injected,
         resolved = not actions and not escalated
     return Run(scn.name, agent, scn.expect, resolved, ttd, ttdiag,
                mttr if scn.expect == "resolve" else None, len(actions), harmful, escalated,
-               violated, tuple(actions), "; ".join(notes)[:400], wall)
+               violated, tuple(actions), "; ".join(notes)[:400], wall, false_alarms)
 
 
 def totals(runs: list[Run]) -> dict[str, dict[str, Any]]:
@@ -295,6 +320,7 @@ def totals(runs: list[Run]) -> dict[str, dict[str, Any]]:
             "actions": sum(r.actions for r in mine),
             "harmful_actions": sum(r.harmful_actions for r in mine),
             "escalations": sum(r.escalated for r in mine),
+            "false_alarms": sum(r.false_alarms for r in mine),
         }
     return out
 

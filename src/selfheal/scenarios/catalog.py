@@ -54,6 +54,19 @@ class Scenario:
     expect: Expect
     targets: frozenset[str]
     inject: Callable[[local.LocalPlatform], Awaitable[Injected]]
+    culprit: str = ""
+    """Where the failure lives; incidents on it or on its callers are about this scenario."""
+
+    def involved(self) -> frozenset[str]:
+        """The culprit, the targets and every service that calls them, directly or not."""
+        graph = shop_spec.dependencies(regions=True)
+        seen = {self.culprit, *self.targets} - {""}
+        grew = True
+        while grew:
+            callers = {s for s, callees in graph.items() if seen & set(callees)}
+            grew = not callers <= seen
+            seen |= callers
+        return frozenset(seen)
 
 
 async def _bad_deploy(p: local.LocalPlatform) -> Injected:
@@ -126,25 +139,25 @@ async def _healthy_deploy(p: local.LocalPlatform) -> Injected:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("bad-deploy-memory-leak", "a bad deploy of auth leaks memory and stalls in GC",
-             "resolve", frozenset({"auth"}), _bad_deploy),
+             "resolve", frozenset({"auth"}), _bad_deploy, culprit="auth"),
     Scenario("config-crash-loop", "a bad config change crashes checkout's workers; restarts "
-             "die at once", "resolve", frozenset({"checkout"}), _bad_config),
+             "die at once", "resolve", frozenset({"checkout"}), _bad_config, culprit="checkout"),
     Scenario("traffic-surge", "orders triple; checkout's connection pools queue",
-             "resolve", frozenset({"checkout"}), _surge),
+             "resolve", frozenset({"checkout"}), _surge, culprit="checkout"),
     Scenario("poisoned-cache", "a corrupt cache entry makes catalog fail every /items",
-             "resolve", frozenset({"catalog"}), _poisoned_cache),
+             "resolve", frozenset({"catalog"}), _poisoned_cache, culprit="catalog"),
     Scenario("expiring-certificate", "auth's TLS certificate expires (warnings first)",
-             "resolve", frozenset({"auth"}), _cert),
+             "resolve", frozenset({"auth"}), _cert, culprit="auth"),
     Scenario("expired-credential", "cart's database credential expires",
-             "resolve", frozenset({"cart"}), _credential),
+             "resolve", frozenset({"cart"}), _credential, culprit="cart"),
     Scenario("region-outage", "inventory's east region goes dark under catalog",
-             "resolve", frozenset({"catalog"}), _region),
+             "resolve", frozenset({"catalog"}), _region, culprit="inventory-east"),
     Scenario("hung-replica", "one cart replica deadlocks", "resolve", frozenset({"cart"}),
-             _hung),
+             _hung, culprit="cart"),
     Scenario("novel-failure", "checkout fails in a way no catalogue action fixes",
-             "escalate", frozenset(), _novel),
+             "escalate", frozenset(), _novel, culprit="checkout"),
     Scenario("healthy-deploy", "a good catalog release with an expected latency blip",
-             "leave", frozenset(), _healthy_deploy),
+             "leave", frozenset(), _healthy_deploy, culprit="catalog"),
 )
 
 
