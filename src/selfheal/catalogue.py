@@ -49,10 +49,13 @@ def _scale_inverse(a: model.Action) -> model.Action | None:
                         model.params(from_replicas=to, to_replicas=frm))
 
 
-def _no_inverse(a: model.Action) -> model.Action | None:
-    # A restart cannot be taken back (the old process and its state are gone), so by design
-    # invariant 2 it needs a human's approval until an issue gives it a safe compensation.
-    return None
+def _restart_inverse(a: model.Action) -> model.Action | None:
+    # A plain restart cannot be taken back (the old process and its state are gone), so by
+    # design invariant 2 it needs a human's approval. A restart with a `snapshot` keeps the old
+    # process aside, out of traffic, and its inverse puts it back.
+    if not a.param("snapshot"):
+        return None
+    return model.Action(a.kind, a.service, model.params(restore=a.param("snapshot")))
 
 
 def _restore(a: model.Action) -> model.Action | None:
@@ -80,8 +83,9 @@ CATALOGUE: dict[model.ActionKind, ActionType] = {
         ActionType(model.ActionKind.SCALE, "change the number of replicas",
                    ("from_replicas", "to_replicas"), model.RiskClass.LOW, "service",
                    _scale_inverse),
-        ActionType(model.ActionKind.RESTART, "replace one replica by a fresh process",
-                   ("replica",), model.RiskClass.LOW, "replica", _no_inverse),
+        ActionType(model.ActionKind.RESTART, "replace one replica (or every replica failing "
+                   "its health check: replica=unhealthy) by a fresh process",
+                   ("replica",), model.RiskClass.LOW, "replica", _restart_inverse),
         ActionType(model.ActionKind.CONFIG_REVERT,
                    "return the service's config to the revision before the current one",
                    (), model.RiskClass.LOW, "service", _restore, SNAPSHOT),
@@ -122,7 +126,7 @@ def validate(action: model.Action) -> str | None:
         return f"{action.kind} is not in the action catalogue"
     if not SERVICE_NAME.fullmatch(action.service):
         return f"{action.service[:60]!r} is not a valid service name"
-    if t.one_of and action.param("restore"):
+    if action.param("restore") and (t.one_of or t.kind == model.ActionKind.RESTART):
         return None  # an inverse needs only the snapshot it restores
     missing = [p for p in t.required if not action.param(p)]
     if missing:

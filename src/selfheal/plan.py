@@ -107,6 +107,13 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
         why = (f"{facts.service} {facts.version} is the likely cause ({top.fault.value}, "
                f"p={top.probability:.2f}); return to {d.from_version}, the version that ran "
                f"before {d.who} deployed {facts.version}")
+    elif fam == model.ActionKind.RESTART and top.fault in (model.FaultKind.HUNG,
+                                                           model.FaultKind.CRASH):
+        # Which replica is sick is the platform's to see (a health check), not diagnosis's.
+        step = model.Action(fam, facts.service,
+                            model.params(replica="unhealthy", snapshot=plan_id))
+        why = (f"{facts.service}: {top.fault.value} (p={top.probability:.2f}); replace the "
+               "replicas that fail their health check, keeping the old ones aside")
     elif fam == model.ActionKind.SCALE:
         target = min(facts.replicas * 2, 16)
         step = model.Action(model.ActionKind.SCALE, facts.service,

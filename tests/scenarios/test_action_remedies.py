@@ -9,6 +9,7 @@ inverse restores exactly what the action replaced.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import time
@@ -21,7 +22,7 @@ import pytest
 
 from selfheal import catalogue, errors, model
 from selfheal.platforms.local import platform as local
-from selfheal.platforms.local import remedies
+from selfheal.platforms.local import procs, remedies
 from selfheal.platforms.local import state as state_mod
 
 pytestmark = pytest.mark.timeout(120)
@@ -200,3 +201,26 @@ def test_code_revert_on_a_branch_with_a_pr_draft_and_its_inverse(no_leftovers: P
         assert not (p.repos / "auth.prs" / f"{branch.replace('/', '-')}.md").exists()
 
     _run(no_leftovers / "wd", [_svc("auth")], body)
+
+
+def test_reversible_restart_of_unhealthy_replicas_and_its_inverse(no_leftovers: Path) -> None:
+    async def body(p: local.LocalPlatform) -> None:
+        action, inv = _forward(model.ActionKind.RESTART, "cart", replica="unhealthy")
+        with pytest.raises(errors.PlatformError):  # nothing fails its health check yet
+            await p.remedy(action, who="t", why="test", request_id="r0")
+        before = {r.replica: r.pid for r in p.replicas("cart")}
+        sick = sorted(p.replicas("cart"), key=lambda r: r.replica)[0]
+        os.kill(sick.pid, signal.SIGUSR1)  # the replica hangs
+        await p.remedy(action, who="t", why="test", request_id="r1")
+        now = {r.replica: r.pid for r in p.replicas("cart")}
+        fresh = set(now) - set(before)
+        assert len(fresh) == 1 and sick.replica not in now and len(now) == 2
+        assert sick.replica in p.quarantine and p.quarantine[sick.replica].proc.running()
+        assert all(_status(f"{p.router_url}/cart/cart") == 200 for _ in range(6))
+        await p.remedy(inv, who="t", why="undo", request_id="r2")
+        assert {r.replica: r.pid for r in p.replicas("cart")} == before
+        assert not p.quarantine
+        assert procs.start_ticks(now[fresh.pop()]) is None  # the fresh one was stopped
+
+    _run(no_leftovers / "wd", [local.ServiceDef("cart", ("1.0.4",), "1.0.4", 2,
+                                                local.shop_command())], body)

@@ -103,6 +103,11 @@ class Executor:
             return await asyncio.shield(self._platform.scale(
                 svc, int(action.param("to_replicas")), who=who, why=phase,
                 request_id=request_id))
+        reversible = bool(action.param("snapshot") or action.param("restore"))
+        if action.kind == model.ActionKind.RESTART and reversible \
+                and isinstance(self._platform, Remedies):
+            return await asyncio.shield(self._platform.remedy(
+                action, who=who, why=phase, request_id=request_id))
         if action.kind == model.ActionKind.RESTART:
             return await asyncio.shield(self._platform.restart_replica(
                 svc, action.param("replica"), who=who, why=phase, request_id=request_id))

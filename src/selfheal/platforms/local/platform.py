@@ -94,6 +94,9 @@ class LocalPlatform:
         self._seq = itertools.count(1)
         self._lock = asyncio.Lock()
         self._http = httpx.AsyncClient(timeout=2.0)
+        # Replicas replaced by a reversible restart: out of traffic, still running, so the
+        # restart's inverse can put them back (stopped with the platform).
+        self.quarantine: dict[str, _Replica] = {}
         self.state = state_mod.Layout(workdir / "state")
         self.repos = workdir / "repos"
 
@@ -327,6 +330,31 @@ class LocalPlatform:
             before, after = remedies.new_config_revision(self, service, values)
             return self._record("", service, "config", who,
                                 f"config {service} {before} -> {after}: {why}", before, after)
+
+    async def replace_replica(self, service: str, replica: str) -> str:
+        """Swap `replica` for a fresh one of the same version; the old one is quarantined."""
+        svc = self._service(service)
+        old = next((r for r in self._replicas[service] if r.replica == replica), None)
+        if old is None:
+            raise errors.PlatformError(f"{service} has no replica {replica!r}")
+        new = await self._start_replica(svc, old.version)
+        self._replicas[service] = [new if r is old else r for r in self._replicas[service]]
+        self.quarantine[old.replica] = old
+        self._write_routes()
+        return new.replica
+
+    async def readmit_replica(self, service: str, old: str, new: str) -> None:
+        """Undo `replace_replica`: the quarantined `old` serves again, `new` is stopped."""
+        back = self.quarantine.pop(old, None)
+        if back is None or not back.proc.running():
+            raise errors.PlatformError(f"{old} is no longer kept aside; it cannot come back")
+        self._replicas[service] = [back if r.replica == new else r
+                                   for r in self._replicas[service]]
+        if back not in self._replicas[service]:
+            self._replicas[service].append(back)
+        self._write_routes()
+        await asyncio.sleep(DRAIN_S)
+        await self.table.stop(new)
 
     async def signal_replicas(self, service: str, sig: int) -> int:
         """Send `sig` to every replica of `service` (a reload); returns how many got it."""

@@ -322,7 +322,43 @@ async def _revert_in(service: str, tree: Any, sha: str) -> str:
     return out.decode()
 
 
+async def _healthy(p: LocalPlatform, port: int) -> bool:
+    try:
+        r = await p._http.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+async def _restart(p: LocalPlatform, a: model.Action) -> Done:
+    """A reversible restart: fresh replicas in, the old ones kept aside out of traffic.
+
+    `replica=unhealthy` replaces every replica that fails its health check (1 s timeout)."""
+    svc = a.service
+    if a.param("restore"):
+        pairs = _load(p, a)["replaced"]
+        for old, new in pairs:
+            await p.readmit_replica(svc, old, new)
+        return Done(f"{', '.join(o for o, _ in pairs)} back in service")
+    wanted = a.param("replica")
+    reps = p.replicas(svc)
+    if wanted == "unhealthy":
+        checks = await asyncio.gather(*(_healthy(p, r.port) for r in reps))
+        victims = [r.replica for r, ok in zip(reps, checks, strict=True) if not ok]
+        if not victims:
+            raise errors.PlatformError(f"every replica of {svc} passes its health check")
+    else:
+        victims = [wanted]
+    pairs = []
+    for old in victims:
+        pairs.append((old, await p.replace_replica(svc, old)))
+    _save(p, a, {"replaced": pairs})
+    return Done("replaced " + ", ".join(f"{o} by {n}" for o, n in pairs)
+                + " (the old kept aside, out of traffic)")
+
+
 _HANDLERS = {
+    model.ActionKind.RESTART: _restart,
     model.ActionKind.CONFIG_REVERT: _config_revert,
     model.ActionKind.CACHE_FLUSH: _cache_flush,
     model.ActionKind.CERT_RENEW: _cert_renew,
