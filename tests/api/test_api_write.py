@@ -101,6 +101,30 @@ def test_a_theory_after_diagnosis_is_recorded_and_says_so(world: World) -> None:
     assert [t["text"] for t in detail["theories"]] == ["maybe the cache"]
 
 
+def test_a_theory_is_tested_against_the_evidence_gathered(world: World) -> None:
+    def add(text: str) -> dict:
+        res = world.client.post(f"/api/incidents/{world.waiting}/theories",
+                                json={"text": text}, headers=world.auth("alice"))
+        assert res.status_code == 201, res.text
+        return dict(res.json())
+
+    backed = add("auth leaks memory since the deploy")["what_if"]
+    assert backed["hypotheses"][0]["service"] == "auth"
+    assert backed["hypotheses"][0]["from_theory"] is True
+    assert "supported by the theory" in backed["summary"]
+    assert backed["evidence"][0]["kind"] == "human"
+    weak = add("cart is throwing errors")
+    ranked = {(h["service"], h["from_theory"]) for h in weak["what_if"]["hypotheses"]}
+    assert ("cart", True) in ranked  # tested, and ranked by the evidence, not by fiat
+    assert weak["what_if"]["hypotheses"][0]["service"] == "auth"
+    assert weak["what_if"]["top_changed"] is False
+    assert "Tested against the evidence gathered" in weak["note"]
+    unknown = add("the mainframe in the basement")["what_if"]
+    assert "names no service" in unknown["summary"]
+    entry = last_entry(world, "theory.added")
+    assert entry["tested"]["summary"] == unknown["summary"]
+
+
 def test_theory_refusals(world: World) -> None:
     url = f"/api/incidents/{world.fresh}/theories"
     assert world.client.post(url, json={"text": "db"}).status_code == 401

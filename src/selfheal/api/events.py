@@ -104,7 +104,7 @@ class Hub:
         loop = asyncio.get_running_loop()
         end = loop.time() + max_s
         with self.subscribe() as queue:
-            yield "retry: 2000\n\n"
+            yield "retry: 1000\n\n"
             for event in self.history(after, incident_id):
                 yield frame(event)
                 last = event["id"]

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import fastapi
 import pydantic
 
-from selfheal.api import auth
+from selfheal.api import auth, theories
 from selfheal.api import workspace as ws_mod
 from selfheal.store import tokens as tokens_mod
 
@@ -78,16 +78,27 @@ def router(ws: ws_mod.Workspace) -> fastapi.APIRouter:
                caller: auth.Caller = approver) -> dict[str, Any]:
         row = ws_mod.incident_row(ws, incident_id)
         late = row["state"] in PAST_DIAGNOSIS
-        note = (f"recorded; the diagnosis already ran (state {row['state']}), so this theory "
-                "did not change it" if late else
-                "recorded for the investigation, which reads theory.added entries of its "
-                "incident when it diagnoses")
+        said = f"{caller.name}: {body.text}"
+        earlier = [str(e.payload.get("theory")) for e in ws.store.ledger(row["id"])
+                   if e.kind == "theory.added" and e.payload.get("theory")]
+        tested = theories.what_if(row, [*earlier, said], ws.clock(), ws.topology)
+        if late:
+            note = (f"recorded; the diagnosis already ran (state {row['state']}), so this "
+                    "theory did not change what selfheal did")
+        else:
+            note = ("recorded for the investigation (a theory.added ledger entry); it is "
+                    "tested against the evidence once the incident is diagnosed")
+        if tested is not None:
+            note += f". Tested against the evidence gathered: {tested['summary']}"
         entry = ws.store.append_ledger(ws.clock(), row["id"], "theory.added", {
-            "theory": f"{caller.name}: {body.text}", "text": body.text,
-            "incident_state": row["state"], "applied": not late, "note": note,
+            "theory": said, "text": body.text, "incident_state": row["state"],
+            "applied": not late, "note": note,
+            "tested": None if tested is None else {
+                "summary": tested["summary"], "hypotheses": tested["hypotheses"][:3]},
             **caller.ledger_fields()})
-        ws.publish("theory", f"{caller.name}: {body.text} — {note}", row["id"])
-        return {"seq": entry.seq, "incident": row["id"], "applied": not late, "note": note}
+        ws.publish("theory", f"{said} — {note}", row["id"])
+        return {"seq": entry.seq, "incident": row["id"], "applied": not late, "note": note,
+                "what_if": tested}
 
     @r.get("/tokens", summary="API tokens (never their secrets)")
     def list_tokens(_: auth.Caller = admin) -> dict[str, Any]:

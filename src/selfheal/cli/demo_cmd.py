@@ -25,6 +25,7 @@ from selfheal.cli import render, serve_cmd
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import demo as demo_mod
 from selfheal.engine import prometheus_demo
+from selfheal.shop import spec as shop_spec
 
 
 def demo(
@@ -70,7 +71,8 @@ def demo(
                         TimeElapsedColumn(), console=console, transient=True)
     current: dict[str, object] = {}
 
-    workspace = web.open_workspace(cfg.database_url(), pol, cfg.workdir) if open_ else None
+    workspace = web.open_workspace(cfg.database_url(), pol, cfg.workdir,
+                                   shop_spec.dependencies()) if open_ else None
     to_hub = web.forward(workspace.hub) if workspace else None
 
     def on_event(e: controller_mod.Event) -> None:

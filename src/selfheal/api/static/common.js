@@ -106,8 +106,18 @@ SH.header = async function () {
 SH.listen = function (query, onEvent) {
   const live = document.getElementById("live");
   const src = new EventSource("/api/events" + (query ? "?" + query : ""));
-  src.onopen = () => { if (live) { live.className = "live on"; live.textContent = "live"; } };
-  src.onerror = () => { if (live) { live.className = "live off"; live.textContent = "reconnecting"; } };
+  // Each response is short (the server ends it after a few seconds and the browser reconnects
+  // with Last-Event-ID), so only a connection that stays down is worth showing.
+  let down = null;
+  src.onopen = () => {
+    clearTimeout(down); down = null;
+    if (live) { live.className = "live on"; live.textContent = "live"; }
+  };
+  src.onerror = () => {
+    if (down === null) down = setTimeout(() => {
+      if (live && src.readyState !== EventSource.OPEN) { live.className = "live off"; live.textContent = "reconnecting"; }
+    }, 5000);
+  };
   src.onmessage = ev => onEvent(JSON.parse(ev.data));
   return src;
 };
