@@ -1,7 +1,7 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (27 floats per series, plus optional
-seasonal profiles: 218 bytes per series by default, 506 with daily seasonality, 842 with the
+`Bank` holds the bounded state of N series in flat arrays (28 floats per series, plus optional
+seasonal profiles: 226 bytes per series by default, 514 with daily seasonality, 850 with the
 weekly memory too) and `Bank.step` scores the new value of each series against its past only,
 then folds it into the state. Three detectors share that state:
 
@@ -47,7 +47,7 @@ _DEV_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for Gaus
 _FIELDS = (
     "n", "mu", "dev", "origin", "gp", "gn",
     "s0", "s1", "s2", "sy", "sky", "syy",
-    "benign", "quiet", "start", "base", "bscale", "floor", "limit",
+    "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
 )  # fmt: skip
 
@@ -101,20 +101,30 @@ class Bank:
         self._week_s = np.zeros((self._cap, wbins), dtype=np.float16)
 
     # ------------------------------------------------------------------ series management
-    def add(self, direction: int = 0, floor: float = 0.0, limit: float | None = None) -> int:
+    def add(
+        self, direction: int = 0, floor: float = 0.0, limit: float | None = None,
+        rel_floor: float | None = None,
+    ) -> int:
         """Register one more series; returns its index."""
-        return int(self.add_many(1, direction, floor, limit)[0])
+        return int(self.add_many(1, direction, floor, limit, rel_floor)[0])
 
     def add_many(
-        self, count: int, direction: int = 0, floor: float = 0.0, limit: float | None = None
+        self, count: int, direction: int = 0, floor: float = 0.0, limit: float | None = None,
+        rel_floor: float | None = None,
     ) -> npt.NDArray[np.int64]:
-        """Register `count` series sharing a direction, noise floor and limit."""
+        """Register `count` series sharing a direction, noise floors and limit.
+
+        `floor` is the absolute noise floor, `rel_floor` the one relative to the level (by
+        default `Settings.rel_floor`).
+        """
         need = self.size + count
         if need > self._cap:
             self._grow(max(need, 2 * self._cap))
         idx = np.arange(self.size, need)
         self.direction[idx] = np.int8(np.sign(direction))
         self._a["floor"][idx] = max(0.0, floor)
+        rel = self.settings.rel_floor if rel_floor is None else rel_floor
+        self._a["rfloor"][idx] = max(0.0, rel)
         self._a["limit"][idx] = np.inf if limit is None else limit
         self._a["start"][idx] = np.nan
         self._a["cut_age"][idx] = np.inf
@@ -201,7 +211,7 @@ class Bank:
         # the long-memory deviation (outliers included) keeps the scale of a mostly flat
         # series with bursts (zeros, then a burst) from collapsing to nothing
         scale = np.maximum.reduce(
-            [_DEV_TO_SIGMA * a["dev"], a["floor"], s.rel_floor * np.abs(expected),
+            [_DEV_TO_SIGMA * a["dev"], a["floor"], a["rfloor"] * np.abs(expected),
              s.long_floor * a["dlong"], np.full(n_, _TINY)]
         )  # fmt: skip
         r = xv - expected

@@ -42,6 +42,7 @@ class Detector:
                 direction=self.settings.direction(metric),
                 floor=self.settings.floor(metric),
                 limit=self.settings.limit(metric),
+                rel_floor=self.settings.rel(metric),
             )
             self._index[key] = row
             self._keys.append(key)
@@ -56,10 +57,12 @@ class Detector:
         """One tick: (service, metric) -> value (NaN = missing; series may appear later).
 
         Returns the anomalies firing at t (score at least `Settings.clear`), at most one per
-        series, sorted by score (highest first). `started_at` is when the episode began; an
-        episode that began inside a change's settle window (or fires in a maintenance window)
-        is `expected` with the reason; once it outlasts the window it is reported with
-        `expected=False` and the reason says so.
+        series, sorted by score (highest first); a metric with a hold (`Settings.hold_s`) is
+        reported only once its episode has lasted that long, at once when it breaks the SLO, or
+        when another signal of its service is reported at the same tick. `started_at` is when
+        the episode began; an episode that began inside a change's settle window (or fires in a
+        maintenance window) is `expected` with the reason; once it outlasts the window it is
+        reported with `expected=False` and the reason says so.
         """
         ctx = context or context_mod.Context()
         rows = [self._row(key) for key in values]
@@ -72,12 +75,28 @@ class Detector:
         self._last_t = t
         step = self._bank.step(t, x, dt)
 
-        found: list[model.Anomaly] = []
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
-        for i in np.flatnonzero(shown):
-            found.append(self._anomaly(int(i), t, float(x[i]), dt=dt, step=step, ctx=ctx))
+        ready: list[int] = []
+        held: list[int] = []
+        for i in (int(i) for i in np.flatnonzero(shown)):
+            young = not self._held_long_enough(i, t, float(x[i]), float(step.start[i]))
+            (held if young else ready).append(i)
+        # a young episode of a held metric is reported when another signal of its service
+        # corroborates it (a noisy p99 alone is one slow request; with a leak it is a symptom)
+        corroborated = {self._keys[i][0] for i in ready}
+        ready += [i for i in held if self._keys[i][0] in corroborated]
+        found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx) for i in ready]
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         return found
+
+    def _held_long_enough(self, i: int, t: float, observed: float, started: float) -> bool:
+        """Has the episode lasted its metric's hold (or does it break the SLO already)?"""
+        metric = self._keys[i][1]
+        hold = self.settings.hold(metric)
+        if hold <= 0.0 or t - started >= hold:
+            return True
+        bound = self.settings.slo.get(metric)
+        return bound is not None and self._breaks(metric, observed, bound)
 
     def _breaks(self, metric: str, observed: float, bound: float) -> bool:
         direction = self.settings.direction(metric)

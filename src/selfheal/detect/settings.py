@@ -38,6 +38,25 @@ DEFAULT_MIN_SCALE: Mapping[str, float] = types.MappingProxyType(
 )
 """metric -> the smallest deviation worth a z-score of one (noise floor of a flat series)."""
 
+DEFAULT_REL_MIN_SCALE: Mapping[str, float] = types.MappingProxyType({"p99_latency_s": 0.5})
+"""metric -> the smallest deviation worth a z-score of one, as a fraction of the level.
+
+A p99 read from a histogram over a short window (10 s of ~100 requests) is the one or two
+slowest requests, interpolated inside a bucket whose bounds are 1.5-2.5x apart: one slow
+request moves it by half its level or more, and the move lasts as long as the window. Its noise
+grows with its level, so its floor is relative (the absolute floor governs at low levels).
+"""
+
+DEFAULT_HOLD_S: Mapping[str, float] = types.MappingProxyType({"p99_latency_s": 30.0})
+"""metric -> seconds an episode must last before it is reported on its own.
+
+For the same reason as its relative floor: a p99 over a 10 s window (the default scrape) holds
+one slow request for the whole window, and on a busy host a few such requests in a row keep it
+up 3-10x its level for 10-17 s without anything being broken (measured on a real 10-minute demo
+baseline), as high as a real regression. Alone, it must outlast three windows; an SLO breach,
+or another signal of the same service firing with it, reports it at once.
+"""
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -48,6 +67,13 @@ class Settings:
     directions: Mapping[str, int] = dataclasses.field(default_factory=lambda: DEFAULT_DIRECTIONS)
     limits: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_LIMITS)
     min_scale: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_MIN_SCALE)
+    rel_min_scale: Mapping[str, float] = dataclasses.field(
+        default_factory=lambda: DEFAULT_REL_MIN_SCALE
+    )
+    """metric -> noise floor as a fraction of the level (at least `rel_floor`)."""
+    hold_s: Mapping[str, float] = dataclasses.field(default_factory=lambda: DEFAULT_HOLD_S)
+    """metric -> how long an episode must last before `Detector` reports it (SLO breaches are
+    reported at once)."""
     slo: Mapping[str, float] = dataclasses.field(default_factory=dict)
     """metric -> SLO bound (a ceiling for +1/0 metrics, a floor for -1 ones). An anomaly
     beyond it is never `expected`, even inside a settle or maintenance window."""
@@ -125,3 +151,9 @@ class Settings:
 
     def floor(self, metric: str) -> float:
         return float(self.min_scale.get(metric, 0.0))
+
+    def hold(self, metric: str) -> float:
+        return float(self.hold_s.get(metric, 0.0))
+
+    def rel(self, metric: str) -> float:
+        return max(self.rel_floor, float(self.rel_min_scale.get(metric, 0.0)))
