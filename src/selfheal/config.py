@@ -109,6 +109,31 @@ class PlatformSettings(_Strict):
     """The services to watch and whom each calls (the topology diagnosis reasons over)."""
 
 
+class Reasoner(_Strict):
+    """An OpenAI-compatible model that proposes hypotheses and plans (off unless enabled).
+
+    The API key is read once at start-up from `api_key_file` or the environment variable named
+    by `api_key_env` (never from this file, never logged); a local server needs neither.
+    """
+
+    enabled: bool = False
+    kind: Literal["openai"] = "openai"
+    base_url: str = pydantic.Field(default="http://127.0.0.1:8080/v1", pattern=r"^https?://")
+    model: str = pydantic.Field(default="", max_length=200)
+    api_key_file: Path | None = None
+    api_key_env: str | None = pydantic.Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = pydantic.Field(default=30.0, gt=0, le=600)
+    max_tokens_per_incident: int = pydantic.Field(default=4000, ge=256, le=1_000_000)
+    max_answer_tokens: int = pydantic.Field(default=768, ge=64, le=100_000)
+    temperature: float = pydantic.Field(default=0.0, ge=0.0, le=2.0)
+
+    @pydantic.model_validator(mode="after")
+    def _needs_model(self) -> Reasoner:
+        if self.enabled and not self.model:
+            raise ValueError("an enabled reasoner needs `model`")
+        return self
+
+
 class Config(_Strict):
     workdir: Path = Path(".selfheal")
     policy: Path | None = None  # default: the built-in policy
@@ -121,6 +146,7 @@ class Config(_Strict):
     sources: Sources = pydantic.Field(default_factory=Sources)
     serve: Serve = pydantic.Field(default_factory=Serve)
     platform: PlatformSettings = pydantic.Field(default_factory=PlatformSettings)
+    reasoner: Reasoner = pydantic.Field(default_factory=Reasoner)
 
     def database_url(self) -> str:
         return self.storage.url or f"sqlite:///{self.workdir / 'selfheal.db'}"

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Protocol
 
-from selfheal import model
+from selfheal import diagnose, model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +131,57 @@ class Notifier(Protocol):
                  context: dict[str, object]) -> None: ...
 
 
-class Reasoner(Protocol):
-    """A model that proposes hypotheses; it never decides (see design invariant 1)."""
+@dataclasses.dataclass(frozen=True)
+class ModelPlan:
+    """A catalogue action a model suggested for a service: a proposal, never executed as is.
 
-    def propose(self, evidence: Sequence[model.Evidence]) -> list[model.Hypothesis]: ...
+    Only the action type and the target are taken from the model; the planner rebuilds the
+    parameters from the platform's facts and the policy gate rules on the result.
+    """
+
+    service: str
+    action: model.ActionKind
+    rationale: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Exchange:
+    """One round trip to a reasoner, kept whole for the ledger (trace-back of every proposal).
+
+    `prompt` is the exact request (model, messages, response format) as JSON and `response`
+    the exact text the model returned; their SHA-256 digests identify them in every proposal
+    derived from this exchange. `hypotheses` are evidence of kind MODEL that the reconciler
+    weighs like an investigator's and that real evidence must confirm; `rejected` says why each
+    part of the answer outside the schema or the catalogue was thrown away. `error` is set when
+    no answer could be used at all (transport, timeout, budget, unparseable output).
+    """
+
+    reasoner: str
+    model_name: str
+    model_version: str
+    prompt: str
+    response: str
+    prompt_sha256: str
+    response_sha256: str
+    tokens: int
+    hypotheses: tuple[model.Evidence, ...] = ()
+    plans: tuple[ModelPlan, ...] = ()
+    narrative: str = ""
+    rejected: tuple[str, ...] = ()
+    error: str = ""
+    response_format: str = ""
+
+
+class Reasoner(Protocol):
+    """A model that proposes hypotheses and plans; it never decides (design invariant 1).
+
+    `propose` sees a compact evidence pack built from the window and the deterministic
+    diagnosis (never raw telemetry), spends at most `budget_tokens` (prompt and answer), and
+    returns the whole exchange. It raises nothing for a bad answer: what cannot be used is in
+    `Exchange.rejected` / `Exchange.error`.
+    """
+
+    name: str
+
+    def propose(self, window: diagnose.Window, diagnosis: model.Diagnosis,
+                budget_tokens: int) -> Exchange: ...

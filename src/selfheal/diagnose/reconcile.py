@@ -6,7 +6,8 @@ for it (so ten metrics moving count once, as one kind of signal), minus what arg
 that includes a "none of these" candidate, so a weak field of hypotheses stays unsure.
 
 Layered verification decides `sufficient`: at least `min_independent_kinds` kinds read straight
-from sources (metrics, logs, traces, changes, alerts) must support the top hypothesis, no strong
+from sources (metrics, logs, traces, changes, alerts; never a model's or a human's word) must
+support the top hypothesis, no strong
 evidence may contradict it, and its probability must clear `min_probability`. Otherwise the
 diagnosis says what is missing, and the engine hands the incident to a human.
 """
@@ -154,7 +155,7 @@ def _contradictions(
 
 def _summary(candidate: _Candidate, probability: float, settings: window_mod.Settings) -> str:
     best = _best_by_kind(candidate.support)
-    real = sorted(k for k in best if k is not model.SignalKind.HUMAN)
+    real = sorted(k for k in best if k not in (model.SignalKind.HUMAN, model.SignalKind.MODEL))
     solid = [k for k in real if best[k].strength >= settings.support_strength]
     parts = [f"{candidate.service}: {candidate.fault.value} (p={probability:.2f})"]
     if candidate.mechanism not in (candidate.fault, model.FaultKind.UNKNOWN):
@@ -167,6 +168,16 @@ def _summary(candidate: _Candidate, probability: float, settings: window_mod.Set
     if human:
         verdict = "supported by real evidence" if solid else "not supported by any real evidence"
         parts.append(f"theory ({human[0].observation}) {verdict}")
+    proposed = [e for e in candidate.support if e.kind is model.SignalKind.MODEL]
+    if proposed:
+        # Layered verification: a model's hypothesis counts only once real signals confirm it.
+        confirmed = [k for k in solid if k in window_mod.INDEPENDENT_KINDS]
+        verdict = (
+            "confirmed by " + " and ".join(k.value for k in confirmed)
+            if len(confirmed) >= settings.min_independent_kinds
+            else "not confirmed by enough independent evidence"
+        )
+        parts.append(f"model hypothesis ({proposed[0].observation}) {verdict}")
     return "; ".join(parts)
 
 
@@ -202,7 +213,8 @@ def reconcile(
     missing = [
         f"{e.kind.value}: {e.observation}"
         for e in evidence
-        if e.status is not model.EvidenceStatus.OK and e.kind is not model.SignalKind.HUMAN
+        if e.status is not model.EvidenceStatus.OK
+        and e.kind not in (model.SignalKind.HUMAN, model.SignalKind.MODEL)
     ]
     sufficient = False
     if not hypotheses:

@@ -11,6 +11,7 @@ from selfheal.diagnose import changes as changes_mod
 from selfheal.diagnose import human as human_mod
 from selfheal.diagnose import logs as logs_mod
 from selfheal.diagnose import metrics as metrics_mod
+from selfheal.diagnose import proposals as proposals_mod
 from selfheal.diagnose import topology as topology_mod
 from selfheal.diagnose import traces as traces_mod
 
@@ -21,4 +22,5 @@ INVESTIGATORS: tuple[base.Investigator, ...] = (
     changes_mod.ChangesInvestigator(),
     topology_mod.TopologyInvestigator(),
     human_mod.HumanInvestigator(),
+    proposals_mod.ModelInvestigator(),
 )

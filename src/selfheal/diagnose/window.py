@@ -35,6 +35,9 @@ class Window:
     spans: Sequence[model.Span] | None
     topology: Mapping[str, tuple[str, ...]]
     theories: tuple[str, ...] = ()
+    model_hypotheses: tuple[model.Evidence, ...] = ()
+    """Hypotheses a reasoner proposed (kind MODEL), already checked against the schema and
+    the services of this window; `selfheal.diagnose.proposals` weighs them like evidence."""
 
     def services(self) -> tuple[str, ...]:
         """Every service this window knows of, from any signal, sorted."""
@@ -126,6 +129,11 @@ class Settings:
 
     # human theories
     human_strength: float = 0.05
+
+    # a reasoner's (a model's) hypotheses: a tie-breaker, never enough on its own
+    model_strength: float = 0.3
+    """Strength of a model hypothesis of confidence 1 (its score adds at most 0.5 * 0.3, below
+    `null_score`, so a model alone cannot make a service probable)."""
 
     # reconciler
     kind_weights: Mapping[model.SignalKind, float] = dataclasses.field(

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from selfheal import correlate, diagnose, errors, model, plan, scribe, verify
+from selfheal import correlate, diagnose, errors, model, plan, reasoners, scribe, verify
 from selfheal.engine import revive
 from selfheal.policy import gate as gate_mod
 from selfheal.policy import trust as trust_mod
@@ -43,6 +43,8 @@ class Workflow:
     def __init__(self, ctl: Controller) -> None:
         self.ctl = ctl
         self.work: dict[str, Work] = {}
+        # None unless configured: then every stage stays deterministic. Reads the API key now.
+        self.reasoner = reasoners.from_settings(ctl.cfg.reasoner)
 
     # -- gate context and trust -------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class Workflow:
         inc = case.incident
         window = self._window(inc)
         diag = diagnose.diagnose(window, ctl.clock())
+        window, diag, model_by = await self._consult(case, window, diag)
         case.detail["diagnosis"] = diag
         ctl.record(case, "diagnosis", {"diagnosis": diag})
         ctl.persist(case, model.IncidentState.DIAGNOSED)
@@ -172,6 +175,8 @@ class Workflow:
                            replicas=len(ctl.platform.replicas(top.service)),
                            last_deploy=deploys[-1] if deploys else None)
         proposal = plan.propose(diag, facts, model.PlanId(f"plan-{uuid.uuid4().hex[:8]}"))
+        if proposal is not None and model_by:  # a model chose the action family: say so
+            proposal = dataclasses.replace(proposal, proposed_by=model_by)
         if proposal is None:
             self.escalate(case, f"no catalogue action fits {top.service} {top.fault.value}")
             return
@@ -192,6 +197,38 @@ class Workflow:
             return
         work.review = review
         await self._act(case, proposal, work, window)
+
+    async def _consult(self, case: Case, window: diagnose.Window, diag: model.Diagnosis,
+                       ) -> tuple[diagnose.Window, model.Diagnosis, str]:
+        """Ask the configured reasoner once, within the incident's token budget (issue 9).
+
+        Its hypotheses re-enter the reconciler as MODEL evidence that real signals must
+        confirm; its plan may only choose the action family of the top hypothesis when the
+        rules found none, and the planner and the gate take it from there. The exchange goes
+        to the ledger whole, each refused part as `reasoner.rejected`. Returns the window, the
+        diagnosis and who chose the action family ("" when the rules did)."""
+        if self.reasoner is None:
+            return window, diag, ""
+        ctl = self.ctl
+        ex = await asyncio.to_thread(self.reasoner.propose, window, diag,
+                                     ctl.cfg.reasoner.max_tokens_per_incident)
+        ctl.record(case, "reasoner.exchange", reasoners.ledger_payload(ex))
+        for why in ([ex.error] if ex.error else []) + list(ex.rejected):
+            ctl.record(case, "reasoner.rejected", {"model": ex.model_name, "why": why,
+                                                   "prompt_sha256": ex.prompt_sha256})
+        case.detail["reasoner"] = {"model": ex.model_name, "tokens": ex.tokens,
+                                   "prompt_sha256": ex.prompt_sha256,
+                                   "response_sha256": ex.response_sha256,
+                                   "narrative": ex.narrative,
+                                   "narrative_by": f"drafted by model {ex.model_name}"}
+        ctl.emit("reason", f"{ex.model_name}: {len(ex.hypotheses)} hypotheses, "
+                 f"{len(ex.plans)} plans, {len(ex.rejected) + bool(ex.error)} refused, "
+                 f"{ex.tokens} tokens", case.incident.id)
+        if ex.hypotheses:
+            window = reasoners.with_hypotheses(window, ex)
+            diag = diagnose.diagnose(window, ctl.clock())
+        diag, adopted = reasoners.adopt_plan(diag, ex)
+        return window, diag, f"model:{ex.model_name}" if adopted is not None else ""
 
     def _record_decision(self, case: Case, review: gate_mod.Review) -> None:
         d = review.decision
