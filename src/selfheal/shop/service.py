@@ -37,6 +37,7 @@ STATS_EVERY_S = 5.0
 GC_WARN_S = 0.010  # a full collection longer than this is worth a warning line
 REFRESH_S = 0.5  # how often the state files are checked for changes
 CERT_WARN_S = 60.0  # warn about a certificate expiring within this many seconds
+POOL_WARN_S = 0.2  # a request waiting this long for a backend connection is worth a warning
 
 
 class Outage(Exception):
@@ -70,6 +71,7 @@ class Replica:
         self._state_lock = threading.Lock()
         self._pool: threading.BoundedSemaphore | None = None
         self._pool_size = -1
+        self._pool_warned = 0.0
         self.service = shop_spec.spec(service)
         self.version = version
         self.behaviour = self.service.versions[version]
@@ -190,10 +192,10 @@ class Replica:
                     f"(serial {self.cert[0]:x})")
         name = shop_state.SECRETS.get(self.service.name)
         # Without a secret store (the plain demo shop) the service needs no login.
-        if name is not None and self.secret is not None:
-            if time.time() > float(self.secret.get("expires_at", 0)):
-                return (f"db login failed: credential {name} v{self.secret.get('version')} "
-                        "expired (unauthorized)")
+        if name is not None and self.secret is not None \
+                and time.time() > float(self.secret.get("expires_at", 0)):
+            return (f"db login failed: credential {name} v{self.secret.get('version')} "
+                    "expired (unauthorized)")
         if self.faults.get("novel"):
             return "order rejected by the ledger: constraint violation orders_total_check"
         entry = self.cache.get(path)
@@ -248,8 +250,17 @@ class Replica:
             if pool is None:
                 time.sleep(b.io_ms / 1000.0)
             else:
+                asked = time.perf_counter()
                 with pool:
+                    waited = time.perf_counter() - asked
                     time.sleep(b.io_ms / 1000.0)
+                now = time.monotonic()
+                if waited > POOL_WARN_S and now - self._pool_warned > 1.0:
+                    # What a connection pool writes when every connection is taken.
+                    self._pool_warned = now
+                    log("WARNING", f"connection pool exhausted: a request waited "
+                        f"{waited * 1000:.0f} ms for one of {self._pool_size} connections",
+                        replica=self.replica)
         calls = list(route.calls)
         if self.regions:
             calls += [(f"{svc}-{self.regions.get(svc, shop_spec.REGIONS[svc][0])}", sub)
