@@ -4,6 +4,8 @@ the workflow writes them, a real policy, real tokens, and the real FastAPI appli
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,18 +146,33 @@ def seed(store: sql.SqlStore, workdir: Path) -> tuple[str, str, str, str]:
     return inc.id, approval, done.id, fresh.id
 
 
-def make_world(tmp_path: Path, secret: bytes | None = None) -> World:
-    store = sql.SqlStore(sql.sqlite_url(tmp_path / "selfheal.db"))
-    waiting, approval, resolved, fresh = seed(store, tmp_path)
+def make_world(tmp_path: Path, secret: bytes | None = None,
+               template: Path | None = None) -> World:
+    """A world in `tmp_path`: seeded afresh, or copied from a seeded `template` folder."""
+    if template is None:
+        store = sql.SqlStore(sql.sqlite_url(tmp_path / "selfheal.db"))
+        waiting, approval, resolved, fresh = seed(store, tmp_path)
+    else:
+        shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+        store = sql.SqlStore(sql.sqlite_url(tmp_path / "selfheal.db"))
+        waiting, approval, resolved, fresh = json.loads(
+            (tmp_path / "ids.json").read_text(encoding="utf-8"))
+        row = store.incident(resolved)
+        assert row is not None  # the postmortem moves with the copy
+        with store.engine.begin() as conn:
+            detail = row["detail"] | {"postmortem": str(tmp_path / "postmortems" /
+                                                        f"{resolved}.md")}
+            conn.execute(sql.incidents.update().where(sql.incidents.c.id == resolved)
+                         .values(detail=json.dumps(detail)))
     pol = policy.parse(POLICY, "<test policy>")
     ws = ws_mod.build(store, pol, events.Hub(), tmp_path)
     if secret is not None:
         ws = dataclasses.replace(ws, callback_secret=secret)
     ws = dataclasses.replace(ws, clock=lambda: T0 + 60)
-    tokens = {}
-    for name, role in (("victor", "viewer"), ("alice", "approver"), ("mallory", "approver"),
-                       ("root", "admin")):
-        tokens[name] = ws.tokens.create(name, role, "test", T0)[1]
+    if template is None:
+        tokens = {name: ws.tokens.create(name, role, "test", T0)[1] for name, role in ROLES}
+    else:
+        tokens = json.loads((tmp_path / "tokens.json").read_text(encoding="utf-8"))
     app = api.create_app(api.Receivers(body_limit_bytes=1 << 20,
                                        registry=prometheus_client.CollectorRegistry(),
                                        health=lambda: {"ok": True}),
@@ -164,9 +181,25 @@ def make_world(tmp_path: Path, secret: bytes | None = None) -> World:
                  approval=approval, resolved=resolved, fresh=fresh, workdir=tmp_path)
 
 
+ROLES = (("victor", "viewer"), ("alice", "approver"), ("mallory", "approver"),
+         ("root", "admin"))
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One seeded database for the whole session; each test works on its own copy."""
+    folder = tmp_path_factory.mktemp("template")
+    w = make_world(folder)
+    (folder / "ids.json").write_text(json.dumps([w.waiting, w.approval, w.resolved, w.fresh]),
+                                     encoding="utf-8")
+    (folder / "tokens.json").write_text(json.dumps(w.tokens), encoding="utf-8")
+    w.ws.store.close()
+    return folder
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = make_world(tmp_path)
+def world(tmp_path: Path, template: Path) -> Iterator[World]:
+    w = make_world(tmp_path, template=template)
     yield w
     w.ws.store.close()
 

@@ -194,8 +194,8 @@ SECRET = b"s3cret-for-tests"
 
 
 @pytest.fixture
-def chat(tmp_path: Path) -> World:
-    return make_world(tmp_path, secret=SECRET)
+def chat(tmp_path: Path, template: Path) -> World:
+    return make_world(tmp_path, secret=SECRET, template=template)
 
 
 def _post(w: World, body: dict[str, str] | bytes, ts: float, secret: bytes = SECRET,
