@@ -78,7 +78,14 @@ class OpenAIReasoner:
         if answer_tokens < MIN_ANSWER_TOKENS or prompt_chars < 1000:
             return self._failed("", "", 0, f"token budget {budget_tokens} too small for a "
                                 "useful exchange; the reasoner was not called", "")
-        pk = pack_mod.build(window, diagnosis, prompt_chars)
+        pk = pack_mod.build(window, diagnosis, prompt_chars - pack_mod.WRAPPER_CHARS)
+        # The pack cannot shrink below its frame (catalogue, fault kinds): the answer gives way.
+        used = int((len(pk.system) + len(pk.user)) / CHARS_PER_TOKEN) + 1
+        answer_tokens = min(answer_tokens, budget_tokens - used)
+        if answer_tokens < MIN_ANSWER_TOKENS:
+            return self._failed("", "", 0, f"token budget {budget_tokens} too small: the "
+                                f"evidence pack alone needs about {used} tokens; the reasoner "
+                                "was not called", "")
         messages = [{"role": "system", "content": pk.system},
                     {"role": "user", "content": pk.user}]
         fmt = _schema_format(pk.services) if self.schema_supported \
