@@ -9,6 +9,7 @@ every request it received for the test to inspect.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -56,8 +57,9 @@ def window(seed: int = 0, hostile: str = "") -> diagnose.Window:
             logs.append(model.LogRecord(t + 0.2, service, "INFO",
                                         f"handled GET /items in {int(rng.integers(2, 9))} ms"))
             if bad:
+                pause = int(rng.integers(30, 90))
                 logs.append(model.LogRecord(t + 0.5, service, "WARNING",
-                                            f"gc: full collection paused {rng.integers(30, 90)} ms"))
+                                            f"gc: full collection paused {pause} ms"))
                 if hostile:
                     logs.append(model.LogRecord(t + 0.6, service, "ERROR", hostile))
     anomaly = model.Anomaly(id=model.AnomalyId("a1"), service="auth", metric="rss_bytes",
@@ -98,7 +100,7 @@ class FakeChat:
 
 def _handler(chat: FakeChat) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, fmt: str, *args: Any) -> None:
             pass
 
         def _send(self, code: int, body: dict[str, Any]) -> None:
@@ -107,10 +109,8 @@ def _handler(chat: FakeChat) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            try:
+            with contextlib.suppress(BrokenPipeError):  # the client gave up (timeout test)
                 self.wfile.write(data)
-            except BrokenPipeError:  # the client gave up (the timeout test)
-                pass
 
         def do_POST(self) -> None:
             if self.path.rstrip("/") != "/v1/chat/completions":

@@ -18,7 +18,7 @@ def test_off_by_default_and_then_nothing_is_built() -> None:
 def test_enabled_needs_a_model_and_rejects_unknown_fields() -> None:
     with pytest.raises(errors.ConfigError, match="model"):
         config.parse("reasoner: {enabled: true}", "test.yaml")
-    with pytest.raises(errors.ConfigError, match="reasoner.api_key"):
+    with pytest.raises(errors.ConfigError, match=r"reasoner\.api_key"):
         config.parse("reasoner: {enabled: true, model: m, api_key: sk-123}", "test.yaml")
 
 
