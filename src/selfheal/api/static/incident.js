@@ -201,7 +201,7 @@
   $("theory-add").addEventListener("click", async () => {
     const msg = $("theory-msg");
     try {
-      const r = await SH.api("/api/incidents/" + current.id + "/theories", { method: "POST", body: { text: $("theory").value } });
+      const r = await SH.api("/api/incidents/" + encodeURIComponent(current ? current.id : id) + "/theories", { method: "POST", body: { text: $("theory").value } });
       msg.className = "msg muted"; msg.textContent = r.note; $("theory").value = ""; soon();
     } catch (e) { msg.className = "msg bad"; msg.textContent = e.message; }
   });
