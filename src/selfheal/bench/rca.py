@@ -3,8 +3,10 @@
 For every fault of every day's fault list, build the window around the injection with
 `selfheal.sources.nezha`, diagnose it with the same `selfheal.diagnose.Settings` for every case
 and system, and score service-level AC@1/@3/@5, fault-type accuracy, the expected calibration
-error of the top hypothesis' probability, the abstention rate and the time per case. The
-published table of the Nezha paper is kept here to print beside our figures.
+error of the top hypothesis' probability, the abstention rate and the time per case. With a
+reasoner (`--reasoner openai`), each case also asks the model, as the engine does, and the same
+metrics measure the diagnosis with its hypotheses weighed in. The published table of the Nezha
+paper is kept here to print beside our figures.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from selfheal import diagnose, model
+from selfheal import diagnose, model, ports, reasoners
 from selfheal.sources import nezha
 
 PUBLISHED: Mapping[str, Mapping[str, tuple[float, float, float]]] = {
@@ -51,6 +53,10 @@ class Case:
     sufficient: bool
     seconds: float
     summary: str = ""
+    model_tokens: int = 0
+    model_refused: int = 0
+    """Parts of the reasoner's answer refused (outside the schema or the catalogue)."""
+    model_error: str = ""
 
     @property
     def rank(self) -> int | None:
@@ -133,11 +139,23 @@ def by_system(cases: Iterable[Case]) -> dict[str, Score]:
 
 
 def run_case(
-    day: nezha.Day, fault: nezha.Fault, settings: diagnose.Settings, horizon_s: float
+    day: nezha.Day,
+    fault: nezha.Fault,
+    settings: diagnose.Settings,
+    horizon_s: float,
+    reasoner: ports.Reasoner | None = None,
+    budget_tokens: int = 4000,
 ) -> Case:
     began = time.perf_counter()
     window = nezha.window_for(day, fault, horizon_s=horizon_s)
     result = diagnose.diagnose(window, now=window.end, settings=settings)
+    exchange = None
+    if reasoner is not None:
+        # As the engine does: the model reads the pack, its hypotheses re-enter as evidence.
+        exchange = reasoner.propose(window, result, budget_tokens)
+        if exchange.hypotheses:
+            window = reasoners.with_hypotheses(window, exchange)
+            result = diagnose.diagnose(window, now=window.end, settings=settings)
     seconds = time.perf_counter() - began
     ranked: list[str] = []
     for hypothesis in result.hypotheses:
@@ -154,6 +172,9 @@ def run_case(
         sufficient=result.sufficient,
         seconds=seconds,
         summary=top.summary if top else "; ".join(result.missing),
+        model_tokens=exchange.tokens if exchange else 0,
+        model_refused=len(exchange.rejected) if exchange else 0,
+        model_error=exchange.error if exchange else "",
     )
 
 
@@ -168,11 +189,13 @@ def run(
     *,
     horizon_s: float = 180.0,
     on_case: Callable[[Case], None] | None = None,
+    reasoner: ports.Reasoner | None = None,
+    budget_tokens: int = 4000,
 ) -> list[Case]:
     cases = []
     for day in days:
         for fault in day.faults:
-            case = run_case(day, fault, settings, horizon_s)
+            case = run_case(day, fault, settings, horizon_s, reasoner, budget_tokens)
             cases.append(case)
             if on_case is not None:
                 on_case(case)

@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import pydantic
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from selfheal import errors
+from selfheal import config, errors, reasoners
 from selfheal.bench import rca
 from selfheal.sources import nezha
 
@@ -43,12 +44,40 @@ def rca_command(
     ] = 180.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
     verbose: Annotated[bool, typer.Option(help="One line per case on stderr")] = False,
+    reasoner: Annotated[
+        str | None,
+        typer.Option(help="Also ask a model for hypotheses: 'openai' (any OpenAI-compatible "
+                     "endpoint)"),
+    ] = None,
+    base_url: Annotated[
+        str, typer.Option(help="The reasoner's endpoint, e.g. http://127.0.0.1:8080/v1")
+    ] = "http://127.0.0.1:8080/v1",
+    model_name: Annotated[str, typer.Option("--model", help="The reasoner's model name")] = "",
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key")
+    ] = None,
+    budget: Annotated[int, typer.Option(help="Token budget per case (prompt + answer)")] = 4000,
+    timeout: Annotated[float, typer.Option(help="Seconds per model call")] = 60.0,
 ) -> None:
     """Diagnose every injected fault and score AC@k, fault type, calibration and abstention."""
     console = Console()
     err = Console(stderr=True)
     started = time.perf_counter()
     try:
+        model_reasoner = None
+        if reasoner is not None:
+            if reasoner != "openai":
+                raise errors.ConfigError("--reasoner", "", f"unknown reasoner {reasoner!r} "
+                                         "(known: openai)")
+            try:
+                settings = config.Reasoner(enabled=True, base_url=base_url, model=model_name,
+                                           api_key_env=api_key_env, timeout_s=timeout,
+                                           max_tokens_per_incident=budget)
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0]
+                raise errors.ConfigError("--reasoner", ".".join(map(str, first["loc"])),
+                                         first["msg"]) from exc
+            model_reasoner = reasoners.from_settings(settings)
         root = nezha.ensure_extracted(nezha_dir, cache or _default_cache())
         days = rca.plan(root, day)
     except (errors.SelfhealError, OSError) as exc:
@@ -78,7 +107,8 @@ def rca_command(
                     f"sufficient={case.sufficient} {case.top_fault.value}"
                 )
 
-        cases = rca.run(days, horizon_s=horizon, on_case=tick)
+        cases = rca.run(days, horizon_s=horizon, on_case=tick, reasoner=model_reasoner,
+                        budget_tokens=budget)
     seconds = time.perf_counter() - started
     scores = rca.by_system(cases)
     for system, score in scores.items():
@@ -117,8 +147,26 @@ def rca_command(
         "granularity (cpu_* -> overload, network_delay -> latency, return/exception -> errors); "
         "ECE is over the top hypothesis' probability; abstain = diagnosis not sufficient to act."
     )
+    if model_reasoner is not None:
+        failed = sum(bool(c.model_error) for c in cases)
+        console.print(
+            f"Reasoner {reasoner} model {model_name!r} at {base_url}: {len(cases)} calls, "
+            f"{failed} unusable answers, {sum(c.model_refused for c in cases)} refused parts, "
+            f"{sum(c.model_tokens for c in cases)} tokens; the metrics above include its "
+            "hypotheses (weighed as MODEL evidence)."
+        )
+        if verbose:
+            for error in sorted({c.model_error for c in cases if c.model_error})[:10]:
+                err.print(f"reasoner error: {error}")
     if as_json:
-        payload = {system: score.as_json() for system, score in scores.items()}
+        payload: dict[str, object] = {
+            system: score.as_json() for system, score in scores.items()}
+        if model_reasoner is not None:
+            payload["reasoner"] = {
+                "kind": reasoner, "model": model_name, "calls": len(cases),
+                "unusable": sum(bool(c.model_error) for c in cases),
+                "refused_parts": sum(c.model_refused for c in cases),
+                "tokens": sum(c.model_tokens for c in cases)}
         sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
         sys.stdout.flush()
 
