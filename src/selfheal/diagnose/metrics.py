@@ -8,6 +8,12 @@ shift is the second most extreme incident point (one outlier is noise) in the di
 bad for that kind of metric. Saturation signals (CPU, memory, errors) are a service's own;
 latency and traffic also move on services that merely call a sick one, so they weigh less.
 The service's evidence is its strongest metric; the fault kind follows the metric family.
+
+A service whose only moves are falls of its load (requests, syscalls, bytes on the wire) was
+starved, not broken: its callers stopped sending it work. Its own evidence is discounted and
+its callers on the call graph get the weight instead (fault ERRORS: a caller that stops making
+its calls returns early or fails), so an exception in checkout that silences payment and email
+points at checkout.
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ from selfheal.diagnose import window as window_mod
 NAME = "metrics"
 
 UP, DOWN, BOTH = 1, -1, 0
+
+STARVED_SELF = 0.3
+"""What is left of a starved service's own strength (it moved, but because of its callers)."""
+LOAD_FAMILIES = frozenset({"traffic", "other"})
+"""Families whose fall means less work arrived (requests, syscalls, network bytes)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +220,8 @@ class MetricsInvestigator:
             )
             == 1
         )
-        out: list[model.Evidence] = []
+        found: dict[str, tuple[float, model.FaultKind, str]] = {}
+        starved: dict[str, float] = {}
         for service, group in sorted(by_service.items()):
             group.sort(key=lambda s: (-s.z, s.family.priority))
             strength = max(
@@ -220,22 +232,57 @@ class MetricsInvestigator:
             service_onset = min((s.onset for s in group if s.onset is not None), default=None)
             if first is not None and service_onset == first and unique_first:
                 strength += settings.metric_earliness_bonus
-            fault = _fault(group)
             listed = "; ".join(_describe(s) for s in group[:4])
             more = f" (+{len(group) - 4} more)" if len(group) > 4 else ""
-            out.append(
-                model.Evidence(
-                    investigator=NAME,
-                    kind=self.kind,
-                    status=model.EvidenceStatus.OK,
-                    query=query,
-                    observation=f"{service}: {len(group)} series moved: {listed}{more}",
-                    service=service,
-                    fault=fault,
-                    strength=min(1.0, strength),
-                )
+            text = f"{service}: {len(group)} series moved: {listed}{more}"
+            if _starved(group) and callers_of(window.topology, service):
+                starved[service] = strength
+                strength *= STARVED_SELF
+                text += " (only its load fell: its callers stopped sending it work)"
+            found[service] = (strength, _fault(group), text)
+        self._blame_callers(window.topology, starved, found)
+        return tuple(
+            model.Evidence(
+                investigator=NAME,
+                kind=self.kind,
+                status=model.EvidenceStatus.OK,
+                query=query,
+                observation=text,
+                service=service,
+                fault=fault,
+                strength=min(1.0, strength),
             )
-        return tuple(out)
+            for service, (strength, fault, text) in sorted(found.items())
+        )
+
+    @staticmethod
+    def _blame_callers(
+        topology: Mapping[str, tuple[str, ...]],
+        starved: Mapping[str, float],
+        found: dict[str, tuple[float, model.FaultKind, str]],
+    ) -> None:
+        """Give each starved service's weight to its callers, shared between them."""
+        credit: dict[str, list[tuple[str, float]]] = {}
+        for service, strength in starved.items():
+            callers = callers_of(topology, service)
+            for caller in callers:
+                credit.setdefault(caller, []).append((service, strength / len(callers)))
+        for caller, items in sorted(credit.items()):
+            if caller in starved:
+                continue  # starved itself: the work dried up further up
+            total = min(1.0, sum(w for _, w in items))
+            named = ", ".join(name for name, _ in sorted(items))
+            one = len(items) == 1
+            note = (
+                f"{named} lost {'its' if one else 'their'} load: {caller} stopped calling "
+                f"{'it' if one else 'them'}"
+            )
+            own, fault, text = found.get(caller, (0.0, model.FaultKind.UNKNOWN, ""))
+            if total > own:
+                rest = f"; {text.split(': ', 1)[1]}" if text else ""
+                found[caller] = (total, model.FaultKind.ERRORS, f"{caller}: {note}{rest}")
+            else:
+                found[caller] = (own, fault, f"{text}; {note}")
 
     @staticmethod
     def _shifts(
@@ -249,6 +296,15 @@ class MetricsInvestigator:
             if shift is not None:
                 shifts.append(shift)
         return shifts
+
+
+def callers_of(topology: Mapping[str, tuple[str, ...]], service: str) -> list[str]:
+    return sorted(caller for caller, callees in topology.items() if service in callees)
+
+
+def _starved(group: Sequence[Shift]) -> bool:
+    """Did only the service's load fall (less work arrived), nothing of its own rise?"""
+    return all(s.family.name in LOAD_FAMILIES and s.observed < s.baseline for s in group)
 
 
 def _fault(group: Sequence[Shift]) -> model.FaultKind:
