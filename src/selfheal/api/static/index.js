@@ -35,11 +35,30 @@
         SH.el("td", { class: "muted", text: "expires " + SH.clock(a.expires_at) + " UTC" })));
     }
   }
-  function soon() { clearTimeout(timer); timer = setTimeout(() => load().catch(() => {}), 300); }
+  async function policy() {
+    const [p, t] = await Promise.all([SH.api("/api/policy"), SH.api("/api/trust")]);
+    const doc = p.document;
+    const box = SH.clear(document.getElementById("policy"));
+    box.appendChild(SH.el("div", {}, "Policy ", SH.el("code", { text: p.source }),
+      " (sha256 " + p.sha256.slice(0, 12) + ") · default mode ", SH.el("b", { text: doc.modes.default }),
+      " · rules: " + (doc.rules.map(r => r.name + " → " + r.verdict).join(", ") || "none (deny)") +
+      " · roles: " + Object.entries(doc.roles).map(([r, u]) => r + " = " + u.join(", ")).join("; ")));
+    if (t.revoked.length) box.appendChild(SH.el("div", { class: "bad" },
+      "Revoked: " + t.revoked.map(r => r.subject + " by " + r.by + " (" + r.reason + ")").join("; ")));
+    const rows = SH.clear(document.getElementById("trust"));
+    if (!t.trust.length) rows.appendChild(SH.el("tr", {}, SH.el("td", { colspan: 8, class: "empty", text: "No outcomes yet: trust is learned from them." })));
+    for (const r of t.trust) rows.appendChild(SH.el("tr", {},
+      SH.el("td", { text: r.agent }), SH.el("td", { class: "mono", text: r.action }),
+      SH.el("td", { text: r.successes }), SH.el("td", { text: r.failures }), SH.el("td", { text: r.rejections }),
+      SH.el("td", {}, SH.bar(r.score, "p"), SH.el("span", { class: "faint mono", text: r.score.toFixed(2) })),
+      SH.el("td", { text: r.mode }), SH.el("td", { class: "muted", text: r.why })));
+  }
+  function soon() { clearTimeout(timer); timer = setTimeout(() => { load().catch(() => {}); policy().catch(() => {}); }, 300); }
   document.getElementById("f-state").addEventListener("change", soon);
   document.getElementById("f-q").addEventListener("input", soon);
   SH.header();
   load().catch(e => { document.getElementById("count").textContent = e.message; });
+  policy().catch(() => {});
   SH.listen("", soon);
   setInterval(soon, 30000);
 })();
