@@ -1,8 +1,10 @@
 """Replays of recorded real demo runs (service-level samples the engine fed the detector).
 
 The recordings are input only: `demo_replay.json` (the default demo, 25 s of baseline) and
-`demo_baseline_10min.json.gz` (`demo.baseline_s: 600` on a busy shared host: ten minutes of
-noisy but healthy p99 latencies, then the same bad deploy). The assertions are the demo's
+`demo_baseline_10min.json.gz` and `demo_baseline_10min_b.json.gz` (two runs with
+`demo.baseline_s: 600` on a busy shared host: ten minutes of noisy but healthy p99 latencies,
+then the same bad deploy; the second was recorded after the detector was changed, and checked
+as held out before it joined the test). The assertions are the demo's
 detection requirements: quiet before the deploy, the leak reported soon after the settle
 window, auth's latency regression reported before the rollback, nothing unexpected on the other
 services, and the shared-host settle rule the engine applies.
@@ -22,7 +24,7 @@ from selfheal import detect, model
 
 SETTLE = 15.0
 DATA = Path(__file__).parent / "data"
-RECORDINGS = ["demo_replay.json", "demo_baseline_10min.json.gz"]
+RECORDINGS = ["demo_replay.json", "demo_baseline_10min.json.gz", "demo_baseline_10min_b.json.gz"]
 
 
 def _load(name: str) -> dict[str, Any]:
