@@ -57,24 +57,27 @@ PAST_DIAGNOSIS = {"diagnosed", "awaiting_approval", "acting", "verifying", "reso
 
 
 def router(ws: ws_mod.Workspace) -> fastapi.APIRouter:
+    # The routes that append to the ledger are `async` on purpose: they run on the event
+    # loop's thread, as the controller does, so their appends never interleave with its own
+    # (the store's lock and anchor file are per store object and per process).
     approver = fastapi.Depends(auth.require(ws.tokens, "approver"))
     admin = fastapi.Depends(auth.require(ws.tokens, "admin"))
     r = fastapi.APIRouter(prefix="/api", tags=["write"])
 
     @r.post("/approvals/{approval_id}/approve", summary="Approve a parked plan (role "
             "approver, and the policy role the approval names)")
-    def approve(approval_id: str, body: DecisionBody,
+    async def approve(approval_id: str, body: DecisionBody,
                    caller: auth.Caller = approver) -> dict[str, Any]:
         return ws_mod.decide(ws, approval_id, "approved", body.reason, caller.ledger_fields())
 
     @r.post("/approvals/{approval_id}/reject", summary="Reject a parked plan; it never runs")
-    def reject(approval_id: str, body: DecisionBody,
+    async def reject(approval_id: str, body: DecisionBody,
                   caller: auth.Caller = approver) -> dict[str, Any]:
         return ws_mod.decide(ws, approval_id, "rejected", body.reason, caller.ledger_fields())
 
     @r.post("/incidents/{incident_id}/theories", status_code=201,
             summary="Explore a theory: add a human hypothesis to an investigation")
-    def theory(incident_id: str, body: TheoryBody,
+    async def theory(incident_id: str, body: TheoryBody,
                caller: auth.Caller = approver) -> dict[str, Any]:
         row = ws_mod.incident_row(ws, incident_id)
         late = row["state"] in PAST_DIAGNOSIS
@@ -105,7 +108,7 @@ def router(ws: ws_mod.Workspace) -> fastapi.APIRouter:
         return {"tokens": [_token_json(t) for t in ws.tokens.list()]}
 
     @r.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
-    def create_token(body: TokenBody, caller: auth.Caller = admin) -> dict[str, Any]:
+    async def create_token(body: TokenBody, caller: auth.Caller = admin) -> dict[str, Any]:
         token, secret = ws.tokens.create(body.name, body.role, caller.name, ws.clock())
         ws.store.append_ledger(ws.clock(), "", "token.created", {
             "token_id": token.id, "name": token.name, "role": token.role,
@@ -113,7 +116,7 @@ def router(ws: ws_mod.Workspace) -> fastapi.APIRouter:
         return {**_token_json(token), "secret": secret}
 
     @r.delete("/tokens/{token_id}", summary="Revoke a token at once")
-    def revoke_token(token_id: str, caller: auth.Caller = admin) -> dict[str, Any]:
+    async def revoke_token(token_id: str, caller: auth.Caller = admin) -> dict[str, Any]:
         if not ws.tokens.revoke(token_id, ws.clock()):
             raise ws_mod.not_found("live token", token_id)
         ws.store.append_ledger(ws.clock(), "", "token.revoked", {
