@@ -175,6 +175,12 @@ def test_the_browser_session_needs_the_csrf_echo_to_change_anything(world: World
     session = next(h for h in cookies if h.startswith(auth.SESSION_COOKIE))
     assert "HttpOnly" in session and "SameSite=strict" in session
     assert c.get("/api/me").json()["via"] == "session"  # reads ride on the cookie
+    evil = {"Origin": "http://evil.example", auth.CSRF_HEADER: c.cookies[auth.CSRF_COOKIE]}
+    cross = c.post(f"/api/approvals/{world.approval}/approve", json={"reason": "x"},
+                   headers=evil)
+    assert cross.status_code == 403 and "cross-origin" in cross.json()["detail"]
+    assert c.post("/api/session", json={"token": world.tokens["root"]},
+                  headers={"Origin": "http://evil.example"}).status_code == 403
     url = f"/api/approvals/{world.approval}/approve"
     forged = c.post(url, json={"reason": "from another site"})
     assert forged.status_code == 403 and "CSRF" in forged.json()["detail"]

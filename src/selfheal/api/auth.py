@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import math
 import secrets
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -76,8 +77,16 @@ def authenticate(request: fastapi.Request, store: tokens_mod.TokenStore) -> Call
         raise _refuse(401, "your session's token is unknown or was revoked: sign in again at "
                       "/login", **{"WWW-Authenticate": "Bearer"})
     if request.method not in SAFE_METHODS:
+        check_origin(request)
         check_csrf(request)
     return Caller(token, "session")
+
+
+def check_origin(request: fastapi.Request) -> None:
+    """A browser names the page that sent a request in `Origin`: it must be this server."""
+    origin = request.headers.get("origin", "")
+    if origin and urllib.parse.urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise _refuse(403, f"cross-origin request refused (Origin {origin})")
 
 
 def check_csrf(request: fastapi.Request) -> None:

@@ -125,7 +125,9 @@ def router(ws: ws_mod.Workspace) -> fastapi.APIRouter:
 
     @r.post("/session", summary="Sign in the browser with a token (sets the session and "
             "CSRF cookies)")
-    def login(body: SessionBody, response: fastapi.Response) -> dict[str, Any]:
+    def login(body: SessionBody, request: fastapi.Request,
+              response: fastapi.Response) -> dict[str, Any]:
+        auth.check_origin(request)
         token = ws.tokens.lookup(body.token)
         if token is None:
             raise fastapi.HTTPException(401, "unknown or revoked API token")
