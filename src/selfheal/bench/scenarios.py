@@ -200,8 +200,12 @@ async def run_one(scn: catalog.Scenario, agent: Agent, workdir: Path, settings: 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.timeout_s + max(0.0, t0 - time.time())
         watch_min = settings.quiet_s if scn.expect != "resolve" else 0.0
+        healed_at: float | None = None
         while loop.time() < deadline:
             await asyncio.sleep(1.0)
+            if scn.healed is not None and time.time() >= t0:
+                ok = await scn.healed(platform)
+                healed_at = (healed_at or time.time()) if ok else None
             for t in tasks:
                 if t.done():
                     t.result()  # surfaces a crashed controller, reflex or probe
@@ -224,11 +228,13 @@ async def run_one(scn: catalog.Scenario, agent: Agent, workdir: Path, settings: 
                 continue
             if scn.expect != "resolve" and now >= t0 + watch_min:
                 break
-            if violated and good_from is not None:
+            fixed = healed_at is not None if scn.healed is not None else violated
+            if fixed and good_from is not None and (violated or now - (healed_at or now)
+                                                    >= settings.stable_s):
                 break
         end = time.time()
         return _measure(scn, agent, t_inject, injected, prober, base_p90, end, settings, ctl,
-                        store, ref, time.perf_counter() - started_wall)
+                        store, ref, time.perf_counter() - started_wall, healed_at)
     finally:
         if ctl is not None:
             await ctl.stop()
@@ -252,7 +258,7 @@ def _about(case: controller_mod.Case, involved: frozenset[str]) -> bool:
 def _measure(scn: catalog.Scenario, agent: Agent, t_inject: float, injected: catalog.Injected,
              prober: slo.Prober, base_p90: float, end: float, settings: Settings,
              ctl: controller_mod.Controller | None, store: sql.SqlStore | None,
-             ref: reflex.Reflex | None, wall: float) -> Run:
+             ref: reflex.Reflex | None, wall: float, healed_at: float | None) -> Run:
     t0 = injected.at
     violated, good_from = _restored_at(prober.probes, t0, end, base_p90, settings.objective,
                                        settings.stable_s)
@@ -294,9 +300,18 @@ def _measure(scn: catalog.Scenario, agent: Agent, t_inject: float, injected: cat
                     settings.objective, end)
     harmful = sum(1 for a in actions if a.harmful)
     notes += [a.why_harmful for a in actions if a.harmful]
-    mttr = (good_from - t0) if (violated and good_from is not None) else None
+    if scn.healed is not None:
+        # Ground truth decides whether the fault is gone; the SLO must hold at the end too.
+        # Healed before the SLO ever broke counts: the failure was stopped before it bit.
+        fixed = healed_at is not None
+        restored = good_from if violated else healed_at
+    else:
+        fixed = violated
+        restored = good_from
+    mttr = (restored - t0) if (fixed and good_from is not None and restored is not None) \
+        else None
     if scn.expect == "resolve":
-        resolved = violated and good_from is not None and not escalated
+        resolved = mttr is not None and not escalated
     elif scn.expect == "escalate":
         forward = [a for a in actions if a.phase != "undo"]
         resolved = escalated and not forward

@@ -56,6 +56,8 @@ class Scenario:
     inject: Callable[[local.LocalPlatform], Awaitable[Injected]]
     culprit: str = ""
     """Where the failure lives; incidents on it or on its callers are about this scenario."""
+    healed: Callable[[local.LocalPlatform], Awaitable[bool]] | None = None
+    """Ground truth: is the injected fault gone? (None: only the SLO can tell.)"""
 
     def involved(self) -> frozenset[str]:
         """The culprit, the targets and every service that calls them, directly or not."""
@@ -137,23 +139,82 @@ async def _healthy_deploy(p: local.LocalPlatform) -> Injected:
     return Injected(change.t, "catalog 3.1.1 deployed (a short warm-up latency blip)")
 
 
+async def _all_healthy(p: local.LocalPlatform, service: str) -> bool:
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        for r in p.replicas(service):
+            try:
+                resp = await http.get(f"http://127.0.0.1:{r.port}/healthz")
+            except httpx.HTTPError:
+                return False
+            if resp.status_code != 200:
+                return False
+    return bool(p.replicas(service))
+
+
+async def _leak_gone(p: local.LocalPlatform) -> bool:
+    return all(r.version != "1.2.1" for r in p.replicas("auth"))
+
+
+async def _config_ok(p: local.LocalPlatform) -> bool:
+    config = state_mod.read_json(p.state.config("checkout")) or {}
+    return int(config.get("pool_size", 0)) >= 0 and await _all_healthy(p, "checkout")
+
+
+async def _cache_clean(p: local.LocalPlatform) -> bool:
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        for r in p.replicas("catalog"):
+            try:
+                entries = (await http.get(f"http://127.0.0.1:{r.port}/admin/cache")).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            if any(isinstance(v, dict) and "corrupt" in v for v in entries.values()):
+                return False
+    return True
+
+
+async def _cert_valid(p: local.LocalPlatform) -> bool:
+    info = state_mod.cert_info(p.state.cert("auth"))
+    return info is not None and info[1] > p.clock() + 3600
+
+
+async def _credential_valid(p: local.LocalPlatform) -> bool:
+    secret = state_mod.read_json(p.state.secret("cart-db")) or {}
+    return float(secret.get("expires_at", 0)) > p.clock() + 3600
+
+
+async def _off_east(p: local.LocalPlatform) -> bool:
+    regions = state_mod.read_json(p.state.regions("catalog")) or {}
+    return regions.get("inventory") != "east"
+
+
+async def _cart_alive(p: local.LocalPlatform) -> bool:
+    return await _all_healthy(p, "cart")
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("bad-deploy-memory-leak", "a bad deploy of auth leaks memory and stalls in GC",
-             "resolve", frozenset({"auth"}), _bad_deploy, culprit="auth"),
+             "resolve", frozenset({"auth"}), _bad_deploy, culprit="auth",
+             healed=_leak_gone),
     Scenario("config-crash-loop", "a bad config change crashes checkout's workers; restarts "
-             "die at once", "resolve", frozenset({"checkout"}), _bad_config, culprit="checkout"),
+             "die at once", "resolve", frozenset({"checkout"}), _bad_config, culprit="checkout",
+             healed=_config_ok),
     Scenario("traffic-surge", "orders triple; checkout's connection pools queue",
              "resolve", frozenset({"checkout"}), _surge, culprit="checkout"),
     Scenario("poisoned-cache", "a corrupt cache entry makes catalog fail every /items",
-             "resolve", frozenset({"catalog"}), _poisoned_cache, culprit="catalog"),
+             "resolve", frozenset({"catalog"}), _poisoned_cache, culprit="catalog",
+             healed=_cache_clean),
     Scenario("expiring-certificate", "auth's TLS certificate expires (warnings first)",
-             "resolve", frozenset({"auth"}), _cert, culprit="auth"),
+             "resolve", frozenset({"auth"}), _cert, culprit="auth",
+             healed=_cert_valid),
     Scenario("expired-credential", "cart's database credential expires",
-             "resolve", frozenset({"cart"}), _credential, culprit="cart"),
+             "resolve", frozenset({"cart"}), _credential, culprit="cart",
+             healed=_credential_valid),
     Scenario("region-outage", "inventory's east region goes dark under catalog",
-             "resolve", frozenset({"catalog"}), _region, culprit="inventory-east"),
+             "resolve", frozenset({"catalog"}), _region, culprit="inventory-east",
+             healed=_off_east),
     Scenario("hung-replica", "one cart replica deadlocks", "resolve", frozenset({"cart"}),
-             _hung, culprit="cart"),
+             _hung, culprit="cart",
+             healed=_cart_alive),
     Scenario("novel-failure", "checkout fails in a way no catalogue action fixes",
              "escalate", frozenset(), _novel, culprit="checkout"),
     Scenario("healthy-deploy", "a good catalog release with an expected latency blip",
