@@ -99,6 +99,9 @@ def test_approve_in_the_browser_then_see_it_executed_and_verified(
             sync_api.expect(page.locator("#postmortem")).to_contain_text("# Postmortem",
                                                                          timeout=30_000)
             sync_api.expect(page.locator("#approval")).to_be_hidden()
+            # the live feed heard it all through the event stream
+            sync_api.expect(page.locator("#feed")).to_contain_text("recovered and verified")
+            sync_api.expect(page.locator("#live")).to_have_text("live")
             page.screenshot(path=str(shot), full_page=True)
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(no_leftovers / "incident-top.png"))  # docs/workspace.png
