@@ -6,8 +6,8 @@ versions, replica counts) as values. A plan is only a proposal until the policy 
 The remedy follows the top hypothesis's fault. When that fault is generic (errors, latency) the
 planner looks at what the hypothesis's own evidence says more precisely: an investigator that
 saw a certificate, a credential or a config fault, log lines that name a corrupt cache entry or
-an unreachable region, a request rate that rose with the latency (a surge). Anything else has
-no remedy in the catalogue, and the incident goes to a human.
+an unreachable region, a request rate that rose with the latency or an exhausted pool (a
+surge). Anything else has no remedy in the catalogue, and the incident goes to a human.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _BY_FAULT = {
 _CACHE = re.compile(r"\bcache (entry|entries)\b.*\bcorrupt", re.I)
 _REGION = re.compile(r"\bregion\b.*\b(unreachable|down|outage)|"
                      r"call to [a-z0-9-]+-(east|west|north|south)\S* failed", re.I)
+_SATURATED = re.compile(r"\b(pool exhausted|queue (is )?full|too many requests)\b", re.I)
 _RATE = re.compile(r"request_rate ([0-9.e+-]+) -> ([0-9.e+-]+)")
 SURGE_FACTOR = 1.5
 """A request rate this many times its baseline, with the latency up, is a surge."""
@@ -53,7 +54,11 @@ def family(h: model.Hypothesis) -> model.ActionKind | None:
         return model.ActionKind.CACHE_FLUSH
     if any(_REGION.search(o) for o in logs):
         return model.ActionKind.TRAFFIC_SHIFT
-    if h.fault is model.FaultKind.LATENCY:
+    if h.fault in (model.FaultKind.LATENCY, model.FaultKind.ERRORS):
+        # Saturation: more demand than the replicas can take (the rate rose with the
+        # latency, or the service says its pool is exhausted) is fixed by more replicas.
+        if any(_SATURATED.search(o) for o in logs):
+            return model.ActionKind.SCALE
         for e in strong:
             m = _RATE.search(e.observation) if e.kind is model.SignalKind.METRICS else None
             if m and float(m.group(2)) >= SURGE_FACTOR * max(float(m.group(1)), 1e-9):

@@ -105,3 +105,10 @@ def test_config_revert_needs_a_config_change_to_take_back() -> None:
     assert p.inverse == (model.Action(model.ActionKind.CONFIG_REVERT, "catalog",
                                       model.params(restore="plan-7")),)
     assert not p.canary
+
+
+def test_an_exhausted_pool_scales_even_when_the_fault_reads_as_errors() -> None:
+    pool = _ev(model.SignalKind.LOGS, "checkout: new template x7: 'connection pool exhausted: "
+               "a request waited <*> ms for one of <*> connections'")
+    assert _kind(_diag(model.FaultKind.ERRORS, pool)) == model.ActionKind.SCALE
+    assert _kind(_diag(model.FaultKind.MEMORY_LEAK, pool)) is None  # not a saturation fault
