@@ -13,6 +13,7 @@ surge). Anything else has no remedy in the catalogue, and the incident goes to a
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 from selfheal import catalogue, model
@@ -59,10 +60,19 @@ def family(h: model.Hypothesis) -> model.ActionKind | None:
         # latency, or the service says its pool is exhausted) is fixed by more replicas.
         if any(_SATURATED.search(o) for o in logs):
             return model.ActionKind.SCALE
-        for e in strong:
-            m = _RATE.search(e.observation) if e.kind is model.SignalKind.METRICS else None
-            if m and float(m.group(2)) >= SURGE_FACTOR * max(float(m.group(1)), 1e-9):
-                return model.ActionKind.SCALE
+        ratio = rate_ratio(h)
+        if ratio is not None and ratio >= SURGE_FACTOR:
+            return model.ActionKind.SCALE
+    return None
+
+
+def rate_ratio(h: model.Hypothesis) -> float | None:
+    """How many times its baseline request rate the service now serves, if the metrics
+    evidence says."""
+    for e in _strong(h):
+        m = _RATE.search(e.observation) if e.kind is model.SignalKind.METRICS else None
+        if m:
+            return float(m.group(2)) / max(float(m.group(1)), 1e-9)
     return None
 
 
@@ -120,7 +130,9 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
         why = (f"{facts.service}: {top.fault.value} (p={top.probability:.2f}); replace the "
                "replicas that fail their health check, keeping the old ones aside")
     elif fam == model.ActionKind.SCALE:
-        target = min(facts.replicas * 2, 16)
+        # Each replica should carry again what it carried before the surge; at least double.
+        ratio = rate_ratio(top) or 2.0
+        target = min(max(facts.replicas * 2, math.ceil(facts.replicas * ratio)), 16)
         step = model.Action(model.ActionKind.SCALE, facts.service,
                             model.params(from_replicas=facts.replicas, to_replicas=target))
         why = f"{facts.service} looks overloaded; scale {facts.replicas} -> {target}"
