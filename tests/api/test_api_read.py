@@ -3,11 +3,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+import socket
 import sqlite3
+from pathlib import Path
 
+import prometheus_client
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.api.conftest import T0, World
+from selfheal import api, config, policy
+from selfheal.api import web
+from selfheal.store import sql
+from tests.api.conftest import POLICY, T0, World
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,3 +208,32 @@ def test_pages_are_static_with_a_strict_csp(world: World) -> None:
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert world.client.get("/static/..%2Fworkspace.py").status_code == 404
     assert world.client.get("/static/nothing.js").status_code == 404
+
+
+def test_with_prometheus_the_charts_read_it_not_the_sql_samples(tmp_path: Path,
+                                                                template: Path) -> None:
+    """`selfheal serve` with Prometheus: service series come from it, as investigations read
+    them; a Prometheus that cannot answer leaves the chart empty instead of showing stale SQL
+    samples (the seeded store has auth's memory series)."""
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there
+    prom = config.PrometheusSource(url=f"http://127.0.0.1:{port}", retries=0, timeout_s=1)
+    ws = web.open_workspace(sql.sqlite_url(tmp_path / "selfheal.db"),
+                            policy.parse(POLICY, "<test>"), tmp_path, prometheus_cfg=prom)
+    ws = dataclasses.replace(ws, clock=lambda: T0 + 60)
+    try:
+        app = api.create_app(api.Receivers(body_limit_bytes=1 << 20,
+                                           registry=prometheus_client.CollectorRegistry(),
+                                           health=lambda: {"ok": True}),
+                             routers=web.routers(ws))
+        secret = json.loads((tmp_path / "tokens.json").read_text())["victor"]
+        res = TestClient(app).get("/api/incidents/inc-wait0001/series",
+                                  headers={"Authorization": f"Bearer {secret}"})
+        assert res.status_code == 200
+        assert res.json()["services"] == {"auth": {}}
+        assert res.json()["changes"][0]["what"] == "deploy auth 1.2.1"  # changes stay in SQL
+    finally:
+        ws.close()

@@ -19,10 +19,12 @@ import fastapi
 import prometheus_client
 import uvicorn
 
+from selfheal import config as config_mod
 from selfheal import policy
 from selfheal.api import events, pages, receivers, routes_read, routes_write
 from selfheal.api import workspace as ws_mod
 from selfheal.engine import serve as serve_mod
+from selfheal.sources import prometheus
 from selfheal.store import sql
 
 
@@ -31,11 +33,18 @@ def routers(ws: ws_mod.Workspace) -> list[fastapi.APIRouter]:
 
 
 def open_workspace(database_url: str, pol: policy.Policy, workdir: Path,
-                   topology: Mapping[str, tuple[str, ...]] | None = None) -> ws_mod.Workspace:
+                   topology: Mapping[str, tuple[str, ...]] | None = None,
+                   prometheus_cfg: config_mod.PrometheusSource | None = None,
+                   ) -> ws_mod.Workspace:
     """A workspace with its own connection to the agent's database (SQLite in WAL mode lets
-    the agent and the API share the file; PostgreSQL is shared anyway)."""
+    the agent and the API share the file; PostgreSQL is shared anyway). With Prometheus
+    configured, the charts read service series from it, as the investigations do."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return ws_mod.build(sql.SqlStore(database_url), pol, events.Hub(), workdir, topology)
+    if prometheus_cfg is None:
+        return ws_mod.build(sql.SqlStore(database_url), pol, events.Hub(), workdir, topology)
+    source = prometheus.PrometheusSource.from_config(prometheus_cfg)
+    return ws_mod.build(serve_mod.PrometheusBackedStore(database_url, source), pol,
+                        events.Hub(), workdir, topology, on_close=(source.close,))
 
 
 def forward(hub: events.Hub) -> Callable[[Any], None]:
@@ -92,4 +101,4 @@ class Server:
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
         self.sock.close()
-        self.ws.store.close()
+        self.ws.close()

@@ -44,6 +44,14 @@ class Workspace:
     callback_secret: bytes | None = None
     secure_cookies: bool = False
     clock: Callable[[], float] = time.time
+    on_close: tuple[Callable[[], None], ...] = ()
+
+    def close(self) -> None:
+        """End the open event streams and release the store (and its metric source)."""
+        self.hub.close()
+        self.store.close()
+        for close in self.on_close:
+            close()
 
     def publish(self, stage: str, message: str, incident_id: str = "",
                 **data: Any) -> None:
@@ -52,7 +60,8 @@ class Workspace:
 
 def build(store: sql.SqlStore, pol: policy.Policy, hub: events.Hub, workdir: Path,
           topology: Mapping[str, tuple[str, ...]] | None = None, *,
-          secure_cookies: bool = False) -> Workspace:
+          secure_cookies: bool = False,
+          on_close: tuple[Callable[[], None], ...] = ()) -> Workspace:
     """The workspace over an open store; the callback secret is read from
     `<workdir>/callback.secret` when `selfheal token callback-secret` made one."""
     secret_file = workdir / CALLBACK_SECRET_FILE
@@ -60,7 +69,8 @@ def build(store: sql.SqlStore, pol: policy.Policy, hub: events.Hub, workdir: Pat
         if secret_file.is_file() else None
     return Workspace(store=store, tokens=tokens_mod.TokenStore(store), policy=pol, hub=hub,
                      workdir=workdir, topology=dict(topology or {}),
-                     callback_secret=secret or None, secure_cookies=secure_cookies)
+                     callback_secret=secret or None, secure_cookies=secure_cookies,
+                     on_close=on_close)
 
 
 def not_found(what: str, key: str) -> fastapi.HTTPException:

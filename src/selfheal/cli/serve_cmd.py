@@ -60,7 +60,8 @@ def serve(
     console = Console(stderr=True, highlight=False)
     # The web workspace and its API (docs/api.md), fed live from the controller's events.
     workspace = web.open_workspace(cfg.database_url(), pol, cfg.workdir,
-                                   {s: tuple(c) for s, c in cfg.platform.services.items()})
+                                   {s: tuple(c) for s, c in cfg.platform.services.items()},
+                                   cfg.sources.prometheus)
     to_hub = web.forward(workspace.hub)
 
     def on_event(e: controller_mod.Event) -> None:
@@ -80,7 +81,6 @@ def serve(
         asyncio.run(serve_mod.run(cfg, pol, functools.partial(
             make_app, routers=web.routers(workspace)), on_event, on_ready=on_ready))
     finally:
-        workspace.hub.close()
-        workspace.store.close()
+        workspace.close()
     console.print("stopped")
 
