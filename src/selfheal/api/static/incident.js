@@ -130,7 +130,8 @@
     if (out) {
       const cls = out.resolved ? "ok" : "bad";
       o.appendChild(SH.el("div", { class: "check", id: "outcome-line" }, SH.el("b", { class: cls, text: out.resolved ? "✓" : "!" }),
-        SH.el("span", {}, SH.el("b", { class: cls, text: out.resolved ? "resolved" : out.merged_into ? "merged into " + out.merged_into : "escalated to a human" }),
+        SH.el("span", {}, SH.el("b", { class: cls, text: out.resolved ? "resolved" : out.merged_into ? "merged into " : "escalated to a human" }),
+          out.merged_into ? SH.el("a", { href: "/incidents/" + out.merged_into, class: "mono", text: out.merged_into }) : null,
           out.reason ? " — " + out.reason : "", out.rolled_back ? " (the action was undone)" : "")));
     }
     if (!box.childNodes.length && !ex.childNodes.length && !v.childNodes.length && !o.childNodes.length)
