@@ -105,3 +105,30 @@ def test_any_single_field_change_is_detected(tmp_path_factory: pytest.TempPathFa
         ledger.verify(entries)
     assert info.value.seq == e.seq  # the first bad entry is exactly the changed one
     store.close()
+
+
+_WRITER = """
+import sys
+from selfheal.store import sql
+store = sql.SqlStore(sql.sqlite_url(sys.argv[1]))
+for i in range(int(sys.argv[2])):
+    store.append_ledger(float(i), "inc-" + sys.argv[3], "k", {"i": i, "who": sys.argv[3]})
+"""
+
+
+def test_two_processes_appending_at_once_keep_one_valid_chain(tmp_path: Path) -> None:
+    """The agent and the CLI (or the workspace) append to the same ledger at the same time:
+    no entry is lost, the chain verifies, and the remembered head is the newest entry."""
+    import sys
+
+    db = tmp_path / "shared.db"
+    sql.SqlStore(sql.sqlite_url(db)).close()
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), "60", name])
+             for name in ("agent", "cli")]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    store = sql.SqlStore(sql.sqlite_url(db))
+    assert store.verify_ledger() == 120
+    whos = [e.payload["who"] for e in store.ledger()]
+    assert whos.count("agent") == 60 and whos.count("cli") == 60
+    store.close()

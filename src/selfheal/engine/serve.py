@@ -271,7 +271,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
     sock = bind(cfg.serve.host, cfg.serve.port)
     host, port = sock.getsockname()[:2]
     server = QuietServer(uvicorn.Config(app, log_level="warning", access_log=False,
-                                    lifespan="off"))
+                                    lifespan="off", timeout_graceful_shutdown=2))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     handled = (signal.SIGTERM, signal.SIGINT)

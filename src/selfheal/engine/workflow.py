@@ -145,7 +145,10 @@ class Workflow:
             logs=(ctl.store.logs(None, start - BASELINE_S, now)
                   if model.SignalKind.LOGS in ctl.kinds else None),
             changes=ctl.store.changes_between(start - BASELINE_S, now),
-            spans=None, topology=ctl.topology)
+            spans=None, topology=ctl.topology,
+            # Theories a human added (workspace or API) are tested with the rest.
+            theories=tuple(str(e.payload["theory"]) for e in ctl.store.ledger(inc.id)
+                           if e.kind == "theory.added"))
 
     async def _investigate_and_act(self, case: Case, work: Work) -> None:
         ctl = self.ctl

@@ -8,10 +8,12 @@ describes (write-ahead).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -350,11 +352,24 @@ class SqlStore:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         if self.anchor is not None:  # after the commit: the anchor never runs ahead
-            tmp = self.anchor.with_suffix(f".head.{os.getpid()}.tmp")
-            tmp.write_text(f"{seq} {digest}\n", encoding="utf-8")
-            os.replace(tmp, self.anchor)
+            self._advance_anchor(seq, digest)
         return model.LedgerEntry(seq=seq, ts=ts, incident_id=incident_id, kind=kind,
                                  payload=json.loads(body), prev_hash=prev, hash=digest)
+
+    def _advance_anchor(self, seq: int, digest: str) -> None:
+        """Move the remembered head forward, never back: another process (the CLI, the
+        workspace) may have appended a later entry and written its anchor first."""
+        assert self.anchor is not None
+        with open(self.anchor.with_suffix(".head.lock"), "a", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = int(self.anchor.read_text(encoding="utf-8").split()[0])
+            except (OSError, ValueError, IndexError):
+                current = 0
+            if seq > current:
+                tmp = self.anchor.with_suffix(f".head.{uuid.uuid4().hex}.tmp")
+                tmp.write_text(f"{seq} {digest}\n", encoding="utf-8")
+                os.replace(tmp, self.anchor)
 
     def verify_ledger(self) -> int:
         """Verify the chain and its remembered head; raise `LedgerCorrupt` at the first problem."""
