@@ -106,9 +106,13 @@ def series_shift(
     samples: Sequence[model.Sample],
     window: window_mod.Window,
     settings: window_mod.Settings,
+    family: Family | None = None,
 ) -> Shift | None:
     """The shift of one series, or None when its baseline or incident part is too short."""
-    family = family_of(metric)
+    if family is None:
+        family = family_of(metric)
+    if family.name == "success":
+        return _success_shift(service, metric, samples, window, settings)
     base = sorted(
         (
             s
@@ -131,7 +135,7 @@ def series_shift(
     magnitude = statistics.median(abs(s.value) for s in base)
     if magnitude > 0.0:
         offset = 0.01 * magnitude
-    elif family.fault is model.FaultKind.ERRORS:
+    elif family.direction == UP and family.fault is model.FaultKind.ERRORS:
         offset = 0.01  # an error ratio from 0 to a few percent is a real move
     else:
         return None  # a series that is usually zero has no scale to move against
@@ -159,6 +163,41 @@ def series_shift(
     scored.sort(reverse=True)
     best_z, best_value = scored[1] if len(scored) >= 2 else scored[0]
     return Shift(service, metric, family, median, best_value, best_z, onset)
+
+
+FAILURES = Family("failures", (), UP, model.FaultKind.ERRORS, 2)
+"""A success rate read as its complement (the failure ratio), which is what moves."""
+
+
+
+def _success_shift(
+    service: str,
+    metric: str,
+    samples: Sequence[model.Sample],
+    window: window_mod.Window,
+    settings: window_mod.Settings,
+) -> Shift | None:
+    """A success rate's shift, measured on its failure ratio.
+
+    In log space a success rate from 100% to 95% is a 5% move, lost in the noise floor; the
+    failure ratio it hides went from 0 to 5%, which is what an error budget counts. Percent
+    rates (a name with '%' or values above 1) are read as such.
+    """
+    finite = [s for s in samples if math.isfinite(s.value)]
+    if not finite:
+        return None
+    full = 100.0 if "%" in metric or max(s.value for s in finite) > 1.0 else 1.0
+    failures = [
+        dataclasses.replace(s, value=min(max(1.0 - s.value / full, 0.0), 1.0)) for s in finite
+    ]
+    shift = series_shift(service, metric.replace("Success", "Failure"), failures, window,
+                         settings, family=FAILURES)
+    if shift is None:
+        return None
+    return dataclasses.replace(
+        shift, metric=metric, baseline=full * (1.0 - shift.baseline),
+        observed=full * (1.0 - shift.observed),
+    )
 
 
 def _describe(shift: Shift) -> str:

@@ -144,6 +144,36 @@ def _read_table(path: Path) -> _Table | None:
     return _Table(pod, times, tuple(header[i] for i in keep), values)
 
 
+ENTRY_SUCCESS = "EntrySuccessRate(%)"
+
+
+def _entry_success(path: Path, pods: Sequence[_Table]) -> _Table | None:
+    """The entry service's success rate from `front_service.csv`, as a series of its pod.
+
+    The file totals what users see at the entry (its latencies repeat the entry pod's own, so
+    only the success rate is kept). It is attributed to the pod whose service is the file's
+    `ServiceName`; when no pod matches, or the rate never moves off zero (not recorded), it is
+    left out.
+    """
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 2 or "SuccessRate(%)" not in rows[0] or "ServiceName" not in rows[0]:
+        return None
+    header = rows[0]
+    name = rows[1][header.index("ServiceName")].strip().lower()
+    pod = next((t.pod for t in pods if service_of(t.pod) == name), None)
+    if pod is None:
+        return None
+    t_col, col = header.index("TimeStamp"), header.index("SuccessRate(%)")
+    times = np.array([_float(r[t_col]) for r in rows[1:]])
+    values = np.array([[_float(r[col]) if col < len(r) else math.nan] for r in rows[1:]])
+    if not np.nanmax(np.abs(values), initial=0.0) > 0.0:
+        return None
+    return _Table(pod, times, (ENTRY_SUCCESS,), values)
+
+
 def _message(raw: str) -> tuple[str, str]:
     """(level, message) from a container's raw JSON log line (itself maybe structured JSON)."""
     text = raw
@@ -194,7 +224,8 @@ class Day:
             table = _read_table(path)
             if table is not None:
                 out.append(table)
-        return tuple(out)
+        entry = _entry_success(folder / "front_service.csv", out)
+        return tuple(out) + ((entry,) if entry is not None else ())
 
     @functools.cached_property
     def system(self) -> str:
