@@ -130,9 +130,12 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
         why = (f"{facts.service}: {top.fault.value} (p={top.probability:.2f}); replace the "
                "replicas that fail their health check, keeping the old ones aside")
     elif fam == model.ActionKind.SCALE:
-        # Each replica should carry again what it carried before the surge; at least double.
+        # Each replica should carry again what it carried before the surge, but one step at
+        # most doubles the service (a bigger step touches more than the service has, which
+        # the blast-radius caps refuse); verification says whether it was enough.
         ratio = rate_ratio(top) or 2.0
-        target = min(max(facts.replicas * 2, math.ceil(facts.replicas * ratio)), 16)
+        target = min(facts.replicas * 2, max(facts.replicas + 1,
+                                             math.ceil(facts.replicas * ratio)), 16)
         step = model.Action(model.ActionKind.SCALE, facts.service,
                             model.params(from_replicas=facts.replicas, to_replicas=target))
         why = f"{facts.service} looks overloaded; scale {facts.replicas} -> {target}"

@@ -86,8 +86,13 @@ def test_a_surge_scales_and_a_plain_latency_does_not() -> None:
     surge = _ev(m, "catalog: 2 series moved: p99_latency_s 0.1 -> 1.2 (z=9, latency); "
                 "request_rate 10 -> 27 (z=5, traffic)", model.FaultKind.LATENCY)
     p = plan.propose(_diag(model.FaultKind.LATENCY, surge), FACTS, model.PlanId("p"))
-    # 10 -> 27 requests/s: each replica should carry what it did, so 2 * 2.7 -> 6 replicas
-    assert p is not None and p.steps[0].params == model.params(from_replicas=2, to_replicas=6)
+    # 10 -> 27 requests/s would want 6 replicas; one step at most doubles the service
+    assert p is not None and p.steps[0].params == model.params(from_replicas=2, to_replicas=4)
+    small = _ev(m, "catalog: 2 series moved: p99_latency_s 0.1 -> 1.2 (z=9, latency); "
+                "request_rate 10 -> 16 (z=5, traffic)", model.FaultKind.LATENCY)
+    facts = plan.Facts(service="catalog", version="3.1.0", replicas=4)
+    p = plan.propose(_diag(model.FaultKind.LATENCY, small), facts, model.PlanId("p"))
+    assert p is not None and p.steps[0].params == model.params(from_replicas=4, to_replicas=7)
     calm = _ev(m, "catalog: 2 series moved: p99_latency_s 0.1 -> 1.2 (z=9, latency); "
                "request_rate 10 -> 9 (z=3, traffic)", model.FaultKind.LATENCY)
     assert _kind(_diag(model.FaultKind.LATENCY, calm)) is None

@@ -88,10 +88,10 @@ async def _bad_config(p: local.LocalPlatform) -> Injected:
 
 async def _surge(p: local.LocalPlatform) -> Injected:
     await p.table.spawn("surge", [sys.executable, "-m", "selfheal.shop.loadgen", "--router",
-                                  p.router_url, "--rps", "22", "--workers", "24",
+                                  p.router_url, "--rps", "16", "--workers", "24",
                                   "--paths", "/buy", "--duration", "600"],
                         p.rundir / "logs" / "surge.out", p.workdir)
-    return Injected(p.clock(), "a surge of 22 orders/s on /buy (checkout holds ~20/s)")
+    return Injected(p.clock(), "a surge of 16 more orders/s on /buy (checkout holds ~20/s)")
 
 
 async def _poisoned_cache(p: local.LocalPlatform) -> Injected:
@@ -198,7 +198,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("config-crash-loop", "a bad config change crashes checkout's workers; restarts "
              "die at once", "resolve", frozenset({"checkout"}), _bad_config, culprit="checkout",
              healed=_config_ok),
-    Scenario("traffic-surge", "orders triple; checkout's connection pools queue",
+    Scenario("traffic-surge", "orders quadruple; checkout's connection pools queue",
              "resolve", frozenset({"checkout"}), _surge, culprit="checkout"),
     Scenario("poisoned-cache", "a corrupt cache entry makes catalog fail every /items",
              "resolve", frozenset({"catalog"}), _poisoned_cache, culprit="catalog",
