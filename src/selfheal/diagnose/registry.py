@@ -6,6 +6,7 @@ To add an investigator, implement `selfheal.diagnose.base.Investigator` and list
 
 from __future__ import annotations
 
+from selfheal.diagnose import alerts as alerts_mod
 from selfheal.diagnose import base
 from selfheal.diagnose import changes as changes_mod
 from selfheal.diagnose import human as human_mod
@@ -20,6 +21,7 @@ INVESTIGATORS: tuple[base.Investigator, ...] = (
     logs_mod.LogsInvestigator(),
     traces_mod.TracesInvestigator(),
     changes_mod.ChangesInvestigator(),
+    alerts_mod.AlertsInvestigator(),
     topology_mod.TopologyInvestigator(),
     human_mod.HumanInvestigator(),
     proposals_mod.ModelInvestigator(),
