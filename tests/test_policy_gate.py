@@ -173,3 +173,11 @@ def test_malformed_policy_on_the_cli_exits_2_and_starts_nothing(
     assert len(lines) == 1, res.stderr
     assert str(bad) in res.stderr.replace("\n", "") and "rules.0.verdict" in res.stderr
     assert not (tmp_path / "wd").exists()
+
+
+def test_a_plan_a_model_chose_needs_a_human() -> None:
+    plan = dataclasses.replace(_plan(ROLLBACK), proposed_by="model:SmolLM2")
+    review = _gate().review(plan, _diag(), now=100.0)
+    assert review.decision.verdict == model.Verdict.REQUIRE_APPROVAL
+    assert review.decision.rule == "built-in:model-proposal"
+    assert review.permits == ()

@@ -118,6 +118,10 @@ def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
     if diag.get("missing"):
         lines.append("")
         lines.append("Missing evidence: " + "; ".join(diag["missing"]) + ".")
+    exchange = _first(entries, "reasoner.exchange")
+    if exchange is not None and exchange.get("narrative"):
+        lines += ["", f"## Narrative ({exchange.get('narrative_by') or 'drafted by a model'})",
+                  "", str(exchange["narrative"])]
     lines += ["", "## Timeline (UTC)", "", "| time | event |", "|---|---|"]
     events = [(e.ts, _timeline_line(e)) for e in entries if e.kind != "postmortem"]
     events += [(c["t"], f"Change: {c['what']} (by {c['who']})") for c in changes]

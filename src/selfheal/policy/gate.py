@@ -243,6 +243,10 @@ class Gate:
             if not kind.has_clean_inverse(step) and human is None:
                 human = ("built-in:no-inverse", f"{step.kind.value} cannot be undone cleanly, "
                          "so it is never autonomous", "sre", 900.0, "suggest")
+        if human is None and plan.proposed_by.startswith("model:"):
+            # A remedy a language model chose (when no rule found one) is never autonomous.
+            human = ("built-in:model-proposal", f"the action was chosen by {plan.proposed_by}"
+                     "; a human confirms it", "sre", 900.0, "suggest")
         if human is not None:
             name, reason, role, timeout, expiry = human
             return Review(self._decide(plan, approve, name, reason, now, role),
