@@ -97,6 +97,9 @@ class Run:
                 "escalated": self.escalated, "expect": self.expect,
                 "slo_violated": self.slo_violated, "note": self.note,
                 "false_alarms": self.false_alarms,
+                "action_detail": [{"t": round(a.t, 1), "kind": a.kind, "service": a.service,
+                                   "phase": a.phase, "ok": a.ok, "harmful": a.harmful,
+                                   "why_harmful": a.why_harmful} for a in self.detail],
                 "wall_s": round(self.wall_s, 1)}
 
 
