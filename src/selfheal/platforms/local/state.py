@@ -1,19 +1,15 @@
 """The local platform's side of the shop's state folder: config revisions, a local CA, secrets.
 
 The services read their operational state from files under `<workdir>/state` (see
-`selfheal.shop.state`, the reading side; this module keeps its own copy of the layout because
-the shop is a separate program that imports nothing of selfheal). The platform's remediation
-actions write here: a config revision, a certificate issued by a local CA (`cryptography`), a
+`selfheal.shop.state`, the reading side, which also defines the layout both sides use). The
+platform's remediation actions write here: a config revision, a certificate issued by a local CA (`cryptography`), a
 rotated credential, a region choice. Every write is atomic.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import secrets
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -21,63 +17,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from selfheal.shop import state as shop_state
 
-class Layout:
-    """Where each kind of state lives under one root."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def config(self, service: str) -> Path:
-        return self.root / "config" / f"{service}.json"
-
-    def config_revision(self, service: str, revision: str) -> Path:
-        return self.root / "config" / service / f"{revision}.json"
-
-    def cert(self, service: str) -> Path:
-        return self.root / "tls" / f"{service}.pem"
-
-    def cert_key(self, service: str) -> Path:
-        return self.root / "tls" / f"{service}.key"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.root / "tls" / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.root / "tls" / "ca.key"
-
-    def secret(self, name: str) -> Path:
-        return self.root / "secrets" / f"{name}.json"
-
-    def regions(self, service: str) -> Path:
-        return self.root / "regions" / f"{service}.json"
-
-    def faults(self, service: str) -> Path:
-        return self.root / "faults" / f"{service}.json"
-
-    def snapshot(self, snapshot_id: str) -> Path:
-        return self.root / "snapshots" / f"{snapshot_id}.json"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, sort_keys=True).encode())
-
-
-def read_json(path: Path) -> Any:
-    """The file's JSON value, or None when it does not exist."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
+# The layout and the atomic file helpers are the contract between the platform and the shop's
+# replicas: one definition, in the shop's own module (the shop imports nothing of selfheal).
+Layout = shop_state.Layout
+write_atomic = shop_state.write_atomic
+write_json = shop_state.write_json
+read_json = shop_state.read_json
+cert_info = shop_state.cert_info
 
 
 # -- certificates: a local CA --------------------------------------------------------------
@@ -149,12 +97,3 @@ def issue_secret(layout: Layout, name: str, now: float, valid_s: float) -> dict[
              "expires_at": now + valid_s}
     write_json(layout.secret(name), value)
     return value
-
-
-def cert_info(path: Path) -> tuple[int, float] | None:
-    """(serial, not-after as Unix seconds) of the certificate at `path`, None if absent."""
-    try:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    return cert.serial_number, cert.not_valid_after_utc.timestamp()
