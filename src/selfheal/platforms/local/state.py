@@ -2,8 +2,8 @@
 
 The services read their operational state from files under `<workdir>/state` (see
 `selfheal.shop.state`, the reading side, which also defines the layout both sides use). The
-platform's remediation actions write here: a config revision, a certificate issued by a local CA (`cryptography`), a
-rotated credential, a region choice. Every write is atomic.
+platform's remediation actions write here: a config revision, a certificate issued by a local
+CA (`cryptography`), a rotated credential, a region choice. Every write is atomic.
 """
 
 from __future__ import annotations
