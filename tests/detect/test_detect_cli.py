@@ -43,6 +43,9 @@ def test_bench_nab_cli(tmp_path: Path) -> None:
     assert last["files"] == 2 and last["windows"] == 2
     assert set(last["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
     assert last["scores"]["standard"] > 50  # two clear level shifts inside their windows
+    assert set(last["halves"]) == {"even", "odd"}
+    assert last["halves"]["even"]["files"] == 1 and last["halves"]["odd"]["files"] == 1
+    assert set(last["halves"]["odd"]["held_out"]) == set(last["scores"])
     assert (out / "selfheal" / "synthetic" / "selfheal_s0.csv").is_file()
 
 

@@ -79,6 +79,28 @@ def test_sweep_matches_brute_force(corpus: tuple[list[nab.NabFile], list[np.ndar
         assert got.raw == pytest.approx(best, abs=1e-9)
         if math.isfinite(got.threshold):
             assert _brute(files, scores, got.threshold, p) == pytest.approx(got.raw, abs=1e-9)
+        for c in candidates[:: max(1, len(candidates) // 3)]:
+            at = nab.score(files, scores, p, threshold=c)
+            assert at.raw == pytest.approx(_brute(files, scores, c, p), abs=1e-9)
+
+
+def test_halves_score_each_half_at_its_own_and_the_other_threshold() -> None:
+    rng = np.random.default_rng(7)
+    files = [_file(300, [(100 + 10 * k, 140 + 10 * k)]) for k in range(4)]
+    scores = [rng.uniform(0.0, 0.8, 300) for _ in files]
+    for k, s in enumerate(scores):
+        s[120 + 10 * k] = 0.9 + 0.02 * k  # a detection inside each window
+    split = nab.halves(files, scores)
+    assert [h.name for h in split] == ["even", "odd"]
+    even = [files[0], files[2]], [scores[0], scores[2]]
+    odd = [files[1], files[3]], [scores[1], scores[3]]
+    for h, (mine, other) in zip(split, [(even, odd), (odd, even)], strict=True):
+        for p in nab.PROFILES:
+            assert h.own[p.name] == pytest.approx(nab.score(*mine, p).normalized, abs=0.01)
+            thr = nab.score(*other, p).threshold
+            held = nab.score(*mine, p, threshold=thr).normalized
+            assert h.held_out[p.name] == pytest.approx(held, abs=0.01)
+            assert h.held_out[p.name] <= h.own[p.name] + 1e-9  # own threshold is the best
 
 
 def test_perfect_and_null_detectors() -> None:

@@ -232,25 +232,34 @@ def _events(f: NabFile, scores: F64, p: Profile) -> tuple[F64, F64, F64, F64]:
     )
 
 
-def score(files: Sequence[NabFile], scores: Sequence[F64], p: Profile) -> ProfileScore:
-    """The NAB score of one profile, at the corpus-wide threshold that maximises it."""
+def score(
+    files: Sequence[NabFile], scores: Sequence[F64], p: Profile, threshold: float | None = None
+) -> ProfileScore:
+    """The NAB score of one profile, at the corpus-wide threshold that maximises it.
+
+    With `threshold`, the score at that threshold instead (one chosen on other files: the
+    honest reading of a held-out half).
+    """
     parts = [_events(f, s, p) for f, s in zip(files, scores, strict=True)]
     vals = np.concatenate([v for v, _, _, _ in parts])
     deltas = np.concatenate([d for _, d, _, _ in parts])
     n_windows = int(sum(float(c[0]) for _, _, _, c in parts))
     base = -p.a_fn * n_windows
-    order = np.argsort(-vals, kind="stable")
-    v_sorted = vals[order]
-    cum = base + np.cumsum(deltas[order])
-    # evaluate at each distinct value: the last event of each tie group
-    last = np.r_[v_sorted[1:] != v_sorted[:-1], True]
-    cand_v = v_sorted[last]
-    cand_s = cum[last]
-    best_i = int(np.argmax(cand_s)) if cand_s.size else -1
-    if best_i < 0 or cand_s[best_i] <= base:
-        threshold, raw = math.inf, base
+    if threshold is not None:
+        raw = base + float(deltas[vals >= threshold].sum())
     else:
-        threshold, raw = float(cand_v[best_i]), float(cand_s[best_i])
+        order = np.argsort(-vals, kind="stable")
+        v_sorted = vals[order]
+        cum = base + np.cumsum(deltas[order])
+        # evaluate at each distinct value: the last event of each tie group
+        last = np.r_[v_sorted[1:] != v_sorted[:-1], True]
+        cand_v = v_sorted[last]
+        cand_s = cum[last]
+        best_i = int(np.argmax(cand_s)) if cand_s.size else -1
+        if best_i < 0 or cand_s[best_i] <= base:
+            threshold, raw = math.inf, base
+        else:
+            threshold, raw = float(cand_v[best_i]), float(cand_s[best_i])
     tp = fp = fn = 0
     for f, s in zip(files, scores, strict=True):
         det = (s >= threshold) & (np.arange(len(s)) >= f.probation)
@@ -269,6 +278,42 @@ def score(files: Sequence[NabFile], scores: Sequence[F64], p: Profile) -> Profil
 
 def score_all(files: Sequence[NabFile], scores: Sequence[F64]) -> list[ProfileScore]:
     return [score(files, scores, p) for p in PROFILES]
+
+
+@dataclasses.dataclass(frozen=True)
+class Half:
+    name: str
+    """`even` or `odd`: the files at even or odd positions of the sorted file list."""
+    files: int
+    own: dict[str, float]
+    """Normalised score per profile at this half's own best threshold."""
+    held_out: dict[str, float]
+    """Normalised score per profile at the threshold that is best on the *other* half."""
+
+
+def halves(files: Sequence[NabFile], scores: Sequence[F64]) -> list[Half]:
+    """The score split over the two halves of the files (alternate files in sorted order).
+
+    A configuration that only helps one half is fitting those files; `held_out` goes further:
+    each half is scored at the threshold chosen on the other half, as if it were unseen.
+    """
+    parts = []
+    for h in (0, 1):
+        idx = [i for i in range(len(files)) if i % 2 == h]
+        parts.append(([files[i] for i in idx], [scores[i] for i in idx]))
+    out = []
+    for h, name in ((0, "even"), (1, "odd")):
+        fs, ss = parts[h]
+        of, os_ = parts[1 - h]
+        own, held = {}, {}
+        for p in PROFILES:
+            if not fs:
+                continue
+            own[p.name] = round(score(fs, ss, p).normalized, 2)
+            thr = score(of, os_, p).threshold if of else None
+            held[p.name] = round(score(fs, ss, p, threshold=thr).normalized, 2)
+        out.append(Half(name, len(fs), own, held))
+    return out
 
 
 def write_results(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,24 @@ def nab_command(
             r.profile, f"{r.threshold:.4f}", f"{r.raw:.2f}", str(r.tp), str(r.fn), str(r.fp)
         )
     console.print(detail)
+    split = nab.halves(files, scores)
+    halves_table = Table(
+        title="halves (alternate files): own threshold / threshold chosen on the other half"
+    )
+    halves_table.add_column("half")
+    halves_table.add_column("files", justify="right")
+    for p in nab.PROFILES:
+        halves_table.add_column(p.name, justify="right")
+    for h in split:
+        halves_table.add_row(
+            h.name,
+            str(h.files),
+            *(
+                f"{h.own.get(p.name, math.nan):.2f} / {h.held_out.get(p.name, math.nan):.2f}"
+                for p in nab.PROFILES
+            ),
+        )
+    console.print(halves_table)
     console.print(f"{sum(len(f.values) for f in files)} rows in {seconds:.1f} s")
     absent = nab.missing(data)
     if absent:
@@ -100,6 +119,10 @@ def nab_command(
                 "missing_files": absent,
                 "seconds": round(seconds, 3),
                 "scores": {r.profile: round(r.normalized, 2) for r in results},
+                "halves": {
+                    h.name: {"files": h.files, "scores": h.own, "held_out": h.held_out}
+                    for h in split
+                },
                 "profiles": [dataclasses.asdict(r) for r in results],
                 "published": {
                     name: dict(zip([p.name for p in nab.PROFILES], vals, strict=True))
