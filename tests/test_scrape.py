@@ -13,8 +13,14 @@ from selfheal import ports
 from selfheal.sources import logtail, scrape
 
 
-def _exposition(latencies: list[float], errors: int, rss: float) -> str:
+def _exposition(latencies: list[float], errors: int, rss: float,
+                not_after: dict[str, float] | None = None) -> str:
     reg = prometheus_client.CollectorRegistry()
+    if not_after:
+        g = prometheus_client.Gauge("shop_not_after_timestamp_seconds", "n", ["kind"],
+                                    registry=reg)
+        for kind, when in not_after.items():
+            g.labels(kind=kind).set(when)
     hist = prometheus_client.Histogram("shop_request_duration_seconds", "l", ["route"],
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1), registry=reg)
     reqs = prometheus_client.Counter("shop_requests", "r", ["route", "code"], registry=reg)
@@ -53,7 +59,8 @@ def test_derive_gives_rates_only_from_two_scrapes() -> None:
     target = ports.Target("auth", "auth-1", "1.2.0", "http://x")
     first = scrape.parse(_exposition([0.001] * 10, 0, 2e7), t=10.0)
     one = scrape.derive({"auth-1": [first]}, {"auth-1": target}, t=10.0, window_s=6.0)
-    assert {s.metric for s in one} == {"rss_bytes"}  # one scrape: no rate, no quantile
+    # one scrape: no rate, no quantile; only what a single scrape can say
+    assert {s.metric for s in one} == {"rss_bytes", "up"}
     second = scrape.parse(_exposition([0.001] * 30 + [0.04] * 2, 1, 2.5e7), t=12.0)
     two = scrape.derive({"auth-1": [first, second]}, {"auth-1": target}, t=12.0, window_s=6.0)
     svc = {s.metric: s.value for s in two if not s.replica}
@@ -61,6 +68,31 @@ def test_derive_gives_rates_only_from_two_scrapes() -> None:
     assert svc["error_ratio"] == pytest.approx(1 / 22)
     assert svc["rss_bytes"] == 2.5e7
     assert 0.025 < svc["p99_latency_s"] <= 0.05
+
+
+def test_up_is_the_share_of_replicas_that_answered_this_tick() -> None:
+    a = ports.Target("cart", "cart-1", "1.0", "http://a")
+    b = ports.Target("cart", "cart-2", "1.0", "http://b")
+    snaps = [scrape.parse(_exposition([0.001] * 5, 0, 2e7), t=t) for t in (9.0, 10.0)]
+    # cart-2 answered at 9 s but not at 10 s (a hung replica: its scrape timed out)
+    out = scrape.derive({"cart-1": snaps, "cart-2": snaps[:1]}, {"cart-1": a, "cart-2": b},
+                        t=10.0, window_s=6.0)
+    up = {s.replica: s.value for s in out if s.metric == "up"}
+    assert up == {"cart-1": 1.0, "cart-2": 0.0, "": 0.5}
+    # and the silent replica contributes no load signal (missing is not zero)
+    assert not [s for s in out if s.replica == "cart-2" and s.metric != "up"]
+
+
+def test_exported_expiry_dates_become_time_to_expiry_soonest_first() -> None:
+    a = ports.Target("auth", "auth-1", "1.0", "http://a")
+    b = ports.Target("auth", "auth-2", "1.0", "http://b")
+    ta = scrape.parse(_exposition([], 0, 2e7, {"certificate": 1000.0}), t=100.0)
+    tb = scrape.parse(_exposition([], 0, 2e7, {"certificate": 130.0, "bogus": 5.0}), t=100.0)
+    assert tb.not_after == (("certificate", 130.0),)  # unknown kinds are not guessed at
+    out = scrape.derive({"auth-1": [ta], "auth-2": [tb]}, {"auth-1": a, "auth-2": b},
+                        t=100.0, window_s=6.0)
+    ttl = {s.replica: s.value for s in out if s.metric == "cert_ttl_s"}
+    assert ttl == {"auth-1": 900.0, "auth-2": 30.0, "": 30.0}
 
 
 def test_hostile_log_lines_are_kept_safely(tmp_path: object) -> None:

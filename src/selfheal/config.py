@@ -38,6 +38,12 @@ class Maintenance(_Strict):
 
 class Detect(_Strict):
     settle_s: float = pydantic.Field(default=15.0, ge=0, le=86_400)
+    cert_renew_before_s: float = pydantic.Field(default=30 * 86_400.0, gt=0)
+    """A certificate this close to expiry opens an incident (renewal is due)."""
+    credential_renew_before_s: float = pydantic.Field(default=6 * 3600.0, gt=0)
+    """A credential this close to expiry opens an incident (rotation is due)."""
+    down_hold_s: float = pydantic.Field(default=3.0, ge=0, le=3600)
+    """How long a replica must fail its scrape before `up` counts as an anomaly."""
 
 
 class Verify(_Strict):

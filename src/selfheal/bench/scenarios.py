@@ -17,10 +17,12 @@ after which the SLO got worse) and whether the agent called a human.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
 import math
+import multiprocessing
 import statistics
 import sys
 import time
@@ -345,20 +347,44 @@ def totals(runs: list[Run]) -> dict[str, dict[str, Any]]:
 
 async def run_suite(names: list[str], agents: tuple[Agent, ...], repeat: int, workdir: Path,
                     settings: Settings, on_run: Callable[[Run], None],
-                    log: Callable[[str], None] = lambda s: None) -> list[Run]:
-    runs = []
-    for i in range(repeat):
-        for name in names:
-            scn = catalog.by_name(name)
-            for agent in agents:
-                wd = workdir / f"{name}-{agent}-{i + 1}"
-                with contextlib.suppress(FileNotFoundError):
-                    (wd / "events.log").unlink()
-                run = await run_one(scn, agent, wd, settings,
-                                    _prefixed(log, f"[{name}/{agent}] "))
-                runs.append(run)
-                on_run(run)
-    return runs
+                    log: Callable[[str], None] = lambda s: None, parallel: int = 1,
+                    verbose: bool = False) -> list[Run]:
+    """Every (repeat, scenario, agent) run, `parallel` at a time, in the order listed.
+
+    Parallel runs each get their own OS process (one shop, one agent, one event loop each,
+    so one agent's diagnosis never delays another's tick) and their own workdir and ports.
+    """
+    jobs = [(name, agent, workdir / f"{name}-{agent}-{i + 1}")
+            for i in range(repeat) for name in names for agent in agents]
+    for _, _, wd in jobs:
+        with contextlib.suppress(FileNotFoundError):
+            (wd / "events.log").unlink()
+    if parallel <= 1:
+        runs = []
+        for name, agent, wd in jobs:
+            run = await run_one(catalog.by_name(name), agent, wd, settings,
+                                _prefixed(log, f"[{name}/{agent}] "))
+            runs.append(run)
+            on_run(run)
+        return runs
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(parallel, mp_context=ctx) as pool:
+        futures = [loop.run_in_executor(pool, _run_in_process, name, agent, str(wd), settings,
+                                        verbose) for name, agent, wd in jobs]
+        for fut in asyncio.as_completed(futures):
+            on_run(await fut)
+        return [f.result() for f in futures]
+
+
+def _run_in_process(name: str, agent: Agent, workdir: str, settings: Settings,
+                    verbose: bool) -> Run:
+    """One run in a worker process of `run_suite` (its narration goes to stderr)."""
+    def say(line: str) -> None:
+        print(f"[{name}/{agent}] {line}", file=sys.stderr, flush=True)
+
+    return asyncio.run(run_one(catalog.by_name(name), agent, Path(workdir), settings,
+                               say if verbose else (lambda s: None)))
 
 
 def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:

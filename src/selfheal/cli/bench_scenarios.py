@@ -1,9 +1,10 @@
 """`selfheal bench scenarios`: the healing scenario suite, selfheal beside the reflex baseline.
 
 Registered on the bench group by `register(app)` (see cli/bench.py). Runs each scenario of
-`selfheal.scenarios.catalog` on real processes with each agent, one run at a time (the machine
-is shared), prints one table row per run and the totals; with `--json` the last line of stdout
-is `{"scenarios": [...], "totals": {...}}`. Progress goes to stderr.
+`selfheal.scenarios.catalog` on real processes with each agent, `--parallel` runs at a time
+(each in its own process, with its own shop), prints one table row per run and the totals;
+with `--json` the last line of stdout is `{"scenarios": [...], "totals": {...}}`. Progress
+goes to stderr.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def scenarios_command(
                                             min=10)] = 30.0,
     timeout: Annotated[float, typer.Option(help="Seconds a run may take after injecting",
                                            min=30)] = 150.0,
+    parallel: Annotated[int, typer.Option(
+        help="Runs at a time, each in its own process with its own shop (the suite takes "
+             "about 40 min one at a time on 2 cores)", min=1, max=8)] = 2,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object last.")]
     = False,
     verbose: Annotated[bool, typer.Option(help="Narrate each run on stderr")] = False,
@@ -69,7 +73,8 @@ def scenarios_command(
 
     runs = asyncio.run(bench.run_suite(
         only or names, agents, repeat, workdir.resolve(), settings, on_run,
-        (lambda s: err.print(f"[dim]{s}[/dim]")) if verbose else (lambda s: None)))
+        (lambda s: err.print(f"[dim]{s}[/dim]")) if verbose else (lambda s: None),
+        parallel=parallel, verbose=verbose))
     table = Table("scenario", "agent", "expect", "resolved", "ttd s", "ttdiag s", "mttr s",
                   "actions", "harmful", "escalated")
     for r in runs:

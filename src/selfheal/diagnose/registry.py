@@ -9,6 +9,7 @@ from __future__ import annotations
 from selfheal.diagnose import alerts as alerts_mod
 from selfheal.diagnose import base
 from selfheal.diagnose import changes as changes_mod
+from selfheal.diagnose import health as health_mod
 from selfheal.diagnose import human as human_mod
 from selfheal.diagnose import logs as logs_mod
 from selfheal.diagnose import metrics as metrics_mod
@@ -22,6 +23,8 @@ INVESTIGATORS: tuple[base.Investigator, ...] = (
     traces_mod.TracesInvestigator(),
     changes_mod.ChangesInvestigator(),
     alerts_mod.AlertsInvestigator(),
+    health_mod.HealthInvestigator(),
+    health_mod.CalleeLogsInvestigator(),
     topology_mod.TopologyInvestigator(),
     human_mod.HumanInvestigator(),
     proposals_mod.ModelInvestigator(),

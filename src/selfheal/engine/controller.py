@@ -17,6 +17,9 @@ from typing import Any
 
 from selfheal import config as config_mod
 from selfheal import correlate, detect, errors, model, ports
+from selfheal.detect import expiry as expiry_mod
+from selfheal.detect import fusion as fusion_mod
+from selfheal.detect import settings as detect_settings
 from selfheal.engine import executor as executor_mod
 from selfheal.engine import revive
 from selfheal.engine import workflow as workflow_mod
@@ -26,6 +29,22 @@ from selfheal.store import sql
 
 TERMINAL = (model.IncidentState.RESOLVED, model.IncidentState.ESCALATED,
             model.IncidentState.MERGED)
+
+
+FUSE_WEIGHTS = {**fusion_mod.DEFAULT_WEIGHTS, "up": 1.0}
+"""A replica that stopped answering is an incident on its own (nothing else can show it: a hung
+process reports nothing)."""
+
+
+def detector_settings(cfg: config_mod.Detect) -> detect.Settings:
+    """The product detector, plus the scraper's `up` (the fraction of a service's replicas
+    that answered): only a fall is bad, and it must last `down_hold_s` (one slow scrape on a
+    busy host is not a dead replica)."""
+    d = detect_settings
+    return detect.Settings(
+        directions={**d.DEFAULT_DIRECTIONS, "up": -1},
+        min_scale={**d.DEFAULT_MIN_SCALE, "up": 0.05},
+        hold_s={**d.DEFAULT_HOLD_S, "up": cfg.down_hold_s})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +83,9 @@ class Controller:
                                               failpoint=failpoint)
         self.feeds = list(feeds)
         self.kinds = frozenset(k for f in self.feeds for k in f.kinds)
-        self.detector = detect.Detector(detect.Settings())
+        self.detector = detect.Detector(detector_settings(cfg.detect))
+        self.expiry = expiry_mod.Expiry({"cert_ttl_s": cfg.detect.cert_renew_before_s,
+                                         "credential_ttl_s": cfg.detect.credential_renew_before_s})
         self.cases: dict[str, Case] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.quiet_until: dict[str, float] = {}
@@ -152,7 +173,10 @@ class Controller:
             recent += tuple(dataclasses.replace(c, service="*") for c in recent)
         context = detect.Context(changes=recent, maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s)
-        anomalies = self.detector.update(now, values, context)
+        anomalies = self.detector.update(
+            now, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
+        anomalies += self.expiry.update(
+            now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
         active = {c.incident.service: c.incident.id for c in self.cases.values()
                   if c.incident.state not in TERMINAL}
         active.update(self.remediating)  # a service being healed belongs to that incident
@@ -161,8 +185,8 @@ class Controller:
             if owner in self.cases and self.cases[owner].incident.state not in TERMINAL:
                 active.setdefault(c.incident.service, owner)
         result = correlate.correlate(
-            detect.fuse(anomalies), open_incidents=active, topology=self.topology,
-            quiet_until=self.quiet_until, now=now,
+            detect.fuse(anomalies, weights=FUSE_WEIGHTS), open_incidents=active,
+            topology=self.topology, quiet_until=self.quiet_until, now=now,
             new_id=lambda: model.IncidentId(f"inc-{uuid.uuid4().hex[:8]}"))
         for inc in result.new:  # first: a finding of this same tick may join one of them
             self._open(inc)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from selfheal.engine.controller import Case, Controller
 
 BASELINE_S = 120.0
+PATIENCE_S = 20.0
+"""How long after an incident opens an unsure diagnosis keeps looking before a human gets it."""
+RETRY_S = 3.0
 AGENT = "selfheal"
 
 
@@ -155,6 +158,17 @@ class Workflow:
         inc = case.incident
         window = self._window(inc)
         diag = diagnose.diagnose(window, ctl.clock())
+        # Evidence arrives at its own pace (a log warning every few seconds, a scrape window
+        # filling up): an unsure diagnosis looks again, as a human would, before it gives up.
+        while not diag.sufficient and ctl.clock() - inc.opened_at < PATIENCE_S:
+            missing = "; ".join(diag.missing) or "no hypothesis"
+            ctl.record(case, "diagnosis.pending", {"missing": list(diag.missing), "top": (
+                f"{diag.top.service} {diag.top.fault.value}" if diag.top else "")})
+            ctl.emit("diagnose", f"not sure yet ({missing}); looking again in "
+                     f"{RETRY_S:.0f} s", inc.id)
+            await self.wait(RETRY_S, work)
+            window = self._window(inc)
+            diag = diagnose.diagnose(window, ctl.clock())
         window, diag, model_by = await self._consult(case, window, diag)
         case.detail["diagnosis"] = diag
         ctl.record(case, "diagnosis", {"diagnosis": diag})

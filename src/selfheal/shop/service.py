@@ -100,6 +100,13 @@ class Replica:
         )
         info = prometheus_client.Info("shop_build", "Build of this replica", registry=self.registry)
         info.info({"service": service, "version": version, "replica": replica})
+        # Expiry dates as exporters publish them (x509-certificate-exporter's
+        # `x509_cert_not_after`): a Unix time, absent when the replica holds no such thing.
+        self.expiry = prometheus_client.Gauge(
+            "shop_not_after_timestamp_seconds",
+            "When the certificate or credential this replica holds stops being valid",
+            ["kind"], registry=self.registry,
+        )
         self._sessions: list[Any] = []
         self.served = 0
         self._gc_started = 0.0
@@ -152,6 +159,7 @@ class Replica:
             if self._changed(path):
                 self.cert = shop_state.cert_info(path)
                 if self.cert is not None:
+                    self.expiry.labels(kind="certificate").set(self.cert[1])
                     log("INFO", f"tls: loaded certificate serial {self.cert[0]:x}",
                         replica=self.replica)
 
@@ -162,6 +170,7 @@ class Replica:
             return
         self.secret = shop_state.read_json(self.layout.secret(name))
         if self.secret is not None:
+            self.expiry.labels(kind="credential").set(float(self.secret.get("expires_at", 0)))
             log("INFO", f"credential {name} v{self.secret.get('version')} loaded",
                 replica=self.replica)
 
@@ -173,12 +182,19 @@ class Replica:
         return self._pool
 
     def warnings(self) -> None:
-        """Periodic warnings a real service writes: a certificate about to expire."""
+        """Periodic warnings a real service writes: a certificate or a credential about to
+        expire."""
         if self.cert is not None:
             left = self.cert[1] - time.time()
             if 0 < left < CERT_WARN_S:
                 log("WARNING", f"tls: certificate for {self.service.name} expires in "
                     f"{left:.0f} s", replica=self.replica)
+        name = shop_state.SECRETS.get(self.service.name)
+        if name is not None and self.secret is not None:
+            left = float(self.secret.get("expires_at", 0)) - time.time()
+            if 0 < left < CERT_WARN_S:
+                log("WARNING", f"db: credential {name} v{self.secret.get('version')} expires "
+                    f"in {left:.0f} s", replica=self.replica)
 
     def _failure(self, path: str) -> str | None:
         """Why this request fails before any work, from the replica's state, or None."""

@@ -4,7 +4,10 @@ Called by the engine once a tick. Raw exposition text is parsed with prometheus-
 parser; counters and histograms are turned into rates and quantiles over a sliding window, per
 replica and merged per service, so detectors and diagnosis see `rss_bytes`, `p99_latency_s`,
 `error_ratio`, `request_rate` and `gc_pause_s` whatever exporter produced them. A target that
-cannot be scraped yields no sample (missing data is not good news), never a zero.
+cannot be scraped yields no sample (missing data is not good news), never a zero; what it does
+yield is `up` 0, as Prometheus records for a failed scrape, and the service's `up` is the
+fraction of its replicas that answered. Expiry dates a replica exports become time-to-expiry
+series (`cert_ttl_s`, `credential_ttl_s`; the service's is its soonest replica's).
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ from prometheus_client import parser
 
 from selfheal import model, ports
 
-SIGNALS = ("rss_bytes", "p99_latency_s", "error_ratio", "request_rate", "gc_pause_s")
+LOAD_SIGNALS = ("rss_bytes", "p99_latency_s", "error_ratio", "request_rate", "gc_pause_s")
+HEALTH_SIGNALS = ("up", "cert_ttl_s", "credential_ttl_s")
+SIGNALS = LOAD_SIGNALS + HEALTH_SIGNALS
+TTL_OF = {"certificate": "cert_ttl_s", "credential": "credential_ttl_s"}
+"""The `kind` label of an exported expiry date -> the time-to-expiry signal it gives."""
 
 _REQUESTS = "shop_requests"
 _LATENCY = "shop_request_duration_seconds"
 _GC = "python_gc_pause_seconds"
 _RSS = "process_resident_memory_bytes"
+_NOT_AFTER = "shop_not_after_timestamp_seconds"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +46,8 @@ class Snapshot:
     errors: float
     buckets: tuple[tuple[float, float], ...]  # (upper bound, cumulative count), sorted
     gc_seconds: float
+    not_after: tuple[tuple[str, float], ...] = ()
+    """(kind, Unix time) of each expiry date the replica exports."""
 
 
 def parse(text: str, t: float) -> Snapshot:
@@ -45,6 +55,7 @@ def parse(text: str, t: float) -> Snapshot:
     rss = math.nan
     requests = errors = gc_seconds = 0.0
     buckets: dict[float, float] = collections.defaultdict(float)
+    not_after: dict[str, float] = {}
     for family in parser.text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == _RSS:
@@ -57,8 +68,11 @@ def parse(text: str, t: float) -> Snapshot:
                 buckets[float(s.labels["le"])] += s.value
             elif s.name == _GC + "_sum":
                 gc_seconds += s.value
+            elif s.name == _NOT_AFTER and s.labels.get("kind") in TTL_OF:
+                not_after[s.labels["kind"]] = s.value
     return Snapshot(t=t, rss=rss, requests=requests, errors=errors,
-                    buckets=tuple(sorted(buckets.items())), gc_seconds=gc_seconds)
+                    buckets=tuple(sorted(buckets.items())), gc_seconds=gc_seconds,
+                    not_after=tuple(sorted(not_after.items())))
 
 
 def quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
@@ -94,9 +108,31 @@ def derive(history: Mapping[str, Sequence[Snapshot]], target_of: Mapping[str, po
     out: list[model.Sample] = []
     per_service: dict[str, list[tuple[float, float, float, dict[float, float], float, float]]] = \
         collections.defaultdict(list)
+    answered: dict[str, list[float]] = collections.defaultdict(list)
+    ttls: dict[tuple[str, str], float] = {}
+    for replica, target in target_of.items():
+        snaps = history.get(replica) or ()
+        last = snaps[-1] if snaps else None
+        fresh = last is not None and last.t >= t - 1e-9
+        answered[target.service].append(1.0 if fresh else 0.0)
+        out.append(model.Sample(t=t, service=target.service, metric="up",
+                                value=1.0 if fresh else 0.0, replica=replica,
+                                version=target.version))
+        if last is None or not fresh:
+            continue
+        for kind, when in last.not_after:
+            metric = TTL_OF[kind]
+            out.append(model.Sample(t=t, service=target.service, metric=metric,
+                                    value=when - t, replica=replica, version=target.version))
+            key = (target.service, metric)
+            ttls[key] = min(ttls.get(key, math.inf), when - t)
+    out.extend(model.Sample(t=t, service=svc, metric="up", value=sum(ups) / len(ups))
+               for svc, ups in answered.items())
+    out.extend(model.Sample(t=t, service=svc, metric=metric, value=v)
+               for (svc, metric), v in ttls.items())
     for replica, snaps in history.items():
         if not snaps or replica not in target_of or snaps[-1].t < t - 1e-9:
-            continue  # no fresh scrape of this replica this tick: say nothing
+            continue  # no fresh scrape of this replica this tick: no load signals
         target = target_of[replica]
         new = snaps[-1]
         old = next((s for s in snaps if s.t >= t - window_s), None)
