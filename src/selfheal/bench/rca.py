@@ -81,8 +81,12 @@ class Score:
     ece: float
     abstain: float
     s_per_case: float
+    selective_ac1: float | None = None
+    """AC@1 among the cases the diagnosis did not abstain on (None when it abstained on all)."""
+    acted: int = 0
+    """How many cases were diagnosed with sufficient evidence (not abstained)."""
 
-    def as_json(self) -> dict[str, float | int]:
+    def as_json(self) -> dict[str, float | int | None]:
         return {
             "n": self.n,
             "ac@1": round(self.ac1, 4),
@@ -92,6 +96,10 @@ class Score:
             "ece": round(self.ece, 4),
             "abstain": round(self.abstain, 4),
             "s_per_case": round(self.s_per_case, 4),
+            "selective_ac@1": (
+                None if self.selective_ac1 is None else round(self.selective_ac1, 4)
+            ),
+            "acted": self.acted,
         }
 
 
@@ -117,6 +125,7 @@ def score(cases: Sequence[Case]) -> Score:
     n = len(cases)
     if n == 0:
         return Score(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    acted = [c for c in cases if c.sufficient]
     return Score(
         n=n,
         ac1=sum(c.hit(1) for c in cases) / n,
@@ -128,6 +137,8 @@ def score(cases: Sequence[Case]) -> Score:
         ),
         abstain=sum(not c.sufficient for c in cases) / n,
         s_per_case=sum(c.seconds for c in cases) / n,
+        selective_ac1=sum(c.hit(1) for c in acted) / len(acted) if acted else None,
+        acted=len(acted),
     )
 
 

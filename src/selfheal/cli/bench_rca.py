@@ -118,7 +118,10 @@ def rca_command(
             title=f"{name} ({dates}): {score.n} faults, service level",
             caption="* published on the full data (both days of the system)",
         )
-        for column in ("method", "AC@1", "AC@3", "AC@5", "type acc", "ECE", "abstain", "s/case"):
+        columns = (
+            "method", "AC@1", "AC@3", "AC@5", "type acc", "ECE", "abstain", "AC@1 acted", "s/case"
+        )
+        for column in columns:
             table.add_column(column, justify="right" if column != "method" else "left")
         table.add_row(
             "[bold]selfheal (this run)[/bold]",
@@ -128,6 +131,8 @@ def rca_command(
             f"{score.type_acc * 100:.2f}",
             f"{score.ece:.3f}",
             f"{score.abstain * 100:.1f}%",
+            "-" if score.selective_ac1 is None
+            else f"{score.selective_ac1 * 100:.1f} ({score.acted})",
             f"{score.s_per_case:.2f}",
         )
         for method, (a1, a3, a5) in rca.PUBLISHED.get(system, {}).items():
@@ -140,12 +145,14 @@ def rca_command(
                 "",
                 "",
                 "",
+                "",
             )
         console.print(table)
     console.print(
         f"{len(cases)} faults in {seconds:.1f} s. Fault type is scored at selfheal's FaultKind "
         "granularity (cpu_* -> overload, network_delay -> latency, return/exception -> errors); "
-        "ECE is over the top hypothesis' probability; abstain = diagnosis not sufficient to act."
+        "ECE is over the top hypothesis' probability; abstain = diagnosis not sufficient to act; "
+        "AC@1 acted = AC@1 among the cases it did not abstain on (their number)."
     )
     if model_reasoner is not None:
         failed = sum(bool(c.model_error) for c in cases)

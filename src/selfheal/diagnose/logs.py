@@ -146,9 +146,10 @@ def service_findings(
         rate_now = n / now_span
         expected = rate_base * now_span
         still_busy = n_now * settings.log_shift_ratio >= n_base / base_span * now_span
-        if n == 0 and expected >= settings.log_vanish_expected and still_busy:
+        if n == 0 and expected >= settings.log_vanish_expected and still_busy and not is_error:
             # A code path that used to log and no longer does while the service keeps
-            # logging: an early return or an exception skips it.
+            # logging: an early return or an exception skips it. An error template that
+            # vanished is the service failing less, not a fault.
             findings.append(
                 Finding(
                     template,

@@ -12,6 +12,8 @@ with incident spans.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,6 +79,9 @@ def span_stats(spans: Sequence[model.Span]) -> tuple[list[SpanStat], list[EdgeSt
     return stats, edges
 
 
+ERROR_PATH = re.compile(r"error|exception|fault|fallback", re.IGNORECASE)
+"""Operations that handle a failure: an operation calling one less often is failing less."""
+
 RELATIVE_DROP_FLOOR = 0.3
 """A child call made this much less often (as a fraction of how often it was made) is news."""
 RELATIVE_DROP_HALF = 0.3
@@ -100,6 +105,33 @@ def _relative_drop(share_before: float, share_during: float, n_during: int) -> f
         return 0.0
     relative = 1.0 - share_during / share_before
     return base.saturate(relative - RELATIVE_DROP_FLOOR, RELATIVE_DROP_HALF)
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def fewer_calls_p(k_before: int, n_before: int, k_during: int, n_during: int) -> float:
+    """One-sided Fisher exact p-value of a share this much lower during the incident by chance.
+
+    `k` of `n` spans made the call, before and during. Under the null both are draws from one
+    pool: the during spans are `n_during` of the `n_before + n_during` spans, and the p-value is
+    the hypergeometric probability of `k_during` or fewer of them having made the call. Exact
+    for small counts, so seven spans of a rare operation that skipped a call made in every one
+    of its 38 baseline spans is news, and two that skipped one of two calls is not.
+    """
+    total, made = n_before + n_during, k_before + k_during
+    lo = max(0, n_during - (total - made))
+    if k_during < lo:
+        return 1.0
+    denominator = _log_comb(total, n_during)
+    return min(
+        1.0,
+        sum(
+            math.exp(_log_comb(made, x) + _log_comb(total - made, n_during - x) - denominator)
+            for x in range(lo, k_during + 1)
+        ),
+    )
 
 
 def _p90(values: Sequence[float]) -> float:
@@ -238,9 +270,10 @@ class TracesInvestigator:
             elif window_mod.in_range(span.start, window.start, window.end):
                 pair[1].append(span)
         minimum = settings.behaviour_min_spans
+        few = settings.behaviour_min_spans_calls
         seen = 0
         for (service, name), (before, during) in ops.items():
-            if len(before) < minimum or len(during) < minimum:
+            if len(before) < few or len(during) < few:
                 continue
             seen += 1
             notes: list[tuple[float, str]] = []
@@ -248,8 +281,17 @@ class TracesInvestigator:
             for span in before:
                 children |= kids.get(span.span_id, set())
             for child in children:
-                share_before = sum(child in kids.get(s.span_id, ()) for s in before) / len(before)
-                share_during = sum(child in kids.get(s.span_id, ()) for s in during) / len(during)
+                if ERROR_PATH.search(child[1]):
+                    continue  # it stopped failing (e.g. an error handler no longer called)
+                made_before = sum(child in kids.get(s.span_id, ()) for s in before)
+                made_during = sum(child in kids.get(s.span_id, ()) for s in during)
+                share_before = made_before / len(before)
+                share_during = made_during / len(during)
+                if share_during >= share_before or (
+                    fewer_calls_p(made_before, len(before), made_during, len(during))
+                    > settings.behaviour_p_value
+                ):
+                    continue  # no drop, or one that sampling alone explains
                 drop = share_before - share_during
                 strength = max(
                     base.saturate(
@@ -262,21 +304,26 @@ class TracesInvestigator:
                         (
                             strength,
                             f"{name} calls {child[1]} in {share_during:.0%} of spans "
-                            f"(was {share_before:.0%})",
+                            f"(was {share_before:.0%}, {len(during)} spans)",
                         )
                     )
-            median_before = float(np.median([s.end - s.start for s in before]))
-            median_during = float(np.median([s.end - s.start for s in during]))
-            shrink = (median_before + 1e-4) / (median_during + 1e-4)
-            strength = base.saturate(shrink - settings.behaviour_shrink, settings.behaviour_shrink)
-            if strength > 0.0:
-                notes.append(
-                    (
-                        strength,
-                        f"{name} ends {shrink:.0f}x sooner ({median_before * 1e3:.1f} -> "
-                        f"{median_during * 1e3:.1f} ms median)",
-                    )
+            if len(before) >= minimum and len(during) >= minimum:
+                # Too few spans and a median duration means little; enough, and a far shorter
+                # one is an operation that now returns early.
+                median_before = float(np.median([s.end - s.start for s in before]))
+                median_during = float(np.median([s.end - s.start for s in during]))
+                shrink = (median_before + 1e-4) / (median_during + 1e-4)
+                strength = base.saturate(
+                    shrink - settings.behaviour_shrink, settings.behaviour_shrink
                 )
+                if strength > 0.0:
+                    notes.append(
+                        (
+                            strength,
+                            f"{name} ends {shrink:.0f}x sooner ({median_before * 1e3:.1f} -> "
+                            f"{median_during * 1e3:.1f} ms median)",
+                        )
+                    )
             if notes:
                 notes.sort(key=lambda n: -n[0])
                 found.setdefault(service, []).append(

@@ -107,6 +107,12 @@ class Settings:
     """A call edge that gained this much p90 wire time (above the floor) weighs one half."""
     trace_self_weight: float = 0.5
     behaviour_min_spans: int = 20
+    """Spans of an operation, before and during, for its median duration to be compared."""
+    behaviour_min_spans_calls: int = 5
+    """Spans of an operation, before and during, for the calls it makes to be compared."""
+    behaviour_p_value: float = 1e-3
+    """A drop in how often an operation makes a call must be this unlikely by chance (one-sided
+    Fisher exact test of the two shares)."""
     behaviour_share_floor: float = 0.15
     """An operation calling a child in this much smaller a share of its spans is not news."""
     behaviour_share_half: float = 0.2
