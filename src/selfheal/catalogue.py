@@ -14,6 +14,8 @@ from collections.abc import Callable
 from selfheal import model
 
 SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
+GIT_REVS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,99}(\.\.[A-Za-z0-9_][A-Za-z0-9_./-]{0,99})?")
+"""A commit (sha, tag, branch) or a range `A..B`; never an option (`-x`) or a path trick."""
 """A service name as DNS and Kubernetes allow it: no wildcard, no spaces, no shell."""
 
 
@@ -133,4 +135,7 @@ def validate(action: model.Action) -> str | None:
         return f"{action.kind} is missing parameters: {', '.join(missing)}"
     if t.one_of and not any(action.param(p) for p in t.one_of):
         return f"{action.kind} needs one of: {', '.join(t.one_of)}"
+    commit = action.param("commit")
+    if commit and not GIT_REVS.fullmatch(str(commit)):
+        return f"{str(commit)[:60]!r} is not a commit or a range of two revisions"
     return None

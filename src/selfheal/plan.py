@@ -148,3 +148,27 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
         inverse=(inv,) if inv is not None else (), rationale=why, risk=kind.risk,
         canary=facts.replicas > 1 and step.kind == model.ActionKind.ROLLBACK,
     )
+
+
+def code_fix(rollback: model.Action, incident_id: model.IncidentId,
+             plan_id: model.PlanId, reason: str) -> model.Plan | None:
+    """After a verified rollback from B to A, the durable fix: revert in the service's code what
+    release B added over A (`vA..vB`), on a branch with a drafted pull request. It changes no
+    running process; a human reviews and merges it."""
+    if rollback.kind is not model.ActionKind.ROLLBACK:
+        return None
+    bad, good = rollback.param("from_version"), rollback.param("to_version")
+    if not bad or not good:
+        return None
+    step = model.Action(model.ActionKind.CODE_REVERT, rollback.service,
+                        model.params(commit=f"v{good}..v{bad}", incident=incident_id,
+                                     reason=reason[:300], snapshot=plan_id))
+    if catalogue.validate(step) is not None:
+        return None
+    inv = catalogue.inverse(step)
+    return model.Plan(
+        id=plan_id, incident_id=incident_id, steps=(step,),
+        inverse=(inv,) if inv is not None else (),
+        rationale=(f"make the rollback of {rollback.service} permanent in its code: revert what "
+                   f"v{bad} added over v{good} on a branch, with a pull request for a human"),
+        risk=catalogue.CATALOGUE[step.kind].risk, canary=False)

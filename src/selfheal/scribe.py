@@ -157,6 +157,10 @@ def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
             lines.append(f"- {_clock(x['started_at'])} {e.payload['phase']}: "
                          f"{_describe_action(x['action'])} → {x['status']} "
                          f"({x['finished_at'] - x['started_at']:.1f} s)")
+    fix_decision = (_first(entries, "follow_up.decision") or {}).get("decision")
+    if fix_decision is not None:
+        lines.append(f"- Follow-up (code fix) gate: **{fix_decision['verdict']}** by rule "
+                     f"`{fix_decision['rule']}`")
     if plan is None and decision is None:
         lines.append("- none: selfheal did not act")
     lines += ["", "## Verification", ""]
@@ -168,14 +172,18 @@ def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
     if ver is None and canary is None:
         lines.append("- not reached")
     lines += ["", "## Follow-ups", ""]
-    lines += _follow_ups(top, plan, escalation, topology)
+    fix = next((e.payload["execution"] for e in entries if e.kind == "execution.result"
+                and e.payload["execution"]["action"]["kind"] == "code_revert"
+                and e.payload["execution"]["status"] == "succeeded"), None)
+    lines += _follow_ups(top, plan, escalation, topology, fix)
     lines.append("")
     return "\n".join(lines)
 
 
 def _follow_ups(top: Mapping[str, Any] | None, plan: Mapping[str, Any] | None,
                 escalation: Mapping[str, Any] | None,
-                topology: Mapping[str, Sequence[str]]) -> list[str]:
+                topology: Mapping[str, Sequence[str]],
+                fix: Mapping[str, Any] | None = None) -> list[str]:
     out = []
     if escalation is not None:
         out.append(f"- [ ] A human must take over: {escalation['reason']}")
@@ -184,8 +192,12 @@ def _follow_ups(top: Mapping[str, Any] | None, plan: Mapping[str, Any] | None,
         params = dict(step.get("params", []))
         if step["kind"] == "rollback":
             bad, good = params.get("from_version"), params.get("to_version")
-            out.append(f"- [ ] Revert the commit behind {step['service']} v{bad} and release a "
-                       "fixed version")
+            if fix is not None:
+                out.append("- [ ] Review and merge the code fix selfheal drafted "
+                           f"({fix['detail']}), then release a fixed version")
+            else:
+                out.append(f"- [ ] Revert the commit behind {step['service']} v{bad} and release "
+                           "a fixed version")
             out.append(f"- [ ] Keep {step['service']} on v{good} until the fix is verified "
                        "under load")
             if top.get("fault") in ("memory_leak", "bad_deploy"):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from selfheal import catalogue, errors, model
+from selfheal import catalogue, errors, model, plan
 from selfheal.platforms.local import platform as local
 from selfheal.platforms.local import procs, remedies
 from selfheal.platforms.local import state as state_mod
@@ -199,6 +199,41 @@ def test_code_revert_on_a_branch_with_a_pr_draft_and_its_inverse(no_leftovers: P
         await p.remedy(inv, who="t", why="undo")
         assert branch not in git("branch", "--list", branch)
         assert not (p.repos / "auth.prs" / f"{branch.replace('/', '-')}.md").exists()
+
+    _run(no_leftovers / "wd", [_svc("auth")], body)
+
+
+def test_code_revert_of_a_release_range_as_the_planner_proposes_it(no_leftovers: Path) -> None:
+    """A release of two commits (v1.2.0..v1.2.1), reverted as the planner's follow-up to a
+    rollback proposes it: both commits undone on the branch, main untouched; a hostile or
+    unknown revision is refused before git runs anything."""
+    async def body(p: local.LocalPlatform) -> None:
+        repo = p.repos / "auth"
+        await remedies.commit(p, "auth", "a.py", "A = 1\n", "first part of 1.2.1")
+        head = await remedies.ship(p, "auth", "1.2.1", "b.py", "B = 2\n", "second part")
+        rollback = model.Action(model.ActionKind.ROLLBACK, "auth",
+                                model.params(from_version="1.2.1", to_version="1.2.0"))
+        fix = plan.code_fix(rollback, model.IncidentId("inc-9"), model.PlanId("plan-9"),
+                            "auth leaked memory")
+        assert fix is not None and fix.steps[0].param("commit") == "v1.2.0..v1.2.1"
+        done = await p.remedy(fix.steps[0], who="t", why="test")
+        branch = f"selfheal/revert-{head[:8]}"
+        assert branch in done.what
+
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(repo), *args], check=True,
+                                  capture_output=True, text=True).stdout.strip()
+
+        assert git("rev-parse", "main") == head
+        assert set(git("ls-tree", "--name-only", branch).split()) == {"service.json"}
+        assert git("rev-list", "--count", f"main..{branch}") == "2"
+        for bad in ("--output=/tmp/x", "v9.9.9..v1.2.1"):
+            hostile = model.Action(model.ActionKind.CODE_REVERT, "auth",
+                                   model.params(commit=bad, snapshot="s"))
+            assert catalogue.validate(hostile) is not None or bad.startswith("v9")
+            with pytest.raises(errors.PlatformError):
+                await p.remedy(hostile, who="t", why="test")
+        assert git("rev-parse", "main") == head
 
     _run(no_leftovers / "wd", [_svc("auth")], body)
 

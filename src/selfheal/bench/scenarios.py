@@ -47,7 +47,7 @@ AGENTS: tuple[Agent, ...] = ("selfheal", "reflex")
 @dataclasses.dataclass(frozen=True)
 class Settings:
     baseline_s: float = 30.0
-    timeout_s: float = 150.0
+    timeout_s: float = 100.0
     """How long after the injection a run may take before it counts as not resolved."""
     stable_s: float = 15.0
     """The SLO must hold this long (and at the end) for a run to count as resolved."""

@@ -42,7 +42,7 @@ def scenarios_command(
     baseline: Annotated[float, typer.Option(help="Seconds of baseline before injecting",
                                             min=10)] = 30.0,
     timeout: Annotated[float, typer.Option(help="Seconds a run may take after injecting",
-                                           min=30)] = 150.0,
+                                           min=30)] = 100.0,
     parallel: Annotated[int, typer.Option(
         help="Runs at a time, each in its own process with its own shop (the suite takes "
              "about 40 min one at a time on 2 cores)", min=1, max=8)] = 2,

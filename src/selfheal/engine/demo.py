@@ -23,6 +23,7 @@ from selfheal import errors, model, policy, scribe
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import prometheus_demo
 from selfheal.platforms.local import platform as local
+from selfheal.platforms.local import remedies
 from selfheal.shop import spec as shop_spec
 from selfheal.sources import logtail, scrape
 from selfheal.store import sql
@@ -141,8 +142,12 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
         runner = asyncio.create_task(ctl.run(), name="controller")
         on_phase("learning the baseline under load", cfg.demo.baseline_s)
         await asyncio.sleep(cfg.demo.baseline_s)
+        sha = await remedies.ship(platform, BAD_SERVICE, BAD_VERSION, "sessions.py",
+                                  "SESSIONS = []  # cache every session in memory\n",
+                                  "cache sessions in memory")
         change = await platform.deploy(BAD_SERVICE, BAD_VERSION, who="ci-bot",
-                                       why="release 1.2.1: cache sessions in memory")
+                                       why=f"release 1.2.1: cache sessions in memory "
+                                           f"({sha[:8] or 'no repository'})")
         result.fault_injected_at = change.t
         on_phase("watching the new release", 0)
         deadline = loop.time() + cfg.demo.timeout_s

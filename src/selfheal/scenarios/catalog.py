@@ -72,9 +72,9 @@ class Scenario:
 
 
 async def _bad_deploy(p: local.LocalPlatform) -> Injected:
-    sha = await remedies.commit(p, "auth", "sessions.py",
-                                "SESSIONS = []  # cache every session in memory\n",
-                                "cache sessions in memory") if p.repos.exists() else ""
+    sha = await remedies.ship(p, "auth", "1.2.1", "sessions.py",
+                              "SESSIONS = []  # cache every session in memory\n",
+                              "cache sessions in memory")
     change = await p.deploy("auth", "1.2.1", who="ci-bot",
                             why=f"release 1.2.1: cache sessions in memory ({sha[:8]})")
     return Injected(change.t, "auth 1.2.1 deployed (leaks memory per request)")

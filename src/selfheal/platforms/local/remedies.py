@@ -80,6 +80,25 @@ async def init_repo(p: LocalPlatform, service: str, version: str) -> None:
     state_mod.write_json(repo / "service.json", {"service": service, "version": version})
     await git(p, service, "add", "service.json")
     await git(p, service, "commit", "-q", "-m", f"{service} {version}")
+    await release(p, service, version)
+
+
+async def ship(p: LocalPlatform, service: str, version: str, path: str, content: str,
+               message: str) -> str:
+    """A developer's change released as `version`: commit it and tag the release. Returns
+    the commit, or "" when the platform keeps no repositories (git missing)."""
+    if not (p.repos / service).exists():
+        return ""
+    sha = await commit(p, service, path, content, message)
+    await release(p, service, version)
+    return sha
+
+
+async def release(p: LocalPlatform, service: str, version: str) -> str:
+    """Tag the repository's head as release `version` (`v<version>`), as CI does when it
+    builds what gets deployed; a deploy from A to B then points at the commits `vA..vB`."""
+    await git(p, service, "tag", f"v{version}")
+    return await git(p, service, "rev-parse", "HEAD")
 
 
 async def commit(p: LocalPlatform, service: str, path: str, content: str, message: str) -> str:
@@ -284,23 +303,36 @@ async def _code_revert(p: LocalPlatform, a: model.Action) -> Done:
         (p.repos / f"{svc}.prs" / f"{snap['branch'].replace('/', '-')}.md").unlink(
             missing_ok=True)
         return Done(f"branch {snap['branch']} and its pull-request draft removed")
-    sha = await git(p, svc, "rev-parse", "--verify", f"{a.param('commit')}^{{commit}}")
+    # `commit` is one commit or a release range `vA..vB` (what a deploy from A to B shipped);
+    # each end is resolved by git itself, so nothing but a real commit reaches `git revert`.
+    ends = [await git(p, svc, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
+            for ref in str(a.param("commit")).split("..", 1)]
+    if len(ends) == 2:
+        shas = (await git(p, svc, "rev-list", "--reverse", f"{ends[0]}..{ends[1]}")).split()
+        if not shas:
+            raise errors.PlatformError(f"{a.param('commit')} in {svc} holds no commit")
+    else:
+        shas = ends
+    sha = shas[-1]
     branch = f"selfheal/revert-{sha[:8]}"
-    subject = await git(p, svc, "log", "-1", "--format=%s", sha)
+    subjects = [await git(p, svc, "log", "-1", "--format=%s", c) for c in shas]
+    subject = subjects[0] if len(shas) == 1 else f"{len(shas)} commits of {a.param('commit')}"
     _save(p, a, {"branch": branch})
     tree = p.repos / f".worktree-{sha[:8]}"
     await git(p, svc, "worktree", "add", "-q", "-b", branch, str(tree.resolve()), "main")
     try:
-        await _revert_in(svc, tree, sha)
+        for c in reversed(shas):  # newest first, as `git revert A..B` does
+            await _revert_in(svc, tree, c)
     finally:
         await git(p, svc, "worktree", "remove", "--force", str(tree.resolve()))
     head = await git(p, svc, "rev-parse", branch)
     why = a.param("reason") or "an incident traced to this commit"
+    listed = "".join(f"  - {c[:12]} {s}\n" for c, s in zip(shas, subjects, strict=True))
     draft = (f"# Revert \"{subject}\" in {svc}\n\n"
              f"Drafted by selfheal from incident {a.param('incident') or '(unknown)'}.\n\n"
              f"## Why\n\n{why}\n\n"
-             f"## What\n\n- Branch `{branch}` reverts {sha[:12]} (\"{subject}\") with "
-             f"{head[:12]}.\n- The production remedy (a rollback) is already in place; this "
+             f"## What\n\n- Branch `{branch}` reverts, with {head[:12]}:\n{listed}"
+             "- The production remedy (a rollback) is already in place; this "
              "change makes the fix permanent in the code.\n\n"
              "## Checks\n\n- [ ] tests pass\n- [ ] a human reviewed the diff\n")
     state_mod.write_atomic(p.repos / f"{svc}.prs" / f"{branch.replace('/', '-')}.md",
