@@ -126,6 +126,8 @@ async def run(cfg: config_mod.Config, pol: policy.Policy,
                                           "has been escalated", left))
         on_phase("starting the shop (5 services, real processes)", 0)
         await platform.start()
+        if platform.adopted:  # the same processes ran on: their history is still theirs
+            ctl.warm_start()
         tailer.skip_existing()
         if stack is not None:
             on_phase("starting Prometheus and Alertmanager", 0)

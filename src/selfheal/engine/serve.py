@@ -283,6 +283,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
             on_event(controller_mod.Event(clock(), "recover", f"incident {left} was "
                                           "interrupted by a restart and has been escalated",
                                           left))
+        ctl.warm_start()  # the watched system kept running while selfheal was down
         runner = asyncio.create_task(ctl.run(), name="controller")
         web = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         while not server.started and not web.done():
