@@ -85,6 +85,11 @@ def fault_of(text: str) -> model.FaultKind:
     return model.FaultKind.UNKNOWN
 
 
+def _name_pattern(service: str) -> re.Pattern[str]:
+    """A service's name as a whole word (`ts-food-service`, not inside `ts-food-service-x`)."""
+    return re.compile(rf"(?<![\w-]){re.escape(service)}(?![\w-])")
+
+
 def covered_seconds(times: Sequence[float], lo: float, hi: float, bucket: float = 60.0) -> float:
     """How long the log source was actually recording in [lo, hi]: buckets with any line.
 
@@ -100,12 +105,18 @@ def service_findings(
     window: window_mod.Window,
     settings: window_mod.Settings,
     spans: tuple[float, float] | None = None,
+    others: Sequence[str] = (),
 ) -> tuple[list[Finding], int, int]:
     """Findings for one service's records, with its baseline and incident line counts.
 
     `spans` are the recorded seconds of the baseline and of the incident window (default: the
-    length of each range).
+    length of each range). `others` are the other services of the system: an error template
+    that names one ("No instances available for ts-config-service", "call to cart failed") is
+    this service's view of a failure to reach that one, so it weighs
+    `log_named_service_discount` as much for this service, and the named service's name does
+    not choose the fault kind (a service called "config" is not a config change).
     """
+    named_patterns = [(other, _name_pattern(other)) for other in others]
     miner = _miner(settings)
     counts: dict[str, Counter[int]] = {"base": Counter(), "now": Counter()}
     errors: Counter[int] = Counter()
@@ -131,14 +142,20 @@ def service_findings(
     for cluster, template in templates.items():
         b, n = counts["base"][cluster], counts["now"][cluster]
         is_error = errors[cluster] > 0 or bool(ERROR_WORDS.search(template))
-        fault = fault_of(template)
+        named = [other for other, pattern in named_patterns if pattern.search(template)]
+        text = template
+        for other, pattern in named_patterns:
+            text = pattern.sub(" ", text) if other in named else text
+        fault = fault_of(text)
         if fault is model.FaultKind.UNKNOWN and is_error:
             fault = model.FaultKind.ERRORS
         if n >= settings.log_min_count and b == 0 and n_base > 0:
             strength = settings.log_new_error_strength if is_error else settings.log_new_strength
-            findings.append(
-                Finding(template, b, n, True, is_error, strength, fault, f"new template x{n}")
-            )
+            what = f"new template x{n}"
+            if is_error and named:
+                strength *= settings.log_named_service_discount
+                what += f" (names {', '.join(named)}: its caller's view of a failure there)"
+            findings.append(Finding(template, b, n, True, is_error, strength, fault, what))
             continue
         if n_base == 0:
             continue  # nothing to compare with: the service logged nothing in the baseline
@@ -167,6 +184,8 @@ def service_findings(
             rate_base, 1.0 / base_span
         ):
             strength = settings.log_shift_strength * (1.5 if is_error else 1.0)
+            if is_error and named:
+                strength *= settings.log_named_service_discount
             findings.append(
                 Finding(
                     template,
@@ -229,8 +248,12 @@ class LogsInvestigator:
         )
         out: list[model.Evidence] = []
         quiet: list[str] = []
+        services = window.services()
         for service, records in sorted(by_service.items()):
-            findings, n_base, n_now = service_findings(records, window, settings, spans)
+            others = [other for other in services if other != service]
+            findings, n_base, n_now = service_findings(
+                records, window, settings, spans, others
+            )
             if not findings:
                 quiet.append(service)
                 continue
