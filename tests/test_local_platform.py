@@ -112,3 +112,28 @@ def test_stale_processes_from_a_killed_run_are_reaped(tmp_path: Path) -> None:
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+def test_a_replica_kept_aside_survives_adoption_and_can_come_back(no_leftovers: Path) -> None:
+    """A reversible restart keeps the old replica aside; a selfheal that restarts and adopts
+    the detached platform can still undo the restart (the inverse needs that replica)."""
+    async def main() -> None:
+        first = local.LocalPlatform(no_leftovers / "wd", SERVICES, time.time, detached=True)
+        await first.start()
+        old = sorted(r.replica for r in first.replicas("auth"))[0]
+        new = await first.replace_replica("auth", old)
+        await first.scale("auth", 2, who="t", why="save state")  # any change saves the state
+        await first.detach()
+        second = local.LocalPlatform(no_leftovers / "wd", SERVICES, time.time, detached=True)
+        await second.start()
+        try:
+            assert second.adopted and old in second.quarantine
+            await second.readmit_replica("auth", old, new)
+            assert old in {r.replica for r in second.replicas("auth")}
+            assert new not in {r.replica for r in second.replicas("auth")}
+        finally:
+            await second.stop()
+            for r in second.quarantine.values():  # nothing kept aside is left running
+                await second.table.stop(r.replica)
+
+    asyncio.run(main())

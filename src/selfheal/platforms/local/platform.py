@@ -143,6 +143,10 @@ class LocalPlatform:
                          for svc, reps in self._replicas.items()},
             "changes": [model.to_jsonable(c) for c in self._changes],
             "applied": {k: c.id for k, c in self._applied.items()},
+            # Replicas a reversible restart kept aside: the inverse needs them back.
+            "quarantine": [{"service": r.service, "replica": r.replica, "version": r.version,
+                            "port": r.port, "pid": r.proc.pid, "ticks": r.proc.ticks}
+                           for r in self.quarantine.values()],
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state), encoding="utf-8")
@@ -171,6 +175,14 @@ class LocalPlatform:
                 assert proc is not None
                 adopted.append(_Replica(svc, r["replica"], r["version"], r["port"], proc))
             self._replicas[svc] = adopted
+        for r in state.get("quarantine", []):
+            # One that died meanwhile is simply gone: its inverse will say it cannot return.
+            if procs.start_ticks(r["pid"]) == r["ticks"]:
+                proc = self.table.adopt(r["replica"], r["pid"], r["ticks"],
+                                        logs / f"{r['replica']}.log")
+                if proc is not None:
+                    self.quarantine[r["replica"]] = _Replica(r["service"], r["replica"],
+                                                             r["version"], r["port"], proc)
         self._history = {k: list(v) for k, v in state["history"].items()}
         self._changes = [model.Change(**{**c, "id": model.ChangeId(c["id"])})
                          for c in state["changes"]]
