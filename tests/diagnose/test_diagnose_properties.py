@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from selfheal import diagnose, model
 from selfheal.bench import rca
-from selfheal.diagnose import reconcile
+from selfheal.diagnose import base, reconcile
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,26 +31,28 @@ SETTINGS = diagnose.DEFAULT_SETTINGS
 @st.composite
 def evidence(draw: st.DrawFn, services: tuple[str, ...] = SERVICES) -> model.Evidence:
     kind = draw(st.sampled_from(KINDS))
-    fault = draw(st.sampled_from(FAULTS))
+    fields = {
+        "investigator": kind.value,
+        "kind": kind,
+        "status": model.EvidenceStatus.OK,
+        "query": "generated",
+        "observation": "generated",
+        "service": draw(st.sampled_from(services)),
+        "fault": draw(st.sampled_from(FAULTS)),
+        "strength": draw(st.floats(0.0, 1.0)),
+    }
     if kind is model.SignalKind.TOPOLOGY and draw(st.booleans()):
-        fault = model.FaultKind.DEPENDENCY  # evidence against: the service is a victim
-    return model.Evidence(
-        investigator=kind.value,
-        kind=kind,
-        status=model.EvidenceStatus.OK,
-        query="generated",
-        observation="generated",
-        service=draw(st.sampled_from(services)),
-        fault=fault,
-        strength=draw(st.floats(0.0, 1.0)),
-    )
+        # evidence against: the service is a victim of a fault elsewhere
+        return base.Against(**{**fields, "fault": model.FaultKind.DEPENDENCY})
+    return model.Evidence(**fields)
 
 
 @st.composite
 def supporting(draw: st.DrawFn, service: str) -> model.Evidence:
     item = draw(evidence((service,)))
-    if item.fault is model.FaultKind.DEPENDENCY:
-        item = model.Evidence(**{**item.__dict__, "fault": model.FaultKind.LATENCY})
+    if isinstance(item, base.Against):
+        fields = {f.name: getattr(item, f.name) for f in dataclasses.fields(model.Evidence)}
+        item = model.Evidence(**{**fields, "fault": model.FaultKind.LATENCY})
     return item
 
 

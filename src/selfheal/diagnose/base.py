@@ -8,8 +8,9 @@ ones before it (`prior`), which is how topology and human theories reason over t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from selfheal import model
 from selfheal.diagnose import window as window_mod
@@ -30,6 +31,49 @@ class Investigator(Protocol):
         prior: Sequence[model.Evidence],
         settings: window_mod.Settings,
     ) -> tuple[model.Evidence, ...]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Against(model.Evidence):
+    """Evidence *against* `service` being the root cause: its symptoms are explained elsewhere.
+
+    The direction is this type (and its `against` field, which `model.to_jsonable` keeps), not a
+    fault kind: `fault` says what the service suffers from (`DEPENDENCY`: a fault elsewhere
+    reaches it) and `explained_by` names the service whose anomaly explains it. The reconciler
+    subtracts it from the service's score and lists it in the hypothesis' `evidence_against`.
+    """
+
+    explained_by: str = ""
+    against: bool = True
+
+
+def is_against(item: model.Evidence) -> bool:
+    """Does this item argue against its service being the cause?
+
+    A payload read back from the ledger or the API as a plain `model.Evidence` carries no type;
+    use `evidence_from_jsonable` to rebuild it. Until every reader does, a topology item whose
+    fault is DEPENDENCY (the only thing the topology investigator says with it) reads as one.
+    """
+    if isinstance(item, Against):
+        return item.against
+    return item.kind is model.SignalKind.TOPOLOGY and item.fault is model.FaultKind.DEPENDENCY
+
+
+def evidence_from_jsonable(raw: Mapping[str, Any]) -> model.Evidence:
+    """Evidence from its `model.to_jsonable` form, `Against` kept as such."""
+    fields: dict[str, Any] = {
+        "investigator": str(raw["investigator"]),
+        "kind": model.SignalKind(raw["kind"]),
+        "status": model.EvidenceStatus(raw["status"]),
+        "query": str(raw["query"]),
+        "observation": str(raw["observation"]),
+        "service": str(raw.get("service") or ""),
+        "fault": model.FaultKind(raw.get("fault") or "unknown"),
+        "strength": float(raw.get("strength") or 0.0),
+    }
+    if raw.get("against"):
+        return Against(**fields, explained_by=str(raw.get("explained_by") or ""))
+    return model.Evidence(**fields)
 
 
 def no_data(name: str, kind: model.SignalKind, query: str, why: str) -> model.Evidence:
@@ -58,7 +102,7 @@ def anomaly_by_service(
     for item in evidence:
         if item.status is not model.EvidenceStatus.OK or not item.service:
             continue
-        if item.kind not in kinds or item.fault is model.FaultKind.DEPENDENCY:
+        if item.kind not in kinds or is_against(item):
             continue
         best[item.service] = max(best.get(item.service, 0.0), item.strength)
     return best

@@ -31,8 +31,6 @@ NAME = "metrics"
 
 UP, DOWN, BOTH = 1, -1, 0
 
-STARVED_SELF = 0.3
-"""What is left of a starved service's own strength (it moved, but because of its callers)."""
 LOAD_FAMILIES = frozenset({"traffic", "other"})
 """Families whose fall means less work arrived (requests, syscalls, network bytes)."""
 
@@ -276,9 +274,9 @@ class MetricsInvestigator:
             text = f"{service}: {len(group)} series moved: {listed}{more}"
             if _starved(group) and callers_of(window.topology, service):
                 starved[service] = strength
-                strength *= STARVED_SELF
+                strength *= settings.metric_starved_self
                 text += " (only its load fell: its callers stopped sending it work)"
-            found[service] = (strength, _fault(group), text)
+            found[service] = (strength, _fault(group, settings), text)
         self._blame_callers(window.topology, starved, found)
         return tuple(
             model.Evidence(
@@ -346,14 +344,16 @@ def _starved(group: Sequence[Shift]) -> bool:
     return all(s.family.name in LOAD_FAMILIES and s.observed < s.baseline for s in group)
 
 
-def _fault(group: Sequence[Shift]) -> model.FaultKind:
+def _fault(group: Sequence[Shift], settings: window_mod.Settings) -> model.FaultKind:
     """The fault the moved series suggest: the most specific family that clearly moved.
 
     Saturation (CPU, then memory) explains latency and errors rather than the other way
-    round, so it wins by priority as long as it moved a quarter as much as the strongest.
+    round, so it wins by priority as long as it moved `metric_fault_share` as much as the
+    strongest.
     """
     top = max(s.z * s.family.weight for s in group)
-    strong = [s for s in group if s.z * s.family.weight >= 0.25 * top and s.family is not OTHER]
+    floor = settings.metric_fault_share * top
+    strong = [s for s in group if s.z * s.family.weight >= floor and s.family is not OTHER]
     if not strong:
         return model.FaultKind.UNKNOWN
     return min(strong, key=lambda s: (s.family.priority, -s.z)).family.fault

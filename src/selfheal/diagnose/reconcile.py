@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 from selfheal import model
+from selfheal.diagnose import base
 from selfheal.diagnose import window as window_mod
 
 ACTION_FAMILY: dict[model.FaultKind, model.ActionKind | None] = {
@@ -37,13 +38,12 @@ ACTION_FAMILY: dict[model.FaultKind, model.ActionKind | None] = {
 CAUSAL_CHANGES = frozenset({model.FaultKind.BAD_DEPLOY, model.FaultKind.CONFIG})
 GENERIC = frozenset({model.FaultKind.LATENCY, model.FaultKind.UNKNOWN})
 """Symptoms every sick service shows; a more specific fault with support wins over them."""
-GENERIC_DISCOUNT = 0.5
 DIRECT = frozenset({model.SignalKind.METRICS, model.SignalKind.LOGS, model.SignalKind.TRACES})
 
 
 def is_against(item: model.Evidence) -> bool:
-    """Topology evidence of fault DEPENDENCY says the service is a victim, not the cause."""
-    return item.kind is model.SignalKind.TOPOLOGY and item.fault is model.FaultKind.DEPENDENCY
+    """Evidence that says the service is a victim, not the cause (`base.Against`)."""
+    return base.is_against(item)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +79,7 @@ def choose_fault(
             continue
         weight = settings.kind_weights.get(item.kind, 0.0) * item.strength
         if item.fault in GENERIC:
-            weight *= GENERIC_DISCOUNT
+            weight *= settings.generic_fault_discount
         votes[item.fault] = votes.get(item.fault, 0.0) + weight
         if item.kind in DIRECT:
             direct_votes[item.fault] = direct_votes.get(item.fault, 0.0) + weight

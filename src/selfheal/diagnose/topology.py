@@ -4,8 +4,9 @@ It reasons over the direct evidence gathered before it (metrics, logs, traces) a
 graph. Metrics and logs symptoms (latency, errors) travel up the call graph; trace evidence is
 already placed on the call graph (wire time per edge, self time), so it is not explained away
 here. A caller whose metrics/logs symptoms are matched by a callee (directly or further down)
-at least `propagation_ratio` as anomalous gets evidence of fault DEPENDENCY, as strong as the
-symptoms it explains — the reconciler counts that *against* the caller being the root cause.
+at least `propagation_ratio` as anomalous gets `base.Against` evidence (fault DEPENDENCY, naming
+the callee that explains it), as strong as the symptoms it explains — the reconciler counts it
+*against* the caller being the root cause.
 An anomalous service none of whose callees is anomalous is a likely origin and gets supporting
 evidence, stronger when its callers show symptoms too.
 """
@@ -71,7 +72,7 @@ class TopologyInvestigator:
                     NAME, self.kind, query, "no anomalous service to place on the call graph"
                 ),
             )
-        out = []
+        out: list[model.Evidence] = []
         for service, strength in sorted(suspects.items()):
             below = reachable(window.topology, service)
             symptom = symptoms.get(service, 0.0)
@@ -85,7 +86,7 @@ class TopologyInvestigator:
                 best = max(culprits, key=lambda c: anomaly[c])
                 named = ", ".join(f"{c} ({anomaly[c]:.2f})" for c in culprits)
                 out.append(
-                    model.Evidence(
+                    base.Against(
                         investigator=NAME,
                         kind=self.kind,
                         status=model.EvidenceStatus.OK,
@@ -97,6 +98,7 @@ class TopologyInvestigator:
                         service=service,
                         fault=model.FaultKind.DEPENDENCY,
                         strength=min(1.0, symptom),
+                        explained_by=best,
                     )
                 )
                 continue

@@ -82,29 +82,24 @@ def span_stats(spans: Sequence[model.Span]) -> tuple[list[SpanStat], list[EdgeSt
 ERROR_PATH = re.compile(r"error|exception|fault|fallback", re.IGNORECASE)
 """Operations that handle a failure: an operation calling one less often is failing less."""
 
-RELATIVE_DROP_FLOOR = 0.3
-"""A child call made this much less often (as a fraction of how often it was made) is news."""
-RELATIVE_DROP_HALF = 0.3
-RELATIVE_DROP_MIN_CALLS = 10.0
-"""The calls expected in the window at the old share: fewer, and a drop proves little."""
-RELATIVE_DROP_Z = 4.0
-"""Binomial z the drop must reach (the old share as the null): sampling noise is not news."""
-
-
-def _relative_drop(share_before: float, share_during: float, n_during: int) -> float:
+def _relative_drop(
+    share_before: float, share_during: float, n_during: int, settings: window_mod.Settings
+) -> float:
     """Strength of a drop in how often an operation makes a rarer call (20% -> 4% of spans).
 
     The absolute drop in share undersells a call an operation made in only some of its spans;
     this measures the drop relative to the old share, when it is far beyond sampling noise.
     """
     expected = share_before * n_during
-    if expected < RELATIVE_DROP_MIN_CALLS or share_before >= 1.0:
+    if expected < settings.trace_relative_drop_min_calls or share_before >= 1.0:
         return 0.0
     se = (share_before * (1.0 - share_before) / n_during) ** 0.5
-    if (share_before - share_during) / se < RELATIVE_DROP_Z:
+    if (share_before - share_during) / se < settings.trace_relative_drop_z:
         return 0.0
     relative = 1.0 - share_during / share_before
-    return base.saturate(relative - RELATIVE_DROP_FLOOR, RELATIVE_DROP_HALF)
+    return base.saturate(
+        relative - settings.trace_relative_drop_floor, settings.trace_relative_drop_half
+    )
 
 
 def _log_comb(n: int, k: int) -> float:
@@ -297,7 +292,7 @@ class TracesInvestigator:
                     base.saturate(
                         drop - settings.behaviour_share_floor, settings.behaviour_share_half
                     ),
-                    _relative_drop(share_before, share_during, len(during)),
+                    _relative_drop(share_before, share_during, len(during), settings),
                 )
                 if strength > 0.0:
                     notes.append(

@@ -80,6 +80,12 @@ class Settings:
     min_baseline_points: int = 3
     metric_earliness_bonus: float = 0.1
     """Added to the strength of the service whose metrics moved first."""
+    metric_starved_self: float = 0.3
+    """What is left of a starved service's own strength (only its load fell: it moved because
+    its callers stopped sending it work); the rest goes to those callers."""
+    metric_fault_share: float = 0.25
+    """A metric family names the fault when it moved at least this share as much as the
+    strongest one (saturation then wins over latency by priority)."""
 
     # logs: drain3 templates, baseline against incident window
     drain_sim_th: float = 0.4
@@ -123,6 +129,14 @@ class Settings:
     """An operation whose median duration shrank by more than this factor returns early."""
     behaviour_weight: float = 0.9
     """Slower processing alone is weaker evidence than a shift on every call edge."""
+    trace_relative_drop_floor: float = 0.3
+    """A child call made this much less often (as a fraction of how often it was made) is news."""
+    trace_relative_drop_half: float = 0.3
+    trace_relative_drop_min_calls: float = 10.0
+    """The calls expected in the window at the old share: fewer, and a relative drop proves
+    little."""
+    trace_relative_drop_z: float = 4.0
+    """Binomial z a relative drop must reach (the old share as the null)."""
 
     # changes: deploys and config changes shortly before or inside the window
     change_lookback_s: float = 1800.0
@@ -158,6 +172,9 @@ class Settings:
         )
     )
     against_weight: float = 0.8
+    generic_fault_discount: float = 0.5
+    """Latency and unknown are symptoms every sick service shows: their votes for the fault
+    kind count this much, so a more specific fault with support wins over them."""
     # The two calibration constants below were chosen once, on Nezha's two development days
     # (a grid minimising log loss and Brier score of the top hypothesis), and are the same for
     # every system, fault and the demo.
