@@ -122,6 +122,7 @@ def hipster() -> nezha.Day:
 
 
 @pytest.mark.parametrize(("service", "kind"), [("checkoutservice", "exception"),
+                                                ("checkoutservice", "return"),
                                                 ("adservice", "return")])
 def test_real_code_faults_rank_their_service_first(
     hipster: nezha.Day, service: str, kind: str

@@ -169,3 +169,19 @@ def test_benchmark_case_scores_a_real_fault(ts: nezha.Day) -> None:
     assert case.top_fault is fault.fault_kind
     score = rca.score([case])
     assert score.n == 1 and score.ac1 == 1.0
+
+
+def test_discovery_errors_elsewhere_do_not_outrank_a_slow_wire(ts: nezha.Day) -> None:
+    # While travel's network is delayed, basic logs a new error naming another service ("No
+    # instances available for ts-train-service") and travel stops logging an old error: the
+    # first is basic's view of a failure elsewhere, the second is travel failing less.
+    fault = _fault(ts, "ts-travel-service", "network_delay")
+    window = nezha.window_for(ts, fault)
+    evidence = diagnose.investigate(window)
+    basic = [e for e in evidence if e.service == "ts-basic-service" and e.kind.value == "logs"]
+    assert basic and all(e.strength < SETTINGS.log_new_error_strength for e in basic)
+    travel_logs = [e for e in evidence if e.service == fault.service and e.kind.value == "logs"]
+    assert not [e for e in travel_logs if "vanished" in e.observation and "ERROR" in e.observation]
+    result = diagnose.diagnose(window, now=window.end)
+    assert result.top is not None and result.top.service == fault.service
+    assert result.top.fault is model.FaultKind.LATENCY

@@ -1,0 +1,223 @@
+"""Who is to blame, and who is merely failing less: rare operations, error paths, named services.
+
+Synthetic windows check each rule both ways: a rare operation that skips its calls counts once
+a Fisher exact test says the drop is no accident; an error handler called less often and an
+error template that vanished are a service failing *less*; an error line naming another service
+weighs less for the one logging it. Then evidence against a hypothesis keeps its direction as a
+type, and the benchmark reports the accuracy of the cases it acted on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from selfheal import diagnose, model
+from selfheal.bench import rca
+from selfheal.diagnose import base, reconcile
+from selfheal.diagnose import logs as logs_mod
+from selfheal.diagnose import traces as traces_mod
+from selfheal.sources import nezha
+
+pytestmark = pytest.mark.timeout(120)
+
+SETTINGS = diagnose.DEFAULT_SETTINGS
+T0 = 1_700_000_000.0
+
+
+def _window(
+    spans: list[model.Span] | None = None,
+    logs: list[model.LogRecord] | None = None,
+    topology: dict[str, tuple[str, ...]] | None = None,
+) -> diagnose.Window:
+    incident = model.Incident(model.IncidentId("inc-a"), "", T0, "test", ())
+    return diagnose.Window(
+        incident=incident, start=T0, end=T0 + 180, baseline_start=T0 - 600,
+        baseline_end=T0 - 1, metrics=None, logs=logs, changes=None, spans=spans,
+        topology=topology or {"frontend": ("checkout",), "checkout": ("email", "shipping")},
+    )
+
+
+# --- the exact test ------------------------------------------------------------------------
+
+
+def test_fewer_calls_p_is_the_hypergeometric_tail() -> None:
+    # 38 of 38 baseline spans made the call, 2 of 7 incident spans did: only x=2 is possible
+    # at or below 2 (the 5 spans without the call must all be incident spans).
+    expected = math.comb(40, 2) * math.comb(5, 5) / math.comb(45, 7)
+    assert traces_mod.fewer_calls_p(38, 38, 2, 7) == pytest.approx(expected, rel=1e-9)
+    assert traces_mod.fewer_calls_p(38, 38, 2, 7) < SETTINGS.behaviour_p_value
+    # one of two calls skipped, against one of two before: nothing to see
+    assert traces_mod.fewer_calls_p(1, 2, 1, 2) > 0.5
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    n_before=st.integers(1, 60),
+    n_during=st.integers(1, 60),
+    data=st.data(),
+)
+def test_fewer_calls_p_is_a_probability_growing_with_the_calls_made(
+    n_before: int, n_during: int, data: st.DataObject
+) -> None:
+    k_before = data.draw(st.integers(0, n_before))
+    ps = [traces_mod.fewer_calls_p(k_before, n_before, k, n_during) for k in range(n_during + 1)]
+    assert all(0.0 <= p <= 1.0 for p in ps)
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(ps))
+    assert ps[-1] == pytest.approx(1.0)  # making every call cannot be a drop
+
+
+# --- traces: rare operations and error paths -----------------------------------------------
+
+
+def _orders(
+    before: int,
+    during: int,
+    made_during: int,
+    child: str = "SendOrderConfirmation",
+    made_before: int | None = None,
+) -> list[model.Span]:
+    """checkout's PlaceOrder spans: the first `made_before` (default all) before and the first
+    `made_during` after call `child`."""
+    spans: list[model.Span] = []
+    made = {"b": before if made_before is None else made_before, "d": made_during}
+    for side, count, t0 in (("b", before, T0 - 500), ("d", during, T0 + 10)):
+        for i in range(count):
+            start = t0 + i * 150.0 / max(count, 1)
+            span = model.Span("tr", f"{side}{i}", "", "checkout", "PlaceOrder", start,
+                              start + 0.2)
+            spans.append(span)
+            if i < made[side]:
+                spans.append(model.Span("tr", f"{side}{i}c", span.span_id, "checkout", child,
+                                        start + 0.05, start + 0.06))
+    return spans
+
+
+def test_a_rare_operation_that_skips_its_calls_is_news() -> None:
+    found = traces_mod.TracesInvestigator().investigate(
+        _window(spans=_orders(38, 7, made_during=2)), (), SETTINGS)
+    checkout = [e for e in found if e.service == "checkout"]
+    assert checkout and checkout[0].fault is model.FaultKind.ERRORS
+    assert "SendOrderConfirmation" in checkout[0].observation
+    assert checkout[0].strength >= SETTINGS.support_strength
+
+
+@pytest.mark.parametrize(("before", "during", "made"), [(38, 7, 6), (4, 7, 2), (38, 3, 0)])
+def test_too_few_spans_or_a_small_drop_is_not_news(before: int, during: int, made: int) -> None:
+    found = traces_mod.TracesInvestigator().investigate(
+        _window(spans=_orders(before, during, made_during=made)), (), SETTINGS)
+    assert not [e for e in found if e.service == "checkout"]
+
+
+def test_an_error_handler_called_less_often_is_a_service_failing_less() -> None:
+    # before, 20 of 38 orders ended in the error controller; now none of 30 does
+    spans = _orders(38, 30, made_during=0, child="BasicErrorController.error", made_before=20)
+    found = traces_mod.TracesInvestigator().investigate(_window(spans=spans), (), SETTINGS)
+    assert not [e for e in found if e.service == "checkout"]
+    # the same drop in a call that is not an error path is news
+    spans = _orders(38, 30, made_during=0, child="ShipOrder", made_before=20)
+    found = traces_mod.TracesInvestigator().investigate(_window(spans=spans), (), SETTINGS)
+    assert [e for e in found if e.service == "checkout" and e.fault is model.FaultKind.ERRORS]
+
+
+# --- logs: vanished errors and named services ----------------------------------------------
+
+
+def _lines(
+    service: str, text: str, level: str, t0: float, t1: float, every: float
+) -> list[model.LogRecord]:
+    return [model.LogRecord(float(t), service, level, text.format(i=i))
+            for i, t in enumerate(np.arange(t0, t1, every))]
+
+
+def _busy(service: str) -> list[model.LogRecord]:
+    return _lines(service, "handled request {i} in 5 ms", "INFO", T0 - 600, T0 + 180, 2.0)
+
+
+def test_a_vanished_error_template_is_not_a_fault() -> None:
+    gone = _lines("seat", "ERROR request failed: upstream refused connection {i}", "ERROR",
+                  T0 - 600, T0 - 1, 20.0)
+    found = logs_mod.LogsInvestigator().investigate(
+        _window(logs=_busy("seat") + gone), (), SETTINGS)
+    assert not [e for e in found if e.service == "seat"]
+    # an ordinary code path that went silent while the service kept logging still counts
+    quiet = _lines("seat", "reserved seat {i} on the train", "INFO", T0 - 600, T0 - 1, 20.0)
+    found = logs_mod.LogsInvestigator().investigate(
+        _window(logs=_busy("seat") + quiet), (), SETTINGS)
+    assert [e for e in found if e.service == "seat" and "vanished" in e.observation]
+
+
+def _new_error(service: str, text: str) -> list[model.LogRecord]:
+    return _busy(service) + _lines(service, text, "ERROR", T0 + 5, T0 + 100, 5.0)
+
+
+def test_an_error_naming_another_service_weighs_less_and_names_no_fault() -> None:
+    topology = {"seat": ("ts-config-service", "order")}
+    named = "No instances available for ts-config-service (request {i})"
+    found = logs_mod.LogsInvestigator().investigate(
+        _window(logs=_new_error("seat", named), topology=topology), (), SETTINGS)
+    seat = next(e for e in found if e.service == "seat")
+    assert seat.strength == pytest.approx(
+        SETTINGS.log_new_error_strength * SETTINGS.log_named_service_discount)
+    assert seat.fault is model.FaultKind.ERRORS  # not CONFIG: that word is part of a name
+    assert "names ts-config-service" in seat.observation
+    plain = "No instances available for the pricing table (request {i})"
+    found = logs_mod.LogsInvestigator().investigate(
+        _window(logs=_new_error("seat", plain), topology=topology), (), SETTINGS)
+    seat = next(e for e in found if e.service == "seat")
+    assert seat.strength == pytest.approx(SETTINGS.log_new_error_strength)
+
+
+# --- evidence against ----------------------------------------------------------------------
+
+
+def _item(service: str, kind: model.SignalKind, strength: float) -> model.Evidence:
+    return model.Evidence(kind.value, kind, model.EvidenceStatus.OK, "q", "o", service,
+                          model.FaultKind.LATENCY, strength)
+
+
+def test_evidence_against_keeps_its_direction_through_json() -> None:
+    against = base.Against("topology", model.SignalKind.TOPOLOGY, model.EvidenceStatus.OK,
+                           "q", "frontend's symptoms are explained by cart", "frontend",
+                           model.FaultKind.DEPENDENCY, 0.6, explained_by="cart")
+    back = base.evidence_from_jsonable(model.to_jsonable(against))
+    assert isinstance(back, base.Against) and back == against
+    plain = _item("cart", model.SignalKind.METRICS, 0.5)
+    assert base.evidence_from_jsonable(model.to_jsonable(plain)) == plain
+    assert not base.is_against(plain)
+
+    evidence = (_item("frontend", model.SignalKind.METRICS, 0.7),
+                _item("frontend", model.SignalKind.LOGS, 0.5), against,
+                _item("cart", model.SignalKind.METRICS, 0.5))
+    result = reconcile.reconcile(model.IncidentId("i"), T0, evidence, SETTINGS)
+    frontend = next(h for h in result.hypotheses if h.service == "frontend")
+    assert against in frontend.evidence_against and against not in frontend.evidence_for
+    without = reconcile.reconcile(model.IncidentId("i"), T0, evidence[:2] + evidence[3:],
+                                  SETTINGS)
+    assert frontend.probability < next(
+        h.probability for h in without.hypotheses if h.service == "frontend")
+
+
+# --- the benchmark's selective accuracy ----------------------------------------------------
+
+
+def _case(service: str, top: str, sufficient: bool) -> rca.Case:
+    fault = nezha.Fault("d", "00", T0, f"{service}-a-b", service, "cpu_contention")
+    return rca.Case("sys", "d", fault, (top,), model.FaultKind.OVERLOAD, 0.9, sufficient, 0.1)
+
+
+def test_selective_accuracy_counts_only_the_cases_acted_on() -> None:
+    cases = [_case("a", "a", True), _case("b", "x", True), _case("c", "x", False),
+             _case("d", "d", False)]
+    score = rca.score(cases)
+    assert score.acted == 2 and score.selective_ac1 == pytest.approx(0.5)
+    assert score.ac1 == pytest.approx(0.5) and score.abstain == pytest.approx(0.5)
+    as_json = score.as_json()
+    assert as_json["selective_ac@1"] == pytest.approx(0.5) and as_json["acted"] == 2
+    assert rca.score([_case("c", "c", False)]).selective_ac1 is None
