@@ -46,6 +46,14 @@ class Detect(_Strict):
     """How long a replica must fail its scrape before `up` counts as an anomaly."""
 
 
+class Investigate(_Strict):
+    patience_s: float = pydantic.Field(default=20.0, ge=0, le=3600)
+    """How long after an incident opens an unsure diagnosis keeps looking before a human
+    gets it (0: hand it over at once)."""
+    retry_s: float = pydantic.Field(default=3.0, gt=0, le=600)
+    """How often it looks again meanwhile."""
+
+
 class Verify(_Strict):
     canary_observe_s: float = pydantic.Field(default=8.0, gt=0, le=3600)
     observe_s: float = pydantic.Field(default=10.0, gt=0, le=3600)
@@ -147,6 +155,7 @@ class Config(_Strict):
     storage: Storage = pydantic.Field(default_factory=Storage)
     detect: Detect = pydantic.Field(default_factory=Detect)
     maintenance: list[Maintenance] = pydantic.Field(default_factory=list)
+    investigate: Investigate = pydantic.Field(default_factory=Investigate)
     verify: Verify = pydantic.Field(default_factory=Verify)
     demo: Demo = pydantic.Field(default_factory=Demo)
     sources: Sources = pydantic.Field(default_factory=Sources)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from selfheal import diagnose, model
 
@@ -103,6 +103,7 @@ class ChangeSource(Protocol):
     def changes_between(self, start: float, end: float) -> list[model.Change]: ...
 
 
+@runtime_checkable
 class TraceSource(Protocol):
     def spans(self, start: float, end: float) -> list[model.Span]: ...
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from selfheal import correlate, diagnose, errors, model, plan, reasoners, scribe, verify
+from selfheal import correlate, diagnose, errors, model, plan, ports, reasoners, scribe, verify
 from selfheal.engine import revive
 from selfheal.policy import gate as gate_mod
 from selfheal.policy import trust as trust_mod
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from selfheal.engine.controller import Case, Controller
 
 BASELINE_S = 120.0
-PATIENCE_S = 20.0
-"""How long after an incident opens an unsure diagnosis keeps looking before a human gets it."""
-RETRY_S = 3.0
 AGENT = "selfheal"
 
 
@@ -148,10 +145,18 @@ class Workflow:
             logs=(ctl.store.logs(None, start - BASELINE_S, now)
                   if model.SignalKind.LOGS in ctl.kinds else None),
             changes=ctl.store.changes_between(start - BASELINE_S, now),
-            spans=None, topology=ctl.topology,
+            spans=self._spans(start - BASELINE_S, now), topology=ctl.topology,
             # Theories a human added (workspace or API) are tested with the rest.
             theories=tuple(str(e.payload["theory"]) for e in ctl.store.ledger(inc.id)
                            if e.kind == "theory.added"))
+
+    def _spans(self, start: float, end: float) -> list[model.Span] | None:
+        """Spans from the feeds that keep them (the OTLP receiver), or None when no feed
+        does: a window without a trace source says so, it is not a quiet one."""
+        sources = [f for f in self.ctl.feeds if isinstance(f, ports.TraceSource)]
+        if not sources:
+            return None
+        return [s for f in sources for s in f.spans(start, end)]
 
     async def _investigate_and_act(self, case: Case, work: Work) -> None:
         ctl = self.ctl
@@ -160,13 +165,14 @@ class Workflow:
         diag = diagnose.diagnose(window, ctl.clock())
         # Evidence arrives at its own pace (a log warning every few seconds, a scrape window
         # filling up): an unsure diagnosis looks again, as a human would, before it gives up.
-        while not diag.sufficient and ctl.clock() - inc.opened_at < PATIENCE_S:
+        patience = ctl.cfg.investigate
+        while not diag.sufficient and ctl.clock() - inc.opened_at < patience.patience_s:
             missing = "; ".join(diag.missing) or "no hypothesis"
             ctl.record(case, "diagnosis.pending", {"missing": list(diag.missing), "top": (
                 f"{diag.top.service} {diag.top.fault.value}" if diag.top else "")})
             ctl.emit("diagnose", f"not sure yet ({missing}); looking again in "
-                     f"{RETRY_S:.0f} s", inc.id)
-            await self.wait(RETRY_S, work)
+                     f"{patience.retry_s:.0f} s", inc.id)
+            await self.wait(patience.retry_s, work)
             window = self._window(inc)
             diag = diagnose.diagnose(window, ctl.clock())
         window, diag, model_by = await self._consult(case, window, diag)
