@@ -123,6 +123,27 @@ class PlatformSettings(_Strict):
     """The services to watch and whom each calls (the topology diagnosis reasons over)."""
 
 
+class Diagnose(_Strict):
+    """Overrides of `selfheal.diagnose.Settings` (unset: its default), the same for every
+    incident; `selfheal.diagnose.settings_from` turns this section into the one Settings value.
+    """
+
+    metric_z_threshold: float | None = pydantic.Field(default=None, gt=0, le=100)
+    metric_starved_self: float | None = pydantic.Field(default=None, ge=0, le=1)
+    metric_fault_share: float | None = pydantic.Field(default=None, gt=0, le=1)
+    log_shift_ratio: float | None = pydantic.Field(default=None, gt=1, le=1000)
+    log_named_service_discount: float | None = pydantic.Field(default=None, ge=0, le=1)
+    trace_ratio_threshold: float | None = pydantic.Field(default=None, gt=1, le=1000)
+    behaviour_p_value: float | None = pydantic.Field(default=None, gt=0, lt=1)
+    trace_relative_drop_z: float | None = pydantic.Field(default=None, gt=0, le=100)
+    support_strength: float | None = pydantic.Field(default=None, gt=0, le=1)
+    contradiction_strength: float | None = pydantic.Field(default=None, gt=0, le=1)
+    min_independent_kinds: int | None = pydantic.Field(default=None, ge=1, le=5)
+    min_probability: float | None = pydantic.Field(default=None, ge=0, le=1)
+    temperature: float | None = pydantic.Field(default=None, gt=0, le=10)
+    null_score: float | None = pydantic.Field(default=None, ge=0, le=10)
+
+
 class Reasoner(_Strict):
     """An OpenAI-compatible model that proposes hypotheses and plans (off unless enabled).
 
@@ -162,6 +183,7 @@ class Config(_Strict):
     serve: Serve = pydantic.Field(default_factory=Serve)
     platform: PlatformSettings = pydantic.Field(default_factory=PlatformSettings)
     reasoner: Reasoner = pydantic.Field(default_factory=Reasoner)
+    diagnose: Diagnose = pydantic.Field(default_factory=Diagnose)
 
     def database_url(self) -> str:
         return self.storage.url or f"sqlite:///{self.workdir / 'selfheal.db'}"

@@ -20,6 +20,7 @@ Window = _window.Window
 Settings = _window.Settings
 Investigator = _base.Investigator
 DEFAULT_SETTINGS = _window.DEFAULT_SETTINGS
+settings_from = _window.settings_from
 INVESTIGATORS = _registry.INVESTIGATORS
 
 
@@ -54,4 +55,5 @@ __all__ = [
     "Window",
     "diagnose",
     "investigate",
+    "settings_from",
 ]

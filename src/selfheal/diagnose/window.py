@@ -12,7 +12,7 @@ import dataclasses
 import types
 from collections.abc import Mapping, Sequence
 
-from selfheal import model
+from selfheal import config, model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +192,12 @@ class Settings:
 
 DEFAULT_SETTINGS = Settings()
 
+
+def settings_from(section: config.Diagnose) -> Settings:
+    """The one Settings value from the config file's `diagnose:` section (unset: default)."""
+    overrides = {k: v for k, v in section.model_dump().items() if v is not None}
+    return dataclasses.replace(DEFAULT_SETTINGS, **overrides)
+
 INDEPENDENT_KINDS = frozenset(
     {
         model.SignalKind.METRICS,
@@ -224,4 +230,5 @@ __all__ = [
     "baseline_range",
     "in_range",
     "incident_range",
+    "settings_from",
 ]
