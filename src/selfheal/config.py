@@ -57,6 +57,8 @@ class Investigate(_Strict):
 class Verify(_Strict):
     canary_observe_s: float = pydantic.Field(default=8.0, gt=0, le=3600)
     observe_s: float = pydantic.Field(default=10.0, gt=0, le=3600)
+    extra_looks: int = pydantic.Field(default=1, ge=0, le=5)
+    """Failed verifications get this many more `observe_s` windows before the undo."""
     latency_factor: float = pydantic.Field(default=1.5, ge=1.0)
     latency_slack_s: float = pydantic.Field(default=0.010, ge=0)
     slope_slack_bytes_s: float = pydantic.Field(default=400_000.0, ge=0)

@@ -25,6 +25,8 @@ class Settings:
     slope_slack_bytes_s: float = 400_000.0  # RSS may still drift this much per second
     error_slack: float = 0.02
     min_points: int = 4
+    usual_quantile: float = 0.9
+    """A level is back to normal within this quantile of its baseline (or the factor)."""
 
 
 def _values(samples: Sequence[model.Sample]) -> list[float]:
@@ -60,10 +62,19 @@ def _check_slope(name: str, base: Sequence[model.Sample], after: Sequence[model.
                        f"{bound / 1e6:.2f} MB/s)")
 
 
+def _quantile(samples: Sequence[model.Sample], q: float) -> float:
+    vals = sorted(_values(samples))
+    return vals[min(len(vals) - 1, int(q * len(vals)))] if vals else math.nan
+
+
 def _check_level(name: str, base: Sequence[model.Sample], after: Sequence[model.Sample],
                  factor: float, slack: float, s: Settings, unit: str, scale: float) -> model.Check:
     b, a = _median(base), _median(after)
-    bound = (b if not math.isnan(b) else 0.0) * factor + slack
+    # Back to normal means within what the baseline itself did: its median times the factor,
+    # or its own bad moments (the 90th percentile) on a noisy host, whichever is larger.
+    usual_high = _quantile(base, s.usual_quantile)
+    bound = max((b if not math.isnan(b) else 0.0) * factor,
+                usual_high if not math.isnan(usual_high) else 0.0) + slack
     ok = len(_values(after)) >= s.min_points and not math.isnan(a) and a <= bound
     return model.Check(name=name, passed=ok, observed=a, baseline=b, bound=bound,
                        detail=f"{name}: median {a * scale:.1f}{unit} against a baseline of "

@@ -434,6 +434,19 @@ class Workflow:
         baseline = ctl.series(svc, window.baseline_start, window.baseline_end)
         after = ctl.series(svc, done + settle, ctl.clock())
         result = verify.verify_service(baseline, after, ctl.clock(), vs)
+        for _ in range(vcfg.extra_looks):
+            if result.passed:
+                break
+            # Recovery has transients (a backlog draining, fresh processes warming up): a
+            # failed check gets one more window of its own before the action is undone.
+            failed = "; ".join(c.detail for c in result.checks if not c.passed)
+            ctl.record(case, "verification.pending", {"verification": result})
+            ctl.emit("verify", f"not back yet ({failed}); watching {vcfg.observe_s:.0f} s "
+                     "more", inc.id)
+            await self.wait(vcfg.observe_s, work)
+            now = ctl.clock()
+            result = verify.verify_service(
+                baseline, ctl.series(svc, now - vcfg.observe_s, now), now, vs)
         case.detail["verification"] = result
         ctl.record(case, "verification", {"verification": result})
         ctl.emit("verify", "; ".join(c.detail for c in result.checks), inc.id,
