@@ -16,7 +16,7 @@ def _series(values: dict[str, list[float]], start: float) -> dict[str, list[mode
 
 def _baseline(rng: np.random.Generator, noisy: bool) -> dict[str, list[model.Sample]]:
     n = 60
-    p99 = (rng.lognormal(np.log(0.15), 0.35, n) if noisy
+    p99 = (rng.lognormal(np.log(0.15), 0.5, n) if noisy
            else 0.05 + rng.normal(0, 0.001, n))
     return _series({"p99_latency_s": list(p99), "error_ratio": [0.0] * n,
                     "rss_bytes": list(3e7 + rng.normal(0, 1e5, n)),
