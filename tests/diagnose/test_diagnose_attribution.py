@@ -221,3 +221,23 @@ def test_selective_accuracy_counts_only_the_cases_acted_on() -> None:
     as_json = score.as_json()
     assert as_json["selective_ac@1"] == pytest.approx(0.5) and as_json["acted"] == 2
     assert rca.score([_case("c", "c", False)]).selective_ac1 is None
+
+
+# --- layered verification: one strong kind, corroborated ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metrics", "logs", "acts"),
+    [(0.6, 0.2, True), (0.6, 0.1, False), (0.25, 0.25, False), (0.6, 0.0, False)],
+)
+def test_one_strong_kind_needs_an_independent_corroboration(
+    metrics: float, logs: float, acts: bool
+) -> None:
+    evidence = [_item("cart", model.SignalKind.METRICS, metrics)]
+    if logs:
+        evidence.append(_item("cart", model.SignalKind.LOGS, logs))
+    result = reconcile.reconcile(model.IncidentId("i"), T0, evidence, SETTINGS)
+    assert result.top is not None and result.top.service == "cart"
+    assert result.sufficient is acts
+    if not result.sufficient:
+        assert any("cart" in m for m in result.missing)

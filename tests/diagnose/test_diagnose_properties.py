@@ -111,12 +111,12 @@ def test_probabilities_never_exceed_one_and_sufficiency_needs_two_kinds(
     if result.sufficient:
         top = result.top
         assert top is not None
-        kinds = {
-            e.kind
-            for e in top.evidence_for
-            if e.kind in diagnose.window.INDEPENDENT_KINDS
-            and e.strength >= SETTINGS.support_strength
-        }
+        independent = [
+            e for e in top.evidence_for if e.kind in diagnose.window.INDEPENDENT_KINDS
+        ]
+        # one kind supports it strongly, the others it needs at least corroborate it
+        assert any(e.strength >= SETTINGS.support_strength for e in independent)
+        kinds = {e.kind for e in independent if e.strength >= SETTINGS.corroboration_strength}
         assert len(kinds) >= SETTINGS.min_independent_kinds
     else:
         assert result.missing

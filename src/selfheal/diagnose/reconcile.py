@@ -221,14 +221,15 @@ def reconcile(
         missing.append("no evidence points at any service")
     else:
         top = hypotheses[0]
-        kinds = sorted(
-            {
-                e.kind
-                for e in top.evidence_for
-                if e.kind in window_mod.INDEPENDENT_KINDS
-                and e.strength >= settings.support_strength
-            }
+        best = _best_by_kind(
+            [e for e in top.evidence_for if e.kind in window_mod.INDEPENDENT_KINDS]
         )
+        strong = sorted(k for k, e in best.items() if e.strength >= settings.support_strength)
+        kinds = sorted(
+            k for k, e in best.items() if e.strength >= settings.corroboration_strength
+        )
+        if not strong:
+            kinds = []  # corroboration needs something strong to corroborate
         strong_against = [
             e for e in top.evidence_against if e.strength >= settings.contradiction_strength
         ]
@@ -236,7 +237,17 @@ def reconcile(
             need = f"need {settings.min_independent_kinds} independent kinds of signal"
             if kinds:
                 named = " and ".join(k.value for k in kinds)
-                missing.append(f"only {named} support {top.service}: {need}")
+                weak = sorted(
+                    f"{k.value} {e.strength:.2f}"
+                    for k, e in best.items()
+                    if k not in kinds and e.strength > 0.0
+                )
+                below = (
+                    f" ({', '.join(weak)} below {settings.corroboration_strength})"
+                    if weak
+                    else ""
+                )
+                missing.append(f"only {named} support {top.service}{below}: {need}")
             else:
                 missing.append(f"no direct signal supports {top.service} strongly: {need}")
         for item in strong_against:

@@ -181,7 +181,12 @@ class Settings:
     temperature: float = 0.1
     null_score: float = 0.2
     support_strength: float = 0.3
-    """Evidence at least this strong counts as support for layered verification."""
+    """Evidence at least this strong counts as support for layered verification (and places a
+    service on the call graph as a suspect)."""
+    corroboration_strength: float = 0.15
+    """Layered verification: one kind must support the top hypothesis at `support_strength`;
+    the other independent kinds it needs may corroborate it more weakly, at this strength (a
+    service's own latency 5 MADs up, say: a real move of its own, if not a decisive one)."""
     contradiction_strength: float = 0.6
     """Evidence of another kind at least this strong pointing elsewhere contradicts."""
     max_probability: float = 0.99
