@@ -241,3 +241,35 @@ def test_one_strong_kind_needs_an_independent_corroboration(
     assert result.sufficient is acts
     if not result.sufficient:
         assert any("cart" in m for m in result.missing)
+
+
+# --- traces: slower processing versus a slower wire ------------------------------------------
+
+
+def _calls(cart_ms: float, wire_ms: float) -> list[model.Span]:
+    """frontend and checkout call cart 30 times each before (8 ms in cart, 2 ms on the wire)
+    and 30 times each during."""
+    spans: list[model.Span] = []
+    for side, t0, cart, wire in (("b", T0 - 500, 8.0, 2.0), ("d", T0 + 10, cart_ms, wire_ms)):
+        for caller in ("frontend", "checkout"):
+            for i in range(30):
+                start = t0 + i * 5.0
+                client = model.Span("tr", f"{caller}{side}{i}", "", caller, "GetCart", start,
+                                    start + (cart + wire) / 1e3)
+                server = model.Span("tr", f"{caller}{side}{i}s", client.span_id, "cart",
+                                    "GetCart", start + wire / 2e3, start + (cart + wire / 2) / 1e3)
+                spans += [client, server]
+    return spans
+
+
+@pytest.mark.parametrize(("cart_ms", "fault"), [(80.0, model.FaultKind.OVERLOAD),
+                                                (8.0, model.FaultKind.LATENCY)])
+def test_slower_processing_is_overload_and_a_slower_wire_alone_is_latency(
+    cart_ms: float, fault: model.FaultKind
+) -> None:
+    found = traces_mod.TracesInvestigator().investigate(
+        _window(spans=_calls(cart_ms, 400.0),
+                topology={"frontend": ("cart",), "checkout": ("cart",)}), (), SETTINGS)
+    cart = [e for e in found if e.service == "cart"]
+    assert cart and cart[0].fault is fault
+    assert "wire time grew" in cart[0].observation

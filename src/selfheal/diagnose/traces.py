@@ -170,6 +170,12 @@ class TracesInvestigator:
         for service, items in sorted(found.items()):
             items.sort(key=lambda i: -i[0])
             strength, fault, _ = items[0]
+            if fault is model.FaultKind.LATENCY and any(
+                f is model.FaultKind.OVERLOAD for _, f, _ in items
+            ):
+                # Slower processing shows on the wire too (requests queue before the handler
+                # starts its span); a slow network does not slow the processing down.
+                fault = model.FaultKind.OVERLOAD
             out.append(
                 model.Evidence(
                     investigator=NAME,
