@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from selfheal import diagnose, model
+from selfheal import diagnose, model, plan
 from selfheal.detect import expiry
 from selfheal.diagnose import health
 
@@ -125,3 +125,25 @@ def _replace_metrics(window: diagnose.Window,
 
 def _replace(window: diagnose.Window, **fields: object) -> diagnose.Window:
     return dataclasses.replace(window, **fields)  # type: ignore[arg-type]
+
+
+def test_a_service_gone_silent_everywhere_is_unreachable_and_routed_around() -> None:
+    window = _hung_window(hang=True)
+    metrics = {k: [model.Sample(s.t, s.service, s.metric, 0.0)
+                   if k == ("cart", "up") and s.t >= HANG_AT else s for s in v]
+               for k, v in (window.metrics or {}).items()}
+    found = health.HealthInvestigator().investigate(
+        _replace_metrics(window, metrics), (), diagnose.Settings())
+    assert [(e.service, e.fault) for e in found] == [("cart", model.FaultKind.UNREACHABLE)]
+    diag = diagnose.diagnose(_replace_metrics(window, metrics), END)
+    assert diag.top is not None and diag.top.fault is model.FaultKind.UNREACHABLE
+    facts = plan.Facts(service="cart", version="1", replicas=2)
+    # no other region to send the callers to: a restart cannot reach it, a human decides
+    assert plan.propose(diag, facts, model.PlanId("p1")) is None
+    routed = plan.propose(diag, dataclasses.replace(facts, failover=(("checkout", "west"),)),
+                          model.PlanId("p2"))
+    assert routed is not None
+    step = routed.steps[0]
+    assert (step.kind, step.service, step.param("to_region")) == (
+        model.ActionKind.TRAFFIC_SHIFT, "checkout", "west")
+    assert routed.inverse and routed.inverse[0].param("restore")

@@ -63,6 +63,8 @@ class FaultKind(enum.StrEnum):
     CACHE = "cache"
     HUNG = "hung"
     UNKNOWN = "unknown"
+    UNREACHABLE = "unreachable"
+    """Every replica went silent at once: down, or cut off (a region outage)."""
 
 
 class ActionKind(enum.StrEnum):

@@ -90,6 +90,9 @@ class Facts:
     replicas: int
     last_deploy: model.Change | None = None
     """The most recent deploy of the service (not a rollback or canary), if known."""
+    failover: tuple[tuple[str, str], ...] = ()
+    """(caller, region): callers that reach the service as one region of a regional
+    dependency and could use that other region instead."""
 
 
 def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> model.Plan | None:
@@ -97,6 +100,8 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
     top = diagnosis.top
     if top is None or top.service != facts.service:
         return None
+    if top.fault is model.FaultKind.UNREACHABLE:
+        return _route_around(top, facts, diagnosis.incident_id, plan_id)
     fam = family(top)
     if fam is None:
         return None
@@ -171,4 +176,25 @@ def code_fix(rollback: model.Action, incident_id: model.IncidentId,
         inverse=(inv,) if inv is not None else (),
         rationale=(f"make the rollback of {rollback.service} permanent in its code: revert what "
                    f"v{bad} added over v{good} on a branch, with a pull request for a human"),
+        risk=catalogue.CATALOGUE[step.kind].risk, canary=False)
+
+
+def _route_around(top: model.Hypothesis, facts: Facts, incident_id: model.IncidentId,
+                  plan_id: model.PlanId) -> model.Plan | None:
+    """An unreachable instance is not restarted (nothing reaches it); its callers are sent to
+    another region of the same dependency, when one exists. Otherwise a human decides."""
+    if not facts.failover:
+        return None
+    caller, region = facts.failover[0]
+    step = model.Action(model.ActionKind.TRAFFIC_SHIFT, caller,
+                        model.params(to_region=region, snapshot=plan_id))
+    if catalogue.validate(step) is not None:
+        return None
+    inv = catalogue.inverse(step)
+    return model.Plan(
+        id=plan_id, incident_id=incident_id, steps=(step,),
+        inverse=(inv,) if inv is not None else (),
+        rationale=(f"{top.service} is unreachable (p={top.probability:.2f}); send {caller}'s "
+                   f"calls to region {region} instead — its inverse restores snapshot "
+                   f"{plan_id}"),
         risk=catalogue.CATALOGUE[step.kind].risk, canary=False)

@@ -66,6 +66,16 @@ class Platform(Protocol):
                     request_id: str = "") -> model.Change: ...
 
 
+@runtime_checkable
+class Failover(Protocol):
+    """A platform whose services can route around an unreachable dependency instance."""
+
+    def failovers(self, service: str) -> list[tuple[str, str]]:
+        """(caller, region) pairs: callers that now reach `service` as one region of a
+        regional dependency, each with another region it could use instead."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Collected:
     """What a feed brought in during one tick."""

@@ -203,6 +203,10 @@ def _follow_ups(top: Mapping[str, Any] | None, plan: Mapping[str, Any] | None,
             if top.get("fault") in ("memory_leak", "bad_deploy"):
                 out.append(f"- [ ] Add a memory-growth check (RSS slope under steady load) to "
                            f"{step['service']}'s release pipeline")
+        if step["kind"] == "traffic_shift" and top.get("fault") == "unreachable":
+            out.append(f"- [ ] {top['service']} is still unreachable and out of every request "
+                       f"path: restore it, then send {step['service']}'s calls back "
+                       f"(region {params.get('to_region', '?')} carries them meanwhile)")
     callers = sorted(c for c, callees in topology.items()
                      if top is not None and top["service"] in callees)
     if callers:

@@ -162,10 +162,15 @@ def test_traffic_shift_and_its_inverse(no_leftovers: Path) -> None:
         assert _status(items) == 200
         state_mod.write_json(p.state.faults("inventory-east"), {"outage": "region down"})
         assert await _until(lambda: _status(items) == 502)
+        # what the planner is told: catalog reaches inventory-east and could use west
+        assert p.failovers("inventory-east") == [("catalog", "west")]
+        assert p.failovers("inventory-west") == [] and p.failovers("catalog") == []
         action, inv = _forward(model.ActionKind.TRAFFIC_SHIFT, "catalog")
         done = await p.remedy(action, who="t", why="test")
         assert (done.from_version, done.to_version) == ("east", "west")
         assert await _until(lambda: _status(items) == 200)
+        assert p.failovers("inventory-east") == []  # nothing routes to east any more
+        assert p.failovers("inventory-west") == [("catalog", "east")]
         await p.remedy(inv, who="t", why="undo")
         assert await _until(lambda: _status(items) == 502)
         with pytest.raises(errors.PlatformError):  # a service with no regional dependency

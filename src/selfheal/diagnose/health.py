@@ -5,7 +5,8 @@ service's latency and errors look fine (its callers' do not); a certificate or a
 breaks nothing until the second it expires. What the platform does see is the scraper's `up`
 (the fraction of a service's replicas that answered their scrape) and the expiry dates the
 replicas export (`cert_ttl_s`, `credential_ttl_s`). This investigator reads those series from
-the window and says which service lost replicas (fault HUNG: alive but silent) and which holds
+the window and says which service lost some replicas (fault HUNG: alive but silent) or all of
+them (UNREACHABLE: a region or network cut, which a restart cannot mend), and which holds
 a certificate or credential inside its renewal window. It reads metrics, so its evidence is of
 kind METRICS; a second, independent kind (the callers' symptoms placed on the call graph, the
 service's own log warnings) must still agree before anything acts.
@@ -94,13 +95,19 @@ class HealthInvestigator:
         if changed:
             return None
         lost = usual - now
+        if now <= 0.0:
+            # Every replica went silent at once: a region or a network cut, or a crash of
+            # all of them. Restarting cannot reach what the network cannot; say so.
+            what, fault = ("every replica stopped answering (unreachable: down, or cut off "
+                           "from the network)", model.FaultKind.UNREACHABLE)
+        else:
+            what, fault = (f"{lost:.0%} of its replicas stopped answering while the others "
+                           "serve (alive but silent: hung)", model.FaultKind.HUNG)
         return model.Evidence(
             investigator=NAME, kind=self.kind, status=model.EvidenceStatus.OK, query=query,
             observation=(f"{service}: up {usual:.2f} -> {now:.2f} for the last "
-                         f"{len(recent)} scrapes: {lost:.0%} of its replicas stopped answering "
-                         "(alive but silent: hung)"),
-            service=service, fault=model.FaultKind.HUNG,
-            strength=min(0.95, 0.6 + 0.6 * lost))
+                         f"{len(recent)} scrapes: {what}"),
+            service=service, fault=fault, strength=min(0.95, 0.6 + 0.6 * lost))
 
     def _expiring(self, service: str, metric: str, samples: Sequence[model.Sample],
                   window: window_mod.Window, horizon: float, query: str

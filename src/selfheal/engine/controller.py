@@ -94,6 +94,9 @@ class Controller:
         self.quiet_until: dict[str, float] = {}
         # Which incident owns the remediation of a service: one remedy per service at a time.
         self.remediating: dict[str, model.IncidentId] = {}
+        # Services taken out of every request path while still broken (an unreachable region
+        # routed around): not paged again until they answer; (since, why) each.
+        self.drained: dict[str, tuple[float, str]] = {}
         now = clock()
         self._seen_changes = {c.id for c in store.changes_between(now - 7 * 86_400, now)}
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
@@ -174,7 +177,11 @@ class Controller:
             # Every service shares one machine: starting or stopping any replica disturbs all
             # of them for a moment, so each change opens a settle window host-wide ("*").
             recent += tuple(dataclasses.replace(c, service="*") for c in recent)
-        context = detect.Context(changes=recent, maintenance=self._maintenance,
+        for svc in [s for s in self.drained if values.get((s, "up"), 0.0) >= 1.0]:
+            del self.drained[svc]
+            self.emit("detect", f"{svc} answers again: it is watched as usual", service=svc)
+        drained = tuple((since, now + 1.0, svc) for svc, (since, _) in self.drained.items())
+        context = detect.Context(changes=recent, maintenance=self._maintenance + drained,
                                  settle_s=self.cfg.detect.settle_s)
         anomalies = self.detector.update(
             now, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)

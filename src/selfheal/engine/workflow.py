@@ -196,7 +196,9 @@ class Workflow:
                    if c.service == top.service and c.kind == "deploy"]
         facts = plan.Facts(service=top.service, version=ctl.platform.version(top.service),
                            replicas=len(ctl.platform.replicas(top.service)),
-                           last_deploy=deploys[-1] if deploys else None)
+                           last_deploy=deploys[-1] if deploys else None,
+                           failover=tuple(ctl.platform.failovers(top.service))
+                           if isinstance(ctl.platform, ports.Failover) else ())
         proposal = plan.propose(diag, facts, model.PlanId(f"plan-{uuid.uuid4().hex[:8]}"))
         if proposal is not None and model_by:  # a model chose the action family: say so
             proposal = dataclasses.replace(proposal, proposed_by=model_by)
@@ -461,6 +463,17 @@ class Workflow:
         ctl.record(case, "outcome", case.detail["outcome"])
         ctl.persist(case, model.IncidentState.RESOLVED)
         ctl.emit("resolved", f"{svc} recovered and verified", inc.id)
+        diag = case.detail.get("diagnosis")
+        top = diag.top if isinstance(diag, model.Diagnosis) else None
+        if action.kind is model.ActionKind.TRAFFIC_SHIFT and top is not None \
+                and top.fault is model.FaultKind.UNREACHABLE and top.service != svc:
+            why = (f"unreachable; {svc}'s calls now go to region {action.param('to_region')}"
+                   f" (incident {inc.id})")
+            ctl.drained[top.service] = (ctl.clock(), why)
+            case.detail["drained"] = {"service": top.service, "why": why}
+            ctl.persist(case)
+            ctl.emit("resolved", f"{top.service} is still down but out of every request path:"
+                     f" {why}; it needs a human, not a page", inc.id)
         await self._code_fix(case, action)
         self.write_postmortem(case)
 

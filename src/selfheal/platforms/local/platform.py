@@ -368,6 +368,19 @@ class LocalPlatform:
         await asyncio.sleep(DRAIN_S)
         await self.table.stop(new)
 
+    def failovers(self, service: str) -> list[tuple[str, str]]:
+        """Callers routed to `service` as one region of a regional dependency, each with the
+        first other region it could use instead (`ports.Failover`)."""
+        out = []
+        for caller in self.services.values():
+            routed = dict(state_mod.read_json(self.state.regions(caller.name)) or {})
+            for dep, regions in caller.regional:
+                now = routed.get(dep, regions[0])
+                others = [r for r in regions if r != now]
+                if f"{dep}-{now}" == service and others:
+                    out.append((caller.name, others[0]))
+        return out
+
     async def signal_replicas(self, service: str, sig: int) -> int:
         """Send `sig` to every replica of `service` (a reload); returns how many got it."""
         sent = 0
