@@ -39,3 +39,15 @@ def test_harm_is_a_wrong_target_or_a_worse_slo_after_the_action() -> None:
     marked = bench._harm(acts, frozenset({"cart"}), "resolve", probes, 0.03, OBJ, 100.0)
     assert [a.harmful for a in marked] == [True, True, False]
     assert "worse" in marked[0].why_harmful and "auth" in marked[1].why_harmful
+
+
+def test_a_fix_that_turns_fast_failures_into_normal_successes_is_not_harm() -> None:
+    # a crash loop fails requests in 20 ms; after the fix they succeed in a normal 150 ms
+    probes = [slo.Probe(t / 2, t / 2 >= 50, 0.02 if t / 2 < 50 else 0.15) for t in range(200)]
+    fix = [bench.Action(50.0, "config_revert", "checkout", "full", True)]
+    assert not bench._harm(fix, frozenset({"checkout"}), "resolve", probes, 0.15, OBJ,
+                           100.0)[0].harmful
+    # the same move far beyond the objective (base p90 x3 + 150 ms) is harm
+    slow = [slo.Probe(p.t, p.ok, 0.02 if p.t < 50 else 0.9) for p in probes]
+    assert bench._harm(fix, frozenset({"checkout"}), "resolve", slow, 0.15, OBJ,
+                       100.0)[0].harmful

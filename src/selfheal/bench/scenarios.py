@@ -129,7 +129,8 @@ def _harm(actions: list[Action], targets: frozenset[str], expect: str,
           probes: list[slo.Probe], base_p90: float, objective: slo.Objective,
           end: float) -> list[Action]:
     """Mark actions on a service the scenario does not involve, or after which the SLO got
-    worse (error ratio up by 10 points or p90 doubled, 5-20 s after against 10 s before)."""
+    worse (error ratio up by 10 points, or p90 doubled and out of the objective; 5-20 s after
+    against 10 s before)."""
     out = []
     for a in actions:
         why = ""
@@ -139,9 +140,13 @@ def _harm(actions: list[Action], targets: frozenset[str], expect: str,
         elif a.t + 20 <= end:
             before = slo.judge(probes, a.t - 10, a.t, base_p90, objective)
             after = slo.judge(probes, a.t + 5, a.t + 20, base_p90, objective)
+            # Slower only counts when it is also out of the objective: requests that fail
+            # fast while a service crash-loops are quick, and a fix that makes them succeed
+            # again brings their latency back to normal, which is not harm.
+            bound = base_p90 * objective.latency_factor + objective.latency_slack_s
             if not math.isnan(before.error_ratio) and not math.isnan(after.error_ratio) and (
                     after.error_ratio > before.error_ratio + 0.10
-                    or after.p90_s > 2 * before.p90_s + 0.1):
+                    or (after.p90_s > 2 * before.p90_s + 0.1 and after.p90_s > bound)):
                 why = (f"SLO worse after it: errors {before.error_ratio:.0%} -> "
                        f"{after.error_ratio:.0%}, p90 {before.p90_s * 1000:.0f} -> "
                        f"{after.p90_s * 1000:.0f} ms")
