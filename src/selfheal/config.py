@@ -80,6 +80,11 @@ DEFAULT_PROMQL: dict[str, str] = {
                    "/ sum by (service) (rate(shop_requests_total[{window}]))",
     "request_rate": "sum by (service) (rate(shop_requests_total[{window}]))",
     "gc_pause_s": "sum by (service) (rate(python_gc_pause_seconds_sum[{window}]))",
+    "up": "avg by (service) (up{service!=\"\"})",
+    "cert_ttl_s": "min by (service) (shop_not_after_timestamp_seconds{kind=\"certificate\"})"
+                  " - time()",
+    "credential_ttl_s": "min by (service) (shop_not_after_timestamp_seconds"
+                        "{kind=\"credential\"}) - time()",
 }
 """One PromQL query per derived signal; `{window}` is replaced by `rate_window`. Each query
 must return one series per service, labelled by `service_label`."""

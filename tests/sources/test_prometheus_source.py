@@ -130,7 +130,10 @@ def test_feed_gives_service_level_signals(scraped: tuple[srv.Server, dict[str, f
     assert values[("auth", "rss_bytes")] == shape["auth_rss"]
     assert values[("auth", "error_ratio")] == pytest.approx(shape["auth_err"])
     assert values[("cart", "error_ratio")] == pytest.approx(0.0)
-    assert {m for _, m in values} == set(config.DEFAULT_PROMQL)
+    # every default signal answers, except the expiry dates this exporter does not export
+    assert {m for _, m in values} == set(config.DEFAULT_PROMQL) - {"cert_ttl_s",
+                                                                  "credential_ttl_s"}
+    assert values[("auth", "up")] == 1.0  # Prometheus' own scrape health, per service
 
 
 def test_bad_promql_is_an_error_with_the_upstream_message(
