@@ -96,13 +96,17 @@ class Workflow:
             for svc, owner in list(ctl.remediating.items()):
                 if owner == case.incident.id:
                     del ctl.remediating[svc]
-            # The remedy is a change too: the service and its callers settle before anything
-            # new may open on them.
-            svc = case.incident.service
-            until = ctl.clock() + ctl.cfg.detect.settle_s
-            for s in [svc, *(c for c in ctl.topology
-                             if svc in correlate.upstream_of(c, ctl.topology))]:
-                ctl.quiet_until[s] = max(ctl.quiet_until.get(s, 0.0), until)
+            # The remedy is a change too: the service and its neighbours settle before
+            # anything new may open on them.
+            self.quiet_around(case.incident.service, ctl.clock() + ctl.cfg.detect.settle_s)
+
+    def quiet_around(self, svc: str, until: float) -> None:
+        """Nothing new opens on `svc`, its callers or its callees until `until`: a remedy
+        moves traffic both ways (callers stop failing, callees get their calls back)."""
+        ctl = self.ctl
+        callers = [c for c in ctl.topology if svc in correlate.upstream_of(c, ctl.topology)]
+        for s in [svc, *callers, *correlate.upstream_of(svc, ctl.topology)]:
+            ctl.quiet_until[s] = max(ctl.quiet_until.get(s, 0.0), until)
 
     def check_revoked(self, work: Work) -> None:
         """Between steps: stop at once if the agent or the action type was revoked."""
@@ -425,6 +429,11 @@ class Workflow:
                 return
             ctl.emit("act", ex.detail, inc.id)
             acted_at = ctl.clock()
+            # While the remedy settles and is verified, its neighbours' transients are its
+            # own doing, not new incidents (verification judges the service itself).
+            self.quiet_around(action.service, acted_at + ctl.cfg.scrape.window_s + 1.0
+                              + vcfg.observe_s * (1 + vcfg.extra_looks)
+                              + ctl.cfg.detect.settle_s)
         else:
             ctl.persist(case, model.IncidentState.VERIFYING)
         done = acted_at if acted_at is not None else ctl.clock()
