@@ -22,6 +22,7 @@ from selfheal import diagnose, model
 from selfheal.bench import rca
 from selfheal.diagnose import base, reconcile
 from selfheal.diagnose import logs as logs_mod
+from selfheal.diagnose import topology as topology_mod
 from selfheal.diagnose import traces as traces_mod
 from selfheal.sources import nezha
 
@@ -157,21 +158,50 @@ def _new_error(service: str, text: str) -> list[model.LogRecord]:
     return _busy(service) + _lines(service, text, "ERROR", T0 + 5, T0 + 100, 5.0)
 
 
-def test_an_error_naming_another_service_weighs_less_and_names_no_fault() -> None:
+def test_an_error_naming_another_service_says_so_and_names_no_fault() -> None:
     topology = {"seat": ("ts-config-service", "order")}
     named = "No instances available for ts-config-service (request {i})"
     found = logs_mod.LogsInvestigator().investigate(
         _window(logs=_new_error("seat", named), topology=topology), (), SETTINGS)
     seat = next(e for e in found if e.service == "seat")
-    assert seat.strength == pytest.approx(
-        SETTINGS.log_new_error_strength * SETTINGS.log_named_service_discount)
+    assert isinstance(seat, base.Names) and seat.named == ("ts-config-service",)
+    assert seat.strength == pytest.approx(SETTINGS.log_new_error_strength)
     assert seat.fault is model.FaultKind.ERRORS  # not CONFIG: that word is part of a name
-    assert "names ts-config-service" in seat.observation
     plain = "No instances available for the pricing table (request {i})"
     found = logs_mod.LogsInvestigator().investigate(
         _window(logs=_new_error("seat", plain), topology=topology), (), SETTINGS)
     seat = next(e for e in found if e.service == "seat")
-    assert seat.strength == pytest.approx(SETTINGS.log_new_error_strength)
+    assert not isinstance(seat, base.Names)
+
+
+def _names(strength: float) -> base.Names:
+    return base.Names("logs", model.SignalKind.LOGS, model.EvidenceStatus.OK, "q",
+                      "seat: No instances available for config", "seat",
+                      model.FaultKind.ERRORS, strength, named=("config",))
+
+
+@pytest.mark.parametrize(("config_own", "explained"), [(0.4, True), (0.05, False)])
+def test_a_named_service_anomalous_on_its_own_explains_the_error_lines(
+    config_own: float, explained: bool
+) -> None:
+    prior = [_names(0.7), _item("config", model.SignalKind.METRICS, config_own)]
+    # what callers testify about config is not config's own signal: it cannot explain itself
+    testimony = model.Evidence("callee-logs", model.SignalKind.LOGS, model.EvidenceStatus.OK,
+                               "q", "callers name config", "config", model.FaultKind.UNKNOWN,
+                               0.9)
+    found = topology_mod.TopologyInvestigator().investigate(
+        _window(topology={"seat": ("config",)}), (*prior, testimony), SETTINGS)
+    against = [e for e in found if e.service == "seat" and base.is_against(e)]
+    if explained:
+        assert against and isinstance(against[0], base.Against)
+        assert against[0].explained_by == "config"
+        assert against[0].strength == pytest.approx(0.7 * SETTINGS.log_named_service_discount)
+        result = reconcile.reconcile(model.IncidentId("i"), T0, (*prior, *found), SETTINGS)
+        assert result.top is not None and result.top.service == "config"
+    else:
+        assert not against
+    back = base.evidence_from_jsonable(model.to_jsonable(_names(0.7)))
+    assert isinstance(back, base.Names) and back == _names(0.7)
 
 
 # --- evidence against ----------------------------------------------------------------------

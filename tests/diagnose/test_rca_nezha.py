@@ -174,12 +174,14 @@ def test_benchmark_case_scores_a_real_fault(ts: nezha.Day) -> None:
 def test_discovery_errors_elsewhere_do_not_outrank_a_slow_wire(ts: nezha.Day) -> None:
     # While travel's network is delayed, basic logs a new error naming another service ("No
     # instances available for ts-train-service") and travel stops logging an old error: the
-    # first is basic's view of a failure elsewhere, the second is travel failing less.
+    # first is basic's view of a failure at train (which moved on its own), the second is
+    # travel failing less.
     fault = _fault(ts, "ts-travel-service", "network_delay")
     window = nezha.window_for(ts, fault)
     evidence = diagnose.investigate(window)
-    basic = [e for e in evidence if e.service == "ts-basic-service" and e.kind.value == "logs"]
-    assert basic and all(e.strength < SETTINGS.log_new_error_strength for e in basic)
+    basic = [e for e in evidence if e.service == "ts-basic-service" and base.is_against(e)]
+    assert [e for e in basic if isinstance(e, base.Against)
+            and e.explained_by == "ts-train-service"]
     travel_logs = [e for e in evidence if e.service == fault.service and e.kind.value == "logs"]
     assert not [e for e in travel_logs if "vanished" in e.observation and "ERROR" in e.observation]
     result = diagnose.diagnose(window, now=window.end)

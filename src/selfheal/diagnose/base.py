@@ -47,6 +47,19 @@ class Against(model.Evidence):
     against: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class Names(model.Evidence):
+    """Evidence about `service` that names other services as where its failure was seen.
+
+    An error line such as "No instances available for ts-food-service" is the logging
+    service's view of a failure to reach the named one: if the named service is anomalous by
+    its own signals, it explains the line (the topology investigator says so with `Against`);
+    if not, the failure is the logger's own.
+    """
+
+    named: tuple[str, ...] = ()
+
+
 def is_against(item: model.Evidence) -> bool:
     """Does this item argue against its service being the cause?
 
@@ -73,6 +86,8 @@ def evidence_from_jsonable(raw: Mapping[str, Any]) -> model.Evidence:
     }
     if raw.get("against"):
         return Against(**fields, explained_by=str(raw.get("explained_by") or ""))
+    if raw.get("named"):
+        return Names(**fields, named=tuple(str(n) for n in raw["named"]))
     return model.Evidence(**fields)
 
 

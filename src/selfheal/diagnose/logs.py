@@ -67,6 +67,8 @@ class Finding:
     strength: float
     fault: model.FaultKind
     what: str
+    named: tuple[str, ...] = ()
+    """Other services an error template names (where the failure was seen)."""
 
 
 def _miner(settings: window_mod.Settings) -> TemplateMiner:
@@ -112,9 +114,9 @@ def service_findings(
     `spans` are the recorded seconds of the baseline and of the incident window (default: the
     length of each range). `others` are the other services of the system: an error template
     that names one ("No instances available for ts-config-service", "call to cart failed") is
-    this service's view of a failure to reach that one, so it weighs
-    `log_named_service_discount` as much for this service, and the named service's name does
-    not choose the fault kind (a service called "config" is not a config change).
+    this service's view of a failure there, and says so in `named` (the topology investigator
+    explains it away when the named service is anomalous itself); the named service's name
+    does not choose the fault kind (a service called "config" is not a config change).
     """
     named_patterns = [(other, _name_pattern(other)) for other in others]
     miner = _miner(settings)
@@ -152,10 +154,12 @@ def service_findings(
         if n >= settings.log_min_count and b == 0 and n_base > 0:
             strength = settings.log_new_error_strength if is_error else settings.log_new_strength
             what = f"new template x{n}"
-            if is_error and named:
-                strength *= settings.log_named_service_discount
-                what += f" (names {', '.join(named)}: its caller's view of a failure there)"
-            findings.append(Finding(template, b, n, True, is_error, strength, fault, what))
+            seen_at = tuple(named) if is_error else ()
+            if seen_at:
+                what += f" (names {', '.join(seen_at)})"
+            findings.append(
+                Finding(template, b, n, True, is_error, strength, fault, what, seen_at)
+            )
             continue
         if n_base == 0:
             continue  # nothing to compare with: the service logged nothing in the baseline
@@ -184,8 +188,6 @@ def service_findings(
             rate_base, 1.0 / base_span
         ):
             strength = settings.log_shift_strength * (1.5 if is_error else 1.0)
-            if is_error and named:
-                strength *= settings.log_named_service_discount
             findings.append(
                 Finding(
                     template,
@@ -196,6 +198,7 @@ def service_findings(
                     min(strength, 1.0),
                     fault,
                     f"rate x{rate_now / max(rate_base, 1.0 / base_span):.1f} ({b} -> {n})",
+                    tuple(named) if is_error else (),
                 )
             )
     expected_now = n_base / base_span * now_span
@@ -261,7 +264,21 @@ class LogsInvestigator:
             listed = "; ".join(f"{f.what}: {f.template!r}" for f in findings[:3])
             more = f" (+{len(findings) - 3} more)" if len(findings) > 3 else ""
             out.append(
-                model.Evidence(
+                base.Names(
+                    investigator=NAME,
+                    kind=self.kind,
+                    status=model.EvidenceStatus.OK,
+                    query=query,
+                    observation=(
+                        f"{service}: {n_base} baseline / {n_now} incident lines; {listed}{more}"
+                    ),
+                    service=service,
+                    fault=top.fault,
+                    strength=top.strength,
+                    named=top.named,
+                )
+                if top.named
+                else model.Evidence(
                     investigator=NAME,
                     kind=self.kind,
                     status=model.EvidenceStatus.OK,

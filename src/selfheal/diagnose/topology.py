@@ -8,15 +8,19 @@ at least `propagation_ratio` as anomalous gets `base.Against` evidence (fault DE
 the callee that explains it), as strong as the symptoms it explains — the reconciler counts it
 *against* the caller being the root cause.
 An anomalous service none of whose callees is anomalous is a likely origin and gets supporting
-evidence, stronger when its callers show symptoms too.
+evidence, stronger when its callers show symptoms too. Error lines that name another service
+(`base.Names`) are explained the same way, by the service they name, when that one is anomalous
+by its own signals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 from selfheal import model
 from selfheal.diagnose import base
+from selfheal.diagnose import logs as logs_mod
 from selfheal.diagnose import window as window_mod
 
 NAME = "topology"
@@ -44,6 +48,61 @@ def callers_of(topology: Mapping[str, tuple[str, ...]], service: str) -> list[st
     return sorted(caller for caller, callees in topology.items() if service in callees)
 
 
+def is_testimony(item: model.Evidence) -> bool:
+    """Log evidence about a service that another investigator drew from its callers' lines."""
+    return item.kind is model.SignalKind.LOGS and item.investigator != logs_mod.NAME
+
+
+def explain_named(
+    prior: Sequence[model.Evidence], query: str, settings: window_mod.Settings
+) -> tuple[list[model.Evidence], list[model.Evidence]]:
+    """Error lines that name a service anomalous by its own signals are explained by it.
+
+    Returns the evidence with those lines weighed down by `log_named_service_discount` (for
+    placing services on the call graph) and one `base.Against` per explained logger. A named
+    service's own signals are its metrics, traces and its own log lines, not what others
+    testify about it, so a line cannot explain itself away.
+    """
+    own: dict[str, float] = {}
+    for item in prior:
+        if item.status is not model.EvidenceStatus.OK or not item.service:
+            continue
+        if item.kind not in DIRECT or base.is_against(item):
+            continue
+        if is_testimony(item):
+            continue
+        own[item.service] = max(own.get(item.service, 0.0), item.strength)
+    share = settings.log_named_service_discount
+    adjusted: list[model.Evidence] = []
+    against: list[model.Evidence] = []
+    for item in prior:
+        if isinstance(item, base.Names) and item.status is model.EvidenceStatus.OK:
+            culprit = max(item.named, key=lambda n: (own.get(n, 0.0), n), default="")
+            level = own.get(culprit, 0.0)
+            if culprit and level >= settings.corroboration_strength:
+                against.append(
+                    base.Against(
+                        investigator=NAME,
+                        kind=model.SignalKind.TOPOLOGY,
+                        status=model.EvidenceStatus.OK,
+                        query=query,
+                        observation=(
+                            f"{item.service}'s error lines name {culprit}, anomalous by its "
+                            f"own signals ({level:.2f}): they are {item.service}'s view of a "
+                            "failure there"
+                        ),
+                        service=item.service,
+                        fault=model.FaultKind.DEPENDENCY,
+                        strength=item.strength * share,
+                        explained_by=culprit,
+                    )
+                )
+                adjusted.append(dataclasses.replace(item, strength=item.strength * (1 - share)))
+                continue
+        adjusted.append(item)
+    return adjusted, against
+
+
 class TopologyInvestigator:
     """Explains symptoms by propagation along the call graph."""
 
@@ -61,18 +120,26 @@ class TopologyInvestigator:
             f"evidence per service; a callee >= {settings.propagation_ratio:.0%} as anomalous "
             f"explains its caller"
         )
+        prior, named_away = explain_named(prior, query, settings)
+        # Each service is placed by its own signals: what callers' logs testify about a
+        # service came from the callers' lines, which must not explain themselves away.
+        prior = [e for e in prior if not is_testimony(e)]
         if not window.topology:
-            return (base.no_data(NAME, self.kind, query, "no topology: call graph unknown"),)
+            return (
+                *named_away,
+                base.no_data(NAME, self.kind, query, "no topology: call graph unknown"),
+            )
         anomaly = base.anomaly_by_service(prior, DIRECT)
         symptoms = base.anomaly_by_service(prior, PROPAGATING)
         suspects = {s: a for s, a in anomaly.items() if a >= settings.support_strength}
         if not suspects:
             return (
+                *named_away,
                 base.no_data(
                     NAME, self.kind, query, "no anomalous service to place on the call graph"
                 ),
             )
-        out: list[model.Evidence] = []
+        out: list[model.Evidence] = list(named_away)
         for service, strength in sorted(suspects.items()):
             below = reachable(window.topology, service)
             symptom = symptoms.get(service, 0.0)

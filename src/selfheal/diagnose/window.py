@@ -102,8 +102,9 @@ class Settings:
     """A template vanishes when this many lines were expected in the window and none came."""
     log_vanish_strength: float = 0.35
     log_named_service_discount: float = 0.5
-    """An error template naming another service weighs this much for the service logging it
-    (the failure may be at the named service, on the way, or in the caller)."""
+    """The share of an error line's weight that a service it names explains away, when that
+    service is anomalous by its own signals (the rest stays with the logger: the failure may
+    be on the way, or in the caller)."""
 
     # traces: self time and error origin per service
     trace_ratio_threshold: float = 2.0
