@@ -21,7 +21,8 @@ values = st.one_of(
     st.just(0.0),
 )
 SEASONAL = dataclasses.replace(
-    Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3, weekly=True
+    Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3, weekly=True,
+    season_shrink=10.0,
 )
 CONFIGS = [Settings(warmup_ticks=3), SEASONAL]
 

@@ -1,7 +1,7 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (28 floats per series, plus optional
-seasonal profiles: 226 bytes per series by default, 514 with daily seasonality, 850 with the
+`Bank` holds the bounded state of N series in flat arrays (30 floats per series, plus optional
+seasonal profiles: 242 bytes per series by default, 530 with daily seasonality, 866 with the
 weekly memory too) and `Bank.step` scores the new value of each series against its past only,
 then folds it into the state. Three detectors share that state:
 
@@ -49,6 +49,7 @@ _FIELDS = (
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
+    "e0", "e1",
 )  # fmt: skip
 
 
@@ -205,6 +206,13 @@ class Bank:
         else:
             sbin = np.zeros(n_, dtype=np.int64)
             so = np.zeros(n_)
+        shrink = seasonal and s.season_shrink > 0
+        full_so = so
+        if shrink:
+            # the seasonal offset counts as far as it has predicted better than the level alone
+            # (a series with no daily pattern learns its bins from noise)
+            gain = 1.0 - a["e1"] / np.maximum(a["e0"], _TINY)
+            so = so * np.clip(s.season_shrink * gain, 0.0, 1.0)
         expected = a["mu"] + so
 
         # --- robust z-score
@@ -377,6 +385,12 @@ class Bank:
         dev = np.where(valid, a["dev"] + a_dev * (np.minimum(np.abs(r), lim) - a["dev"]), a["dev"])
         a_long = np.maximum(1.0 / np.maximum(nn, 1.0), s.alpha_long)
         dlong = np.where(valid, a["dlong"] + a_long * (np.abs(r) - a["dlong"]), a["dlong"])
+        if shrink:
+            # errors of the level alone and of the level plus the full profile
+            e0 = np.minimum(np.abs(xv - a["mu"]), lim)
+            e1 = np.minimum(np.abs(xv - a["mu"] - full_so), lim)
+            a["e0"][:] = np.where(valid, a["e0"] + s.alpha_shrink * (e0 - a["e0"]), a["e0"])
+            a["e1"][:] = np.where(valid, a["e1"] + s.alpha_shrink * (e1 - a["e1"]), a["e1"])
         if seasonal:
             col = self._season[rows, sbin].astype(np.float64)
             cnt = self._season_n[rows, sbin]

@@ -126,6 +126,11 @@ class Settings:
     """Also remember the usual strength by phase of the week (7 periods)."""
     alpha_season: float = 0.5
     """Per period: how much of a phase bin's profile one period (a day) renews."""
+    season_shrink: float = 0.0
+    """Weigh the seasonal offset by how much better than the flat level it has predicted:
+    full weight at a 1/season_shrink relative gain (0 = always full weight)."""
+    alpha_shrink: float = 0.005
+    """Learning rate of the two prediction errors (flat and seasonal) behind season_shrink."""
     season_strength_decay: float = 0.95
     """Per period: decay of the usual (log) strength remembered for each phase bin."""
 
