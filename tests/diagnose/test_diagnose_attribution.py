@@ -303,3 +303,18 @@ def test_slower_processing_is_overload_and_a_slower_wire_alone_is_latency(
     cart = [e for e in found if e.service == "cart"]
     assert cart and cart[0].fault is fault
     assert "wire time grew" in cart[0].observation
+
+
+@pytest.mark.parametrize(("frontend_traces", "victim"), [(0.0, True), (0.3, True), (0.9, False)])
+def test_a_caller_whose_own_traces_moved_more_is_not_its_callees_victim(
+    frontend_traces: float, victim: bool
+) -> None:
+    # frontend's users see failures (metrics); ads moved on its own (traces, 0.6)
+    prior = [_item("frontend", model.SignalKind.METRICS, 0.8),
+             _item("ads", model.SignalKind.TRACES, 0.6)]
+    if frontend_traces:
+        prior.append(_item("frontend", model.SignalKind.TRACES, frontend_traces))
+    found = topology_mod.TopologyInvestigator().investigate(
+        _window(topology={"frontend": ("ads",)}), prior, SETTINGS)
+    against = [e for e in found if e.service == "frontend" and base.is_against(e)]
+    assert bool(against) is victim

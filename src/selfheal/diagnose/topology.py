@@ -131,6 +131,10 @@ class TopologyInvestigator:
             )
         anomaly = base.anomaly_by_service(prior, DIRECT)
         symptoms = base.anomaly_by_service(prior, PROPAGATING)
+        # Trace evidence is the service's own, already placed on the call graph (self time,
+        # wire time per edge, its operations' calls): a caller whose own traces moved more
+        # than any anomalous callee is not merely that callee's victim.
+        placed = base.anomaly_by_service(prior, frozenset({model.SignalKind.TRACES}))
         suspects = {s: a for s, a in anomaly.items() if a >= settings.support_strength}
         if not suspects:
             return (
@@ -149,7 +153,10 @@ class TopologyInvestigator:
                 if anomaly.get(c, 0.0) >= max(settings.propagation_ratio * symptom, 1e-9)
                 and anomaly.get(c, 0.0) >= settings.support_strength
             ]
-            if culprits and symptom >= settings.support_strength:
+            own = placed.get(service, 0.0)
+            if culprits and symptom >= settings.support_strength and own < max(
+                anomaly[c] for c in culprits
+            ):
                 best = max(culprits, key=lambda c: anomaly[c])
                 named = ", ".join(f"{c} ({anomaly[c]:.2f})" for c in culprits)
                 out.append(
