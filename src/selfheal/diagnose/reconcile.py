@@ -238,7 +238,7 @@ def reconcile(
             if kinds:
                 named = " and ".join(k.value for k in kinds)
                 weak = sorted(
-                    f"{k.value} {e.strength:.2f}"
+                    f"{k.value} {e.strength:.3f}"
                     for k, e in best.items()
                     if k not in kinds and e.strength > 0.0
                 )
