@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfheal import catalogue, errors, model, policy
+from selfheal import plan as plan_mod
 from selfheal.policy import blast, document, trust
 
 ROLLBACK = model.Action(model.ActionKind.ROLLBACK, "auth",
@@ -242,3 +243,21 @@ def test_no_sequence_of_proposals_breaks_a_cap(
         assert sum(g[2] for g in recent) <= max(1, int(fleet_frac * fleet + 1e-9))
         for svc, n in replicas.items():
             assert sum(g[2] for g in recent if g[1] == svc) <= max(1, int(svc_frac * n + 1e-9))
+
+
+def test_the_code_fix_after_a_rollback_fits_in_the_blast_radius_the_rollback_used() -> None:
+    """A rollback of every replica uses the service's whole budget for the window; the code
+    fix (a branch and a PR draft) touches no running replica, so it still gets a permit,
+    while a restart of the same service does not."""
+    gate = policy.Gate(policy.parse(policy.default_text(), "built-in default policy"))
+    ctx = policy.gate.Context(replicas=dict.fromkeys(("auth", "cart", "catalog", "frontend"), 2))
+    first = gate.review(_plan(ROLLBACK), _diag(), NOON, ctx)
+    assert first.decision.verdict is model.Verdict.ALLOW
+    fix = plan_mod.code_fix(ROLLBACK, model.IncidentId("inc-1"), model.PlanId("plan-2"),
+                            "auth leaked memory")
+    assert fix is not None
+    assert gate.review(fix, _diag(), NOON + 5, ctx).decision.verdict is model.Verdict.ALLOW
+    restart = model.Action(model.ActionKind.RESTART, "auth",
+                           model.params(replica="unhealthy", snapshot="s"))
+    denied = gate.review(_plan(restart), _diag(), NOON + 6, ctx).decision
+    assert denied.verdict is model.Verdict.DENY and "blast" in denied.rule

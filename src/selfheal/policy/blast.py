@@ -18,6 +18,8 @@ from selfheal.policy import document
 
 def replicas_touched(action: model.Action, replicas: int) -> int:
     """How many running replicas an action replaces, restarts or removes."""
+    if action.kind == model.ActionKind.CODE_REVERT:
+        return 0  # a branch and a pull-request draft: no running process changes
     if action.kind in (model.ActionKind.ROLLBACK, model.ActionKind.DEPLOY,
                        model.ActionKind.CONFIG_REVERT, model.ActionKind.CREDENTIAL_ROTATE,
                        model.ActionKind.CERT_RENEW):
