@@ -68,7 +68,14 @@ def test_demo_heals_after_a_killed_run_and_leaves_nothing(no_leftovers: Path,
     for heading in ("## Root cause", "## Timeline", "## Evidence", "## Actions",
                     "## Verification", "## Follow-ups"):
         assert heading in postmortem
-    assert "Revert the commit behind auth v1.2.1" in postmortem
+    # the durable fix: release 1.2.1's commit reverted on a branch, main untouched
+    fixes = [a for a in out["actions"] if a["kind"] == "code_revert"]
+    assert [(a["target"], a["status"]) for a in fixes] == [("auth", "succeeded")]
+    branches = subprocess.run(["git", "-C", str(workdir / "repos" / "auth"), "branch",
+                               "--list", "selfheal/revert-*", "--format=%(refname:short)"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert len(branches) == 1 and f"branch {branches[0]}" in postmortem
+    assert "Review and merge the code fix" in postmortem
     assert not processes_mentioning(str(workdir))
 
     # 3. The ledger verifies, and editing one row of it is detected.

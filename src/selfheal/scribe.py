@@ -193,8 +193,9 @@ def _follow_ups(top: Mapping[str, Any] | None, plan: Mapping[str, Any] | None,
         if step["kind"] == "rollback":
             bad, good = params.get("from_version"), params.get("to_version")
             if fix is not None:
-                out.append("- [ ] Review and merge the code fix selfheal drafted "
-                           f"({fix['detail']}), then release a fixed version")
+                what = str(fix["detail"]).removesuffix(": full")
+                out.append(f"- [ ] Review and merge the code fix selfheal drafted ({what}), "
+                           "then release a fixed version")
             else:
                 out.append(f"- [ ] Revert the commit behind {step['service']} v{bad} and release "
                            "a fixed version")

@@ -518,6 +518,7 @@ class Workflow:
             for p in review.permits:
                 ctl.gate.release(p)
         ok = ex.status == model.ExecutionStatus.SUCCEEDED
+        case.detail.setdefault("executions", []).append(ex)
         case.detail["code_fix"] = {"made": ok, "action": step.describe(), "detail": ex.detail}
         ctl.persist(case)
         ctl.emit("act" if ok else "plan", ex.detail if ok else
