@@ -9,6 +9,7 @@ type, and the benchmark reports the accuracy of the cases it acted on.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -22,6 +23,7 @@ from selfheal import diagnose, model
 from selfheal.bench import rca
 from selfheal.diagnose import base, reconcile
 from selfheal.diagnose import logs as logs_mod
+from selfheal.diagnose import metrics as metrics_mod
 from selfheal.diagnose import topology as topology_mod
 from selfheal.diagnose import traces as traces_mod
 from selfheal.sources import nezha
@@ -318,3 +320,29 @@ def test_a_caller_whose_own_traces_moved_more_is_not_its_callees_victim(
         _window(topology={"frontend": ("ads",)}), prior, SETTINGS)
     against = [e for e in found if e.service == "frontend" and base.is_against(e)]
     assert bool(against) is victim
+
+
+# --- metrics: down is not starved ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("down", [True, False])
+def test_a_service_whose_replicas_stopped_answering_is_down_not_starved(down: bool) -> None:
+    rng = np.random.default_rng(3)
+    metrics: dict[tuple[str, str], list[model.Sample]] = {}
+    for step in range(-60, 30):
+        t = T0 + step * 5.0
+        after = step >= 0
+        values = {"request_rate": 0.0 if after else 20.0 + rng.normal(0, 1),
+                  "up": 0.0 if after and down else 1.0}
+        for metric, value in values.items():
+            metrics.setdefault(("auth", metric), []).append(
+                model.Sample(t=t, service="auth", metric=metric, value=float(value)))
+    window = dataclasses.replace(_window(topology={"frontend": ("auth",)}), metrics=metrics)
+    found = metrics_mod.MetricsInvestigator().investigate(window, (), SETTINGS)
+    auth = next(e for e in found if e.service == "auth")
+    if down:
+        assert "only its load fell" not in auth.observation and "up 1 -> 0" in auth.observation
+        assert auth.strength >= SETTINGS.support_strength
+    else:
+        assert "only its load fell" in auth.observation
+        assert auth.strength < SETTINGS.support_strength

@@ -77,8 +77,16 @@ FAMILIES: tuple[Family, ...] = (
 OTHER = Family("other", (), BOTH, model.FaultKind.UNKNOWN, 5, 0.3)
 
 
+SCRAPE_UP = Family("up", (), DOWN, model.FaultKind.UNKNOWN, 6, 1.0)
+"""The share of a service's replicas answering their scrape: when it falls the service itself
+is down or hung (so a fall of its traffic beside it is not starvation). It names no fault:
+the health investigator and the other series say which."""
+
+
 def family_of(metric: str) -> Family:
     lowered = metric.lower()
+    if lowered == "up":
+        return SCRAPE_UP
     for family in FAMILIES:
         if any(pattern in lowered for pattern in family.patterns):
             return family
