@@ -47,11 +47,14 @@ def _spans(now: float) -> list[model.Span]:
     return out
 
 
-def _diagnose(tmp_path: Path, with_traces: bool) -> model.Diagnosis:
+def _diagnose(tmp_path: Path, with_traces: bool,
+              section: config.Diagnose | None = None) -> model.Diagnosis:
     services: dict[str, list[str]] = {"frontend": ["checkout"], "checkout": ["cart"],
                                       "cart": []}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(services=services),
-                        investigate=config.Investigate(patience_s=0))
+                        investigate=config.Investigate(patience_s=0),
+                        diagnose=section or config.Diagnose())
     store = sql.SqlStore(cfg.database_url())
     alerts = alertmanager.AlertFeed()
     feeds: list[object] = [alerts]
@@ -94,3 +97,11 @@ def test_without_a_trace_feed_the_traces_investigator_says_so(tmp_path: Path) ->
     diag = _diagnose(tmp_path, with_traces=False)
     traces = [e for e in diag.evidence if e.kind is model.SignalKind.TRACES]
     assert [e.status for e in traces] == [model.EvidenceStatus.NO_DATA]
+
+
+def test_the_config_diagnose_section_reaches_the_engine(tmp_path: Path) -> None:
+    # traces alone support the top hypothesis: not enough by default (two kinds) ...
+    assert not _diagnose(tmp_path / "a", with_traces=True).sufficient
+    # ... enough for an operator who configured one kind (a looser, deliberate choice)
+    one = config.Diagnose(min_independent_kinds=1)
+    assert _diagnose(tmp_path / "b", with_traces=True, section=one).sufficient

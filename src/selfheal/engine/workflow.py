@@ -45,6 +45,7 @@ class Workflow:
         self.work: dict[str, Work] = {}
         # None unless configured: then every stage stays deterministic. Reads the API key now.
         self.reasoner = reasoners.from_settings(ctl.cfg.reasoner)
+        self.diagnosis = diagnose.settings_from(ctl.cfg.diagnose)
 
     # -- gate context and trust -------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class Workflow:
         ctl = self.ctl
         inc = case.incident
         window = self._window(inc)
-        diag = diagnose.diagnose(window, ctl.clock())
+        diag = diagnose.diagnose(window, ctl.clock(), self.diagnosis)
         # Evidence arrives at its own pace (a log warning every few seconds, a scrape window
         # filling up): an unsure diagnosis looks again, as a human would, before it gives up.
         patience = ctl.cfg.investigate
@@ -178,7 +179,7 @@ class Workflow:
                      f"{patience.retry_s:.0f} s", inc.id)
             await self.wait(patience.retry_s, work)
             window = self._window(inc)
-            diag = diagnose.diagnose(window, ctl.clock())
+            diag = diagnose.diagnose(window, ctl.clock(), self.diagnosis)
         window, diag, model_by = await self._consult(case, window, diag)
         case.detail["diagnosis"] = diag
         ctl.record(case, "diagnosis", {"diagnosis": diag})
@@ -255,7 +256,7 @@ class Workflow:
                  f"{ex.tokens} tokens", case.incident.id)
         if ex.hypotheses:
             window = reasoners.with_hypotheses(window, ex)
-            diag = diagnose.diagnose(window, ctl.clock())
+            diag = diagnose.diagnose(window, ctl.clock(), self.diagnosis)
         diag, adopted = reasoners.adopt_plan(diag, ex)
         return window, diag, f"model:{ex.model_name}" if adopted is not None else ""
 
