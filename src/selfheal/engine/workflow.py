@@ -468,11 +468,7 @@ class Workflow:
             await self._undo(case, work, "verification failed after the action")
             return
         self.learn(case, action.kind, "success")
-        case.detail["outcome"] = {"resolved": True, "escalated": False, "rolled_back": False,
-                                  "resolved_at": ctl.clock()}
-        ctl.record(case, "outcome", case.detail["outcome"])
-        ctl.persist(case, model.IncidentState.RESOLVED)
-        ctl.emit("resolved", f"{svc} recovered and verified", inc.id)
+        resolved_at = ctl.clock()
         diag = case.detail.get("diagnosis")
         top = diag.top if isinstance(diag, model.Diagnosis) else None
         if action.kind is model.ActionKind.TRAFFIC_SHIFT and top is not None \
@@ -481,11 +477,16 @@ class Workflow:
                    f" (incident {inc.id})")
             ctl.drained[top.service] = (ctl.clock(), why)
             case.detail["drained"] = {"service": top.service, "why": why}
-            ctl.persist(case)
-            ctl.emit("resolved", f"{top.service} is still down but out of every request path:"
+            ctl.emit("verify", f"{top.service} is still down but out of every request path:"
                      f" {why}; it needs a human, not a page", inc.id)
+        # The durable fix belongs to the incident: it is done before the incident closes.
         await self._code_fix(case, action)
+        case.detail["outcome"] = {"resolved": True, "escalated": False, "rolled_back": False,
+                                  "resolved_at": resolved_at}
+        ctl.record(case, "outcome", case.detail["outcome"])
+        ctl.persist(case, model.IncidentState.RESOLVED)
         self.write_postmortem(case)
+        ctl.emit("resolved", f"{svc} recovered and verified", inc.id)
 
     async def _code_fix(self, case: Case, rollback: model.Action) -> None:
         """After a verified rollback: the durable fix in code (a branch and a pull-request
