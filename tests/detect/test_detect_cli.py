@@ -64,3 +64,15 @@ def test_bench_detect_scale_cli() -> None:
     assert last["series"] == 2000
     assert last["updates_per_s"] > 0
     assert 0 < last["bytes_per_series"] <= 1024
+
+
+@pytest.mark.timeout(60)
+def test_bench_detect_scale_cli_nab_configuration() -> None:
+    res = CliRunner().invoke(
+        main.app,
+        ["bench", "detect-scale", "--series", "2000", "--ticks", "5", "--nab-config", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert last["config"] == "nab"
+    assert 0 < last["bytes_per_series"] <= 1024  # daily profile and its weights included

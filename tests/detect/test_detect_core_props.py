@@ -22,7 +22,7 @@ values = st.one_of(
 )
 SEASONAL = dataclasses.replace(
     Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3, weekly=True,
-    season_shrink=10.0,
+    season_shrink=10.0, record_decay=0.999,
 )
 CONFIGS = [Settings(warmup_ticks=3), SEASONAL]
 

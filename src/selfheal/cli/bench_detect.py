@@ -138,15 +138,22 @@ def detect_scale_command(
     seasonal: Annotated[
         bool, typer.Option(help="With a daily seasonal profile (24 bins) per series")
     ] = False,
+    nab_config: Annotated[
+        bool, typer.Option(help="The NAB configuration (seasonal, weighted, record) instead")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
 ) -> None:
     """Update N series tick by tick with the vectorised core; report updates/s and state."""
     if series < 1 or ticks < 1:
         Console(stderr=True).print("[red]detect-scale:[/red] --series and --ticks must be >= 1")
         raise typer.Exit(2)
-    cfg = settings_mod.Settings(season_period_s=86400.0 if seasonal else 0.0)
+    if nab_config:
+        cfg = nab.nab_settings()
+        title = "the NAB configuration"
+    else:
+        cfg = settings_mod.Settings(season_period_s=86400.0 if seasonal else 0.0)
+        title = "with daily seasonality" if seasonal else "product defaults"
     result = detect_scale.run(series=series, ticks=ticks, settings=cfg)
-    title = "with daily seasonality" if seasonal else "product defaults"
     table = Table(title=f"detection at scale (one core, NumPy, {title})")
     for col in ("series", "ticks", "seconds", "updates/s", "bytes/series", "firing"):
         table.add_column(col, justify="right")
@@ -166,7 +173,8 @@ def detect_scale_command(
                 "updates_per_s": round(result.updates_per_s),
                 "bytes_per_series": round(result.bytes_per_series, 1),
                 "ticks": result.ticks,
-                "seasonal": seasonal,
+                "seasonal": seasonal or nab_config,
+                "config": "nab" if nab_config else "seasonal" if seasonal else "product",
                 "seconds": round(result.seconds, 3),
             }
         )

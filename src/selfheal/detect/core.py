@@ -1,7 +1,7 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (30 floats per series, plus optional
-seasonal profiles: 242 bytes per series by default, 530 with daily seasonality, 866 with the
+`Bank` holds the bounded state of N series in flat arrays (31 floats per series, plus optional
+seasonal profiles: 250 bytes per series by default, 538 with daily seasonality, 874 with the
 weekly memory too) and `Bank.step` scores the new value of each series against its past only,
 then folds it into the state. Three detectors share that state:
 
@@ -49,7 +49,7 @@ _FIELDS = (
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
-    "e0", "e1",
+    "e0", "e1", "lpk",
 )  # fmt: skip
 
 
@@ -348,6 +348,12 @@ class Bank:
         lsd = np.sqrt(np.maximum(a["lv"], s.surprise_min_var))
         zl = np.where(a["ln"] >= s.surprise_min_n, (ly - a["lm"]) / lsd, 0.0)
         zl = np.where(live, np.maximum(zl, 0.0), 0.0)
+        if s.record_decay > 0:
+            # a strength as large as the largest in recent memory is full news, one half as
+            # large half of it: the memory decays by record_decay a tick
+            rel = np.where(a["lpk"] > 0, ly / np.maximum(a["lpk"], _TINY), 1.0)
+            zl = zl * np.minimum(rel, 1.0) ** s.record_power
+            a["lpk"][:] = np.where(valid, np.maximum(a["lpk"] * s.record_decay, ly), a["lpk"])
         surprise = zl / (1.0 + zl)
         onset = np.where(surprise > a["peak"], surprise, 0.0)
         a["peak"][:] = np.where(valid, np.maximum(a["peak"] * s.onset_decay, surprise), a["peak"])

@@ -138,6 +138,11 @@ class Settings:
     alpha_surprise: float = 0.005
     surprise_min_n: int = 10
     surprise_min_var: float = 1e-4
+    record_decay: float = 0.0
+    """Scale the surprise by the (log) strength over the largest one in recent memory, which
+    decays by this factor a tick (0 = off)."""
+    record_power: float = 1.0
+    """Exponent of that ratio (capped at 1)."""
     onset_decay: float = 0.9995
     """Per tick decay of the recent peak surprise an onset must beat."""
 
