@@ -167,13 +167,28 @@ def test_an_error_naming_another_service_says_so_and_names_no_fault() -> None:
         _window(logs=_new_error("seat", named), topology=topology), (), SETTINGS)
     seat = next(e for e in found if e.service == "seat")
     assert isinstance(seat, base.Names) and seat.named == ("ts-config-service",)
-    assert seat.strength == pytest.approx(SETTINGS.log_new_error_strength)
+    n = 19  # lines of the new template in the incident window
+    assert seat.strength == pytest.approx(
+        SETTINGS.log_new_error_strength * n / (n + SETTINGS.log_new_half_count))
     assert seat.fault is model.FaultKind.ERRORS  # not CONFIG: that word is part of a name
     plain = "No instances available for the pricing table (request {i})"
     found = logs_mod.LogsInvestigator().investigate(
         _window(logs=_new_error("seat", plain), topology=topology), (), SETTINGS)
     seat = next(e for e in found if e.service == "seat")
     assert not isinstance(seat, base.Names)
+
+
+@pytest.mark.parametrize("every", [40.0, 4.0])
+def test_a_few_new_error_lines_weigh_less_than_many(every: float) -> None:
+    lines = _busy("seat") + _lines("seat", "ERROR payment declined: card {i} expired", "ERROR",
+                                   T0 + 5, T0 + 125, every)
+    found = logs_mod.LogsInvestigator().investigate(_window(logs=lines), (), SETTINGS)
+    seat = next(e for e in found if e.service == "seat")
+    n = len(np.arange(T0 + 5, T0 + 125, every))
+    assert seat.strength == pytest.approx(
+        SETTINGS.log_new_error_strength * n / (n + SETTINGS.log_new_half_count))
+    if n <= SETTINGS.log_new_half_count:
+        assert seat.strength < SETTINGS.support_strength + 0.1
 
 
 def _names(strength: float) -> base.Names:

@@ -153,6 +153,9 @@ def service_findings(
             fault = model.FaultKind.ERRORS
         if n >= settings.log_min_count and b == 0 and n_base > 0:
             strength = settings.log_new_error_strength if is_error else settings.log_new_strength
+            # A handful of new lines is weaker news than a template the service now writes on
+            # every request: half the weight at `log_new_half_count` lines.
+            strength *= n / (n + settings.log_new_half_count)
             what = f"new template x{n}"
             seen_at = tuple(named) if is_error else ()
             if seen_at:

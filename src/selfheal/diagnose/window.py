@@ -96,6 +96,10 @@ class Settings:
     """A template whose rate grew by at least this factor over its baseline rate has shifted."""
     log_new_error_strength: float = 0.7
     log_new_strength: float = 0.35
+    log_new_half_count: float = 3.0
+    """A new template weighs half its strength at this many lines in the incident window: a
+    handful of new error lines (a discovery hiccup) is weaker news than an error the service
+    now writes on every request."""
     log_shift_strength: float = 0.25
     """An error template's shift weighs 1.5 times this."""
     log_vanish_expected: float = 8.0
