@@ -5,10 +5,9 @@ For every fault of every day's fault list, build the window around the injection
 and system, and score service-level AC@1/@3/@5, fault-type accuracy, the expected calibration
 error of the top hypothesis' probability, the abstention rate, the AC@1 among the cases it did
 not abstain on (selective accuracy: how often an action would have hit the right service) and
-the time per case. With a
-reasoner (`--reasoner openai`), each case also asks the model, as the engine does, and the same
-metrics measure the diagnosis with its hypotheses weighed in. The published table of the Nezha
-paper is kept here to print beside our figures.
+the time per case. With a reasoner (`--reasoner openai`), each case also asks the model, as the
+engine does, and the same metrics measure the diagnosis with its hypotheses weighed in. The
+published table of the Nezha paper is kept here to print beside our figures.
 """
 
 from __future__ import annotations
