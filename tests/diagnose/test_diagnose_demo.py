@@ -107,3 +107,28 @@ def test_theory_naming_nothing_is_no_data(make_demo: Make) -> None:
     result = diagnose.diagnose(window, now=window.end)
     human = [e for e in result.evidence if e.kind is model.SignalKind.HUMAN]
     assert human and human[0].status is model.EvidenceStatus.NO_DATA
+
+
+def test_a_deploy_caught_while_its_replicas_restart_is_still_rolled_back(make_demo: Make) -> None:
+    # Opened seconds after the deploy: auth's replicas do not answer (up 1 -> 0) and its
+    # traffic is gone; the memory has not grown yet. Down is auth's own signal, not starvation.
+    window = make_demo(0)
+    deploy = next(iter(window.changes or ()))
+    metrics: dict[tuple[str, str], list[model.Sample]] = {}
+    for (service, metric), series in (window.metrics or {}).items():
+        kept = list(series)
+        if service == "auth" and metric in ("rss_bytes", "p99_latency_s", "gc_pause_s"):
+            kept = [s for s in series if s.t <= deploy.t]  # not moved yet
+        if service == "auth" and metric == "request_rate":
+            kept = [dataclasses.replace(s, value=0.0) if s.t > deploy.t + 1 else s
+                    for s in series]
+        metrics[(service, metric)] = kept
+    metrics[("auth", "up")] = [
+        model.Sample(t=s.t, service="auth", metric="up", value=0.0 if s.t > deploy.t + 1 else 1.0)
+        for s in metrics[("auth", "request_rate")]]
+    result = diagnose.diagnose(dataclasses.replace(window, metrics=metrics), now=window.end)
+    top = result.top
+    assert top is not None and top.service == "auth"
+    assert top.action_family is model.ActionKind.ROLLBACK
+    own = [e for e in top.evidence_for if e.kind is model.SignalKind.METRICS]
+    assert own and own[0].strength >= 0.3 and "only its load fell" not in own[0].observation
