@@ -18,8 +18,11 @@ too, so the NAB bench, the scale bench and `Detector` all run this one engine.
 
 Two more outputs serve unattended scoring across very different series (NAB): ``surprise``
 calibrates the strength against the series' own history of strengths (log scale, minus what is
-usual at this phase of the day or week when seasonality is on), and ``onset`` keeps a surprise
-only where it beats every recent one, so an episode scores once, on its first row.
+usual at this phase of the day or week when seasonality is on; optionally scaled down when the
+strength is below the largest one in recent memory, `Settings.record_decay`), and ``onset``
+keeps a surprise only where it beats every recent one, so an episode scores once, on its first
+row. With `Settings.season_shrink`, the seasonal profile enters the baseline only as far as it
+has predicted the series better than the level alone.
 """
 
 from __future__ import annotations
