@@ -14,16 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from selfheal import diagnose, model
-from selfheal.diagnose import human, reconcile
+from selfheal.diagnose import base, human, reconcile
 
 
 def _evidence(raw: Mapping[str, Any]) -> model.Evidence:
-    return model.Evidence(
-        investigator=str(raw["investigator"]), kind=model.SignalKind(raw["kind"]),
-        status=model.EvidenceStatus(raw["status"]), query=str(raw["query"]),
-        observation=str(raw["observation"]), service=str(raw.get("service") or ""),
-        fault=model.FaultKind(raw.get("fault") or "unknown"),
-        strength=float(raw.get("strength") or 0.0))
+    # kept as diagnosis made it: evidence *against* and lines naming other services included
+    return base.evidence_from_jsonable(raw)
 
 
 def _services(row: Mapping[str, Any], diag: Mapping[str, Any],

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from selfheal import model
+from selfheal.diagnose import base as diagnose_base
 
 
 def action(p: Mapping[str, Any]) -> model.Action:
@@ -26,11 +27,8 @@ def plan(p: Mapping[str, Any]) -> model.Plan:
 
 
 def evidence(p: Mapping[str, Any]) -> model.Evidence:
-    return model.Evidence(
-        investigator=p["investigator"], kind=model.SignalKind(p["kind"]),
-        status=model.EvidenceStatus(p["status"]), query=p["query"],
-        observation=p["observation"], service=p["service"], fault=model.FaultKind(p["fault"]),
-        strength=float(p["strength"]))
+    # the diagnosis' own reader: evidence *against* and lines naming other services survive
+    return diagnose_base.evidence_from_jsonable(p)
 
 
 def diagnosis(p: Mapping[str, Any]) -> model.Diagnosis:
