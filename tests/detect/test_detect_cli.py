@@ -49,6 +49,22 @@ def test_bench_nab_cli(tmp_path: Path) -> None:
     assert (out / "selfheal" / "synthetic" / "selfheal_s0.csv").is_file()
 
 
+@pytest.mark.timeout(120)
+def test_bench_nab_cli_robustness(tmp_path: Path) -> None:
+    _nab_folder(tmp_path / "nab")
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nab"), "--robustness", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(last["perturbed"]) == set(last["scores"])
+    for profile, own in last["scores"].items():
+        stats = last["perturbed"][profile]
+        # the configuration itself is one of those averaged
+        assert stats["min"] <= own + 0.01
+        assert stats["min"] <= stats["mean"] + 1e-9
+
+
 def test_bench_nab_cli_reports_a_missing_folder(tmp_path: Path) -> None:
     res = CliRunner().invoke(main.app, ["bench", "nab", "--data", str(tmp_path / "nope")])
     assert res.exit_code == 2

@@ -35,6 +35,13 @@ def nab_command(
         Path | None, typer.Option(help="Write NAB result CSVs under this folder")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
+    robustness: Annotated[
+        bool,
+        typer.Option(
+            "--robustness",
+            help="Also score 10 neighbouring configurations (one knob moved each): mean, min",
+        ),
+    ] = False,
 ) -> None:
     """Run the detector online over every NAB file and score it (three profiles)."""
     console = Console()
@@ -102,6 +109,16 @@ def nab_command(
         )
     console.print(halves_table)
     console.print(f"{sum(len(f.values) for f in files)} rows in {seconds:.1f} s")
+    neighbours = None
+    if robustness:
+        neighbours = nab.perturbed(files)
+        rob = Table(title=f"over the configuration and its {len(nab.PERTURBATIONS)} neighbours")
+        rob.add_column("")
+        for p in nab.PROFILES:
+            rob.add_column(p.name, justify="right")
+        for stat in ("mean", "min"):
+            rob.add_row(stat, *(f"{neighbours[p.name][stat]:.2f}" for p in nab.PROFILES))
+        console.print(rob)
     absent = nab.missing(data)
     if absent:
         console.print(
@@ -110,8 +127,12 @@ def nab_command(
             "comparison is approximate"
         )
     if as_json:
+        extra: dict[str, Any] = {}
+        if neighbours is not None:
+            extra["perturbed"] = neighbours
         _print_json(
             {
+                **extra,
                 "benchmark": "nab",
                 "detector": nab.DETECTOR_NAME,
                 "files": len(files),
