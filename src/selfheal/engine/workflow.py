@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from selfheal import correlate, diagnose, errors, model, plan, ports, reasoners, scribe, verify
-from selfheal.engine import revive
+from selfheal.engine import followup, revive
 from selfheal.policy import gate as gate_mod
 from selfheal.policy import trust as trust_mod
 
@@ -480,51 +480,13 @@ class Workflow:
             ctl.emit("verify", f"{top.service} is still down but out of every request path:"
                      f" {why}; it needs a human, not a page", inc.id)
         # The durable fix belongs to the incident: it is done before the incident closes.
-        await self._code_fix(case, action)
+        await followup.code_fix(self, case, action)
         case.detail["outcome"] = {"resolved": True, "escalated": False, "rolled_back": False,
                                   "resolved_at": resolved_at}
         ctl.record(case, "outcome", case.detail["outcome"])
         ctl.persist(case, model.IncidentState.RESOLVED)
         self.write_postmortem(case)
         ctl.emit("resolved", f"{svc} recovered and verified", inc.id)
-
-    async def _code_fix(self, case: Case, rollback: model.Action) -> None:
-        """After a verified rollback: the durable fix in code (a branch and a pull-request
-        draft), through the gate and the executor like any action. Production is already
-        healed, so a refusal or a failure here only leaves the follow-up to a human."""
-        ctl = self.ctl
-        diag = case.detail.get("diagnosis")
-        if not isinstance(diag, model.Diagnosis) or diag.top is None:
-            return
-        top = diag.top
-        fix = plan.code_fix(rollback, case.incident.id,
-                            model.PlanId(f"plan-{uuid.uuid4().hex[:8]}"),
-                            f"incident {case.incident.id}: {top.summary}")
-        if fix is None:
-            return
-        ctl.record(case, "follow_up.plan", {"plan": fix})
-        review = ctl.gate.review(fix, diag, ctl.clock(), self.context(case.incident))
-        d = review.decision
-        ctl.record(case, "follow_up.decision", {"decision": d,
-                                                "permits": [p.id for p in review.permits]})
-        step = fix.steps[0]
-        if d.verdict != model.Verdict.ALLOW or not review.permits:
-            case.detail["code_fix"] = {"made": False, "action": step.describe(),
-                                       "why": f"{d.verdict.value} by rule '{d.rule}'"}
-            ctl.emit("plan", f"code fix left to a human ({step.describe()}): the gate said "
-                     f"{d.verdict.value} by rule '{d.rule}'", case.incident.id)
-            return
-        try:
-            ex = await ctl.executor.run(review.permits[0], case.incident.id, phase="full")
-        finally:
-            for p in review.permits:
-                ctl.gate.release(p)
-        ok = ex.status == model.ExecutionStatus.SUCCEEDED
-        case.detail.setdefault("executions", []).append(ex)
-        case.detail["code_fix"] = {"made": ok, "action": step.describe(), "detail": ex.detail}
-        ctl.persist(case)
-        ctl.emit("act" if ok else "plan", ex.detail if ok else
-                 f"code fix failed, left to a human: {ex.detail}", case.incident.id)
 
     def _canary_verdict(self, action: model.Action, since: float,
                         vs: verify.Settings) -> model.Verification:
