@@ -43,6 +43,16 @@ FAULT_WORDS: tuple[tuple[re.Pattern[str], model.FaultKind], ...] = (
         re.compile(r"\b(credential|unauthori[sz]ed|forbidden|token)\b", re.I),
         model.FaultKind.CREDENTIAL,
     ),
+    (
+        re.compile(r"\bcache\b.*\b(corrupt\w*|poison\w*|stale|invalid)\b|"
+                   r"\b(corrupt\w*|poison\w*|stale|invalid)\b.*\bcache\b", re.I),
+        model.FaultKind.CACHE,
+    ),
+    (
+        re.compile(r"\b(pool exhausted|queue (is )?full|too many requests|saturat\w*|"
+                   r"overload\w*)\b", re.I),
+        model.FaultKind.OVERLOAD,
+    ),
     (re.compile(r"\b(timeout|timed out|deadline|slow)\b", re.I), model.FaultKind.LATENCY),
     (re.compile(r"\b(config\w*)\b", re.I), model.FaultKind.CONFIG),
     (ERROR_WORDS, model.FaultKind.ERRORS),
