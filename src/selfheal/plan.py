@@ -144,15 +144,22 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
         step = model.Action(model.ActionKind.SCALE, facts.service,
                             model.params(from_replicas=facts.replicas, to_replicas=target))
         why = f"{facts.service} looks overloaded; scale {facts.replicas} -> {target}"
-    if step is None or catalogue.validate(step) is not None:
+    if step is None:
+        return None
+    return _one_step(step, diagnosis.incident_id, plan_id, why,
+                     canary=facts.replicas > 1 and step.kind == model.ActionKind.ROLLBACK)
+
+
+def _one_step(step: model.Action, incident_id: model.IncidentId, plan_id: model.PlanId,
+              rationale: str, canary: bool = False) -> model.Plan | None:
+    """A plan of one well-formed catalogue action with its inverse prepared, or None."""
+    if catalogue.validate(step) is not None:
         return None
     inv = catalogue.inverse(step)
-    kind = catalogue.CATALOGUE[step.kind]
     return model.Plan(
-        id=plan_id, incident_id=diagnosis.incident_id, steps=(step,),
-        inverse=(inv,) if inv is not None else (), rationale=why, risk=kind.risk,
-        canary=facts.replicas > 1 and step.kind == model.ActionKind.ROLLBACK,
-    )
+        id=plan_id, incident_id=incident_id, steps=(step,),
+        inverse=(inv,) if inv is not None else (), rationale=rationale,
+        risk=catalogue.CATALOGUE[step.kind].risk, canary=canary)
 
 
 def code_fix(rollback: model.Action, incident_id: model.IncidentId,
@@ -168,15 +175,10 @@ def code_fix(rollback: model.Action, incident_id: model.IncidentId,
     step = model.Action(model.ActionKind.CODE_REVERT, rollback.service,
                         model.params(commit=f"v{good}..v{bad}", incident=incident_id,
                                      reason=reason[:300], snapshot=plan_id))
-    if catalogue.validate(step) is not None:
-        return None
-    inv = catalogue.inverse(step)
-    return model.Plan(
-        id=plan_id, incident_id=incident_id, steps=(step,),
-        inverse=(inv,) if inv is not None else (),
-        rationale=(f"make the rollback of {rollback.service} permanent in its code: revert what "
-                   f"v{bad} added over v{good} on a branch, with a pull request for a human"),
-        risk=catalogue.CATALOGUE[step.kind].risk, canary=False)
+    return _one_step(step, incident_id, plan_id,
+                     f"make the rollback of {rollback.service} permanent in its code: revert "
+                     f"what v{bad} added over v{good} on a branch, with a pull request for a "
+                     "human")
 
 
 def _route_around(top: model.Hypothesis, facts: Facts, incident_id: model.IncidentId,
@@ -188,13 +190,7 @@ def _route_around(top: model.Hypothesis, facts: Facts, incident_id: model.Incide
     caller, region = facts.failover[0]
     step = model.Action(model.ActionKind.TRAFFIC_SHIFT, caller,
                         model.params(to_region=region, snapshot=plan_id))
-    if catalogue.validate(step) is not None:
-        return None
-    inv = catalogue.inverse(step)
-    return model.Plan(
-        id=plan_id, incident_id=incident_id, steps=(step,),
-        inverse=(inv,) if inv is not None else (),
-        rationale=(f"{top.service} is unreachable (p={top.probability:.2f}); send {caller}'s "
-                   f"calls to region {region} instead — its inverse restores snapshot "
-                   f"{plan_id}"),
-        risk=catalogue.CATALOGUE[step.kind].risk, canary=False)
+    return _one_step(step, incident_id, plan_id,
+                     f"{top.service} is unreachable (p={top.probability:.2f}); send {caller}'s "
+                     f"calls to region {region} instead — its inverse restores snapshot "
+                     f"{plan_id}")

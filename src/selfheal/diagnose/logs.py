@@ -276,34 +276,21 @@ class LogsInvestigator:
             top = findings[0]
             listed = "; ".join(f"{f.what}: {f.template!r}" for f in findings[:3])
             more = f" (+{len(findings) - 3} more)" if len(findings) > 3 else ""
-            out.append(
-                base.Names(
-                    investigator=NAME,
-                    kind=self.kind,
-                    status=model.EvidenceStatus.OK,
-                    query=query,
-                    observation=(
-                        f"{service}: {n_base} baseline / {n_now} incident lines; {listed}{more}"
-                    ),
-                    service=service,
-                    fault=top.fault,
-                    strength=top.strength,
-                    named=top.named,
-                )
-                if top.named
-                else model.Evidence(
-                    investigator=NAME,
-                    kind=self.kind,
-                    status=model.EvidenceStatus.OK,
-                    query=query,
-                    observation=(
-                        f"{service}: {n_base} baseline / {n_now} incident lines; {listed}{more}"
-                    ),
-                    service=service,
-                    fault=top.fault,
-                    strength=top.strength,
-                )
+            evidence = model.Evidence(
+                investigator=NAME,
+                kind=self.kind,
+                status=model.EvidenceStatus.OK,
+                query=query,
+                observation=(
+                    f"{service}: {n_base} baseline / {n_now} incident lines; {listed}{more}"
+                ),
+                service=service,
+                fault=top.fault,
+                strength=top.strength,
             )
+            # a template that names other services says so (topology weighs it)
+            out.append(base.Names(**vars(evidence), named=top.named) if top.named
+                       else evidence)
         if not out:
             out.append(
                 model.Evidence(
