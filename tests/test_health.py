@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from selfheal import diagnose, model, plan
+from selfheal import config, diagnose, model, plan
 from selfheal.detect import expiry
 from selfheal.diagnose import health
 
@@ -100,6 +100,50 @@ def test_a_replica_set_being_replaced_is_not_a_hang() -> None:
     found = health.HealthInvestigator().investigate(
         _replace(window, changes=(restart,)), (), diagnose.Settings())
     assert found == ()
+
+
+def _configured(text: str) -> diagnose.Settings:
+    return diagnose.settings_from(config.parse(f"diagnose:\n{text}", "selfheal.yaml").diagnose)
+
+
+def _silent_last(window: diagnose.Window, scrapes: int) -> diagnose.Window:
+    """The window with one of cart's two replicas silent in only its latest `scrapes`."""
+    cut = END - scrapes + 1
+    metrics = {k: [model.Sample(s.t, s.service, s.metric, 0.5 if s.t >= cut else 1.0)
+                   if k == ("cart", "up") else s for s in v]
+               for k, v in (window.metrics or {}).items()}
+    return _replace_metrics(window, metrics)
+
+
+def test_the_config_sets_how_many_silent_scrapes_make_a_hang() -> None:
+    window = _silent_last(_hung_window(hang=True), scrapes=5)
+    default = health.HealthInvestigator().investigate(window, (), diagnose.DEFAULT_SETTINGS)
+    assert [(e.service, e.fault) for e in default] == [("cart", model.FaultKind.HUNG)]
+    assert "for the last 3 scrapes" in default[0].observation
+    patient = _configured("  health_down_samples: 8\n")
+    assert patient.health_down_samples == 8
+    assert health.HealthInvestigator().investigate(window, (), patient) == ()
+    # the whole verdict follows: cart's hang, or (waiting for more scrapes) no hang at all
+    top = diagnose.diagnose(window, END).top
+    assert top is not None and (top.service, top.fault) == ("cart", model.FaultKind.HUNG)
+    assert all(h.fault is not model.FaultKind.HUNG
+               for h in diagnose.diagnose(window, END, patient).hypotheses)
+    # fewer than that many scrapes in the window at all: not yet a hang either
+    assert health.HealthInvestigator().investigate(
+        window, (), _configured("  health_down_samples: 600\n")) == ()
+
+
+def test_the_config_sets_how_long_before_the_silence_a_change_excuses_it() -> None:
+    restart = model.Change(id=model.ChangeId("c"), t=HANG_AT - 20.0, service="cart",
+                           kind="restart", who="ops", what="restart cart")
+    window = _replace(_hung_window(hang=True), changes=(restart,))
+    # the latest 3 scrapes start at END - 2: the restart is 38 s before them
+    found = health.HealthInvestigator().investigate(window, (), diagnose.DEFAULT_SETTINGS)
+    assert [(e.service, e.fault) for e in found] == [("cart", model.FaultKind.HUNG)]
+    wide = _configured("  health_change_margin_s: 40\n")
+    assert health.HealthInvestigator().investigate(window, (), wide) == ()
+    narrow = _configured("  health_change_margin_s: 37\n")
+    assert len(health.HealthInvestigator().investigate(window, (), narrow)) == 1
 
 
 def test_an_expiring_certificate_is_evidence_against_its_renewal_window() -> None:

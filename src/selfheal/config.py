@@ -143,6 +143,8 @@ class Diagnose(_Strict):
     trace_ratio_threshold: float | None = pydantic.Field(default=None, gt=1, le=1000)
     behaviour_p_value: float | None = pydantic.Field(default=None, gt=0, lt=1)
     trace_relative_drop_z: float | None = pydantic.Field(default=None, gt=0, le=100)
+    health_down_samples: int | None = pydantic.Field(default=None, ge=1, le=600)
+    health_change_margin_s: float | None = pydantic.Field(default=None, ge=0, le=86_400)
     support_strength: float | None = pydantic.Field(default=None, gt=0, le=1)
     contradiction_strength: float | None = pydantic.Field(default=None, gt=0, le=1)
     min_independent_kinds: int | None = pydantic.Field(default=None, ge=1, le=5)

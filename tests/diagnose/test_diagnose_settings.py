@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,26 @@ def test_every_configurable_field_is_a_setting() -> None:
 def test_unknown_or_out_of_range_fields_are_refused(text: str) -> None:
     with pytest.raises(errors.ConfigError, match="diagnose"):
         config.parse(text, "t")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("health_down_samples", "0"), ("health_down_samples", "2.5"),
+    ("health_down_samples", "many"), ("health_change_margin_s", "-1"),
+    ("health_change_margin_s", "soon")])
+def test_bad_health_knobs_are_refused_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        config.parse(f"diagnose:\n  {key}: {value}\n", "selfheal.yaml")
+    assert info.value.field == f"diagnose.{key}"
+
+
+def test_the_cli_refuses_a_bad_health_knob_with_one_line_and_starts_nothing(
+        tmp_path: Path, selfheal_cmd: list[str]) -> None:
+    bad = tmp_path / "selfheal.yaml"
+    bad.write_text("diagnose:\n  health_down_samples: 0\n")
+    res = subprocess.run([*selfheal_cmd, "demo", "--config", str(bad)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert str(bad) in lines[0] and "diagnose.health_down_samples" in lines[0]
+    assert not (tmp_path / ".selfheal").exists()

@@ -9,7 +9,9 @@ the window and says which service lost some replicas (fault HUNG: alive but sile
 them (UNREACHABLE: a region or network cut, which a restart cannot mend), and which holds
 a certificate or credential inside its renewal window. It reads metrics, so its evidence is of
 kind METRICS; a second, independent kind (the callers' symptoms placed on the call graph, the
-service's own log warnings) must still agree before anything acts.
+service's own log warnings) must still agree before anything acts. How many silent scrapes
+make a hang, and how long before them a change to the service excuses them, are settings
+(`health_down_samples`, `health_change_margin_s` in the config's `diagnose:` section).
 """
 
 from __future__ import annotations
@@ -40,12 +42,9 @@ class HealthInvestigator:
     name = NAME
     kind = model.SignalKind.METRICS
 
-    def __init__(self, renew_before: Mapping[str, float] = expiry.DEFAULT_RENEW_BEFORE,
-                 down_samples: int = 3) -> None:
+    def __init__(self, renew_before: Mapping[str, float] = expiry.DEFAULT_RENEW_BEFORE
+                 ) -> None:
         self.renew_before = renew_before
-        self.down_samples = down_samples
-        """Consecutive latest samples with a replica missing before it counts (one slow
-        scrape is not a dead replica)."""
 
     def investigate(
         self,
@@ -53,9 +52,10 @@ class HealthInvestigator:
         prior: Sequence[model.Evidence],
         settings: window_mod.Settings,
     ) -> tuple[model.Evidence, ...]:
-        query = (f"up (replicas answering their scrape, last {self.down_samples} samples "
-                 "against the baseline) and time to expiry of certificates and credentials "
-                 "against their renewal windows")
+        query = (f"up (replicas answering their scrape, last {settings.health_down_samples} "
+                 "samples against the baseline, unless the service changed up to "
+                 f"{settings.health_change_margin_s:.0f} s before them) and time to expiry of "
+                 "certificates and credentials against their renewal windows")
         if window.metrics is None:
             return (base.no_data(NAME, self.kind, query, "metric source unavailable"),)
         # The detector's own horizon, when an expiry anomaly opened this incident.
@@ -66,7 +66,7 @@ class HealthInvestigator:
         out = []
         for (service, metric), samples in sorted(window.metrics.items()):
             if metric == "up":
-                found = self._down(service, samples, window, query)
+                found = self._down(service, samples, window, settings, query)
             elif metric in FAULT and metric in horizon:
                 found = self._expiring(service, metric, samples, window, horizon[metric], query)
             else:
@@ -79,10 +79,11 @@ class HealthInvestigator:
         return tuple(out)
 
     def _down(self, service: str, samples: Sequence[model.Sample], window: window_mod.Window,
-              query: str) -> model.Evidence | None:
+              settings: window_mod.Settings, query: str) -> model.Evidence | None:
+        need = settings.health_down_samples
         before = _in(samples, window.baseline_start, window.baseline_end)
-        recent = _in(samples, window.start, window.end)[-self.down_samples:]
-        if len(recent) < self.down_samples or not before:
+        recent = _in(samples, window.start, window.end)[-need:]
+        if len(recent) < need or not before:
             return None
         usual = sorted(s.value for s in before)[len(before) // 2]
         now = max(s.value for s in recent)  # the best of the latest: down in every one
@@ -91,7 +92,7 @@ class HealthInvestigator:
         # A replica set being replaced (a deploy, a restart) is not a hang.
         since = recent[0].t
         changed = [c for c in window.changes or () if c.service == service
-                   and since - 30.0 <= c.t <= window.end]
+                   and since - settings.health_change_margin_s <= c.t <= window.end]
         if changed:
             return None
         lost = usual - now

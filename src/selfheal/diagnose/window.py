@@ -149,6 +149,14 @@ class Settings:
     change_decay_s: float = 900.0
     """A change this long before the window start has lost half its strength."""
 
+    # health: replicas that stopped answering their scrape (`up`)
+    health_down_samples: int = 3
+    """Latest `up` samples that must all show a replica missing before it counts (one slow
+    scrape is not a dead replica)."""
+    health_change_margin_s: float = 30.0
+    """A change to the service (a deploy, a restart) from this long before the first of those
+    samples on explains them: a replica set being replaced is not a hang."""
+
     # topology: a symptom explained by an anomalous callee
     propagation_ratio: float = 0.6
     """A callee at least this fraction as anomalous as its caller explains the caller."""
