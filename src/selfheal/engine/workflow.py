@@ -475,7 +475,7 @@ class Workflow:
                 and top.fault is model.FaultKind.UNREACHABLE and top.service != svc:
             why = (f"unreachable; {svc}'s calls now go to region {action.param('to_region')}"
                    f" (incident {inc.id})")
-            ctl.drained[top.service] = (ctl.clock(), why)
+            ctl.drain(case, top.service, why)
             case.detail["drained"] = {"service": top.service, "why": why}
             ctl.emit("verify", f"{top.service} is still down but out of every request path:"
                      f" {why}; it needs a human, not a page", inc.id)
