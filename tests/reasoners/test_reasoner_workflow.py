@@ -8,7 +8,6 @@ hypothesis and one plan outside the catalogue.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import json
 import time
@@ -21,18 +20,10 @@ from selfheal.engine import controller as controller_mod
 from selfheal.engine import serve
 from selfheal.sources import alertmanager
 from selfheal.store import sql
+from tests import alert_payloads
 from tests.reasoners import reasoner_helpers as helpers
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _alert(starts_at: float) -> alertmanager.WebhookPayload:
-    return alertmanager.WebhookPayload.model_validate({
-        "version": "4", "groupKey": "{}:{alertname=\"AuthMemoryHigh\"}", "status": "firing",
-        "receiver": "selfheal", "alerts": [{
-            "status": "firing", "labels": {"alertname": "AuthMemoryHigh", "service": "auth"},
-            "startsAt": dt.datetime.fromtimestamp(starts_at, dt.UTC).isoformat(),
-            "fingerprint": "fp-1"}]})
 
 
 def _samples(now: float) -> list[model.Sample]:
@@ -73,7 +64,7 @@ def test_one_exchange_per_incident_recorded_whole_and_refusals_recorded(tmp_path
 
         async def scenario() -> str:
             try:
-                feed.receive(_alert(now - 2))
+                feed.receive(alert_payloads.firing("AuthMemoryHigh", "auth", now - 2))
                 await ctl.tick()
                 (inc_id,) = ctl.cases
                 await ctl.tasks[inc_id]

@@ -8,11 +8,11 @@ unavailable", and it points along the slow path. Without a trace feed it says th
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from pathlib import Path
 
 import pytest
+from tests import alert_payloads
 
 from selfheal import config, model, policy
 from selfheal.engine import controller as controller_mod
@@ -21,15 +21,6 @@ from selfheal.sources import alertmanager, otlp
 from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _alert(now: float) -> alertmanager.WebhookPayload:
-    return alertmanager.WebhookPayload.model_validate({
-        "version": "4", "groupKey": "{}:{alertname=\"CheckoutSlow\"}", "status": "firing",
-        "receiver": "selfheal", "alerts": [{
-            "status": "firing", "labels": {"alertname": "CheckoutSlow", "service": "checkout"},
-            "startsAt": dt.datetime.fromtimestamp(now - 2, dt.UTC).isoformat(),
-            "fingerprint": "fp-1"}]})
 
 
 def _spans(now: float) -> list[model.Span]:
@@ -69,7 +60,7 @@ def _diagnose(tmp_path: Path, with_traces: bool,
         lambda e: None, feeds=feeds)  # type: ignore[arg-type]
 
     async def run() -> model.Diagnosis:
-        alerts.receive(_alert(time.time()))
+        alerts.receive(alert_payloads.firing("CheckoutSlow", "checkout", time.time() - 2))
         await ctl.tick()
         (case,) = ctl.cases.values()
         await ctl.tasks[case.incident.id]

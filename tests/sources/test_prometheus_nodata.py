@@ -10,13 +10,13 @@ webhook route would, and Prometheus is stopped by PID the moment the incident op
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sources_servers as srv
+from tests import alert_payloads
 
 from selfheal import config, model, policy
 from selfheal.engine import controller as controller_mod
@@ -24,15 +24,6 @@ from selfheal.engine import serve
 from selfheal.sources import alertmanager, prometheus
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _payload(fingerprint: str, starts_at: float) -> alertmanager.WebhookPayload:
-    return alertmanager.WebhookPayload.model_validate({
-        "version": "4", "groupKey": "{}:{alertname=\"AuthMemoryHigh\"}", "status": "firing",
-        "receiver": "selfheal", "alerts": [{
-            "status": "firing", "labels": {"alertname": "AuthMemoryHigh", "service": "auth"},
-            "startsAt": dt.datetime.fromtimestamp(starts_at, dt.UTC).isoformat(),
-            "fingerprint": fingerprint}]})
 
 
 def _metrics_evidence(ctl: controller_mod.Controller, inc_id: str) -> model.Evidence:
@@ -77,7 +68,7 @@ def test_prometheus_stopped_mid_investigation_gives_no_data(
 
     async def incident(fingerprint: str) -> str:
         before = set(ctl.cases)
-        feed.receive(_payload(fingerprint, time.time() - 2))
+        feed.receive(alert_payloads.firing("AuthMemoryHigh", "auth", time.time() - 2, fingerprint))
         await ctl.tick()
         (new,) = set(ctl.cases) - before
         await ctl.tasks[new]
