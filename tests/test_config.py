@@ -33,16 +33,20 @@ def test_good_config_overrides_defaults() -> None:
     assert cfg.verify == config.Verify()
 
 
+@pytest.mark.parametrize(("text", "field"), [
+    ("scrape:\n  interval_s: fast\n", "scrape.interval_s"),
+    ("diagnose:\n  health_down_samples: 0\n", "diagnose.health_down_samples"),
+])
 def test_cli_bad_config_exits_2_with_one_line_and_starts_nothing(
-        tmp_path: Path, selfheal_cmd: list[str]) -> None:
+        tmp_path: Path, selfheal_cmd: list[str], text: str, field: str) -> None:
     bad = tmp_path / "selfheal.yaml"
-    bad.write_text("scrape:\n  interval_s: fast\n")
+    bad.write_text(text)
     res = subprocess.run([*selfheal_cmd, "demo", "--config", str(bad)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr
-    assert str(bad) in lines[0] and "scrape.interval_s" in lines[0]
+    assert str(bad) in lines[0] and field in lines[0]
     assert "Traceback" not in res.stderr
     assert not (tmp_path / ".selfheal").exists()
 
