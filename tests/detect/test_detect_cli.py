@@ -36,10 +36,27 @@ def test_bench_nab_cli(tmp_path: Path) -> None:
     _nab_folder(tmp_path / "nab")
     out = tmp_path / "out"
     res = CliRunner().invoke(
-        main.app, ["bench", "nab", "--data", str(tmp_path / "nab"), "--out", str(out), "--json"]
+        main.app,
+        [
+            "bench",
+            "nab",
+            "--data",
+            str(tmp_path / "nab"),
+            "--out",
+            str(out),
+            "--json",
+            "--per-file",
+            "1",
+        ],
     )
     assert res.exit_code == 0, res.output
+    assert "costliest" in res.stdout
     last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [r["name"] for r in last["per_file"]] == ["synthetic/s0.csv", "synthetic/s1.csv"]
+    by_file = sum(r["raw"] for r in last["per_file"])
+    assert by_file == pytest.approx(last["profiles"][0]["raw"], abs=1e-6)
+    assert (out / "plots" / "index.html").is_file()
+    assert (out / "plots" / "synthetic" / "s1.svg").is_file()
     assert last["files"] == 2 and last["windows"] == 2
     assert set(last["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
     assert last["scores"]["standard"] > 50  # two clear level shifts inside their windows

@@ -84,6 +84,33 @@ def test_sweep_matches_brute_force(corpus: tuple[list[nab.NabFile], list[np.ndar
             assert at.raw == pytest.approx(_brute(files, scores, c, p), abs=1e-9)
 
 
+@pytest.mark.timeout(120)
+@settings(max_examples=60, deadline=None)
+@given(corpus=corpora(), cut=st.sampled_from([0.2, 0.5, 0.7, 0.9, 1.0]))
+def test_per_file_breakdown_adds_up_to_the_corpus_score(
+    corpus: tuple[list[nab.NabFile], list[np.ndarray]], cut: float
+) -> None:
+    files, scores = corpus
+    for p in nab.PROFILES:
+        whole = nab.score(files, scores, p, threshold=cut)
+        parts = nab.per_file(files, scores, p, cut)
+        assert sum(r.raw for r in parts) == pytest.approx(whole.raw, abs=1e-9)
+        assert sum(r.tp for r in parts) == whole.tp
+        assert sum(r.fn for r in parts) == whole.fn
+        assert sum(r.fp for r in parts) == whole.fp
+        for f, s, r in zip(files, scores, parts, strict=True):
+            # each file on its own, at the same threshold, is the same share
+            assert r.raw == pytest.approx(_brute([f], [s], cut, p), abs=1e-9)
+            assert r.fp_cost <= 0.0
+            assert len(r.onsets) == len(f.windows)
+            for (a, b), onset in zip(f.windows, r.onsets, strict=True):
+                if onset is None:
+                    assert not any(a <= i <= b for i in r.detections)
+                else:
+                    first = min(i for i in r.detections if a <= i <= b)
+                    assert onset == pytest.approx((first - a) / (b - a + 1), abs=1e-3)
+
+
 def test_halves_score_each_half_at_its_own_and_the_other_threshold() -> None:
     rng = np.random.default_rng(7)
     files = [_file(300, [(100 + 10 * k, 140 + 10 * k)]) for k in range(4)]

@@ -232,6 +232,25 @@ def _sigma(y: F64) -> F64:
     return np.where(y > 3.0, -1.0, 2.0 / (1.0 + np.exp(5.0 * np.minimum(y, 3.0))) - 1.0)
 
 
+def _fp_weights(f: NabFile, n: int, p: Profile) -> F64:
+    """The (negative) weight of a detection at each row outside windows, from the previous
+    window: a detection soon after a window costs little, one before the first costs A_FP."""
+    idx = np.arange(n)
+    fp_w = np.full(n, -p.a_fp)
+    for s, e in f.windows:
+        w = e - s + 1
+        fp_w = np.where(
+            idx > e, p.a_fp * _sigma(np.abs(idx - e) / max(w - 1, 1)).astype(np.float64), fp_w
+        )
+    return fp_w
+
+
+def _tp_weights(p: Profile, rows: npt.NDArray[np.int64], s: int, e: int) -> F64:
+    """The reward of a window [s, e] whose earliest detection is at each of `rows`."""
+    sig1 = float(_sigma(np.array([-1.0]))[0])
+    return p.a_tp * _sigma(-(e - rows + 1) / (e - s + 1)) / sig1
+
+
 def _events(f: NabFile, scores: F64, p: Profile) -> tuple[F64, F64, F64, F64]:
     """(values, deltas) of threshold events for one file, plus the count bookkeeping.
 
@@ -245,21 +264,12 @@ def _events(f: NabFile, scores: F64, p: Profile) -> tuple[F64, F64, F64, F64]:
     for k, (s, e) in enumerate(f.windows):
         in_window[s : e + 1] = k
     idx = np.arange(n)
-    # false-positive weight of each row outside windows, from the previous window
-    fp_w = np.full(n, -p.a_fp)
-    for s, e in f.windows:
-        w = e - s + 1
-        after = idx > e
-        fp_w = np.where(
-            after, p.a_fp * _sigma(np.abs(idx - e) / max(w - 1, 1)).astype(np.float64), fp_w
-        )
+    fp_w = _fp_weights(f, n, p)
     outside = (in_window < 0) & (idx >= prob)
     vals = [scores[outside]]
     deltas = [fp_w[outside]]
     tp_vals = []
-    sig1 = float(_sigma(np.array([-1.0]))[0])
     for s, e in f.windows:
-        w = e - s + 1
         lo = max(s, prob)
         if lo > e:
             continue
@@ -267,7 +277,7 @@ def _events(f: NabFile, scores: F64, p: Profile) -> tuple[F64, F64, F64, F64]:
         run_max = np.maximum.accumulate(seg)
         rec = np.flatnonzero(np.r_[True, run_max[1:] > run_max[:-1]])  # record rows, rising
         rows = lo + rec
-        v = p.a_tp * _sigma(-(e - rows + 1) / w) / sig1
+        v = _tp_weights(p, rows, s, e)
         # lowering the threshold reaches the highest (latest) record first; each earlier
         # record then replaces the later one as the window's earliest detection
         nxt = np.r_[v[1:], -p.a_fn]
@@ -328,6 +338,75 @@ def score(
 
 def score_all(files: Sequence[NabFile], scores: Sequence[F64]) -> list[ProfileScore]:
     return [score(files, scores, p) for p in PROFILES]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileScore:
+    """One file's share of a profile's raw score, at one corpus-wide threshold."""
+
+    name: str
+    windows: int
+    tp: int
+    fn: int
+    fp: int
+    raw: float
+    """This file's contribution to the corpus raw score (the sum over files is `score().raw`)."""
+    fp_cost: float
+    """The part of `raw` its false positives cost (<= 0)."""
+    onsets: tuple[float | None, ...]
+    """Per window, where its earliest detection fell (0 = window start, 1 = end; None = missed)."""
+    detections: tuple[int, ...]
+    """Rows at or above the threshold after the probation period."""
+
+    @property
+    def loss(self) -> float:
+        """What this file costs against a perfect detector (A_TP per window, no false alarm)."""
+        return self.windows - self.raw
+
+
+def per_file(
+    files: Sequence[NabFile], scores: Sequence[F64], p: Profile, threshold: float
+) -> list[FileScore]:
+    """Each file's true and false positives, missed windows and raw score at `threshold`.
+
+    The breakdown behind one profile's score: which files lose points, to false alarms or to
+    missed or late windows. The rows are the same NAB rules as `score`.
+    """
+    out = []
+    for f, s in zip(files, scores, strict=True):
+        n = len(s)
+        det = np.flatnonzero((s >= threshold) & (np.arange(n) >= f.probation))
+        covered = np.zeros(n, dtype=bool)
+        raw = 0.0
+        tp = fn = 0
+        onsets: list[float | None] = []
+        for a, b in f.windows:
+            covered[a : b + 1] = True
+            hits = det[(det >= a) & (det <= b)]
+            if hits.size:
+                tp += 1
+                raw += float(_tp_weights(p, hits[:1], a, b)[0])
+                onsets.append(round((int(hits[0]) - a) / (b - a + 1), 3))
+            else:
+                fn += 1
+                raw -= p.a_fn
+                onsets.append(None)
+        false = det[~covered[det]]
+        fp_cost = float(_fp_weights(f, n, p)[false].sum())
+        out.append(
+            FileScore(
+                f.name,
+                len(f.windows),
+                tp,
+                fn,
+                int(false.size),
+                raw + fp_cost,
+                fp_cost,
+                tuple(onsets),
+                tuple(int(i) for i in det),
+            )
+        )
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

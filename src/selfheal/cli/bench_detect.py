@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from selfheal import errors
-from selfheal.bench import detect_scale, nab
+from selfheal.bench import detect_scale, nab, nab_plot
 from selfheal.detect import settings as settings_mod
 
 
@@ -42,8 +42,19 @@ def nab_command(
             help="Also score 10 neighbouring configurations (one knob moved each): mean, min",
         ),
     ] = False,
+    per_file: Annotated[
+        int,
+        typer.Option(
+            "--per-file",
+            help="Also list the N files that cost the most on the standard profile (0: none)",
+        ),
+    ] = 0,
 ) -> None:
-    """Run the detector online over every NAB file and score it (three profiles)."""
+    """Run the detector online over every NAB file and score it (three profiles).
+
+    With --out, also writes one picture per file (series, windows, score, detections) and an
+    index page ranking the files by what they cost: DIR/plots/index.html.
+    """
     console = Console()
     err = Console(stderr=True)
     try:
@@ -68,8 +79,12 @@ def nab_command(
         scores = nab.run(files, progress=tick)
     seconds = time.perf_counter() - started
     results = nab.score_all(files, scores)
+    standard = results[0]
+    breakdown = nab.per_file(files, scores, nab.PROFILES[0], standard.threshold)
+    index = None
     if out is not None:
         nab.write_results(out, files, scores)
+        index = nab_plot.write(out, files, scores, standard, breakdown)
 
     table = Table(title=f"NAB: {len(files)} files, {sum(len(f.windows) for f in files)} windows")
     table.add_column("detector")
@@ -108,7 +123,29 @@ def nab_command(
             ),
         )
     console.print(halves_table)
+    if per_file > 0:
+        worst = sorted(breakdown, key=lambda r: -r.loss)[:per_file]
+        costly = Table(title=f"the {len(worst)} costliest files (standard profile)")
+        for name in ("file", "found", "FP rows", "raw", "loss", "onsets"):
+            if name == "file":
+                costly.add_column(name, max_width=24, overflow="ellipsis", no_wrap=True)
+            else:
+                costly.add_column(name, justify="left" if name == "onsets" else "right")
+        for fs in worst:
+            onsets = " ".join("miss" if o is None else f"{o:.2f}" for o in fs.onsets)
+            costly.add_row(
+                Path(fs.name).stem,
+                f"{fs.tp}/{fs.windows}",
+                str(fs.fp),
+                f"{fs.raw:+.2f}",
+                f"{fs.loss:.2f}",
+                onsets,
+            )
+        console.print("onsets: where each window's first detection fell (0 = its start)")
+        console.print(costly)
     console.print(f"{sum(len(f.values) for f in files)} rows in {seconds:.1f} s")
+    if index is not None:
+        console.print(f"pictures: {index}")
     neighbours = None
     if robustness:
         neighbours = nab.perturbed(files)
@@ -145,6 +182,10 @@ def nab_command(
                     for h in split
                 },
                 "profiles": [dataclasses.asdict(r) for r in results],
+                "per_file": [
+                    {k: v for k, v in dataclasses.asdict(fs).items() if k != "detections"}
+                    for fs in breakdown
+                ],
                 "published": {
                     name: dict(zip([p.name for p in nab.PROFILES], vals, strict=True))
                     for name, *vals in nab.PUBLISHED
