@@ -17,8 +17,8 @@ against a bounded set of learned shapes, ART-like; and counts of discretised con
 contextOSE-like) was measured too and scored 40-58 alone on the NAB development half, with no
 fusion that raised both held-out halves: only the range novelty is kept.
 
-`NoveltyBank.step` scores row i from rows 0..i only and keeps bounded state per series (
-144 bytes with the default three windows); `boost` is the fusion rule with an onset score.
+`NoveltyBank.step` scores row i from rows 0..i only and keeps bounded state per series (144
+bytes with the default three windows); `boost` is the fusion rule with an onset score.
 """
 
 from __future__ import annotations
