@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from selfheal.detect import core
+from selfheal.detect import core, novelty
 from selfheal.detect import settings as settings_mod
 
 
@@ -32,8 +32,13 @@ def run(
     ticks: int = 100,
     settings: settings_mod.Settings | None = None,
     seed: int = 0,
+    novel: novelty.NoveltySettings | None = None,
 ) -> ScaleResult:
-    """Update `series` series for `ticks` timed ticks (after a warm-up) and time it."""
+    """Update `series` series for `ticks` timed ticks (after a warm-up) and time it.
+
+    With `novel`, the range-novelty channel is stepped too (the NAB configuration): its time
+    and state are counted with the core's.
+    """
     cfg = settings or settings_mod.Settings()
     rng = np.random.default_rng(seed)
     block = 64
@@ -44,13 +49,20 @@ def run(
     data = np.where(spikes, data * 3.0, data)
     bank = core.Bank(cfg, capacity=series)
     bank.add_many(series, direction=0)
+    nov = novelty.NoveltyBank(novel, capacity=series) if novel is not None else None
+    if nov is not None:
+        nov.add_many(series)
     warm = max(cfg.warmup_ticks, 10)
     for i in range(warm):
         bank.step(float(i), data[i % block])
+        if nov is not None:
+            nov.step(data[i % block])
     firing = 0.0
     started = time.perf_counter()
     for i in range(ticks):
         step = bank.step(float(warm + i), data[(warm + i) % block])
+        if nov is not None:
+            nov.step(data[(warm + i) % block])
         firing += float(step.firing.mean())
     seconds = time.perf_counter() - started
     return ScaleResult(
@@ -58,6 +70,7 @@ def run(
         ticks=ticks,
         seconds=seconds,
         updates_per_s=series * ticks / seconds if seconds > 0 else float("inf"),
-        bytes_per_series=bank.nbytes_per_series(),
+        bytes_per_series=bank.nbytes_per_series()
+        + (nov.nbytes_per_series() if nov is not None else 0.0),
         firing_fraction=firing / max(ticks, 1),
     )

@@ -201,7 +201,8 @@ def detect_scale_command(
         bool, typer.Option(help="With a daily seasonal profile (24 bins) per series")
     ] = False,
     nab_config: Annotated[
-        bool, typer.Option(help="The NAB configuration (seasonal, weighted, record) instead")
+        bool,
+        typer.Option(help="The NAB configuration (seasonal, weighted, record, novelty) instead"),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
 ) -> None:
@@ -215,7 +216,9 @@ def detect_scale_command(
     else:
         cfg = settings_mod.Settings(season_period_s=86400.0 if seasonal else 0.0)
         title = "with daily seasonality" if seasonal else "product defaults"
-    result = detect_scale.run(series=series, ticks=ticks, settings=cfg)
+    result = detect_scale.run(
+        series=series, ticks=ticks, settings=cfg, novel=nab.NOVELTY if nab_config else None
+    )
     table = Table(title=f"detection at scale (one core, NumPy, {title})")
     for col in ("series", "ticks", "seconds", "updates/s", "bytes/series", "firing"):
         table.add_column(col, justify="right")
