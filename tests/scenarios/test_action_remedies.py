@@ -43,6 +43,15 @@ def _status(url: str) -> int:
         return int(e.code)
 
 
+def _answers(url: str) -> bool:
+    """Whether `url` answers 200 within the 1 s the unhealthy-replica check allows."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as r:
+            return int(r.status) == 200
+    except (urllib.error.URLError, TimeoutError, OSError):
+        return False
+
+
 async def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     """Poll `check` (the replicas re-read their state files every half second)."""
     end = time.monotonic() + timeout
@@ -251,6 +260,9 @@ def test_reversible_restart_of_unhealthy_replicas_and_its_inverse(no_leftovers: 
         before = {r.replica: r.pid for r in p.replicas("cart")}
         sick = sorted(p.replicas("cart"), key=lambda r: r.replica)[0]
         os.kill(sick.pid, signal.SIGUSR1)  # the replica hangs
+        # once its handler has run (a loaded host may take a while to schedule it): the
+        # remedy's own check gives a replica 1 s to answer
+        assert await _until(lambda: not _answers(f"http://127.0.0.1:{sick.port}/healthz"))
         await p.remedy(action, who="t", why="test", request_id="r1")
         now = {r.replica: r.pid for r in p.replicas("cart")}
         fresh = set(now) - set(before)
