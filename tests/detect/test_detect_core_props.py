@@ -1,4 +1,5 @@
-"""Property tests of the vectorised core: no look-ahead, bounded state, no crash on odd data."""
+"""Property tests of the vectorised core (and the range-novelty channel the NAB score adds): no
+look-ahead, bounded state, no crash on odd data."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfheal.bench import nab
-from selfheal.detect import Settings, core
+from selfheal.detect import Settings, core, novelty
 
 FIELDS = ("score", "strength", "surprise", "onset", "firing")
 
@@ -31,6 +32,10 @@ NAB_LIKE = dataclasses.replace(
     nab.nab_settings(), warmup_ticks=3, surprise_min_n=2, season_period_s=10.0, season_bins=5
 )
 CONFIGS = [Settings(warmup_ticks=3), SEASONAL, NAB_LIKE]
+NOVELTY_CONFIGS = [
+    novelty.NoveltySettings(warmup_ticks=3),
+    novelty.NoveltySettings(warmup_ticks=1, windows=(1, 3), hold_ticks=1),
+]
 
 
 def _run(cfg: Settings, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,10 +64,14 @@ def test_no_detector_reads_the_future(
     n = max(len(tail_a), len(tail_b))
     a = head + tail_a + [math.nan] * (n - len(tail_a))
     b = head + tail_b + [math.nan] * (n - len(tail_b))
-    res = _run(CONFIGS[which], np.array([a, b]).T)
+    rows = np.array([a, b]).T
+    res = _run(CONFIGS[which], rows)
+    # the range-novelty channel and the NAB score it boosts (short warm-up, two window sets)
+    res["novelty"] = novelty.run(rows, NOVELTY_CONFIGS[which % len(NOVELTY_CONFIGS)])
+    res["nab"] = novelty.boost(res["onset"], res["novelty"])
     k = len(head)
-    for f in FIELDS:
-        np.testing.assert_array_equal(res[f][:k, 0], res[f][:k, 1], err_msg=f)
+    for f, got in res.items():
+        np.testing.assert_array_equal(got[:k, 0], got[:k, 1], err_msg=f)
 
 
 @pytest.mark.timeout(120)
