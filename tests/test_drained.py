@@ -16,7 +16,7 @@ import pytest
 
 from selfheal import config, model, policy, ports
 from selfheal.engine import controller as controller_mod
-from selfheal.engine import serve
+from selfheal.engine import drains, serve
 from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(60)
@@ -105,13 +105,14 @@ def test_a_restarted_controller_keeps_a_dark_service_drained_until_it_answers(
         first, store = _controller(drained_dir, clock, feed)
         inc = model.Incident(id=model.IncidentId("inc-1"), service="cart", opened_at=NOW,
                              title="cart unreachable", anomalies=())
-        first.drain(controller_mod.Case(incident=inc, detail={}, timeline=[]), "cart", WHY)
+        drains.drain(first, controller_mod.Case(incident=inc, detail={}, timeline=[]), "cart",
+                     WHY, caller="checkout", to_region="west")
         await _stop(first, store)
 
         # Restarted over the same store: cart is still drained, and going dark is no page.
         feed.up["cart"] = 0.0
         again, store = _controller(drained_dir, clock, feed)
-        assert again.drained == {"cart": (NOW, WHY)}
+        assert again.drained == {"cart": drains.Drain(NOW, WHY, "inc-1", "checkout")}
         control, control_store = _controller(control_dir, Clock(), feed)
         assert control.drained == {}
         control_clock = control.clock
@@ -127,7 +128,10 @@ def test_a_restarted_controller_keeps_a_dark_service_drained_until_it_answers(
         await _ticks(again, clock, 1)
         assert again.drained == {}
         kinds = [e.kind for e in store.ledger() if e.payload.get("service") == "cart"]
-        assert kinds[-2:] == [controller_mod.DRAINED, controller_mod.UNDRAINED]
+        assert kinds[-2:] == [drains.DRAINED, drains.UNDRAINED]
+        # ...under the incident that drained it, with why it ended
+        assert [e.payload["reason"] for e in store.ledger("inc-1")
+                if e.kind == drains.UNDRAINED] == ["up again"]
         await _ticks(again, clock, 30)
         await _stop(again, store)
 
@@ -146,13 +150,14 @@ def test_the_latest_word_in_the_ledger_wins_per_service(tmp_path: Path) -> None:
     _history(tmp_path)
     clock, feed = Clock(), UpFeed()
     store = sql.SqlStore(_cfg(tmp_path).database_url())
-    for kind, svc, since in [(controller_mod.DRAINED, "cart", NOW - 50),
-                             (controller_mod.UNDRAINED, "cart", NOW - 50),
-                             (controller_mod.DRAINED, "checkout", NOW - 40),
-                             (controller_mod.DRAINED, "cart", NOW - 30)]:
+    for kind, svc, since in [(drains.DRAINED, "cart", NOW - 50),
+                             (drains.UNDRAINED, "cart", NOW - 50),
+                             (drains.DRAINED, "checkout", NOW - 40),
+                             (drains.DRAINED, "cart", NOW - 30)]:
         store.append_ledger(since, "", kind, {"service": svc, "since": since, "why": WHY})
-    store.append_ledger(NOW - 20, "", controller_mod.DRAINED, {"service": "auth"})  # unreadable
+    store.append_ledger(NOW - 20, "", drains.DRAINED, {"service": "auth"})  # unreadable
     store.close()
     ctl, store = _controller(tmp_path, clock, feed)
-    assert ctl.drained == {"cart": (NOW - 30, WHY), "checkout": (NOW - 40, WHY)}
+    assert ctl.drained == {"cart": drains.Drain(NOW - 30, WHY),
+                           "checkout": drains.Drain(NOW - 40, WHY)}
     asyncio.run(_stop(ctl, store))

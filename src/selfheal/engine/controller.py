@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,8 +20,8 @@ from selfheal import correlate, detect, errors, model, ports
 from selfheal.detect import expiry as expiry_mod
 from selfheal.detect import fusion as fusion_mod
 from selfheal.detect import settings as detect_settings
+from selfheal.engine import drains, revive
 from selfheal.engine import executor as executor_mod
-from selfheal.engine import revive
 from selfheal.engine import workflow as workflow_mod
 from selfheal.policy import gate as gate_mod
 from selfheal.sources import scrape
@@ -34,11 +33,6 @@ TERMINAL = (model.IncidentState.RESOLVED, model.IncidentState.ESCALATED,
 
 WARM_START_S = 600.0
 """How much stored history rebuilds the detectors' state after a restart."""
-
-DRAINED = "service.drained"
-UNDRAINED = "service.undrained"
-"""Ledger kinds: a service taken out of every request path while still broken, and its
-return. The ledger is what a restarted controller reads them back from."""
 
 FUSE_WEIGHTS = {**fusion_mod.DEFAULT_WEIGHTS, "up": 1.0}
 """A replica that stopped answering is an incident on its own (nothing else can show it: a hung
@@ -101,17 +95,17 @@ class Controller:
         # Which incident owns the remediation of a service: one remedy per service at a time.
         self.remediating: dict[str, model.IncidentId] = {}
         # Services taken out of every request path while still broken (an unreachable region
-        # routed around): not paged again until they answer; (since, why) each. Durable: a
+        # routed around): not paged again until they answer (see `drains`). Durable: a
         # restarted controller reads them back from the ledger.
-        self.drained: dict[str, tuple[float, str]] = self._drained_in_ledger()
+        self.drained: dict[str, drains.Drain] = drains.restore(store)
         now = clock()
         self._seen_changes = {c.id for c in store.changes_between(now - 7 * 86_400, now)}
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
         self._stopping = asyncio.Event()
         self.workflow = workflow_mod.Workflow(self)
-        for svc, (since, why) in sorted(self.drained.items()):
-            self.emit("detect", f"{svc} is still drained (since {since:.0f}: {why}); it is not "
-                      "paged again until it answers", service=svc)
+        for svc, d in sorted(self.drained.items()):
+            self.emit("detect", f"{svc} is still drained (since {d.since:.0f}: {d.why}); it is "
+                      "not paged again until it answers", service=svc)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -129,37 +123,6 @@ class Controller:
             case.incident = dataclasses.replace(case.incident, state=state)
         case.detail["timeline"] = case.timeline
         self.store.save_incident(case.incident, case.detail, now=self.clock())
-
-    def drain(self, case: Case, service: str, why: str) -> None:
-        """Stop paging `service` until it answers again (every replica dark, its callers
-        routed around it by `case`'s remedy). Written to the ledger first: a restarted
-        selfheal reads it back and does not page the dark service again."""
-        since = self.clock()
-        self.record(case, DRAINED, {"service": service, "since": since, "why": why})
-        self.drained[service] = (since, why)
-
-    def _undrain(self, service: str) -> None:
-        since, why = self.drained[service]
-        self.store.append_ledger(self.clock(), "", UNDRAINED,
-                                 {"service": service, "since": since, "why": why})
-        del self.drained[service]
-
-    def _drained_in_ledger(self) -> dict[str, tuple[float, str]]:
-        """The drained services as the ledger leaves them (the latest word on each)."""
-        drained: dict[str, tuple[float, str]] = {}
-        for row in self.store.ledger_rows():
-            if row.kind not in (DRAINED, UNDRAINED):
-                continue
-            try:
-                payload = json.loads(row.payload)
-                service, since, why = payload["service"], payload["since"], payload["why"]
-            except (ValueError, KeyError, TypeError):
-                continue  # an unreadable entry: `ledger verify` is what reports it
-            if row.kind == DRAINED:
-                drained[str(service)] = (float(since), str(why))
-            else:
-                drained.pop(str(service), None)
-        return drained
 
     def recover(self) -> list[str]:
         """Incidents a killed run left open. On a platform that survived the crash (adopted),
@@ -218,10 +181,8 @@ class Controller:
             # Every service shares one machine: starting or stopping any replica disturbs all
             # of them for a moment, so each change opens a settle window host-wide ("*").
             recent += tuple(dataclasses.replace(c, service="*") for c in recent)
-        for svc in [s for s in self.drained if values.get((s, "up"), 0.0) >= 1.0]:
-            self._undrain(svc)
-            self.emit("detect", f"{svc} answers again: it is watched as usual", service=svc)
-        drained = tuple((since, now + 1.0, svc) for svc, (since, _) in self.drained.items())
+        drains.up_again(self, values)
+        drained = tuple((d.since, now + 1.0, svc) for svc, d in self.drained.items())
         context = detect.Context(changes=recent, maintenance=self._maintenance + drained,
                                  settle_s=self.cfg.detect.settle_s)
         anomalies = self.detector.update(

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from selfheal import correlate, diagnose, errors, model, plan, ports, reasoners, scribe, verify
-from selfheal.engine import followup, revive
+from selfheal.engine import drains, followup, revive
 from selfheal.policy import gate as gate_mod
 from selfheal.policy import trust as trust_mod
 
@@ -475,7 +475,8 @@ class Workflow:
                 and top.fault is model.FaultKind.UNREACHABLE and top.service != svc:
             why = (f"unreachable; {svc}'s calls now go to region {action.param('to_region')}"
                    f" (incident {inc.id})")
-            ctl.drain(case, top.service, why)
+            drains.drain(ctl, case, top.service, why, caller=svc,
+                         to_region=action.param("to_region"))
             case.detail["drained"] = {"service": top.service, "why": why}
             ctl.emit("verify", f"{top.service} is still down but out of every request path:"
                      f" {why}; it needs a human, not a page", inc.id)
