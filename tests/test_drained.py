@@ -10,13 +10,17 @@ that too survives a restart.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from selfheal import config, model, policy, ports
+from selfheal import plan as plan_mod
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import drains, serve
+from selfheal.platforms.local import platform as local
+from selfheal.scenarios import catalog as scenario_catalog
 from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(60)
@@ -161,3 +165,169 @@ def test_the_latest_word_in_the_ledger_wins_per_service(tmp_path: Path) -> None:
     assert ctl.drained == {"cart": drains.Drain(NOW - 30, WHY),
                            "checkout": drains.Drain(NOW - 40, WHY)}
     asyncio.run(_stop(ctl, store))
+
+
+# -- the shift that routed around the service is undone: the drain ends ------------------------
+
+REGIONAL = ("catalog", "inventory-east", "inventory-west")
+REGION_TOPOLOGY = {"catalog": ("inventory-east", "inventory-west"), "inventory-east": (),
+                   "inventory-west": ()}
+OBSERVE_S = 3.0
+
+
+def _region_platform(workdir: Path) -> local.LocalPlatform:
+    """catalog, which calls inventory in region east (or west), as real processes."""
+    return local.LocalPlatform(workdir / "platform", [
+        s for s in scenario_catalog.shop_services(replicas=1) if s.name in REGIONAL], time.time)
+
+
+def _region_controller(workdir: Path, platform: local.LocalPlatform,
+                       feeds: list[ports.Feed] | None = None
+                       ) -> tuple[controller_mod.Controller, sql.SqlStore]:
+    cfg = config.Config(
+        workdir=workdir, platform=config.PlatformSettings(
+            services={s: list(c) for s, c in REGION_TOPOLOGY.items()}),
+        scrape=config.Scrape(window_s=1.0), detect=config.Detect(settle_s=0.0),
+        verify=config.Verify(observe_s=OBSERVE_S, extra_looks=0))
+    store = sql.SqlStore(cfg.database_url())
+    ctl = controller_mod.Controller(
+        cfg, platform, store, policy.Gate(policy.parse(policy.default_text(), "default")),
+        REGION_TOPOLOGY, time.time, lambda e: None, feeds=feeds or [])
+    return ctl, store
+
+
+def _east_is_dark(ctl: controller_mod.Controller, platform: local.LocalPlatform
+                  ) -> controller_mod.Case:
+    """An incident whose diagnosis blames the dark east region and whose plan shifts
+    catalog's calls to west, written to the ledger as the workflow writes them."""
+    now = time.time()
+    inc = model.Incident(id=model.IncidentId("inc-east"), service="catalog", opened_at=now,
+                         title="catalog errors", anomalies=())
+    dark = model.Evidence("health", model.SignalKind.METRICS, model.EvidenceStatus.OK,
+                          "up{service=inventory-east}", "inventory-east: up 1.00 -> 0.00: "
+                          "every replica stopped answering", service="inventory-east",
+                          fault=model.FaultKind.UNREACHABLE, strength=0.95)
+    errs = model.Evidence("metrics", model.SignalKind.METRICS, model.EvidenceStatus.OK,
+                          "error_ratio{service=catalog}", "catalog: error ratio 0% -> 60%",
+                          service="catalog", fault=model.FaultKind.ERRORS, strength=0.8)
+    diag = model.Diagnosis(inc.id, now, (model.Hypothesis(
+        "inventory-east", model.FaultKind.UNREACHABLE, model.ActionKind.TRAFFIC_SHIFT, 0.9,
+        (dark,), summary="region east is dark"),), sufficient=True, evidence=(dark, errs))
+    proposal = plan_mod.propose(diag, plan_mod.Facts(
+        service="inventory-east", version=platform.version("inventory-east"), replicas=1,
+        failover=tuple(platform.failovers("inventory-east"))), model.PlanId("plan-east"))
+    assert proposal is not None and proposal.steps[0].service == "catalog"
+    case = controller_mod.Case(incident=inc, detail={}, timeline=[])
+    ctl.cases[inc.id] = case
+    ctl.record(case, "incident.opened", {"incident": inc, "recent_changes": []})
+    ctl.record(case, "diagnosis", {"diagnosis": diag})
+    ctl.record(case, "plan", {"plan": proposal})
+    case.detail.update(diagnosis=diag, plan=proposal)
+    ctl.persist(case, model.IncidentState.ACTING)
+    return case
+
+
+@pytest.mark.parametrize("undone_by", ["failed verification", "revocation"])
+def test_undoing_the_shift_ends_the_drain(no_leftovers: Path, undone_by: str) -> None:
+    """The shift runs for real (a killed run's announced `full` phase, completed on resume:
+    the public way into act, verify, keep or undo); east is drained as soon as catalog's
+    calls go west. Without metrics the verification fails, or an operator revokes the action
+    type while it is being verified: either way the shift is undone, catalog calls east again,
+    and east is no longer drained, under the incident, with the reason, for good."""
+
+    async def scenario() -> None:
+        platform = _region_platform(no_leftovers)
+        await platform.start()
+        try:
+            ctl, store = _region_controller(no_leftovers, platform)
+            assert platform.failovers("inventory-east") == [("catalog", "west")]
+            case = _east_is_dark(ctl, platform)
+            seen: list[dict[str, drains.Drain]] = []
+
+            async def operator() -> None:
+                while not store.ledger_of_kinds([drains.DRAINED]):
+                    await asyncio.sleep(0.05)
+                seen.append(dict(ctl.drained))
+                if undone_by == "revocation":
+                    assert store.revoke("traffic_shift", "sre", "not during the audit",
+                                        time.time())
+
+            watcher = asyncio.create_task(operator())
+            await ctl.workflow.handle(case, resume={"phase": "full", "execution": "x-east",
+                                                    "canary_replicas": 0})
+            await asyncio.wait_for(watcher, 1.0)
+            assert seen and seen[0]["inventory-east"].caller == "catalog"
+            assert seen[0]["inventory-east"].incident_id == case.incident.id
+            assert ctl.drained == {}
+            assert platform.failovers("inventory-east") == [("catalog", "west")]  # undone
+
+            entries = store.ledger(case.incident.id)
+            kinds = [e.kind for e in entries]
+            undo = next(i for i, e in enumerate(entries) if e.kind == "execution.result"
+                        and e.payload["phase"] == "undo")
+            assert kinds.index(drains.DRAINED) < undo < kinds.index(drains.UNDRAINED)
+            assert kinds.count(drains.UNDRAINED) == 1
+            reason = entries[kinds.index(drains.UNDRAINED)].payload["reason"]
+            if undone_by == "revocation":
+                assert "verification" not in kinds and "revoked" in reason
+            else:
+                assert kinds.index(drains.DRAINED) < kinds.index("verification") < undo
+                assert "verification failed" in reason
+            assert any(t["kind"] == drains.UNDRAINED for t in case.timeline)
+            assert case.incident.state is model.IncidentState.ESCALATED
+            store.close()
+            again, store = _region_controller(no_leftovers, platform)  # a restart knows it
+            assert again.drained == {}
+            store.close()
+        finally:
+            await platform.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_operator_routing_the_caller_back_ends_the_drain(no_leftovers: Path) -> None:
+    """catalog's calls go west and east is drained; while that holds, ticks keep it drained.
+    An operator sends catalog back to east by hand (outside selfheal): the next tick ends the
+    drain, and a dark east is paged again."""
+
+    class Up:
+        name = "up"
+        kinds = frozenset({model.SignalKind.METRICS})
+
+        async def collect(self, now: float) -> ports.Collected:
+            return ports.Collected(samples=tuple(
+                model.Sample(t=now, service=s, metric="up", value=float(s != "inventory-east"))
+                for s in REGIONAL))
+
+        async def close(self) -> None:
+            return None
+
+    async def scenario() -> None:
+        platform = _region_platform(no_leftovers)
+        await platform.start()
+        try:
+            ctl, store = _region_controller(no_leftovers, platform, feeds=[Up()])
+            shift = model.Action(model.ActionKind.TRAFFIC_SHIFT, "catalog",
+                                 model.params(to_region="west", snapshot="snap-1"))
+            await platform.remedy(shift, who="selfheal (permit)", why="full")
+            inc = model.Incident(id=model.IncidentId("inc-1"), service="catalog",
+                                 opened_at=time.time(), title="catalog errors", anomalies=())
+            drains.drain(ctl, controller_mod.Case(incident=inc, detail={}, timeline=[]),
+                         "inventory-east", "unreachable", caller="catalog", to_region="west")
+            for _ in range(3):
+                await ctl.tick()
+            assert set(ctl.drained) == {"inventory-east"}  # still routed around
+
+            back = model.Action(model.ActionKind.TRAFFIC_SHIFT, "catalog",
+                                model.params(restore="snap-1"))
+            await platform.remedy(back, who="alice", why="east looks fine to me")
+            await ctl.tick()
+            assert ctl.drained == {}
+            ended = [e for e in store.ledger("inc-1") if e.kind == drains.UNDRAINED]
+            assert [e.payload["reason"] for e in ended] == ["catalog is routed to it again"]
+            await ctl.stop()
+            store.close()
+        finally:
+            await platform.stop()
+
+    asyncio.run(scenario())

@@ -95,8 +95,8 @@ class Controller:
         # Which incident owns the remediation of a service: one remedy per service at a time.
         self.remediating: dict[str, model.IncidentId] = {}
         # Services taken out of every request path while still broken (an unreachable region
-        # routed around): not paged again until they answer (see `drains`). Durable: a
-        # restarted controller reads them back from the ledger.
+        # routed around): not paged again until they answer or the shift is undone (see
+        # `drains`). Durable: a restarted controller reads them back from the ledger.
         self.drained: dict[str, drains.Drain] = drains.restore(store)
         now = clock()
         self._seen_changes = {c.id for c in store.changes_between(now - 7 * 86_400, now)}
@@ -182,6 +182,7 @@ class Controller:
             # of them for a moment, so each change opens a settle window host-wide ("*").
             recent += tuple(dataclasses.replace(c, service="*") for c in recent)
         drains.up_again(self, values)
+        drains.routed_back(self)
         drained = tuple((d.since, now + 1.0, svc) for svc, d in self.drained.items())
         context = detect.Context(changes=recent, maintenance=self._maintenance + drained,
                                  settle_s=self.cfg.detect.settle_s)

@@ -368,6 +368,7 @@ class Workflow:
         work.executions.append(ex)
         ctl.persist(case)
         if phase == "undo":
+            drains.after_undo(ctl, case, ex, "the undo a crash interrupted was completed")
             self.escalate(case, "the undo a crash interrupted was completed",
                           rolled_back=ex.status == model.ExecutionStatus.SUCCEEDED)
             return
@@ -437,6 +438,7 @@ class Workflow:
                               + ctl.cfg.detect.settle_s)
         else:
             ctl.persist(case, model.IncidentState.VERIFYING)
+        drains.routed_around(ctl, case, action)
         done = acted_at if acted_at is not None else ctl.clock()
         settle = ctl.cfg.scrape.window_s + 1.0  # let sliding windows forget the old replicas
         ctl.emit("verify", f"waiting {settle + vcfg.observe_s:.0f} s for the signals to show "
@@ -469,17 +471,6 @@ class Workflow:
             return
         self.learn(case, action.kind, "success")
         resolved_at = ctl.clock()
-        diag = case.detail.get("diagnosis")
-        top = diag.top if isinstance(diag, model.Diagnosis) else None
-        if action.kind is model.ActionKind.TRAFFIC_SHIFT and top is not None \
-                and top.fault is model.FaultKind.UNREACHABLE and top.service != svc:
-            why = (f"unreachable; {svc}'s calls now go to region {action.param('to_region')}"
-                   f" (incident {inc.id})")
-            drains.drain(ctl, case, top.service, why, caller=svc,
-                         to_region=action.param("to_region"))
-            case.detail["drained"] = {"service": top.service, "why": why}
-            ctl.emit("verify", f"{top.service} is still down but out of every request path:"
-                     f" {why}; it needs a human, not a page", inc.id)
         # The durable fix belongs to the incident: it is done before the incident closes.
         await followup.code_fix(self, case, action)
         case.detail["outcome"] = {"resolved": True, "escalated": False, "rolled_back": False,
@@ -515,6 +506,7 @@ class Workflow:
             work.executions.append(ex)
             undone = ex.status == model.ExecutionStatus.SUCCEEDED
             ctl.emit("undo", f"{why}; undone: {ex.detail}", case.incident.id)
+            drains.after_undo(ctl, case, ex, why)
         self.escalate(case, why, rolled_back=undone)
 
     def merge(self, case: Case, owner: model.IncidentId, reason: str) -> None:
