@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from selfheal import config, model, policy, ports
+from selfheal import config, model, policy, ports, scribe
 from selfheal import plan as plan_mod
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import drains, serve
@@ -136,6 +136,11 @@ def test_a_restarted_controller_keeps_a_dark_service_drained_until_it_answers(
         # ...under the incident that drained it, with why it ended
         assert [e.payload["reason"] for e in store.ledger("inc-1")
                 if e.kind == drains.UNDRAINED] == ["up again"]
+        # The incident's postmortem tells it in words, not ledger kinds.
+        text = scribe.postmortem(inc, store.ledger("inc-1"), SERVICES)
+        assert "| cart drained: every replica dark, callers shifted to west (checkout) |" in text
+        assert "| cart back: up again |" in text
+        assert drains.DRAINED not in text and drains.UNDRAINED not in text
         await _ticks(again, clock, 30)
         await _stop(again, store)
 
@@ -275,6 +280,14 @@ def test_undoing_the_shift_ends_the_drain(no_leftovers: Path, undone_by: str) ->
                 assert "verification failed" in reason
             assert any(t["kind"] == drains.UNDRAINED for t in case.timeline)
             assert case.incident.state is model.IncidentState.ESCALATED
+            # The postmortem the escalation wrote from the ledger says it in words.
+            text = Path(case.detail["postmortem"]).read_text(encoding="utf-8")
+            assert ("| inventory-east drained: every replica dark, callers shifted to west "
+                    "(catalog) |") in text
+            assert f"| inventory-east no longer drained: {reason} |" in text
+            assert "inventory-east is in catalog's request path again" in text
+            assert "out of every request path: restore it" not in text
+            assert drains.DRAINED not in text and drains.UNDRAINED not in text
             store.close()
             again, store = _region_controller(no_leftovers, platform)  # a restart knows it
             assert again.drained == {}

@@ -66,7 +66,26 @@ def _timeline_line(e: model.LedgerEntry) -> str:
         return "Resolved and verified"
     if e.kind == "escalation":
         return f"Escalated to a human: {p['reason']}"
+    if e.kind == "service.drained":
+        return _drained_line(p)
+    if e.kind == "service.undrained":
+        return _undrained_line(p)
     return e.kind
+
+
+def _drained_line(p: Mapping[str, Any]) -> str:
+    svc, region, caller = p.get("service", "?"), p.get("to_region"), p.get("caller")
+    if not region:  # an entry from before the drain named its region
+        return f"{svc} drained: {p.get('why', 'routed around')}"
+    return (f"{svc} drained: every replica dark, callers shifted to {region}"
+            + (f" ({caller})" if caller else ""))
+
+
+def _undrained_line(p: Mapping[str, Any]) -> str:
+    svc, reason = p.get("service", "?"), p.get("reason", "up again")
+    if reason == "up again":
+        return f"{svc} back: up again"
+    return f"{svc} no longer drained: {reason}"
 
 
 _MECHANISMS = ("memory_leak", "latency", "errors", "crash", "overload", "config", "hung")
@@ -175,7 +194,14 @@ def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
     fix = next((e.payload["execution"] for e in entries if e.kind == "execution.result"
                 and e.payload["execution"]["action"]["kind"] == "code_revert"
                 and e.payload["execution"]["status"] == "succeeded"), None)
-    lines += _follow_ups(top, plan, escalation, topology, fix)
+    # The latest word on each drained service: still routed around, or back in a path.
+    undone: dict[str, str] = {}
+    for e in entries:
+        if e.kind == "service.drained":
+            undone.pop(str(e.payload.get("service")), None)
+        elif e.kind == "service.undrained" and e.payload.get("reason", "up again") != "up again":
+            undone[str(e.payload.get("service"))] = str(e.payload["reason"])
+    lines += _follow_ups(top, plan, escalation, topology, fix, undone)
     lines.append("")
     return "\n".join(lines)
 
@@ -183,7 +209,10 @@ def postmortem(incident: model.Incident, entries: Sequence[model.LedgerEntry],
 def _follow_ups(top: Mapping[str, Any] | None, plan: Mapping[str, Any] | None,
                 escalation: Mapping[str, Any] | None,
                 topology: Mapping[str, Sequence[str]],
-                fix: Mapping[str, Any] | None = None) -> list[str]:
+                fix: Mapping[str, Any] | None = None,
+                undone: Mapping[str, str] | None = None) -> list[str]:
+    """`undone`: services whose drain ended without them answering (the shift that routed
+    around them was undone), with the reason."""
     out = []
     if escalation is not None:
         out.append(f"- [ ] A human must take over: {escalation['reason']}")
@@ -204,7 +233,12 @@ def _follow_ups(top: Mapping[str, Any] | None, plan: Mapping[str, Any] | None,
             if top.get("fault") in ("memory_leak", "bad_deploy"):
                 out.append(f"- [ ] Add a memory-growth check (RSS slope under steady load) to "
                            f"{step['service']}'s release pipeline")
-        if step["kind"] == "traffic_shift" and top.get("fault") == "unreachable":
+        ended = undone.get(top["service"]) if undone else None
+        if step["kind"] == "traffic_shift" and top.get("fault") == "unreachable" \
+                and ended is not None:
+            out.append(f"- [ ] {top['service']} is in {step['service']}'s request path again "
+                       f"({ended}): restore it, or route around it by hand")
+        elif step["kind"] == "traffic_shift" and top.get("fault") == "unreachable":
             out.append(f"- [ ] {top['service']} is still unreachable and out of every request "
                        f"path: restore it, then send {step['service']}'s calls back "
                        f"(region {params.get('to_region', '?')} carries them meanwhile)")
