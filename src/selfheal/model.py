@@ -209,12 +209,21 @@ class Incident:
     alerts: tuple[Alert, ...] = ()
 
 
+REQUEST_RATE_BASELINE = "request_rate_baseline"
+"""`Evidence.measures` name: the service's usual request rate before the incident (per s)."""
+REQUEST_RATE_NOW = "request_rate_now"
+"""`Evidence.measures` name: the request rate the service serves in the incident (per s)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Evidence:
     """What one investigator saw: the exact query, the observation, where it points.
 
     `strength` in [0, 1] says how strongly it points at `service` / `fault`; evidence with
-    status NO_DATA or ERROR points nowhere and says why in `observation`.
+    status NO_DATA or ERROR points nowhere and says why in `observation`. The observation is
+    for people; what a later stage acts on is typed: `kind`, `fault`, `strength` and
+    `measures`, named numbers the investigator measured (the names are the constants above,
+    e.g. `REQUEST_RATE_BASELINE`), finite, in the order it gives them.
     """
 
     investigator: str
@@ -225,6 +234,11 @@ class Evidence:
     service: str = ""
     fault: FaultKind = FaultKind.UNKNOWN
     strength: float = 0.0
+    measures: tuple[tuple[str, float], ...] = ()
+
+    def measure(self, name: str) -> float | None:
+        """The value of measure `name`, or None when the investigator did not give it."""
+        return next((value for key, value in self.measures if key == name), None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,19 +4,23 @@ Pure: it takes the diagnosis and the facts it needs about the platform (current 
 versions, replica counts) as values. A plan is only a proposal until the policy gate rules on it.
 
 The remedy follows the top hypothesis's fault. When that fault is generic (errors, latency) the
-planner looks at what the hypothesis's own evidence says more precisely: an investigator that
-saw a certificate, a credential or a config fault, log lines that name a corrupt cache entry or
-an unreachable region, a request rate that rose with the latency or an exhausted pool (a
-surge). Anything else has no remedy in the catalogue, and the incident goes to a human.
+planner looks at what the hypothesis's own evidence says more precisely, and reads only its
+types, never its text (an investigator that rewords an observation changes no remedy): an
+investigator that saw a certificate, a credential, a config or a cache fault (`Evidence.fault`);
+failures seen at a callee that other evidence finds unreachable (`diagnose.base.Names`, a fault
+UNREACHABLE: route around it); a saturated service (log evidence of fault OVERLOAD, or a request
+rate that rose with the latency, `Evidence.measures`). Anything else has no remedy in the
+catalogue, and the incident goes to a human.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
+from collections.abc import Sequence
 
 from selfheal import catalogue, model
+from selfheal.diagnose import base as diagnose_base
 
 _STATE_FAMILIES = frozenset({
     model.ActionKind.CONFIG_REVERT, model.ActionKind.CACHE_FLUSH, model.ActionKind.CERT_RENEW,
@@ -28,37 +32,42 @@ _BY_FAULT = {
     model.FaultKind.CREDENTIAL: model.ActionKind.CREDENTIAL_ROTATE,
     model.FaultKind.CACHE: model.ActionKind.CACHE_FLUSH,
 }
-_CACHE = re.compile(r"\bcache (entry|entries)\b.*\bcorrupt", re.I)
-_REGION = re.compile(r"\bregion\b.*\b(unreachable|down|outage)|"
-                     r"call to [a-z0-9-]+-(east|west|north|south)\S* failed", re.I)
-_SATURATED = re.compile(r"\b(pool exhausted|queue (is )?full|too many requests)\b", re.I)
-_RATE = re.compile(r"request_rate ([0-9.e+-]+) -> ([0-9.e+-]+)")
+STRONG = 0.3
+"""Evidence at least this strong may choose a remedy; weaker evidence only informs."""
 SURGE_FACTOR = 1.5
 """A request rate this many times its baseline, with the latency up, is a surge."""
 
 
+def _ok(e: model.Evidence) -> bool:
+    return e.status == model.EvidenceStatus.OK and e.strength >= STRONG
+
+
 def _strong(h: model.Hypothesis) -> list[model.Evidence]:
-    return [e for e in h.evidence_for if e.status == model.EvidenceStatus.OK
-            and e.service == h.service and e.strength >= 0.3]
+    return [e for e in h.evidence_for if _ok(e) and e.service == h.service]
 
 
-def family(h: model.Hypothesis) -> model.ActionKind | None:
-    """The action family that fixes `h`: its own, or one its evidence names precisely."""
+def family(h: model.Hypothesis,
+           seen: Sequence[model.Evidence] = ()) -> model.ActionKind | None:
+    """The action family that fixes `h`: its own, or one its evidence names precisely.
+
+    `seen` is the rest of the diagnosis's evidence (`Diagnosis.evidence`): what it says about
+    the services `h`'s failures are seen at.
+    """
     if h.action_family is not None:
         return h.action_family
     strong = _strong(h)
     for e in strong:
         if e.kind is not model.SignalKind.CHANGES and e.fault in _BY_FAULT:
             return _BY_FAULT[e.fault]
-    logs = [e.observation for e in strong if e.kind is model.SignalKind.LOGS]
-    if any(_CACHE.search(o) for o in logs):
-        return model.ActionKind.CACHE_FLUSH
-    if any(_REGION.search(o) for o in logs):
+    if unreachable_callees(h, seen):
+        # its calls fail at an instance nothing reaches: send them to another region
         return model.ActionKind.TRAFFIC_SHIFT
     if h.fault in (model.FaultKind.LATENCY, model.FaultKind.ERRORS):
         # Saturation: more demand than the replicas can take (the rate rose with the
-        # latency, or the service says its pool is exhausted) is fixed by more replicas.
-        if any(_SATURATED.search(o) for o in logs):
+        # latency, or the service's logs say its pool or queue is full) is fixed by more
+        # replicas.
+        if any(e.kind is model.SignalKind.LOGS and e.fault is model.FaultKind.OVERLOAD
+               for e in strong):
             return model.ActionKind.SCALE
         ratio = rate_ratio(h)
         if ratio is not None and ratio >= SURGE_FACTOR:
@@ -66,13 +75,22 @@ def family(h: model.Hypothesis) -> model.ActionKind | None:
     return None
 
 
+def unreachable_callees(h: model.Hypothesis, seen: Sequence[model.Evidence]) -> list[str]:
+    """Services `h`'s own error lines name as where its failures are seen (`Names`) that
+    strong evidence in `seen` finds UNREACHABLE."""
+    cut_off = {e.service for e in seen
+               if _ok(e) and e.fault is model.FaultKind.UNREACHABLE and e.service != h.service}
+    named = {n for e in _strong(h) if isinstance(e, diagnose_base.Names) for n in e.named}
+    return sorted(named & cut_off)
+
+
 def rate_ratio(h: model.Hypothesis) -> float | None:
-    """How many times its baseline request rate the service now serves, if the metrics
-    evidence says."""
+    """How many times its baseline request rate the service now serves, if its evidence
+    measured both (`model.REQUEST_RATE_BASELINE`, `model.REQUEST_RATE_NOW`)."""
     for e in _strong(h):
-        m = _RATE.search(e.observation) if e.kind is model.SignalKind.METRICS else None
-        if m:
-            return float(m.group(2)) / max(float(m.group(1)), 1e-9)
+        was, now = e.measure(model.REQUEST_RATE_BASELINE), e.measure(model.REQUEST_RATE_NOW)
+        if was is not None and now is not None:
+            return now / max(was, 1e-9)
     return None
 
 
@@ -102,7 +120,7 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
         return None
     if top.fault is model.FaultKind.UNREACHABLE:
         return _route_around(top, facts, diagnosis.incident_id, plan_id)
-    fam = family(top)
+    fam = family(top, diagnosis.evidence)
     if fam is None:
         return None
     step: model.Action | None = None

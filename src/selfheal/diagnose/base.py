@@ -73,7 +73,8 @@ def is_against(item: model.Evidence) -> bool:
 
 
 def evidence_from_jsonable(raw: Mapping[str, Any]) -> model.Evidence:
-    """Evidence from its `model.to_jsonable` form, `Against` kept as such."""
+    """Evidence from its `model.to_jsonable` form, `Against` and `Names` kept as such, its
+    `measures` too (absent from evidence stored before they existed: none)."""
     fields: dict[str, Any] = {
         "investigator": str(raw["investigator"]),
         "kind": model.SignalKind(raw["kind"]),
@@ -83,6 +84,10 @@ def evidence_from_jsonable(raw: Mapping[str, Any]) -> model.Evidence:
         "service": str(raw.get("service") or ""),
         "fault": model.FaultKind(raw.get("fault") or "unknown"),
         "strength": float(raw.get("strength") or 0.0),
+        # evidence stored before measures existed has none; a non-finite one was stored
+        # as null (JSON has no NaN) and measured nothing
+        "measures": tuple((str(name), float(value)) for name, value
+                          in raw.get("measures") or () if value is not None),
     }
     if raw.get("against"):
         return Against(**fields, explained_by=str(raw.get("explained_by") or ""))

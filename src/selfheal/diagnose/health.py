@@ -129,6 +129,13 @@ class HealthInvestigator:
 
 _ERROR_LEVELS = frozenset({"ERROR", "ERR", "CRITICAL", "FATAL", "SEVERE", "PANIC"})
 
+NOT_REACHED = re.compile(
+    r"\b(bad gateway|502|no route to host|(host|network) (is )?unreachable|unreachable|"
+    r"connection (refused|reset|aborted|closed)|closed connection without response|"
+    r"name or service not known|no replicas|no instances available)\b", re.I)
+"""What a caller writes when its call never reached the callee (as opposed to the callee
+answering with an error, or answering too slowly)."""
+
 
 class CalleeLogsInvestigator:
     """What callers' error logs say about the services they call.
@@ -136,8 +143,12 @@ class CalleeLogsInvestigator:
     A hung or failing service often cannot log anything itself; its callers do ("call to cart
     failed: timed out"). An error line a caller writes that names one of its callees (from the
     call graph) is the callers' testimony about that callee: independent of the callee's own
-    metrics, and of kind LOGS. It names no fault (the callee's own signals say what is wrong),
-    only where the failures are seen to come from.
+    metrics, and of kind LOGS. Mostly it names no fault (the callee's own signals say what is
+    wrong), only where the failures are seen to come from. One fault it does see: when most of
+    the callers' lines say the call never reached the callee (`NOT_REACHED`: refused, no route,
+    a bad gateway) and the callee itself wrote no error in the window (the requests did not
+    get to it), the callee is UNREACHABLE, a region or network cut. Whether the callers can
+    go around it (another region) is the platform's to say, not the logs'.
     """
 
     name = "callee-logs"
@@ -156,7 +167,8 @@ class CalleeLogsInvestigator:
         settings: window_mod.Settings,
     ) -> tuple[model.Evidence, ...]:
         query = ("error lines each caller wrote that name one of its callees (call graph), "
-                 "per minute in the incident window against the baseline")
+                 "per minute in the incident window against the baseline; unreachable when "
+                 "most say the call did not reach a callee that logs no error itself")
         if window.logs is None or not window.topology:
             return ()  # the logs investigator already says when logs are missing
         pattern = {callee: re.compile(rf"(?<![\w-]){re.escape(callee)}(?![\w-])")
@@ -165,6 +177,8 @@ class CalleeLogsInvestigator:
         now_s = max(window.end - window.start, 1.0)
         counts: dict[tuple[str, str], list[int]] = {}
         example: dict[tuple[str, str], str] = {}
+        not_reached: dict[tuple[str, str], int] = {}
+        failing: set[str] = set()  # services that wrote errors of their own in the window
         for record in window.logs:
             if record.level.upper() not in _ERROR_LEVELS:
                 continue
@@ -172,12 +186,16 @@ class CalleeLogsInvestigator:
             before = window.baseline_start <= record.t < window.baseline_end
             if not (during or before):
                 continue
+            if during:
+                failing.add(record.service)
             for callee in window.topology.get(record.service, ()):
                 if pattern[callee].search(record.message):
                     key = (record.service, callee)
                     counts.setdefault(key, [0, 0])[0 if before else 1] += 1
                     if during:
                         example.setdefault(key, record.message[:120])
+                        if NOT_REACHED.search(pattern[callee].sub(" ", record.message)):
+                            not_reached[key] = not_reached.get(key, 0) + 1
         by_callee: dict[str, list[tuple[str, int, float]]] = {}
         for (caller, callee), (before_n, during_n) in counts.items():
             excess = 60.0 * (during_n / now_s - before_n / base_s)
@@ -188,10 +206,14 @@ class CalleeLogsInvestigator:
             rows.sort(key=lambda r: -r[2])
             said = "; ".join(f"{caller} x{n} ({example[(caller, callee)]!r})"
                              for caller, n, _ in rows)
+            unreached = sum(not_reached.get((caller, callee), 0) for caller, _, _ in rows)
+            cut_off = callee not in failing and 2 * unreached > sum(r[1] for r in rows)
+            said = (f"callers' error logs name {callee}: {said}"[:400] if not cut_off else
+                    f"callers' calls do not reach {callee}, which logs no error itself: "
+                    f"{said}"[:400])
             out.append(model.Evidence(
                 investigator=self.name, kind=self.kind, status=model.EvidenceStatus.OK,
-                query=query,
-                observation=f"callers' error logs name {callee}: {said}"[:400],
-                service=callee, fault=model.FaultKind.UNKNOWN,
+                query=query, observation=said, service=callee,
+                fault=model.FaultKind.UNREACHABLE if cut_off else model.FaultKind.UNKNOWN,
                 strength=base.saturate(sum(r[2] for r in rows), self.half)))
         return tuple(out)

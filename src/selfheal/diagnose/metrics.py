@@ -266,6 +266,7 @@ class MetricsInvestigator:
             == 1
         )
         found: dict[str, tuple[float, model.FaultKind, str]] = {}
+        measures: dict[str, tuple[tuple[str, float], ...]] = {}
         starved: dict[str, float] = {}
         for service, group in sorted(by_service.items()):
             group.sort(key=lambda s: (-s.z, s.family.priority))
@@ -285,6 +286,7 @@ class MetricsInvestigator:
                 strength *= settings.metric_starved_self
                 text += " (only its load fell: its callers stopped sending it work)"
             found[service] = (strength, _fault(group, settings), text)
+            measures[service] = request_rate(group)
         self._blame_callers(window.topology, starved, found)
         return tuple(
             model.Evidence(
@@ -296,6 +298,7 @@ class MetricsInvestigator:
                 service=service,
                 fault=fault,
                 strength=min(1.0, strength),
+                measures=measures.get(service, ()),
             )
             for service, (strength, fault, text) in sorted(found.items())
         )
@@ -345,6 +348,21 @@ class MetricsInvestigator:
 
 def callers_of(topology: Mapping[str, tuple[str, ...]], service: str) -> list[str]:
     return sorted(caller for caller, callees in topology.items() if service in callees)
+
+
+def request_rate(group: Sequence[Shift]) -> tuple[tuple[str, float], ...]:
+    """The request rate before and during the incident, as `Evidence.measures`, when the
+    service's traffic moved (the most moved traffic series); none otherwise.
+
+    The planner sizes a scale-out by it: a service that serves twice its usual requests
+    needs about twice its replicas.
+    """
+    traffic = [s for s in group if s.family.name == "traffic"]
+    if not traffic:
+        return ()
+    moved = max(traffic, key=lambda s: s.z)
+    return ((model.REQUEST_RATE_BASELINE, moved.baseline),
+            (model.REQUEST_RATE_NOW, moved.observed))
 
 
 def _starved(group: Sequence[Shift]) -> bool:

@@ -1,0 +1,161 @@
+"""Evidence says what the planner acts on in types: measures, faults, and their JSON round trip.
+
+The planner reads `Evidence.kind`, `fault`, `strength` and `measures`, never the observation
+text; these tests hold the investigators to saying it that way (the request rate as measures,
+a callee nothing reaches as UNREACHABLE) and the ledger/API form to keeping it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from selfheal import diagnose, model, plan
+from selfheal.diagnose import base, health, metrics
+from selfheal.engine import revive
+
+pytestmark = pytest.mark.timeout(60)
+
+T0 = 1_700_000_000.0
+ONSET = T0 + 60.0
+END = T0 + 90.0
+SETTINGS = diagnose.Settings()
+
+
+def _window(metrics_: dict[tuple[str, str], list[model.Sample]] | None = None,
+            logs: list[model.LogRecord] | None = None,
+            topology: dict[str, tuple[str, ...]] | None = None) -> diagnose.Window:
+    anomaly = model.Anomaly(
+        id=model.AnomalyId("a"), service="catalog", metric="error_ratio", detector="test",
+        started_at=ONSET, detected_at=ONSET + 3, score=0.9, baseline=0.0, observed=0.3,
+        explanation="errors up")
+    incident = model.Incident(id=model.IncidentId("inc-t"), service="catalog",
+                              opened_at=ONSET + 3, title="t", anomalies=(anomaly,))
+    return diagnose.Window(incident=incident, start=ONSET - 5, end=END, baseline_start=T0,
+                           baseline_end=ONSET - 5, metrics=metrics_, logs=logs, changes=(),
+                           spans=None, topology=topology or {})
+
+
+# --- the metrics investigator measures the request rate -------------------------------------
+
+
+def _surge_metrics(rate_now: float, seed: int = 0) -> dict[tuple[str, str], list[model.Sample]]:
+    rng = np.random.default_rng(seed)
+    out: dict[tuple[str, str], list[model.Sample]] = {}
+    for step in range(91):
+        t = T0 + step
+        during = t >= ONSET
+        values = {
+            "p99_latency_s": (float(rng.uniform(0.9, 1.1)) if during
+                              else 0.1 + abs(rng.normal(0, 0.005))),
+            "request_rate": (rate_now if during else 10.0) + float(rng.normal(0, 0.2)),
+        }
+        for metric, value in values.items():
+            out.setdefault(("checkout", metric), []).append(
+                model.Sample(t, "checkout", metric, value))
+    return out
+
+
+@pytest.mark.parametrize("rate_now", [18.0, 40.0])
+def test_the_metrics_evidence_measures_the_request_rate_it_saw_move(rate_now: float) -> None:
+    found = metrics.MetricsInvestigator().investigate(
+        _window(_surge_metrics(rate_now)), (), SETTINGS)
+    (item,) = [e for e in found if e.service == "checkout"]
+    was, now = item.measure(model.REQUEST_RATE_BASELINE), item.measure(model.REQUEST_RATE_NOW)
+    assert was is not None and now is not None
+    assert was == pytest.approx(10.0, abs=1.0)
+    assert now == pytest.approx(rate_now, abs=1.5)
+
+
+def test_no_request_rate_measure_when_the_traffic_did_not_move() -> None:
+    calm = _surge_metrics(10.0)
+    found = metrics.MetricsInvestigator().investigate(_window(calm), (), SETTINGS)
+    (item,) = [e for e in found if e.service == "checkout"]
+    assert item.fault is model.FaultKind.LATENCY  # the latency moved ...
+    assert item.measures == ()  # ... the traffic did not: nothing to size a scale-out by
+
+
+# --- callers' lines about a callee nothing reaches -------------------------------------------
+
+
+TOPOLOGY = {"frontend": ("catalog",), "catalog": ("inventory-east", "inventory-west")}
+
+
+def _callee_logs(failure: str, callee_errors: bool) -> list[model.LogRecord]:
+    out = []
+    for step in range(91):
+        t = T0 + step
+        for service in ("frontend", "catalog", "inventory-east", "inventory-west"):
+            out.append(model.LogRecord(t, service, "INFO", "stats: served 80 requests"))
+        if t >= ONSET:
+            out.append(model.LogRecord(t + 0.2, "catalog", "ERROR",
+                                       f"call to inventory-east/stock failed: {failure}"))
+            if callee_errors:
+                out.append(model.LogRecord(t + 0.1, "inventory-east", "ERROR",
+                                           "stock table locked: request aborted"))
+    return out
+
+
+@pytest.mark.parametrize(("failure", "callee_errors", "fault"), [
+    ("HTTP Error 502: Bad Gateway", False, model.FaultKind.UNREACHABLE),
+    ("<urlopen error [Errno 111] Connection refused>", False, model.FaultKind.UNREACHABLE),
+    # the callee was reached: it failed the request itself
+    ("HTTP Error 502: Bad Gateway", True, model.FaultKind.UNKNOWN),
+    ("HTTP Error 500: Internal Server Error", False, model.FaultKind.UNKNOWN),
+    # slow or hung, not cut off
+    ("timed out", False, model.FaultKind.UNKNOWN),
+])
+def test_callers_calls_that_never_reach_a_quiet_callee_say_unreachable(
+        failure: str, callee_errors: bool, fault: model.FaultKind) -> None:
+    window = _window(logs=_callee_logs(failure, callee_errors), topology=TOPOLOGY)
+    found = health.CalleeLogsInvestigator().investigate(window, (), SETTINGS)
+    assert [(e.service, e.fault) for e in found] == [("inventory-east", fault)]
+    assert found[0].strength > 0.5
+
+
+# --- the JSON form (ledger, store, API) keeps the types ------------------------------------
+
+
+def _evidence(measures: tuple[tuple[str, float], ...]) -> model.Evidence:
+    return model.Evidence("metrics", model.SignalKind.METRICS, model.EvidenceStatus.OK, "q",
+                          "x", "checkout", model.FaultKind.LATENCY, 0.6, measures)
+
+
+@pytest.mark.parametrize("measures", [
+    (),
+    ((model.REQUEST_RATE_BASELINE, 5.666), (model.REQUEST_RATE_NOW, 10.6)),
+    ((model.REQUEST_RATE_NOW, 1e-9),),
+])
+def test_evidence_keeps_its_measures_through_json(
+        measures: tuple[tuple[str, float], ...]) -> None:
+    item = _evidence(measures)
+    back = base.evidence_from_jsonable(json.loads(json.dumps(model.to_jsonable(item))))
+    assert back == item and hash(back) == hash(item)
+    named = base.Names(**vars(item), named=("cart",))
+    assert base.evidence_from_jsonable(json.loads(json.dumps(model.to_jsonable(named)))) \
+        == named
+
+
+def test_evidence_stored_before_measures_existed_still_loads() -> None:
+    old = model.to_jsonable(_evidence(()))
+    del old["measures"]
+    assert base.evidence_from_jsonable(old) == _evidence(())
+    # a measure that was not a number (NaN is stored as null in JSON) measured nothing
+    odd = model.to_jsonable(_evidence(((model.REQUEST_RATE_NOW, math.nan),
+                                       (model.REQUEST_RATE_BASELINE, 4.0))))
+    assert base.evidence_from_jsonable(odd).measures == ((model.REQUEST_RATE_BASELINE, 4.0),)
+
+
+def test_a_revived_diagnosis_plans_the_same_scale_out() -> None:
+    item = _evidence(((model.REQUEST_RATE_BASELINE, 10.0), (model.REQUEST_RATE_NOW, 16.0)))
+    h = model.Hypothesis("checkout", model.FaultKind.LATENCY, None, 0.9, (item,))
+    diag = model.Diagnosis(model.IncidentId("i"), T0, (h,), True, evidence=(item,))
+    back = revive.diagnosis(json.loads(json.dumps(model.to_jsonable(diag))))
+    assert back == diag
+    facts = plan.Facts(service="checkout", version="1", replicas=4)
+    first = plan.propose(diag, facts, model.PlanId("p"))
+    assert first is not None and first.steps[0].param("to_replicas") == "7"
+    assert plan.propose(back, facts, model.PlanId("p")) == first
