@@ -288,6 +288,9 @@ def test_undoing_the_shift_ends_the_drain(no_leftovers: Path, undone_by: str) ->
             assert "inventory-east is in catalog's request path again" in text
             assert "out of every request path: restore it" not in text
             assert drains.DRAINED not in text and drains.UNDRAINED not in text
+            assert "| trust |" not in text and "| resumed |" not in text
+            assert ("Trust of selfheal in traffic_shift: failure" in text) \
+                == (undone_by == "failed verification")  # a revocation is not a bad outcome
             store.close()
             again, store = _region_controller(no_leftovers, platform)  # a restart knows it
             assert again.drained == {}

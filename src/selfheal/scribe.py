@@ -66,6 +66,14 @@ def _timeline_line(e: model.LedgerEntry) -> str:
         return "Resolved and verified"
     if e.kind == "escalation":
         return f"Escalated to a human: {p['reason']}"
+    if e.kind == "signal.related":
+        return (f"Joined: {p['summary']}" if "incident" not in p
+                else f"Merged in: incident {p['incident']} ({p['summary']})")
+    if e.kind == "trust":
+        return (f"Trust of {p['agent']} in {p['action']}: {p['outcome']}, score "
+                f"{p['score']:.2f}" + (" (demoted)" if p.get("demoted") else ""))
+    if e.kind == "resumed":
+        return f"Resumed after a restart: the {p['phase']} phase of execution {p['execution']}"
     if e.kind == "service.drained":
         return _drained_line(p)
     if e.kind == "service.undrained":
