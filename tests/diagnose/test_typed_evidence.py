@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -159,3 +160,54 @@ def test_a_revived_diagnosis_plans_the_same_scale_out() -> None:
     first = plan.propose(diag, facts, model.PlanId("p"))
     assert first is not None and first.steps[0].param("to_replicas") == "7"
     assert plan.propose(back, facts, model.PlanId("p")) == first
+
+
+def _outage_without_scrape_health(seed: int = 0) -> diagnose.Window:
+    """inventory-east cut off under catalog, seen only in catalog's metrics and the logs (no
+    `up` series: the health investigator has nothing to say)."""
+    rng = np.random.default_rng(seed)
+    series: dict[tuple[str, str], list[model.Sample]] = {}
+    for step in range(91):
+        t = T0 + step
+        during = t >= ONSET
+        for service in ("frontend", "catalog"):
+            values = {
+                "error_ratio": (0.4 + float(rng.normal(0, 0.02)) if during
+                                else abs(float(rng.normal(0, 1e-3)))),
+                "p99_latency_s": 0.02 + abs(float(rng.normal(0, 0.001))),
+                "request_rate": 20.0 + float(rng.normal(0, 0.5)),
+            }
+            for metric, value in values.items():
+                series.setdefault((service, metric), []).append(
+                    model.Sample(t, service, metric, value))
+    logs = _callee_logs("HTTP Error 502: Bad Gateway", callee_errors=False)
+    return _window(series, logs, TOPOLOGY)
+
+
+def test_an_outage_without_scrape_health_is_still_routed_around_from_types() -> None:
+    diag = diagnose.diagnose(_outage_without_scrape_health(), END)
+    top = diag.top
+    # without scrape health the caller ranks first; its failures are seen at an instance the
+    # callers' lines find unreachable, so its calls go to another region
+    assert top is not None and (top.service, top.fault) == ("catalog", model.FaultKind.ERRORS)
+    facts = plan.Facts(service="catalog", version="1", replicas=2)
+    p = plan.propose(diag, facts, model.PlanId("p"))
+    assert p is not None
+    assert (p.steps[0].kind, p.steps[0].service) == (model.ActionKind.TRAFFIC_SHIFT, "catalog")
+    # the same diagnosis, read back from JSON with every observation reworded, plans the same
+    raw = model.to_jsonable(diag)
+    blank = revive.diagnosis(_blanked(raw))
+    assert all(e.observation == "x" for e in blank.evidence)
+    assert plan.propose(blank, facts, model.PlanId("p")) == p
+
+
+def _blanked(raw: dict[str, Any]) -> dict[str, Any]:
+    """A JSON diagnosis with every evidence observation replaced by 'x'."""
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: "x" if k == "observation" else walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+    out: dict[str, Any] = walk(raw)
+    return out
