@@ -85,13 +85,13 @@ def test_no_request_rate_measure_when_the_traffic_did_not_move() -> None:
 TOPOLOGY = {"frontend": ("catalog",), "catalog": ("inventory-east", "inventory-west")}
 
 
-def _callee_logs(failure: str, callee_errors: bool) -> list[model.LogRecord]:
+def _callee_logs(failure: str, callee_errors: bool, every: int = 1) -> list[model.LogRecord]:
     out = []
     for step in range(91):
         t = T0 + step
         for service in ("frontend", "catalog", "inventory-east", "inventory-west"):
             out.append(model.LogRecord(t, service, "INFO", "stats: served 80 requests"))
-        if t >= ONSET:
+        if t >= ONSET and step % every == 0:
             out.append(model.LogRecord(t + 0.2, "catalog", "ERROR",
                                        f"call to inventory-east/stock failed: {failure}"))
             if callee_errors:
@@ -115,6 +115,17 @@ def test_callers_calls_that_never_reach_a_quiet_callee_say_unreachable(
     found = health.CalleeLogsInvestigator().investigate(window, (), SETTINGS)
     assert [(e.service, e.fault) for e in found] == [("inventory-east", fault)]
     assert found[0].strength > 0.5
+
+
+def test_a_trickle_of_calls_that_miss_a_callee_does_not_cut_it_off() -> None:
+    # a handful of service-discovery misses a minute is what busy systems log all along
+    window = _window(logs=_callee_logs("No instances available", False, every=6),
+                     topology=TOPOLOGY)
+    (item,) = health.CalleeLogsInvestigator().investigate(window, (), SETTINGS)
+    assert item.service == "inventory-east" and 0.0 < item.strength < 0.5
+    assert item.fault is model.FaultKind.UNKNOWN
+    cut = health.CalleeLogsInvestigator(cut_off=0.3).investigate(window, (), SETTINGS)
+    assert cut[0].fault is model.FaultKind.UNREACHABLE  # it is the rate that kept it back
 
 
 # --- the JSON form (ledger, store, API) keeps the types ------------------------------------

@@ -146,19 +146,24 @@ class CalleeLogsInvestigator:
     metrics, and of kind LOGS. Mostly it names no fault (the callee's own signals say what is
     wrong), only where the failures are seen to come from. One fault it does see: when most of
     the callers' lines say the call never reached the callee (`NOT_REACHED`: refused, no route,
-    a bad gateway) and the callee itself wrote no error in the window (the requests did not
-    get to it), the callee is UNREACHABLE, a region or network cut. Whether the callers can
+    a bad gateway), at a sustained rate (`cut_off`), and the callee itself wrote no error in
+    the window (the requests did not get to it), the callee is UNREACHABLE, a region or
+    network cut. Whether the callers can
     go around it (another region) is the platform's to say, not the logs'.
     """
 
     name = "callee-logs"
     kind = model.SignalKind.LOGS
 
-    def __init__(self, min_lines: int = 5, half: float = 10.0) -> None:
+    def __init__(self, min_lines: int = 5, half: float = 10.0, cut_off: float = 0.5) -> None:
         self.min_lines = min_lines
         """Error lines naming a callee in the incident window before it counts."""
         self.half = half
         """Lines per minute above the baseline rate at which the strength reaches one half."""
+        self.cut_off = cut_off
+        """The strength the testimony needs before it says UNREACHABLE: calls failing to
+        reach the callee at a sustained rate (`half` lines a minute above the baseline), not
+        the odd service-discovery miss a busy system logs all along."""
 
     def investigate(
         self,
@@ -207,7 +212,9 @@ class CalleeLogsInvestigator:
             said = "; ".join(f"{caller} x{n} ({example[(caller, callee)]!r})"
                              for caller, n, _ in rows)
             unreached = sum(not_reached.get((caller, callee), 0) for caller, _, _ in rows)
-            cut_off = callee not in failing and 2 * unreached > sum(r[1] for r in rows)
+            strength = base.saturate(sum(r[2] for r in rows), self.half)
+            cut_off = (callee not in failing and strength >= self.cut_off
+                       and 2 * unreached > sum(r[1] for r in rows))
             said = (f"callers' error logs name {callee}: {said}"[:400] if not cut_off else
                     f"callers' calls do not reach {callee}, which logs no error itself: "
                     f"{said}"[:400])
@@ -215,5 +222,5 @@ class CalleeLogsInvestigator:
                 investigator=self.name, kind=self.kind, status=model.EvidenceStatus.OK,
                 query=query, observation=said, service=callee,
                 fault=model.FaultKind.UNREACHABLE if cut_off else model.FaultKind.UNKNOWN,
-                strength=base.saturate(sum(r[2] for r in rows), self.half)))
+                strength=strength))
         return tuple(out)
