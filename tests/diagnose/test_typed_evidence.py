@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from selfheal import diagnose, model, plan
+from selfheal import diagnose, model, plan, ports, reasoners
 from selfheal.diagnose import base, health, metrics
 from selfheal.engine import revive
 
@@ -210,6 +210,20 @@ def test_an_outage_without_scrape_health_is_still_routed_around_from_types() -> 
     blank = revive.diagnosis(_blanked(raw))
     assert all(e.observation == "x" for e in blank.evidence)
     assert plan.propose(blank, facts, model.PlanId("p")) == p
+
+
+def test_a_model_is_not_asked_for_a_remedy_the_rules_found_from_the_rest_of_the_evidence() -> None:
+    # the caller's own evidence names no remedy; the callee's UNREACHABLE evidence elsewhere
+    # in the diagnosis does (a traffic shift), so a model's different pick is not adopted
+    diag = diagnose.diagnose(_outage_without_scrape_health(), END)
+    assert diag.top is not None and plan.family(diag.top) is None
+    assert plan.family(diag.top, diag.evidence) is model.ActionKind.TRAFFIC_SHIFT
+    flush = ports.ModelPlan("catalog", model.ActionKind.CACHE_FLUSH, "flush it")
+    exchange = ports.Exchange(reasoner="test", model_name="test", model_version="", prompt="p",
+                              response="r", prompt_sha256="0" * 64, response_sha256="1" * 64,
+                              tokens=1, plans=(flush,))
+    same, adopted = reasoners.adopt_plan(diag, exchange)
+    assert adopted is None and same == diag
 
 
 def _blanked(raw: dict[str, Any]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def adopt_plan(diag: model.Diagnosis,
     (on evidence the model cannot add to). Returns the diagnosis unchanged otherwise.
     """
     top = diag.top
-    if top is None or plan.family(top) is not None:
+    if top is None or plan.family(top, diag.evidence) is not None:
         return diag, None
     for p in ex.plans:
         if p.service == top.service and catalogue.lookup(p.action) is not None:
