@@ -111,6 +111,9 @@ class Facts:
     failover: tuple[tuple[str, str], ...] = ()
     """(caller, region): callers that reach the service as one region of a regional
     dependency and could use that other region instead."""
+    shifts: tuple[str, ...] = ()
+    """Regions the service itself could send its calls to instead of an unreachable instance
+    it calls (empty: it calls no such instance, and a traffic shift of it would move nothing)."""
 
 
 def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> model.Plan | None:
@@ -128,7 +131,10 @@ def propose(diagnosis: model.Diagnosis, facts: Facts, plan_id: model.PlanId) -> 
     if fam in _STATE_FAMILIES:
         if fam == model.ActionKind.CONFIG_REVERT and not _config_change_seen(top):
             return None  # a config fault with no config change to take back
-        step = model.Action(fam, facts.service, model.params(snapshot=plan_id))
+        if fam == model.ActionKind.TRAFFIC_SHIFT and not facts.shifts:
+            return None  # its calls fail at an unreachable instance it cannot route around
+        where = {"to_region": facts.shifts[0]} if fam == model.ActionKind.TRAFFIC_SHIFT else {}
+        step = model.Action(fam, facts.service, model.params(**where, snapshot=plan_id))
         why = (f"{facts.service}: {top.fault.value} (p={top.probability:.2f}); "
                f"{catalogue.CATALOGUE[fam].description} — its inverse restores snapshot "
                f"{plan_id}")

@@ -201,7 +201,7 @@ def test_an_outage_without_scrape_health_is_still_routed_around_from_types() -> 
     # without scrape health the caller ranks first; its failures are seen at an instance the
     # callers' lines find unreachable, so its calls go to another region
     assert top is not None and (top.service, top.fault) == ("catalog", model.FaultKind.ERRORS)
-    facts = plan.Facts(service="catalog", version="1", replicas=2)
+    facts = plan.Facts(service="catalog", version="1", replicas=2, shifts=("west",))
     p = plan.propose(diag, facts, model.PlanId("p"))
     assert p is not None
     assert (p.steps[0].kind, p.steps[0].service) == (model.ActionKind.TRAFFIC_SHIFT, "catalog")

@@ -74,7 +74,8 @@ FACTS = plan.Facts(service="catalog", version="3.1.0", replicas=2)
 
 
 def _kind(d: model.Diagnosis) -> model.ActionKind | None:
-    p = plan.propose(d, FACTS, model.PlanId("plan-1"))
+    # catalog could shift its calls to another region: only the evidence decides whether to
+    p = plan.propose(d, dataclasses.replace(FACTS, shifts=("west",)), model.PlanId("plan-1"))
     return p.steps[0].kind if p else None
 
 
@@ -104,9 +105,13 @@ def test_calls_failing_at_an_unreachable_callee_shift_traffic() -> None:
     down = _ev(LOGS, fault=model.FaultKind.UNREACHABLE, service="inventory-east", strength=0.9)
     calls = _calls_fail_at("inventory-east")
     d = _diag(model.FaultKind.ERRORS, calls, seen=(down,))
-    p = plan.propose(d, FACTS, model.PlanId("plan-3"))
+    regional = dataclasses.replace(FACTS, shifts=("west",))
+    p = plan.propose(d, regional, model.PlanId("plan-3"))
     assert p is not None and p.steps[0] == model.Action(
-        model.ActionKind.TRAFFIC_SHIFT, "catalog", model.params(snapshot="plan-3"))
+        model.ActionKind.TRAFFIC_SHIFT, "catalog",
+        model.params(to_region="west", snapshot="plan-3"))
+    # a caller that has no other region to send those calls to: a human decides
+    assert plan.propose(d, FACTS, model.PlanId("plan-3")) is None
     # the named callee failing but reachable, or unreachable by weak evidence: no shift
     failing = _ev(LOGS, fault=model.FaultKind.ERRORS, service="inventory-east", strength=0.9)
     assert _kind(_diag(model.FaultKind.ERRORS, calls, seen=(failing,))) is None

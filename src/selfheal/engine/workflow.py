@@ -199,11 +199,20 @@ class Workflow:
         now = ctl.clock()
         deploys = [c for c in ctl.store.changes_between(now - 7 * 86_400, now)
                    if c.service == top.service and c.kind == "deploy"]
+        failover: tuple[tuple[str, str], ...] = ()
+        shifts: tuple[str, ...] = ()
+        if isinstance(ctl.platform, ports.Failover):
+            failover = tuple(ctl.platform.failovers(top.service))
+            # where top.service's own calls could go instead of an instance diagnosis found
+            # unreachable (top.service is then the caller whose failures were seen)
+            cut = sorted({e.service for e in diag.evidence
+                          if e.fault is model.FaultKind.UNREACHABLE and e.service})
+            shifts = tuple(region for svc in cut for caller, region
+                           in ctl.platform.failovers(svc) if caller == top.service)
         facts = plan.Facts(service=top.service, version=ctl.platform.version(top.service),
                            replicas=len(ctl.platform.replicas(top.service)),
                            last_deploy=deploys[-1] if deploys else None,
-                           failover=tuple(ctl.platform.failovers(top.service))
-                           if isinstance(ctl.platform, ports.Failover) else ())
+                           failover=failover, shifts=shifts)
         proposal = plan.propose(diag, facts, model.PlanId(f"plan-{uuid.uuid4().hex[:8]}"))
         if proposal is not None and model_by:  # a model chose the action family: say so
             proposal = dataclasses.replace(proposal, proposed_by=model_by)
