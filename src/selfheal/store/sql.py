@@ -393,9 +393,7 @@ class SqlStore:
         stmt = sa.select(ledger_table).order_by(ledger_table.c.seq)
         with self.engine.connect() as conn:
             for r in conn.execute(stmt):
-                yield ledger.RawEntry(seq=r.seq, ts=r.ts, incident_id=r.incident_id,
-                                      kind=r.kind, payload=r.payload, prev_hash=r.prev_hash,
-                                      hash=r.hash)
+                yield _raw_entry(r)
 
     def ledger_of_kinds(self, kinds: Collection[str]) -> list[ledger.RawEntry]:
         """The entries of these kinds only, exactly as stored, in ledger (seq) order; read
@@ -405,9 +403,7 @@ class SqlStore:
         stmt = (sa.select(ledger_table).where(ledger_table.c.kind.in_(sorted(set(kinds))))
                 .order_by(ledger_table.c.seq))
         with self.engine.connect() as conn:
-            return [ledger.RawEntry(seq=r.seq, ts=r.ts, incident_id=r.incident_id, kind=r.kind,
-                                    payload=r.payload, prev_hash=r.prev_hash, hash=r.hash)
-                    for r in conn.execute(stmt)]
+            return [_raw_entry(r) for r in conn.execute(stmt)]
 
     def ledger(self, incident_id: str | None = None) -> list[model.LedgerEntry]:
         out = []
@@ -422,6 +418,12 @@ class SqlStore:
                                          kind=r.kind, payload=payload, prev_hash=r.prev_hash,
                                          hash=r.hash))
         return out
+
+
+def _raw_entry(r: Any) -> ledger.RawEntry:
+    """A ledger row exactly as stored (payload text unparsed)."""
+    return ledger.RawEntry(seq=r.seq, ts=r.ts, incident_id=r.incident_id, kind=r.kind,
+                           payload=r.payload, prev_hash=r.prev_hash, hash=r.hash)
 
 
 def _add_missing_indexes(engine: sa.Engine) -> None:
