@@ -148,8 +148,8 @@ class CalleeLogsInvestigator:
     the callers' lines say the call never reached the callee (`NOT_REACHED`: refused, no route,
     a bad gateway), at a sustained rate (`cut_off`), and the callee itself wrote no error in
     the window (the requests did not get to it), the callee is UNREACHABLE, a region or
-    network cut. Whether the callers can
-    go around it (another region) is the platform's to say, not the logs'.
+    network cut. Whether the callers can go around it (another region) is the platform's to
+    say, not the logs'.
     """
 
     name = "callee-logs"
