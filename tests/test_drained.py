@@ -301,6 +301,49 @@ def test_undoing_the_shift_ends_the_drain(no_leftovers: Path, undone_by: str) ->
     asyncio.run(scenario())
 
 
+def test_a_failed_undo_leaves_the_shift_and_the_drain(no_leftovers: Path) -> None:
+    """The same shift as above, whose verification fails; but the snapshot its inverse needs
+    is gone by then (a wiped state directory), so the undo fails. catalog still calls west,
+    so east is still out of every request path: the drain stays, no end is written, and a
+    restarted controller still holds it."""
+
+    async def scenario() -> None:
+        platform = _region_platform(no_leftovers)
+        await platform.start()
+        try:
+            ctl, store = _region_controller(no_leftovers, platform)
+            case = _east_is_dark(ctl, platform)
+
+            async def wipe() -> None:
+                while not store.ledger_of_kinds([drains.DRAINED]):
+                    await asyncio.sleep(0.05)
+                snaps = list((platform.state.root / "snapshots").glob("*.json"))
+                assert snaps
+                for snap in snaps:
+                    snap.unlink()
+
+            wiper = asyncio.create_task(wipe())
+            await ctl.workflow.handle(case, resume={"phase": "full", "execution": "x-east",
+                                                    "canary_replicas": 0})
+            await asyncio.wait_for(wiper, 1.0)
+            assert platform.failovers("inventory-east") == []  # catalog still calls west
+            assert set(ctl.drained) == {"inventory-east"}
+            entries = store.ledger(case.incident.id)
+            undo = [e for e in entries if e.kind == "execution.result"
+                    and e.payload["phase"] == "undo"]
+            assert undo and undo[-1].payload["execution"]["status"] == "failed"
+            assert drains.UNDRAINED not in [e.kind for e in entries]
+            assert case.incident.state is model.IncidentState.ESCALATED
+            store.close()
+            again, store = _region_controller(no_leftovers, platform)
+            assert set(again.drained) == {"inventory-east"}
+            store.close()
+        finally:
+            await platform.stop()
+
+    asyncio.run(scenario())
+
+
 def test_an_operator_routing_the_caller_back_ends_the_drain(no_leftovers: Path) -> None:
     """catalog's calls go west and east is drained; while that holds, ticks keep it drained.
     An operator sends catalog back to east by hand (outside selfheal): the next tick ends the
