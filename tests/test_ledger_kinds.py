@@ -1,9 +1,11 @@
-"""The store reads ledger entries by kind through an index, on SQLite as it runs here.
+"""The store reads ledger entries by kind and by incident through indexes, on SQLite as it runs.
 
 A starting controller needs a handful of kinds (the drains) out of every entry ever written:
 `SqlStore.ledger_of_kinds` returns exactly those, in ledger order, and SQLite answers it
 from the kind index, which a database made before the index existed gets when it is opened.
 The drains a controller restores through it are the ones a walk of the whole chain finds.
+One incident's entries (`show`, replay, the postmortem) come through the incident index and are
+exactly that incident's entries of the whole chain, in order.
 """
 
 from __future__ import annotations
@@ -46,6 +48,35 @@ def test_the_query_returns_only_those_kinds_in_ledger_order(
     assert [r.seq for r in got] == sorted(r.seq for r in got)
 
 
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(
+    written=st.lists(st.tuples(st.sampled_from(("inc-a", "inc-b", "", "inc-c")),
+                               st.booleans()), max_size=30),
+    wanted=st.sampled_from(("inc-a", "inc-b", "", "never")))
+def test_one_incidents_entries_are_exactly_its_entries_of_the_chain(
+        written: list[tuple[str, bool]], wanted: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp)
+        store = _store(path)
+        for i, (incident, _) in enumerate(written):
+            store.append_ledger(float(-i), incident, "outcome", {"n": i})
+        store.close()
+        if any(not readable for _, readable in written):
+            with sqlite3.connect(path / "selfheal.db") as conn:  # text that is not JSON
+                for i, (_, readable) in enumerate(written):
+                    if not readable:
+                        conn.execute("UPDATE ledger SET payload = ? WHERE seq = ?",
+                                     ("{broken", i + 1))
+        store = _store(path)
+        got = store.ledger(wanted)
+        every = store.ledger()
+        store.close()
+    assert got == [e for e in every if e.incident_id == wanted]
+    assert [e.payload for e in got] == [
+        {"n": i} if readable else {"unreadable": "{broken"}
+        for i, (incident, readable) in enumerate(written) if incident == wanted]
+
+
 def test_a_database_made_before_the_index_gets_it_and_the_query_uses_it(
         tmp_path: Path) -> None:
     store = _store(tmp_path)
@@ -69,6 +100,16 @@ def test_a_database_made_before_the_index_gets_it_and_the_query_uses_it(
             "EXPLAIN QUERY PLAN SELECT * FROM ledger WHERE kind IN (?, ?) ORDER BY seq",
             (drains.DRAINED, drains.UNDRAINED)))
     assert "ix_ledger_kind" in plan, plan
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX ix_ledger_incident")
+    store = _store(tmp_path)  # the incident index comes back the same way
+    assert [e.payload["n"] for e in store.ledger("")] == list(range(20))
+    store.close()
+    with sqlite3.connect(db) as conn:
+        plan = " ".join(str(r[-1]) for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM ledger WHERE incident_id = ? ORDER BY seq",
+            ("inc-1",)))
+    assert "ix_ledger_incident" in plan, plan
     # Opening it again changes nothing (the migration is idempotent).
     _store(tmp_path).close()
 
