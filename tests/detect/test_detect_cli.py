@@ -109,3 +109,39 @@ def test_bench_detect_scale_cli_nab_configuration() -> None:
     last = json.loads(res.stdout.strip().splitlines()[-1])
     assert last["config"] == "nab"
     assert 0 < last["bytes_per_series"] <= 1024  # daily profile and its weights included
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("target", "text", "said"),
+    [
+        ("data/synthetic/s1.csv", "timestamp,value\n2024-01-01 00:00:00,1\nxx,2\n",
+         "synthetic/s1.csv, line 3: 'xx' is not a timestamp"),
+        ("data/synthetic/s1.csv", "timestamp,value\n2024-01-01 00:00:00,1\n"
+         "2024-01-01 00:05:00,1e\n", "synthetic/s1.csv, line 3: '1e' is not a number"),
+        ("data/synthetic/s1.csv", "when,what\n2024-01-01 00:00:00,1\n",
+         "synthetic/s1.csv: the header must be 'timestamp,value'"),
+        ("data/synthetic/s1.csv", "timestamp,value\n2024-01-01 00:05:00,1\n"
+         "2024-01-01 00:00:00,1\n", "synthetic/s1.csv, line 3: timestamps go backwards"),
+        ("labels/combined_windows.json", "{not json", "combined_windows.json: not readable JSON"),
+        ("labels/combined_windows.json", '{"synthetic/s0.csv": [["2024-01-01 00:00:00"]]}',
+         "synthetic/s0.csv: expected [[start, end], ...]"),
+    ],
+)
+def test_bench_nab_refuses_a_corrupt_corpus_whole(
+    tmp_path: Path, target: str, text: str, said: str
+) -> None:
+    """A malformed data or label file: one line naming the file and line, exit 2, no
+    traceback and nothing written (no partial results from the files that did parse)."""
+    _nab_folder(tmp_path / "nab")
+    (tmp_path / "nab" / target).write_text(text)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nab"), "--out", str(out), "--json"]
+    )
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("nab: ") and said in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.output
+    assert res.stdout == ""
+    assert not out.exists()

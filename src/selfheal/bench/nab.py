@@ -86,26 +86,86 @@ def _seconds(stamps: Sequence[str]) -> F64:
     return arr.astype(np.int64).astype(np.float64) / 1e6
 
 
+def _stamp(text: str, where: str) -> float:
+    """One NAB timestamp (`YYYY-MM-DD HH:MM:SS`) in seconds; a bad one names where it was."""
+    try:
+        return float(_seconds([text])[0])
+    except ValueError as exc:
+        raise errors.DataUnavailable(f"{where}: {text!r} is not a timestamp") from exc
+
+
+def _read_series(path: Path, name: str) -> tuple[tuple[str, ...], F64, F64]:
+    """The stamps, seconds and values of one data file, every row checked: a corrupt file
+    is refused whole, naming its line, rather than scored in part."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise errors.DataUnavailable(f"{name}: cannot read it: {exc}") from exc
+    if not rows or [c.strip() for c in rows[0][:2]] != ["timestamp", "value"]:
+        raise errors.DataUnavailable(f"{name}: the header must be 'timestamp,value'")
+    values = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) < 2:
+            raise errors.DataUnavailable(f"{name}, line {line}: expected timestamp,value")
+        try:
+            values.append(float(row[1]) if row[1].strip() else math.nan)
+        except ValueError as exc:
+            raise errors.DataUnavailable(
+                f"{name}, line {line}: {row[1]!r} is not a number") from exc
+    stamps = tuple(row[0] for row in rows[1:])
+    try:
+        t = _seconds(stamps)  # all at once; row by row only to name a bad one
+    except ValueError:
+        for line, text in enumerate(stamps, start=2):
+            _stamp(text, f"{name}, line {line}")
+        raise
+    if (np.diff(t) < 0).any():
+        line = int(np.flatnonzero(np.diff(t) < 0)[0]) + 3
+        raise errors.DataUnavailable(f"{name}, line {line}: timestamps go backwards")
+    return stamps, t, np.array(values, dtype=np.float64)
+
+
+def _read_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """`labels/combined_windows.json`: file name -> [[start, end], ...] (timestamps)."""
+    where = f"{path.parent.name}/{path.name}"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise errors.DataUnavailable(f"{where}: not readable JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise errors.DataUnavailable(f"{where}: expected an object of file -> windows")
+    out: dict[str, list[tuple[float, float]]] = {}
+    for name, spans in raw.items():
+        if not isinstance(spans, list) or not all(
+            isinstance(w, list) and len(w) == 2 and all(isinstance(x, str) for x in w)
+            for w in spans
+        ):
+            raise errors.DataUnavailable(f"{where}: {name}: expected [[start, end], ...]")
+        out[str(name)] = [
+            (_stamp(a, f"{where}: {name}"), _stamp(b, f"{where}: {name}")) for a, b in spans
+        ]
+    return out
+
+
 def load(data_dir: Path) -> list[NabFile]:
-    """Every `data/<category>/<file>.csv` with its windows from `labels/combined_windows.json`."""
+    """Every `data/<category>/<file>.csv` with its windows from `labels/combined_windows.json`.
+
+    Raises `errors.DataUnavailable` naming the file and line for anything malformed (a bad
+    header, timestamp or value, timestamps that go backwards, windows that are not pairs of
+    timestamps): nothing is scored from a corpus that is partly unreadable.
+    """
     root = Path(data_dir)
     labels_path = root / "labels" / "combined_windows.json"
     if not (root / "data").is_dir():
         raise errors.DataUnavailable(f"{root}: no data/ folder in NAB layout")
-    windows: dict[str, list[list[str]]] = {}
-    if labels_path.is_file():
-        windows = json.loads(labels_path.read_text())
+    windows = _read_windows(labels_path) if labels_path.is_file() else {}
     files = []
     for path in sorted((root / "data").glob("*/*.csv")):
         name = f"{path.parent.name}/{path.name}"
-        with path.open(newline="") as fh:
-            rows = list(csv.reader(fh))[1:]
-        stamps = tuple(r[0] for r in rows)
-        t = _seconds(stamps)
-        values = np.array([float(r[1]) if r[1] else math.nan for r in rows])
+        stamps, t, values = _read_series(path, name)
         spans = []
-        for start, end in windows.get(name, []):
-            lo, hi = _seconds([start, end])
+        for lo, hi in windows.get(name, []):
             idx = np.flatnonzero((t >= lo) & (t <= hi))
             if idx.size:
                 spans.append((int(idx[0]), int(idx[-1])))
@@ -121,8 +181,7 @@ def missing(data_dir: Path) -> list[str]:
     labels_path = root / "labels" / "combined_windows.json"
     if not labels_path.is_file():
         return []
-    names: dict[str, object] = json.loads(labels_path.read_text())
-    return sorted(n for n in names if not (root / "data" / n).is_file())
+    return sorted(n for n in _read_windows(labels_path) if not (root / "data" / n).is_file())
 
 
 def nab_settings() -> settings_mod.Settings:

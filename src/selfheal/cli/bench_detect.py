@@ -60,7 +60,8 @@ def nab_command(
     try:
         files = nab.load(data)
     except errors.SelfhealError as exc:
-        err.print(f"[red]nab:[/red] {exc}")
+        # one unwrapped line, the message as it is (a window's "[start, end]" is no markup)
+        Console(stderr=True, soft_wrap=True, highlight=False).print(f"nab: {exc}", markup=False)
         raise typer.Exit(2) from exc
     started = time.perf_counter()
     with Progress(
