@@ -81,7 +81,8 @@ def rca_command(
         root = nezha.ensure_extracted(nezha_dir, cache or _default_cache())
         days = rca.plan(root, day)
     except (errors.SelfhealError, OSError) as exc:
-        err.print(f"[red]rca:[/red] {exc}")
+        # one unwrapped line, the message as it is
+        Console(stderr=True, soft_wrap=True, highlight=False).print(f"rca: {exc}", markup=False)
         raise typer.Exit(2) from exc
     if not days:
         err.print(f"[red]rca:[/red] no day {day!r} under {root / 'rca_data'}")

@@ -13,8 +13,11 @@ import csv
 import dataclasses
 import functools
 import json
+import lzma
 import math
+import os
 import re
+import shutil
 import tarfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -76,10 +79,34 @@ def ensure_extracted(data_dir: Path, cache_dir: Path) -> Path:
         marker = cache_dir / f".{archive.name}.extracted"
         if marker.exists():
             continue
-        with tarfile.open(archive, "r:xz") as tar:
-            tar.extractall(cache_dir, filter="data")
+        # into a folder of its own first: a truncated or corrupt archive leaves nothing
+        # half-extracted in the cache (and no marker), only the error naming it
+        partial = cache_dir / f".{archive.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            with tarfile.open(archive, "r:xz") as tar:
+                tar.extractall(partial, filter="data")
+        except (tarfile.TarError, EOFError, lzma.LZMAError) as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise errors.DataUnavailable(
+                f"{archive}: not a readable .tar.xz archive ({exc or type(exc).__name__})"
+            ) from exc
+        _merge(partial, cache_dir)
+        shutil.rmtree(partial, ignore_errors=True)
         marker.write_text("ok\n")
     return cache_dir
+
+
+def _merge(src: Path, dst: Path) -> None:
+    """Move the tree `src` into `dst`, folder by folder (two archives share `rca_data/`)."""
+    for child in src.iterdir():
+        target = dst / child.name
+        if child.is_dir() and target.is_dir():
+            _merge(child, target)
+        else:
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(child, target)
 
 
 def days(root: Path) -> tuple[str, ...]:
