@@ -21,6 +21,7 @@ from rich.table import Table
 
 from selfheal import errors
 from selfheal.bench import detect_scale, nab, nab_plot
+from selfheal.cli import render
 from selfheal.detect import settings as settings_mod
 
 
@@ -60,8 +61,7 @@ def nab_command(
     try:
         files = nab.load(data)
     except errors.SelfhealError as exc:
-        # one unwrapped line, the message as it is (a window's "[start, end]" is no markup)
-        Console(stderr=True, soft_wrap=True, highlight=False).print(f"nab: {exc}", markup=False)
+        render.say(f"nab: {exc}")
         raise typer.Exit(2) from exc
     started = time.perf_counter()
     with Progress(

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from selfheal import config, errors, reasoners
 from selfheal.bench import rca
+from selfheal.cli import render
 from selfheal.sources import nezha
 
 
@@ -81,8 +82,7 @@ def rca_command(
         root = nezha.ensure_extracted(nezha_dir, cache or _default_cache())
         days = rca.plan(root, day)
     except (errors.SelfhealError, OSError) as exc:
-        # one unwrapped line, the message as it is
-        Console(stderr=True, soft_wrap=True, highlight=False).print(f"rca: {exc}", markup=False)
+        render.say(f"rca: {exc}")
         raise typer.Exit(2) from exc
     if not days:
         err.print(f"[red]rca:[/red] no day {day!r} under {root / 'rca_data'}")

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from selfheal import errors
-from selfheal.cli import bench, demo_cmd, records, safety, serve_cmd, tokens
+from selfheal.cli import bench, demo_cmd, records, render, safety, serve_cmd, tokens
 
 app = typer.Typer(
     name="selfheal",
@@ -29,11 +28,6 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _say(line: str) -> None:
-    """One unwrapped line on stderr, whatever the terminal width (scripts grep it)."""
-    Console(stderr=True, soft_wrap=True, highlight=False).print(line, markup=False)
-
-
 def guarded(fn: F) -> F:
     """Our own errors become one line on stderr: exit 2 for bad input, 1 otherwise."""
 
@@ -42,13 +36,13 @@ def guarded(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except errors.ConfigError as exc:
-            _say(f"error: {exc}")
+            render.say(f"error: {exc}")
             raise typer.Exit(2) from None
         except errors.LedgerCorrupt as exc:
-            _say(f"ledger corrupt: {exc}")
+            render.say(f"ledger corrupt: {exc}")
             raise typer.Exit(1) from None
         except errors.SelfhealError as exc:
-            _say(f"error: {exc}")
+            render.say(f"error: {exc}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -26,6 +26,12 @@ def stage_line(console: Console, t: float, stage: str, message: str) -> None:
     console.print(f"[dim]{clock(t)}[/dim] [{style}]{stage:>9}[/{style}]  {escape(message)}")
 
 
+def say(line: str) -> None:
+    """One unwrapped line on stderr, as it is (no markup: a "[start, end]" stays), whatever
+    the terminal width: scripts grep it."""
+    Console(stderr=True, soft_wrap=True, highlight=False).print(line, markup=False)
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
     sys.stdout.flush()
