@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from selfheal import diagnose, model, plan, ports, reasoners
-from selfheal.diagnose import base, health, metrics
+from selfheal.diagnose import base, health, logs, metrics
 from selfheal.engine import revive
 
 pytestmark = pytest.mark.timeout(60)
@@ -236,3 +236,37 @@ def _blanked(raw: dict[str, Any]) -> dict[str, Any]:
         return value
     out: dict[str, Any] = walk(raw)
     return out
+
+
+# --- a log evidence names the specific fault among its listed findings ---------------------
+
+
+def _cache_logs(cache_every: int) -> list[model.LogRecord]:
+    """catalog fails every request once the incident starts; every `cache_every` s it also
+    says which cache entry it found corrupt."""
+    out = [model.LogRecord(T0 + s, "catalog", "INFO", "stats: served 80 requests")
+           for s in range(91)]
+    for step in range(int(ONSET - T0), 91):
+        out.append(model.LogRecord(T0 + step + 0.1, "catalog", "ERROR",
+                                   f"GET /items/{step} failed: HTTP 500 Internal Server Error"))
+        if step % cache_every == 0:
+            out.append(model.LogRecord(T0 + step + 0.2, "catalog", "ERROR",
+                                       f"cache entry item-{step} is corrupt: checksum mismatch"))
+    return out
+
+
+@pytest.mark.parametrize(("cache_every", "fault", "family"), [
+    # a cache line beside the errors, at least half as strong: the cache is what fails
+    (3, model.FaultKind.CACHE, model.ActionKind.CACHE_FLUSH),
+    # two cache lines in half a minute of errors on every request: too weak to name it
+    (15, model.FaultKind.ERRORS, None),
+])
+def test_a_cache_line_ranked_below_the_errors_still_names_the_cache(
+        cache_every: int, fault: model.FaultKind, family: model.ActionKind | None) -> None:
+    found = logs.LogsInvestigator().investigate(
+        _window(logs=_cache_logs(cache_every)), (), SETTINGS)
+    (item,) = [e for e in found if e.service == "catalog"]
+    assert "Internal Server Error" in item.observation and "corrupt" in item.observation
+    assert item.fault is fault
+    h = model.Hypothesis("catalog", model.FaultKind.ERRORS, None, 0.9, (item,))
+    assert plan.family(h) is family

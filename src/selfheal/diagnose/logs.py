@@ -97,6 +97,30 @@ def fault_of(text: str) -> model.FaultKind:
     return model.FaultKind.UNKNOWN
 
 
+SPECIFIC = frozenset({model.FaultKind.CACHE, model.FaultKind.CERTIFICATE,
+                      model.FaultKind.CREDENTIAL, model.FaultKind.CONFIG,
+                      model.FaultKind.OVERLOAD})
+"""Faults a log line names precisely enough to choose a remedy (`plan`), where an error or a
+timeout line says only that something fails."""
+SYMPTOMS = frozenset({model.FaultKind.ERRORS, model.FaultKind.LATENCY, model.FaultKind.UNKNOWN})
+
+
+def named_fault(listed: Sequence[Finding]) -> model.FaultKind:
+    """The fault one evidence of a service's listed findings (strongest first) names.
+
+    The strongest finding's, unless it is a bare symptom (errors, a timeout) and another listed
+    finding at least half as strong names a specific fault: "HTTP 500" on every request with
+    "cache entry corrupt" beside it is the cache, whichever template was written more.
+    """
+    top = listed[0]
+    if top.fault not in SYMPTOMS:
+        return top.fault
+    for f in listed[1:]:
+        if f.fault in SPECIFIC and f.strength >= 0.5 * top.strength:
+            return f.fault
+    return top.fault
+
+
 def _name_pattern(service: str) -> re.Pattern[str]:
     """A service's name as a whole word (`ts-food-service`, not inside `ts-food-service-x`)."""
     return re.compile(rf"(?<![\w-]){re.escape(service)}(?![\w-])")
@@ -274,6 +298,7 @@ class LogsInvestigator:
                 quiet.append(service)
                 continue
             top = findings[0]
+            fault = named_fault(findings[:3])
             listed = "; ".join(f"{f.what}: {f.template!r}" for f in findings[:3])
             more = f" (+{len(findings) - 3} more)" if len(findings) > 3 else ""
             evidence = model.Evidence(
@@ -285,7 +310,7 @@ class LogsInvestigator:
                     f"{service}: {n_base} baseline / {n_now} incident lines; {listed}{more}"
                 ),
                 service=service,
-                fault=top.fault,
+                fault=fault,
                 strength=top.strength,
             )
             # a template that names other services says so (topology weighs it)
