@@ -150,7 +150,8 @@ def nab_command(
     neighbours = None
     if robustness:
         neighbours = nab.perturbed(files)
-        rob = Table(title=f"over the configuration and its {len(nab.PERTURBATIONS)} neighbours")
+        count = len(nab.PERTURBATIONS) + len(nab.NOVELTY_PERTURBATIONS)
+        rob = Table(title=f"over the configuration and its {count} neighbours")
         rob.add_column("")
         for p in nab.PROFILES:
             rob.add_column(p.name, justify="right")
