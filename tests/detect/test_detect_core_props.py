@@ -24,7 +24,7 @@ values = st.one_of(
 )
 SEASONAL = dataclasses.replace(
     Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3, weekly=True,
-    season_shrink=10.0, record_decay=0.999,
+    season_shrink=10.0, record_decay=0.999, weekly_profile=True,
 )
 # the NAB configuration (transient score, long-memory floor, record scaling), with a short
 # warm-up and period so that the short generated series reach every path

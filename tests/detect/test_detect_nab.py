@@ -168,9 +168,11 @@ def test_nab_run_on_development_half(tmp_path: Path) -> None:
 
 
 # knobs `nab_settings()` sets that are not tuning: the corpus's sampling and the product's
-# per-metric maps (NAB series have no known metric), and usual_tolerance 0 (no relative step)
+# per-metric maps (NAB series have no known metric), usual_tolerance 0 (no relative step) and
+# weekly_profile (a switch: how much the weekly profile counts is season_shrink's, moved)
 _NOT_PERTURBED = {
     "directions", "limits", "min_scale", "season_period_s", "warmup_ticks", "usual_tolerance",
+    "weekly_profile",
 }  # fmt: skip
 
 

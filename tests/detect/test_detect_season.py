@@ -46,3 +46,51 @@ def test_daily_pattern_keeps_its_seasonal_offset() -> None:
     shrunk = _offsets(10.0, x)[tail]
     assert np.allclose(shrunk, plain, atol=0.05 * 30.0)
     assert np.corrcoef(shrunk, pattern[tail])[0, 1] > 0.95
+
+
+def _scores(weekly: bool, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The score and the seasonal offset (expected minus the level) at each row."""
+    cfg = Settings(
+        directions={}, min_scale={}, rel_floor=0.0, long_floor=1.0,
+        season_period_s=86400.0, season_shrink=10.0, weekly_profile=weekly,
+    )  # fmt: skip
+    bank = core.Bank(cfg)
+    bank.add_many(1)
+    score = np.empty(len(x))
+    offset = np.empty(len(x))
+    for i, v in enumerate(x):
+        level = bank.state()["mu"][0]
+        step = bank.step(i * STEP, np.array([v]))
+        score[i] = step.score[0]
+        offset[i] = step.expected[0] - level
+    return score, offset
+
+
+def test_weekly_pattern_is_expected_with_the_weekly_profile() -> None:
+    # busy at noon on weekdays, at midnight at weekends: the daily profile learns the weekdays
+    # and the weekend is news to it every week; the weekly profile learns both
+    rng = np.random.default_rng(5)
+    day, week = 288, 288 * 7
+    n = week * 5
+    i = np.arange(n)
+    weekend = i % week >= 5 * day
+    phase = 2 * np.pi * i / day + np.where(weekend, np.pi, 0.0)
+    x = 100.0 + 30.0 * np.sin(phase) + rng.normal(0.0, 1.0, n)
+    last = weekend & (i >= 4 * week)
+    daily_only, _ = _scores(False, x)
+    with_week, _ = _scores(True, x)
+    # the mean score over the fifth weekend (its first rows, where the phase flips, stay news)
+    assert daily_only[last].mean() > 0.4  # still news to the daily profile, every weekend
+    assert with_week[last].mean() < 0.5 * daily_only[last].mean()
+
+
+def test_no_weekly_pattern_no_weekly_offset() -> None:
+    # a daily pattern and noise: the weekly bins learn the noise, and earn no weight
+    rng = np.random.default_rng(6)
+    n = 288 * 7 * 3
+    i = np.arange(n)
+    x = 100.0 + 30.0 * np.sin(2 * np.pi * i / 288) + rng.normal(0.0, 1.0, n)
+    tail = slice(288 * 7 * 2, None)
+    _, daily_only = _scores(False, x)
+    _, with_week = _scores(True, x)
+    assert np.max(np.abs(with_week[tail] - daily_only[tail])) < 0.5

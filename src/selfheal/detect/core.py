@@ -1,9 +1,10 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (31 floats per series, plus optional
-seasonal profiles: 250 bytes per series by default, 538 with daily seasonality, 874 with the
-weekly memory too) and `Bank.step` scores the new value of each series against its past only,
-then folds it into the state. Three detectors share that state:
+`Bank` holds the bounded state of N series in flat arrays (32 floats per series, plus optional
+seasonal profiles: 258 bytes per series by default, 546 with daily seasonality, 882 with the
+weekly strength memory too, 1218 with daily and weekly profiles of the level) and
+`Bank.step` scores the new value of each series against its past only, then folds it into the
+state. Three detectors share that state:
 
 - ``spike``: a robust z-score against a Huber-clipped level and mean absolute deviation (plus a
   seasonal profile by phase of a period, when one is configured);
@@ -22,7 +23,8 @@ usual at this phase of the day or week when seasonality is on; optionally scaled
 strength is below the largest one in recent memory, `Settings.record_decay`), and ``onset``
 keeps a surprise only where it beats every recent one, so an episode scores once, on its first
 row. With `Settings.season_shrink`, the seasonal profile enters the baseline only as far as it
-has predicted the series better than the level alone.
+has predicted the series better than the level alone; with `Settings.weekly_profile`, a profile
+by phase of the week adds what the daily one leaves, as far as it predicts better still.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ _FIELDS = (
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
-    "e0", "e1", "lpk",
+    "e0", "e1", "lpk", "e2",
 )  # fmt: skip
 
 
@@ -103,6 +105,8 @@ class Bank:
         self._season_s = np.zeros((self._cap, bins), dtype=np.float32)
         wbins = 7 * bins if settings.weekly else 0
         self._week_s = np.zeros((self._cap, wbins), dtype=np.float16)
+        pbins = 7 * bins if settings.weekly_profile else 0
+        self._week_p = np.zeros((self._cap, pbins), dtype=np.float32)
 
     # ------------------------------------------------------------------ series management
     def add(
@@ -147,6 +151,7 @@ class Bank:
         self._season_n = np.pad(self._season_n, pad)
         self._season_s = np.pad(self._season_s, pad)
         self._week_s = np.pad(self._week_s, pad)
+        self._week_p = np.pad(self._week_p, pad)
         self._cap = cap
 
     def nbytes_per_series(self) -> float:
@@ -154,7 +159,7 @@ class Bank:
         total = sum(a.nbytes for a in self._a.values())
         total += self.direction.nbytes + self.firing.nbytes
         total += self._season.nbytes + self._season_n.nbytes + self._season_s.nbytes
-        total += self._week_s.nbytes
+        total += self._week_s.nbytes + self._week_p.nbytes
         return total / self._cap
 
     def state(self) -> dict[str, F64]:
@@ -216,6 +221,19 @@ class Bank:
             # (a series with no daily pattern learns its bins from noise)
             gain = 1.0 - a["e1"] / np.maximum(a["e0"], _TINY)
             so = so * np.clip(s.season_shrink * gain, 0.0, 1.0)
+        weekly = self._week_p.shape[1] > 0
+        if weekly:
+            # the week's residual from the daily profile (Saturday nights, Monday mornings),
+            # weighed like the daily profile but by its gain over the daily profile, in units
+            # of the flat level's error: a week of noise earns no weight
+            week = 7.0 * s.season_period_s
+            pbin = np.minimum(
+                (np.mod(tt, week) / week * 7 * s.season_bins).astype(np.int64),
+                7 * s.season_bins - 1,
+            )
+            wo_full = self._week_p[rows, pbin].astype(np.float64)
+            wgain = (a["e1"] - a["e2"]) / np.maximum(a["e0"], _TINY)
+            so = so + wo_full * np.clip(s.season_shrink * wgain, 0.0, 1.0)
         expected = a["mu"] + so
 
         # --- robust z-score
@@ -394,12 +412,16 @@ class Bank:
         dev = np.where(valid, a["dev"] + a_dev * (np.minimum(np.abs(r), lim) - a["dev"]), a["dev"])
         a_long = np.maximum(1.0 / np.maximum(nn, 1.0), s.alpha_long)
         dlong = np.where(valid, a["dlong"] + a_long * (np.abs(r) - a["dlong"]), a["dlong"])
-        if shrink:
+        if shrink or weekly:
             # errors of the level alone and of the level plus the full profile
             e0 = np.minimum(np.abs(xv - a["mu"]), lim)
             e1 = np.minimum(np.abs(xv - a["mu"] - full_so), lim)
             a["e0"][:] = np.where(valid, a["e0"] + s.alpha_shrink * (e0 - a["e0"]), a["e0"])
             a["e1"][:] = np.where(valid, a["e1"] + s.alpha_shrink * (e1 - a["e1"]), a["e1"])
+            if weekly:
+                # and of the level plus both profiles
+                e2 = np.minimum(np.abs(xv - a["mu"] - full_so - wo_full), lim)
+                a["e2"][:] = np.where(valid, a["e2"] + s.alpha_shrink * (e2 - a["e2"]), a["e2"])
         if seasonal:
             col = self._season[rows, sbin].astype(np.float64)
             cnt = self._season_n[rows, sbin]
@@ -408,6 +430,12 @@ class Bank:
             a_s = np.maximum(1.0 / (cnt + 1.0), a_visit)
             self._season[rows, sbin] = np.where(valid, col + a_s * resid_s, col)
             self._season_n[rows, sbin] = cnt + valid
+            if weekly:
+                # what the daily profile (as just updated) leaves at this phase of the week
+                wcol = self._week_p[rows, pbin].astype(np.float64)
+                day = np.where(valid, col + a_s * resid_s, col)
+                resid_w = np.clip(xv - mu - day - wcol, -lim, lim)
+                self._week_p[rows, pbin] = np.where(valid, wcol + a_visit * resid_w, wcol)
 
         # --- re-baseline after a sustained benign move (a fall of a +1 metric, say)
         far = benign & (np.abs(z) > s.huber_c) & valid
@@ -432,6 +460,7 @@ class Bank:
                 self._season_n[:n_][reset] = 0.0
                 self._season_s[:n_][reset] = 0.0
                 self._week_s[:n_][reset] = 0.0
+                self._week_p[:n_][reset] = 0.0
 
         a["n"][:] = nn
         a["mu"][:] = mu

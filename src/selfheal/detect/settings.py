@@ -124,6 +124,11 @@ class Settings:
     """Log-strength above the usual of the phase that still counts as usual (0.3: 35%)."""
     weekly: bool = False
     """Also remember the usual strength by phase of the week (7 periods)."""
+    weekly_profile: bool = False
+    """Also learn a profile of the level by phase of the week (7 periods): what the daily
+    profile leaves at each hour of the week (Saturday nights, Monday mornings). It enters the
+    baseline as far as it has predicted better than the daily profile alone, in units of the
+    flat level's error, weighed by `season_shrink` (so it needs `season_shrink` > 0)."""
     alpha_season: float = 0.5
     """Per period: how much of a phase bin's profile one period (a day) renews."""
     season_shrink: float = 0.0
