@@ -94,3 +94,39 @@ def test_no_weekly_pattern_no_weekly_offset() -> None:
     _, daily_only = _scores(False, x)
     _, with_week = _scores(True, x)
     assert np.max(np.abs(with_week[tail] - daily_only[tail])) < 0.5
+
+
+def test_the_weekly_profile_is_the_same_at_any_magnitude() -> None:
+    # the weekly bins are kept in half precision in units of the series' own noise scale:
+    # network bytes at 1e10 or a ratio at 1e-6 learn the same profile, without overflow
+    rng = np.random.default_rng(7)
+    day, week = 288, 288 * 7
+    i = np.arange(week * 3)
+    weekend = i % week >= 5 * day
+    x = 100.0 + 30.0 * np.sin(2 * np.pi * i / day + np.where(weekend, np.pi, 0.0))
+    x = x + rng.normal(0.0, 1.0, len(i))
+    _, unit = _scores(True, x)
+    for factor in (1e8, 1e-8):
+        score, offset = _scores(True, x * factor)
+        assert np.isfinite(offset).all() and np.isfinite(score).all()
+        assert np.allclose(offset / factor, unit, rtol=1e-3, atol=1e-3 * 30.0)
+
+
+def test_the_weekly_profile_keeps_what_it_learnt_when_the_noise_falls() -> None:
+    # the same weekly pattern, its noise 100x quieter after two weeks: the profile is
+    # re-expressed in the new, smaller unit and keeps what it learnt: on week three's weekend
+    # mornings it pulls the baseline down from the weekday peak the daily profile expects, as
+    # far as it does when the noise stays as it was
+    day, week = 288, 288 * 7
+    i = np.arange(week * 3)
+    weekend = i % week >= 5 * day
+    pattern = 100.0 + 30.0 * np.sin(2 * np.pi * i / day + np.where(weekend, np.pi, 0.0))
+    third = (i >= 2 * week) & weekend & (i % day == day // 4)  # weekend mornings of week 3
+    offsets = []
+    for late in (3.0, 0.03):
+        noise = np.where(i < 2 * week, 3.0, late) * np.random.default_rng(8).normal(0, 1, len(i))
+        _, daily_only = _scores(False, pattern + noise)
+        _, with_week = _scores(True, pattern + noise)
+        assert np.all(with_week[third] < daily_only[third] - 10.0)
+        offsets.append(with_week[third])
+    assert np.allclose(offsets[1], offsets[0], atol=3.0)

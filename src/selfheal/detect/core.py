@@ -1,10 +1,10 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (32 floats per series, plus optional
-seasonal profiles: 258 bytes per series by default, 546 with daily seasonality, 882 with the
-weekly strength memory too, 1218 with daily and weekly profiles of the level) and
-`Bank.step` scores the new value of each series against its past only, then folds it into the
-state. Three detectors share that state:
+`Bank` holds the bounded state of N series in flat arrays (33 floats per series, plus optional
+seasonal profiles: 266 bytes per series by default, 506 with daily seasonality, 842 with the
+weekly strength memory or the weekly profile of the level, whose 168 bins are kept in half
+precision in units of the series' noise scale) and `Bank.step` scores the new value of each
+series against its past only, then folds it into the state. Three detectors share that state:
 
 - ``spike``: a robust z-score against a Huber-clipped level and mean absolute deviation (plus a
   seasonal profile by phase of a period, when one is configured);
@@ -47,6 +47,8 @@ DETECTORS = ("spike", "level_shift", "trend")
 
 _TINY = 1e-12
 _DEV_TO_SIGMA = 1.2533  # mean absolute deviation -> standard deviation for Gaussian noise
+_F16_MAX = 65000.0  # inside half precision's largest finite value (65504)
+_U16_MAX = 65535.0
 
 # Names of the float64 state arrays, one value per series each.
 _FIELDS = (
@@ -54,7 +56,7 @@ _FIELDS = (
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
-    "e0", "e1", "lpk", "e2",
+    "e0", "e1", "lpk", "e2", "wunit",
 )  # fmt: skip
 
 
@@ -101,12 +103,15 @@ class Bank:
         self.firing: B = np.zeros(self._cap, dtype=np.bool_)
         bins = settings.season_bins if settings.season_period_s > 0 else 0
         self._season = np.zeros((self._cap, bins), dtype=np.float32)
-        self._season_n = np.zeros((self._cap, bins), dtype=np.float32)
+        # visits per phase bin: only the first ~1/a_visit matter (the learning rate falls as
+        # 1/count to its floor), so a saturating 16-bit count is exact where it counts
+        self._season_n = np.zeros((self._cap, bins), dtype=np.uint16)
         self._season_s = np.zeros((self._cap, bins), dtype=np.float32)
         wbins = 7 * bins if settings.weekly else 0
         self._week_s = np.zeros((self._cap, wbins), dtype=np.float16)
         pbins = 7 * bins if settings.weekly_profile else 0
-        self._week_p = np.zeros((self._cap, pbins), dtype=np.float32)
+        # half precision in units of the series' own noise scale (`wunit`): 168 bins a series
+        self._week_p = np.zeros((self._cap, pbins), dtype=np.float16)
 
     # ------------------------------------------------------------------ series management
     def add(
@@ -153,6 +158,24 @@ class Bank:
         self._week_s = np.pad(self._week_s, pad)
         self._week_p = np.pad(self._week_p, pad)
         self._cap = cap
+
+    def _store_week(
+        self, rows: npt.NDArray[np.int64], pbin: npt.NDArray[np.int64], value: F64, scale: F64
+    ) -> None:
+        """Write one weekly-profile bin per series, in half precision in units of the series'
+        noise scale. A series whose scale has moved 4x from its unit (or has none yet) has its
+        whole profile re-expressed in the new scale first, so the stored numbers stay a few
+        units to a few hundred, where half precision keeps three significant digits."""
+        unit = self._a["wunit"][: self.size]
+        move = (unit <= 0.0) | (scale > 4.0 * unit) | (scale < 0.25 * unit)
+        if move.any():
+            idx = np.flatnonzero(move)
+            ratio = np.where(unit[idx] > 0.0, unit[idx] / np.maximum(scale[idx], _TINY), 0.0)
+            kept = self._week_p[idx].astype(np.float64) * ratio[:, None]
+            self._week_p[idx] = np.clip(kept, -_F16_MAX, _F16_MAX).astype(np.float16)
+            unit[idx] = scale[idx]
+        stored = value / np.maximum(unit, _TINY)
+        self._week_p[rows, pbin] = np.clip(stored, -_F16_MAX, _F16_MAX).astype(np.float16)
 
     def nbytes_per_series(self) -> float:
         """Bytes of state held per series (all arrays, at current capacity)."""
@@ -231,7 +254,7 @@ class Bank:
                 (np.mod(tt, week) / week * 7 * s.season_bins).astype(np.int64),
                 7 * s.season_bins - 1,
             )
-            wo_full = self._week_p[rows, pbin].astype(np.float64)
+            wo_full = self._week_p[rows, pbin].astype(np.float64) * a["wunit"]
             wgain = (a["e1"] - a["e2"]) / np.maximum(a["e0"], _TINY)
             so = so + wo_full * np.clip(s.season_shrink * wgain, 0.0, 1.0)
         expected = a["mu"] + so
@@ -424,18 +447,18 @@ class Bank:
                 a["e2"][:] = np.where(valid, a["e2"] + s.alpha_shrink * (e2 - a["e2"]), a["e2"])
         if seasonal:
             col = self._season[rows, sbin].astype(np.float64)
-            cnt = self._season_n[rows, sbin]
+            cnt = self._season_n[rows, sbin].astype(np.float64)
             resid_s = np.clip(xv - mu - col, -lim, lim)
             a_visit = 1.0 - (1.0 - s.alpha_season) ** (1.0 / visits)
             a_s = np.maximum(1.0 / (cnt + 1.0), a_visit)
             self._season[rows, sbin] = np.where(valid, col + a_s * resid_s, col)
-            self._season_n[rows, sbin] = cnt + valid
+            self._season_n[rows, sbin] = np.minimum(cnt + valid, _U16_MAX).astype(np.uint16)
             if weekly:
                 # what the daily profile (as just updated) leaves at this phase of the week
-                wcol = self._week_p[rows, pbin].astype(np.float64)
                 day = np.where(valid, col + a_s * resid_s, col)
-                resid_w = np.clip(xv - mu - day - wcol, -lim, lim)
-                self._week_p[rows, pbin] = np.where(valid, wcol + a_visit * resid_w, wcol)
+                resid_w = np.clip(xv - mu - day - wo_full, -lim, lim)
+                learnt = np.where(valid, wo_full + a_visit * resid_w, wo_full)
+                self._store_week(rows, pbin, learnt, np.where(valid, scale, a["wunit"]))
 
         # --- re-baseline after a sustained benign move (a fall of a +1 metric, say)
         far = benign & (np.abs(z) > s.huber_c) & valid
