@@ -21,7 +21,7 @@ from drain3.masking import MaskingInstruction
 from drain3.template_miner_config import TemplateMinerConfig
 
 from selfheal import model
-from selfheal.diagnose import base
+from selfheal.diagnose import base, reconcile
 from selfheal.diagnose import window as window_mod
 
 NAME = "logs"
@@ -97,26 +97,23 @@ def fault_of(text: str) -> model.FaultKind:
     return model.FaultKind.UNKNOWN
 
 
-SPECIFIC = frozenset({model.FaultKind.CACHE, model.FaultKind.CERTIFICATE,
-                      model.FaultKind.CREDENTIAL, model.FaultKind.CONFIG,
-                      model.FaultKind.OVERLOAD})
-"""Faults a log line names precisely enough to choose a remedy (`plan`), where an error or a
-timeout line says only that something fails."""
-SYMPTOMS = frozenset({model.FaultKind.ERRORS, model.FaultKind.LATENCY, model.FaultKind.UNKNOWN})
+_SYMPTOMS = reconcile.GENERIC | {model.FaultKind.ERRORS}
+"""What every failing service logs (errors, timeouts): says that something fails, not what."""
 
 
 def named_fault(listed: Sequence[Finding]) -> model.FaultKind:
     """The fault one evidence of a service's listed findings (strongest first) names.
 
     The strongest finding's, unless it is a bare symptom (errors, a timeout) and another listed
-    finding at least half as strong names a specific fault: "HTTP 500" on every request with
-    "cache entry corrupt" beside it is the cache, whichever template was written more.
+    error line, written at least half as often, names a fault of its own: "HTTP 500" on every
+    request with "cache entry corrupt" on every other one is the cache. A warning now and then
+    beside the flood ("config value deprecated", "retrying with a fresh token") is not.
     """
     top = listed[0]
-    if top.fault not in SYMPTOMS:
+    if top.fault not in _SYMPTOMS:
         return top.fault
     for f in listed[1:]:
-        if f.fault in SPECIFIC and f.strength >= 0.5 * top.strength:
+        if f.fault not in _SYMPTOMS and f.error and 2 * f.incident >= top.incident:
             return f.fault
     return top.fault
 
