@@ -274,7 +274,7 @@ def test_a_line_ranked_below_the_errors_names_the_fault_only_when_it_is_as_commo
         _window(logs=_symptom_and(line, level, every)), (), SETTINGS)
     (item,) = [e for e in found if e.service == "catalog"]
     assert "Internal Server Error" in item.observation
-    assert line.split("{}")[-1][:12] in item.observation  # listed beside it
+    assert line.rsplit("{}", maxsplit=1)[-1][:12] in item.observation  # listed beside it
     assert item.fault is fault
     h = model.Hypothesis("catalog", model.FaultKind.ERRORS, None, 0.9, (item,))
     assert plan.family(h) is family

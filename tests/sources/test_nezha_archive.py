@@ -1,9 +1,10 @@
 """The Nezha archives are extracted whole or not at all.
 
 `bench rca` extracts each `nezha-*.tar.xz` once into a cache. Real xz archives are built here
-with `tarfile`; a truncated one (a download cut short, a full disk) is refused with the
-archive's name, leaves nothing in the cache and no marker, and through the CLI is one line on
-stderr with exit 2 (it was click's bare "Aborted."). Two good archives share `rca_data/`.
+with `tarfile`; a truncated one (a download cut short) is refused with the archive's name,
+leaves nothing in the cache and no marker, and through the CLI is one line on stderr with exit
+2 (it was click's bare "Aborted."); so does an extraction the file system refuses. Two good
+archives share `rca_data/`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def test_a_truncated_archive_leaves_nothing_half_extracted(tmp_path: Path) -> No
     whole = data / "nezha-2022-08-22.tar.xz"
     _archive(whole, "2022-08-22")
     whole.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    said = re.escape("nezha-2022-08-22.tar.xz: not a readable")
+    said = re.escape("nezha-2022-08-22.tar.xz: cannot extract it")
     with pytest.raises(errors.DataUnavailable, match=said):
         nezha.ensure_extracted(data, cache)
     assert list(cache.iterdir()) == []
@@ -62,5 +63,20 @@ def test_a_truncated_archive_leaves_nothing_half_extracted(tmp_path: Path) -> No
                                         "--cache", str(cache)])
     assert res.exit_code == 2, res.output
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rca: ") and "not a readable" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("rca: ") and "cannot extract it" in lines[0]
+    assert list(cache.iterdir()) == []
+
+
+def test_an_extraction_the_disk_refuses_leaves_nothing_behind(tmp_path: Path) -> None:
+    # a member whose path is taken by a file in the private folder cannot be written: the
+    # same OSError a full disk raises, from the real file system
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    data.mkdir()
+    with tarfile.open(data / "nezha-2022-08-22.tar.xz", "w:xz") as tar:
+        for name, text in [("rca_data", "a file, not a folder"), ("rca_data/day/x.csv", "x")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+    with pytest.raises(errors.DataUnavailable, match="cannot extract it"):
+        nezha.ensure_extracted(data, cache)
     assert list(cache.iterdir()) == []

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -79,18 +80,17 @@ def ensure_extracted(data_dir: Path, cache_dir: Path) -> Path:
         marker = cache_dir / f".{archive.name}.extracted"
         if marker.exists():
             continue
-        # into a folder of its own first: a truncated or corrupt archive leaves nothing
-        # half-extracted in the cache (and no marker), only the error naming it
-        partial = cache_dir / f".{archive.name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
+        # into a private folder first (two runs sharing the cache never mix their files): a
+        # truncated or corrupt archive, or a disk that fills up, leaves nothing half-extracted
+        # in the cache and no marker, only the error naming it
+        partial = Path(tempfile.mkdtemp(prefix=f".{archive.name}.", dir=cache_dir))
         try:
             with tarfile.open(archive, "r:xz") as tar:
                 tar.extractall(partial, filter="data")
-        except (tarfile.TarError, EOFError, lzma.LZMAError) as exc:
+        except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as exc:
             shutil.rmtree(partial, ignore_errors=True)
-            raise errors.DataUnavailable(
-                f"{archive}: not a readable .tar.xz archive ({exc or type(exc).__name__})"
-            ) from exc
+            why = str(exc) or type(exc).__name__
+            raise errors.DataUnavailable(f"{archive}: cannot extract it ({why})") from exc
         _merge(partial, cache_dir)
         shutil.rmtree(partial, ignore_errors=True)
         marker.write_text("ok\n")
