@@ -1,6 +1,7 @@
 """The NAB benchmark: run the detection core online over a NAB-layout folder and score it.
 
-`selfheal bench nab` (cli/bench_detect.py) calls `load`, `run`, `score` and `write_results`.
+`selfheal bench nab` (cli/bench_detect.py) calls `load`, `run`, `score` and `write_results`;
+reading and checking the corpus is `bench.nab_data`'s.
 Scoring follows the rules in NAB's README (probation, scaled sigmoid, one corpus-wide threshold
 swept over every distinct score, three profiles), implemented here from those rules. Only the
 data files are read at run time; the windows are used for scoring, never by the detector.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,13 +19,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from selfheal import errors
+from selfheal.bench import nab_data
 from selfheal.detect import core, novelty
 from selfheal.detect import settings as settings_mod
 
 F64 = npt.NDArray[np.float64]
 
 DETECTOR_NAME = "selfheal"
+
+NabFile = nab_data.NabFile
+load = nab_data.load
+missing = nab_data.missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,22 +59,6 @@ PUBLISHED: tuple[tuple[str, float, float, float], ...] = (
 
 
 @dataclasses.dataclass(frozen=True)
-class NabFile:
-    name: str
-    """`<category>/<file>.csv`."""
-    stamps: tuple[str, ...]
-    t: F64
-    """Seconds since the epoch, one per row."""
-    values: F64
-    windows: tuple[tuple[int, int], ...]
-    """Row ranges [start, end], inclusive."""
-
-    @property
-    def probation(self) -> int:
-        return min(math.floor(0.15 * len(self.values)), 750)
-
-
-@dataclasses.dataclass(frozen=True)
 class ProfileScore:
     profile: str
     threshold: float
@@ -79,109 +67,6 @@ class ProfileScore:
     tp: int
     fp: int
     fn: int
-
-
-def _seconds(stamps: Sequence[str]) -> F64:
-    arr = np.array([s.strip().replace(" ", "T") for s in stamps], dtype="datetime64[us]")
-    return arr.astype(np.int64).astype(np.float64) / 1e6
-
-
-def _stamp(text: str, where: str) -> float:
-    """One NAB timestamp (`YYYY-MM-DD HH:MM:SS`) in seconds; a bad one names where it was."""
-    try:
-        return float(_seconds([text])[0])
-    except ValueError as exc:
-        raise errors.DataUnavailable(f"{where}: {text!r} is not a timestamp") from exc
-
-
-def _read_series(path: Path, name: str) -> tuple[tuple[str, ...], F64, F64]:
-    """The stamps, seconds and values of one data file, every row checked: a corrupt file
-    is refused whole, naming its line, rather than scored in part."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise errors.DataUnavailable(f"{name}: cannot read it: {exc}") from exc
-    if not rows or [c.strip() for c in rows[0][:2]] != ["timestamp", "value"]:
-        raise errors.DataUnavailable(f"{name}: the header must be 'timestamp,value'")
-    values = []
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) < 2:
-            raise errors.DataUnavailable(f"{name}, line {line}: expected timestamp,value")
-        try:
-            values.append(float(row[1]) if row[1].strip() else math.nan)
-        except ValueError as exc:
-            raise errors.DataUnavailable(
-                f"{name}, line {line}: {row[1]!r} is not a number") from exc
-    stamps = tuple(row[0] for row in rows[1:])
-    try:
-        t = _seconds(stamps)  # all at once; row by row only to name a bad one
-    except ValueError:
-        for line, text in enumerate(stamps, start=2):
-            _stamp(text, f"{name}, line {line}")
-        raise
-    if (np.diff(t) < 0).any():
-        line = int(np.flatnonzero(np.diff(t) < 0)[0]) + 3
-        raise errors.DataUnavailable(f"{name}, line {line}: timestamps go backwards")
-    return stamps, t, np.array(values, dtype=np.float64)
-
-
-def _read_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """`labels/combined_windows.json`: file name -> [[start, end], ...] (timestamps)."""
-    where = f"{path.parent.name}/{path.name}"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise errors.DataUnavailable(f"{where}: not readable JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise errors.DataUnavailable(f"{where}: expected an object of file -> windows")
-    out: dict[str, list[tuple[float, float]]] = {}
-    for name, spans in raw.items():
-        if not isinstance(spans, list) or not all(
-            isinstance(w, list) and len(w) == 2 and all(isinstance(x, str) for x in w)
-            for w in spans
-        ):
-            raise errors.DataUnavailable(f"{where}: {name}: expected [[start, end], ...]")
-        out[str(name)] = [
-            (_stamp(a, f"{where}: {name}"), _stamp(b, f"{where}: {name}")) for a, b in spans
-        ]
-    return out
-
-
-def load(data_dir: Path) -> list[NabFile]:
-    """Every `data/<category>/<file>.csv` with its windows from `labels/combined_windows.json`.
-
-    Raises `errors.DataUnavailable` naming the file and line for anything malformed (a bad
-    header, timestamp or value, timestamps that go backwards, windows that are not pairs of
-    timestamps): nothing is scored from a corpus that is partly unreadable.
-    """
-    root = Path(data_dir)
-    labels_path = root / "labels" / "combined_windows.json"
-    if not (root / "data").is_dir():
-        raise errors.DataUnavailable(f"{root}: no data/ folder in NAB layout")
-    windows = _read_windows(labels_path) if labels_path.is_file() else {}
-    files = []
-    for path in sorted((root / "data").glob("*/*.csv")):
-        name = f"{path.parent.name}/{path.name}"
-        stamps, t, values = _read_series(path, name)
-        spans = []
-        for lo, hi in windows.get(name, []):
-            idx = np.flatnonzero((t >= lo) & (t <= hi))
-            if idx.size:
-                spans.append((int(idx[0]), int(idx[-1])))
-        files.append(NabFile(name, stamps, t, values, tuple(spans)))
-    if not files:
-        raise errors.DataUnavailable(f"{root}: no CSV files under data/")
-    return files
-
-
-def missing(data_dir: Path) -> list[str]:
-    """Labelled files whose data is absent (their windows cannot be scored here)."""
-    root = Path(data_dir)
-    labels_path = root / "labels" / "combined_windows.json"
-    if not labels_path.is_file():
-        return []
-    return sorted(n for n in _read_windows(labels_path) if not (root / "data" / n).is_file())
 
 
 def nab_settings() -> settings_mod.Settings:
