@@ -403,21 +403,21 @@ class SqlStore:
         through the kind index, not by walking the chain."""
         if not kinds:
             return []
-        stmt = (sa.select(ledger_table).where(ledger_table.c.kind.in_(sorted(set(kinds))))
-                .order_by(ledger_table.c.seq))
+        return self._ledger_where(ledger_table.c.kind.in_(sorted(set(kinds))))
+
+    def _ledger_where(self, condition: sa.ColumnElement[bool]) -> list[ledger.RawEntry]:
+        """The entries exactly as stored that meet `condition`, in seq order (through an
+        index on the condition's column)."""
+        stmt = sa.select(ledger_table).where(condition).order_by(ledger_table.c.seq)
         with self.engine.connect() as conn:
             return [_raw_entry(r) for r in conn.execute(stmt)]
 
     def ledger(self, incident_id: str | None = None) -> list[model.LedgerEntry]:
         """Every entry, or one incident's (through the incident index), in seq order, with
         payloads parsed (an unreadable one kept as text: `ledger verify` reports it)."""
-        if incident_id is None:
-            rows: Iterable[ledger.RawEntry] = self.ledger_rows()
-        else:
-            stmt = (sa.select(ledger_table).where(ledger_table.c.incident_id == incident_id)
-                    .order_by(ledger_table.c.seq))
-            with self.engine.connect() as conn:
-                rows = [_raw_entry(r) for r in conn.execute(stmt)]
+        rows: Iterable[ledger.RawEntry] = (
+            self.ledger_rows() if incident_id is None
+            else self._ledger_where(ledger_table.c.incident_id == incident_id))
         out = []
         for r in rows:
             try:
@@ -439,7 +439,8 @@ def _raw_entry(r: Any) -> ledger.RawEntry:
 def _add_missing_indexes(engine: sa.Engine) -> None:
     """The schema migration path: `create_all` creates a missing table with its indexes but
     leaves a table that exists untouched, so an index added to an existing table (the
-    ledger's kind index) is created here on a database an older selfheal made. Idempotent,
+    ledger's kind and incident indexes) is created here on a database an older selfheal made.
+    Idempotent,
     and safe when two processes open the same database at once (IF NOT EXISTS)."""
     inspector = sa.inspect(engine)
     missing = [index for table in metadata.sorted_tables for index in table.indexes
