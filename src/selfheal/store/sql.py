@@ -440,8 +440,7 @@ def _add_missing_indexes(engine: sa.Engine) -> None:
     """The schema migration path: `create_all` creates a missing table with its indexes but
     leaves a table that exists untouched, so an index added to an existing table (the
     ledger's kind and incident indexes) is created here on a database an older selfheal made.
-    Idempotent,
-    and safe when two processes open the same database at once (IF NOT EXISTS)."""
+    Idempotent, and safe when two processes open the same database at once (IF NOT EXISTS)."""
     inspector = sa.inspect(engine)
     missing = [index for table in metadata.sorted_tables for index in table.indexes
                if index.name not in {i["name"] for i in inspector.get_indexes(table.name)}]
