@@ -210,7 +210,7 @@ def detect_scale_command(
 ) -> None:
     """Update N series tick by tick with the vectorised core; report updates/s and state."""
     if series < 1 or ticks < 1:
-        Console(stderr=True).print("[red]detect-scale:[/red] --series and --ticks must be >= 1")
+        render.say("detect-scale: --series and --ticks must be >= 1")
         raise typer.Exit(2)
     if nab_config:
         cfg = nab.nab_settings()

@@ -85,7 +85,7 @@ def rca_command(
         render.say(f"rca: {exc}")
         raise typer.Exit(2) from exc
     if not days:
-        err.print(f"[red]rca:[/red] no day {day!r} under {root / 'rca_data'}")
+        render.say(f"rca: no day {day!r} under {root / 'rca_data'}")
         raise typer.Exit(2)
     total = sum(len(d.faults) for d in days)
     with Progress(

@@ -56,11 +56,11 @@ def scenarios_command(
     names = [s.name for s in catalog.SCENARIOS]
     for name in only or []:
         if name not in names:
-            err.print(f"[red]scenarios:[/red] no scenario {name!r}; known: {', '.join(names)}")
+            render.say(f"scenarios: no scenario {name!r}; known: {', '.join(names)}")
             raise typer.Exit(2)
     agents = tuple(a for a in bench.AGENTS if not agent or a in agent)
     if not agents:
-        err.print("[red]scenarios:[/red] --agent must be selfheal or reflex")
+        render.say("scenarios: --agent must be selfheal or reflex")
         raise typer.Exit(2)
     settings = bench.Settings(baseline_s=baseline, timeout_s=timeout)
     started = time.perf_counter()
