@@ -4,6 +4,7 @@ none on noise with no pattern (whose phase bins would otherwise be learned from 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from selfheal.detect import Settings, core
 
@@ -130,3 +131,11 @@ def test_the_weekly_profile_keeps_what_it_learnt_when_the_noise_falls() -> None:
         assert np.all(with_week[third] < daily_only[third] - 10.0)
         offsets.append(with_week[third])
     assert np.allclose(offsets[1], offsets[0], atol=3.0)
+
+
+@pytest.mark.parametrize("inert", [{"season_period_s": 0.0}, {"season_shrink": 0.0}])
+def test_a_weekly_profile_that_could_never_count_is_refused(inert: dict[str, float]) -> None:
+    cfg = {"season_period_s": 86400.0, "season_shrink": 10.0, **inert}
+    with pytest.raises(ValueError, match="weekly_profile needs"):
+        Settings(weekly_profile=True, **cfg)
+    Settings(weekly_profile=False, **cfg)  # without it, the same settings are fine

@@ -160,7 +160,7 @@ class Bank:
         self._cap = cap
 
     def _store_week(
-        self, rows: npt.NDArray[np.int64], pbin: npt.NDArray[np.int64], value: F64, scale: F64
+        self, rows: npt.NDArray[np.int64], wbin: npt.NDArray[np.int64], value: F64, scale: F64
     ) -> None:
         """Write one weekly-profile bin per series, in half precision in units of the series'
         noise scale. A series whose scale has moved 4x from its unit (or has none yet) has its
@@ -175,7 +175,7 @@ class Bank:
             self._week_p[idx] = np.clip(kept, -_F16_MAX, _F16_MAX).astype(np.float16)
             unit[idx] = scale[idx]
         stored = value / np.maximum(unit, _TINY)
-        self._week_p[rows, pbin] = np.clip(stored, -_F16_MAX, _F16_MAX).astype(np.float16)
+        self._week_p[rows, wbin] = np.clip(stored, -_F16_MAX, _F16_MAX).astype(np.float16)
 
     def nbytes_per_series(self) -> float:
         """Bytes of state held per series (all arrays, at current capacity)."""
@@ -234,8 +234,12 @@ class Bank:
             phase = np.mod(tt, s.season_period_s) / s.season_period_s
             sbin = np.minimum((phase * s.season_bins).astype(np.int64), s.season_bins - 1)
             so = self._season[rows, sbin].astype(np.float64)
+            # the same phase bin of the week (7 periods), for the weekly memories
+            wphase = np.mod(tt, 7.0 * s.season_period_s) / (7.0 * s.season_period_s)
+            wbin = np.minimum((wphase * 7 * s.season_bins).astype(np.int64),
+                              7 * s.season_bins - 1)
         else:
-            sbin = np.zeros(n_, dtype=np.int64)
+            sbin = wbin = np.zeros(n_, dtype=np.int64)
             so = np.zeros(n_)
         shrink = seasonal and s.season_shrink > 0
         full_so = so
@@ -249,12 +253,7 @@ class Bank:
             # the week's residual from the daily profile (Saturday nights, Monday mornings),
             # weighed like the daily profile but by its gain over the daily profile, in units
             # of the flat level's error: a week of noise earns no weight
-            week = 7.0 * s.season_period_s
-            pbin = np.minimum(
-                (np.mod(tt, week) / week * 7 * s.season_bins).astype(np.int64),
-                7 * s.season_bins - 1,
-            )
-            wo_full = self._week_p[rows, pbin].astype(np.float64) * a["wunit"]
+            wo_full = self._week_p[rows, wbin].astype(np.float64) * a["wunit"]
             wgain = (a["e1"] - a["e2"]) / np.maximum(a["e0"], _TINY)
             so = so + wo_full * np.clip(s.season_shrink * wgain, 0.0, 1.0)
         expected = a["mu"] + so
@@ -375,11 +374,6 @@ class Bank:
             )
             if self._week_s.shape[1] > 0:
                 # the same by phase of the week (a weekly report, Monday's traffic)
-                week = 7.0 * s.season_period_s
-                wbin = np.minimum(
-                    (np.mod(tt, week) / week * 7 * s.season_bins).astype(np.int64),
-                    7 * s.season_bins - 1,
-                )
                 wusual = self._week_s[rows, wbin].astype(np.float64)
                 self._week_s[rows, wbin] = np.where(
                     live,
@@ -458,7 +452,7 @@ class Bank:
                 day = np.where(valid, col + a_s * resid_s, col)
                 resid_w = np.clip(xv - mu - day - wo_full, -lim, lim)
                 learnt = np.where(valid, wo_full + a_visit * resid_w, wo_full)
-                self._store_week(rows, pbin, learnt, np.where(valid, scale, a["wunit"]))
+                self._store_week(rows, wbin, learnt, np.where(valid, scale, a["wunit"]))
 
         # --- re-baseline after a sustained benign move (a fall of a +1 metric, say)
         far = benign & (np.abs(z) > s.huber_c) & valid

@@ -157,6 +157,12 @@ class Settings:
     clear_ticks: int = 3
     rebaseline_ticks: int = 3
 
+    def __post_init__(self) -> None:
+        if self.weekly_profile and (self.season_period_s <= 0 or self.season_shrink <= 0):
+            # it would learn 168 bins a series and never use them
+            raise ValueError("weekly_profile needs the daily profile (season_period_s > 0) "
+                             "and season_shrink > 0 to weigh it")
+
     def direction(self, metric: str) -> int:
         return int(self.directions.get(metric, self.default_direction))
 
