@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,15 +187,33 @@ def _region_platform(workdir: Path) -> local.LocalPlatform:
         s for s in scenario_catalog.shop_services(replicas=1) if s.name in REGIONAL], time.time)
 
 
+class _Signalling(sql.SqlStore):
+    """The real store, which also tells a waiting test the moment an entry of a kind is
+    written (instead of the test polling the ledger)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.written: dict[str, asyncio.Event] = {}
+
+    def when_written(self, kind: str) -> asyncio.Event:
+        return self.written.setdefault(kind, asyncio.Event())
+
+    def append_ledger(self, ts: float, incident_id: str, kind: str,
+                      payload: dict[str, Any]) -> model.LedgerEntry:
+        entry = super().append_ledger(ts, incident_id, kind, payload)
+        self.when_written(kind).set()
+        return entry
+
+
 def _region_controller(workdir: Path, platform: local.LocalPlatform,
                        feeds: list[ports.Feed] | None = None
-                       ) -> tuple[controller_mod.Controller, sql.SqlStore]:
+                       ) -> tuple[controller_mod.Controller, _Signalling]:
     cfg = config.Config(
         workdir=workdir, platform=config.PlatformSettings(
             services={s: list(c) for s, c in REGION_TOPOLOGY.items()}),
         scrape=config.Scrape(window_s=1.0), detect=config.Detect(settle_s=0.0),
         verify=config.Verify(observe_s=OBSERVE_S, extra_looks=0))
-    store = sql.SqlStore(cfg.database_url())
+    store = _Signalling(cfg.database_url())
     ctl = controller_mod.Controller(
         cfg, platform, store, policy.Gate(policy.parse(policy.default_text(), "default")),
         REGION_TOPOLOGY, time.time, lambda e: None, feeds=feeds or [])
@@ -250,8 +269,7 @@ def test_undoing_the_shift_ends_the_drain(no_leftovers: Path, undone_by: str) ->
             seen: list[dict[str, drains.Drain]] = []
 
             async def operator() -> None:
-                while not store.ledger_of_kinds([drains.DRAINED]):
-                    await asyncio.sleep(0.05)
+                await store.when_written(drains.DRAINED).wait()
                 seen.append(dict(ctl.drained))
                 if undone_by == "revocation":
                     assert store.revoke("traffic_shift", "sre", "not during the audit",
@@ -315,8 +333,7 @@ def test_a_failed_undo_leaves_the_shift_and_the_drain(no_leftovers: Path) -> Non
             case = _east_is_dark(ctl, platform)
 
             async def wipe() -> None:
-                while not store.ledger_of_kinds([drains.DRAINED]):
-                    await asyncio.sleep(0.05)
+                await store.when_written(drains.DRAINED).wait()
                 snaps = list((platform.state.root / "snapshots").glob("*.json"))
                 assert snaps
                 for snap in snaps:

@@ -278,3 +278,21 @@ def test_a_line_ranked_below_the_errors_names_the_fault_only_when_it_is_as_commo
     assert item.fault is fault
     h = model.Hypothesis("catalog", model.FaultKind.ERRORS, None, 0.9, (item,))
     assert plan.family(h) is family
+
+
+def test_a_fault_named_below_the_errors_carries_that_lines_strength_and_the_services_it_names(
+) -> None:
+    # the cache line names the cache service it read from; the HTTP 500 flood names nobody
+    line = "cache entry item-{} from redis is corrupt: checksum mismatch"
+    records = _symptom_and(line, "ERROR", 2)
+    window = _window(logs=records, topology={"catalog": ("redis",)})
+    findings, _, _ = logs.service_findings(
+        [r for r in records if r.service == "catalog"], window, SETTINGS, others=("redis",))
+    flood, cache = findings[0], next(f for f in findings if f.fault is model.FaultKind.CACHE)
+    assert flood.fault is model.FaultKind.ERRORS and not flood.named
+    assert cache.strength < flood.strength  # written half as often: weaker news
+    (item,) = [e for e in logs.LogsInvestigator().investigate(window, (), SETTINGS)
+               if e.service == "catalog"]
+    assert item.fault is model.FaultKind.CACHE
+    assert item.strength == cache.strength
+    assert isinstance(item, base.Names) and item.named == ("redis",)

@@ -101,21 +101,22 @@ _SYMPTOMS = reconcile.GENERIC | {model.FaultKind.ERRORS}
 """What every failing service logs (errors, timeouts): says that something fails, not what."""
 
 
-def named_fault(listed: Sequence[Finding]) -> model.FaultKind:
-    """The fault one evidence of a service's listed findings (strongest first) names.
+def naming(listed: Sequence[Finding]) -> Finding:
+    """The finding that names the fault of one evidence of a service's listed findings
+    (strongest first).
 
-    The strongest finding's, unless it is a bare symptom (errors, a timeout) and another listed
+    The strongest finding, unless it is a bare symptom (errors, a timeout) and another listed
     error line, written at least half as often, names a fault of its own: "HTTP 500" on every
     request with "cache entry corrupt" on every other one is the cache. A warning now and then
     beside the flood ("config value deprecated", "retrying with a fresh token") is not.
     """
     top = listed[0]
     if top.fault not in _SYMPTOMS:
-        return top.fault
+        return top
     for f in listed[1:]:
         if f.fault not in _SYMPTOMS and f.error and 2 * f.incident >= top.incident:
-            return f.fault
-    return top.fault
+            return f
+    return top
 
 
 def _name_pattern(service: str) -> re.Pattern[str]:
@@ -295,7 +296,10 @@ class LogsInvestigator:
                 quiet.append(service)
                 continue
             top = findings[0]
-            fault = named_fault(findings[:3])
+            # the evidence is the naming line's: its fault, its strength (the flood of symptoms
+            # beside it is no stronger proof of that fault), and the services either line names
+            cause = naming(findings[:3])
+            named = tuple(dict.fromkeys(cause.named + top.named))
             listed = "; ".join(f"{f.what}: {f.template!r}" for f in findings[:3])
             more = f" (+{len(findings) - 3} more)" if len(findings) > 3 else ""
             evidence = model.Evidence(
@@ -307,12 +311,11 @@ class LogsInvestigator:
                     f"{service}: {n_base} baseline / {n_now} incident lines; {listed}{more}"
                 ),
                 service=service,
-                fault=fault,
-                strength=top.strength,
+                fault=cause.fault,
+                strength=cause.strength,
             )
             # a template that names other services says so (topology weighs it)
-            out.append(base.Names(**vars(evidence), named=top.named) if top.named
-                       else evidence)
+            out.append(base.Names(**vars(evidence), named=named) if named else evidence)
         if not out:
             out.append(
                 model.Evidence(
