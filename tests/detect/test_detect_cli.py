@@ -157,3 +157,26 @@ def test_bench_nab_refuses_a_corrupt_corpus_whole(
     assert "Traceback" not in res.output
     assert res.stdout == ""
     assert not out.exists()
+
+
+@pytest.mark.timeout(120)
+def test_bench_nab_cli_scores_the_product_defaults_by_their_alarms(tmp_path: Path) -> None:
+    _nab_folder(tmp_path / "nab")
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nab"), "--config", "product",
+                   "--json"])
+    assert res.exit_code == 0, res.output
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert last["config"] == "product"
+    assert last["halves"] == {}  # no threshold to carry from one half to the other
+    assert {p["threshold"] for p in last["profiles"]} == {0.5}
+    assert all(p["tp"] + p["fn"] == 2 for p in last["profiles"])
+
+
+def test_bench_nab_cli_refuses_robustness_for_the_product(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nope"), "--config", "product",
+                   "--robustness"])
+    assert res.exit_code == 2
+    assert "does not apply to --config product" in res.output
+    assert "Traceback" not in res.output

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from selfheal import detect
 from selfheal.bench import nab
 from selfheal.detect import settings as settings_mod
 
@@ -205,3 +206,37 @@ def test_every_tuned_knob_is_perturbed_both_ways_by_one_fixed_step() -> None:
         rate = name.endswith("_decay") or name.startswith("alpha_")
         step = (0.5, 2.0) if rate else (0.8, 1.25)
         assert steps == pytest.approx(step), name
+
+
+def test_product_alarms_are_the_rows_where_the_shipped_detector_raises_an_anomaly() -> None:
+    # the same series through the product's own entry point (`Detector`, as `selfheal run`
+    # feeds it): a new anomaly episode (its start is this tick) is an alarm row
+    rng = np.random.default_rng(7)
+    files, expected = [], []
+    for k in range(2):
+        n = 400
+        x = 100.0 + rng.normal(0.0, 2.0, n)
+        x[150 + 10 * k] += 60.0  # a spike
+        x[300 + 10 * k:] += 40.0  # a level shift
+        f = dataclasses.replace(_file(n, [(140, 170), (290, 330)]), values=x)
+        files.append(f)
+        det = detect.Detector()
+        alarms = np.zeros(n)
+        for i in range(n):
+            found = det.update(float(f.t[i]), {("svc", "value"): float(x[i])})
+            alarms[i] = float(any(a.started_at == f.t[i] for a in found))
+        expected.append(alarms)
+    got = nab.product_alarms(files)
+    for g, e in zip(got, expected, strict=True):
+        assert set(np.unique(g)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(g, e)
+        assert e[150:175].any() and e[300:320].any()  # both faults raise an alarm
+    # scored as they are: every alarm outside a window is a false positive
+    scored = nab.score(files, got, nab.PROFILES[0], threshold=nab.PRODUCT_ALARM)
+    outside = 0
+    for a, f in zip(got, files, strict=True):
+        inside = np.zeros(len(a), dtype=bool)
+        for s0, e0 in f.windows:
+            inside[s0:e0 + 1] = True
+        outside += int(a[f.probation:][~inside[f.probation:]].sum())
+    assert (scored.tp, scored.fn, scored.fp) == (4, 0, outside)

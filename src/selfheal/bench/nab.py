@@ -234,6 +234,29 @@ def run(
     return [out[: len(f.values), j].copy() for j, f in enumerate(files)]
 
 
+PRODUCT_ALARM = 0.5
+"""The score of a product alarm row (1.0) is above it, every other row (0.0) below: scoring
+`product_alarms` at this threshold counts every alarm the product raises."""
+
+
+def product_alarms(
+    files: Sequence[NabFile],
+    settings: settings_mod.Settings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[F64]:
+    """The product detector's own alarms: 1.0 on each row where an episode starts firing, else
+    0.0, with the product defaults (`Settings()`, what `selfheal run` and the demo use; NAB's
+    metric names are unknown to them, so no direction, floor or limit applies).
+
+    The product raises an anomaly when the fused score crosses `Settings.fire` (a z-score of
+    `z_spike`, a CUSUM change point or a material trend), with hysteresis; it has no corpus-wide
+    threshold to tune, so these alarms are scored as they are (`PRODUCT_ALARM`).
+    """
+    cfg = settings or settings_mod.Settings()
+    firing = run(files, cfg, progress=progress, field="firing", novel=None)
+    return [np.r_[f[:1], np.maximum(f[1:] - f[:-1], 0.0)] for f in firing]
+
+
 def _sigma(y: F64) -> F64:
     return np.where(y > 3.0, -1.0, 2.0 / (1.0 + np.exp(5.0 * np.minimum(y, 3.0))) - 1.0)
 
