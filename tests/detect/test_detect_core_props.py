@@ -18,6 +18,8 @@ FIELDS = ("score", "strength", "surprise", "onset", "firing")
 
 values = st.one_of(
     st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
+    # a broken or hostile exporter's magnitudes (squares past 1e154 overflow)
+    st.floats(min_value=1e140, max_value=1.7e308).flatmap(lambda v: st.sampled_from([v, -v])),
     st.just(math.nan),
     st.just(math.inf),
     st.just(0.0),
@@ -78,8 +80,12 @@ def test_no_detector_reads_the_future(
 @settings(max_examples=60, deadline=None)
 @given(xs=st.lists(values, min_size=1, max_size=120), which=st.integers(0, len(CONFIGS) - 1))
 def test_odd_data_never_crashes_and_scores_stay_in_range(xs: list[float], which: int) -> None:
-    res = _run(CONFIGS[which], np.array([xs]).T)
-    for f in ("score", "surprise", "onset"):
+    rows = np.array([xs]).T
+    res = _run(CONFIGS[which], rows)
+    nov = novelty.run(rows, NOVELTY_CONFIGS[which % len(NOVELTY_CONFIGS)])
+    assert np.all(np.isfinite(nov)) and np.all(nov >= 0.0)  # a distance, not a probability
+    res["nab"] = novelty.boost(res["onset"], nov)
+    for f in ("score", "surprise", "onset", "nab"):
         assert np.all(np.isfinite(res[f])), f
         assert np.all((res[f] >= 0.0) & (res[f] <= 1.0)), f
 
@@ -144,3 +150,11 @@ def test_a_daily_batch_spike_stops_surprising_but_a_new_one_does() -> None:
     assert surprise_at[(0, 120)] > 0.5  # the first time, it is news
     assert surprise_at[(7, 120)] < 0.5 * surprise_at[(0, 120)]
     assert surprise_at[(7, 180)] > surprise_at[(7, 120)]
+
+
+@pytest.mark.parametrize("cfg", NOVELTY_CONFIGS)
+def test_novelty_of_extreme_magnitudes_is_finite(cfg: novelty.NoveltySettings) -> None:
+    rows = np.array([[0.0] * 10 + [1.7e308, -1.7e308] * 5 + [1.0] * 5]).T
+    with np.errstate(over="raise", invalid="raise"):  # no infinity on the way either
+        nov = novelty.run(rows, cfg)
+    assert np.all(np.isfinite(nov))

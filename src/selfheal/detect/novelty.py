@@ -28,6 +28,8 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
+from selfheal.detect import core
+
 F64 = npt.NDArray[np.float64]
 
 _TINY = 1e-12
@@ -117,6 +119,7 @@ class NoveltyBank:
         if x.shape != (n_,):
             raise ValueError(f"expected {n_} values, got shape {x.shape}")
         valid = np.isfinite(x)
+        x = np.where(valid, np.clip(x, -core.HUGE, core.HUGE), np.nan)  # as the core does
         n = self._n[:n_]
         mu = self._mu[:n_]
         dev = self._dev[:n_]
@@ -127,14 +130,26 @@ class NoveltyBank:
         first = valid & (n == 0)
         mu[first] = x[first]
         xv = np.where(valid, x, mu)
-        buf[valid] = np.concatenate([buf[valid, 1:], xv[valid, None]], axis=1)
+        # shift each valid series' window by one, in place (a masked gather and scatter of
+        # the whole buffer cost a third of the step at 100,000 series)
+        keep = valid[:, None]
+        np.copyto(buf[:, :-1], buf[:, 1:], where=keep)
+        buf[:, -1] = np.where(valid, xv, buf[:, -1])
         seen = n + valid
         scale = np.maximum(np.maximum(_DEV_TO_SIGMA * dev, 1e-9 * np.abs(mu)), _TINY)
         width = buf.shape[1]
 
+        # the recent means, newest value first: one column added at a time (a strided mean
+        # per window cost eight times as much at 100,000 series)
+        means: dict[int, F64] = {}
+        acc = np.zeros(n_)
+        for j in range(1, width + 1):
+            acc = acc + buf[:, width - j]
+            if j in s.windows:
+                means[j] = acc / j
         nov = np.zeros(n_)
         for k, w in enumerate(s.windows):
-            m = buf[:, width - w :].mean(axis=1)
+            m = means[w]
             known = np.isfinite(hi[:, k])
             live = valid & (seen >= max(w, s.warmup_ticks)) & known
             hk = np.where(known, hi[:, k], m)
@@ -155,7 +170,8 @@ class NoveltyBank:
         if s.hold_ticks > 1:
             held = self._held[:n_]
             out = np.where(valid, np.maximum(nov, held.max(axis=1)), 0.0)
-            held[valid] = np.concatenate([held[valid, 1:], nov[valid, None]], axis=1)
+            np.copyto(held[:, :-1], held[:, 1:], where=valid[:, None])
+            held[:, -1] = np.where(valid, nov, held[:, -1])
 
         # learn the level and scale from the value (after scoring it)
         alpha = np.maximum(1.0 / np.maximum(seen, 1.0), s.alpha_level)
