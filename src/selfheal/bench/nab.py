@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from selfheal.bench import nab_data
 from selfheal.detect import core, novelty
+from selfheal.detect import detector as detector_mod
 from selfheal.detect import settings as settings_mod
 
 F64 = npt.NDArray[np.float64]
@@ -244,17 +245,37 @@ def product_alarms(
     settings: settings_mod.Settings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[F64]:
-    """The product detector's own alarms: 1.0 on each row where an episode starts firing, else
-    0.0, with the product defaults (`Settings()`, what `selfheal run` and the demo use; NAB's
-    metric names are unknown to them, so no direction, floor or limit applies).
+    """The product detector's own alarms: 1.0 on each row where `detect.Detector` (what
+    `selfheal run` and the demo feed) first reports an anomaly episode, else 0.0, with the
+    product defaults (`Settings()`; NAB's metric names are unknown to them, so no direction,
+    floor, limit or SLO applies).
 
-    The product raises an anomaly when the fused score crosses `Settings.fire` (a z-score of
-    `z_spike`, a CUSUM change point or a material trend), with hysteresis; it has no corpus-wide
-    threshold to tune, so these alarms are scored as they are (`PRODUCT_ALARM`).
+    The product reports an episode when its fused score fires (a z-score of `z_spike`, a
+    CUSUM change point or a material trend), with hysteresis; it has no corpus-wide threshold
+    to tune, so these alarms are scored as they are (`PRODUCT_ALARM`).
     """
     cfg = settings or settings_mod.Settings()
-    firing = run(files, cfg, progress=progress, field="firing", novel=None)
-    return [np.r_[f[:1], np.maximum(f[1:] - f[:-1], 0.0)] for f in firing]
+    if cfg.season_period_s > 0:
+        raise ValueError("product_alarms steps one row a tick: it takes no seasonal profile")
+    # every file is one series of one Detector, all stepped together one row a tick (a file
+    # that has ended sends nothing); the tick is the row number: without a metric's limit the
+    # product uses the time only to date an episode, so the alarms are those of each file
+    # alone on its own timestamps
+    det = detector_mod.Detector(cfg)
+    length = max((len(f.values) for f in files), default=0)
+    out = [np.zeros(len(f.values)) for f in files]
+    seen: set[str] = set()
+    step_every = max(1, length // 100)
+    for i in range(length):
+        values = {(str(j), "value"): float(f.values[i])
+                  for j, f in enumerate(files) if i < len(f.values)}
+        for anomaly in det.update(float(i), values):
+            if anomaly.id not in seen:
+                seen.add(anomaly.id)
+                out[int(anomaly.service)][i] = 1.0
+        if progress is not None and (i % step_every == 0 or i == length - 1):
+            progress(i + 1, length)
+    return out
 
 
 def _sigma(y: F64) -> F64:
