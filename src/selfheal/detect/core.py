@@ -99,6 +99,13 @@ def _cells(table: npt.NDArray[Any], flat: npt.NDArray[np.int64]) -> F64:
     return np.take(table.reshape(-1), flat).astype(np.float64)
 
 
+def _set_cells(table: npt.NDArray[Any], flat: npt.NDArray[np.int64], values: F64) -> None:
+    """Write one cell per series of a (capacity, bins) table, by flat index, in its dtype."""
+    # the tables are allocated C-contiguous, so the flat view writes through
+    assert table.flags.c_contiguous
+    table.reshape(-1)[flat] = values
+
+
 class Bank:
     """Bounded online state of many series, updated tick by tick with NumPy."""
 
@@ -181,8 +188,7 @@ class Bank:
             self._week_p[idx] = np.clip(kept, -_F16_MAX, _F16_MAX).astype(np.float16)
             unit[idx] = scale[idx]
         stored = value / np.maximum(unit, _TINY)
-        self._week_p.reshape(-1)[wflat] = np.clip(stored, -_F16_MAX, _F16_MAX).astype(
-            np.float16)
+        _set_cells(self._week_p, wflat, np.clip(stored, -_F16_MAX, _F16_MAX).astype(np.float16))
 
     def nbytes_per_series(self) -> float:
         """Bytes of state held per series (all arrays, at current capacity)."""
@@ -383,17 +389,17 @@ class Bank:
         if seasonal:
             # what is usual at this phase (a daily batch job's spike) is no surprise
             usual = _cells(self._season_s, sflat)
-            self._season_s.reshape(-1)[sflat] = np.where(
+            _set_cells(self._season_s, sflat, np.where(
                 live, np.maximum(ly, usual * s.season_strength_decay ** (1.0 / visits)), usual
-            )
+            ))
             if self._week_s.shape[1] > 0:
                 # the same by phase of the week (a weekly report, Monday's traffic)
                 wusual = _cells(self._week_s, wflat)
-                self._week_s.reshape(-1)[wflat] = np.where(
+                _set_cells(self._week_s, wflat, np.where(
                     live,
                     np.maximum(ly, wusual * s.season_strength_decay ** (1.0 / visits)),
                     wusual,
-                ).astype(np.float16)
+                ).astype(np.float16))
                 usual = np.maximum(usual, wusual)
             # within a tolerance: today's batch spike may be a little taller than last week's
             ly = np.maximum(ly - usual - np.where(usual > 0, s.usual_tolerance, 0.0), 0.0)
@@ -459,9 +465,9 @@ class Bank:
             resid_s = np.clip(xv - mu - col, -lim, lim)
             a_visit = 1.0 - (1.0 - s.alpha_season) ** (1.0 / visits)
             a_s = np.maximum(1.0 / (cnt + 1.0), a_visit)
-            self._season.reshape(-1)[sflat] = np.where(valid, col + a_s * resid_s, col)
-            self._season_n.reshape(-1)[sflat] = np.minimum(cnt + valid, _U16_MAX).astype(
-                np.uint16)
+            _set_cells(self._season, sflat, np.where(valid, col + a_s * resid_s, col))
+            _set_cells(self._season_n, sflat,
+                       np.minimum(cnt + valid, _U16_MAX).astype(np.uint16))
             if weekly:
                 # what the daily profile (as just updated) leaves at this phase of the week
                 day = np.where(valid, col + a_s * resid_s, col)
