@@ -1,6 +1,7 @@
 """The NAB benchmark: run the detection core online over a NAB-layout folder and score it.
 
-`selfheal bench nab` (cli/bench_detect.py) calls `load`, `run`, `score` and `write_results`;
+`selfheal bench nab` (cli/bench_detect.py) calls `load`, `run` (or `product_alarms`, with
+`--config product`), `score` and `write_results`;
 reading and checking the corpus is `bench.nab_data`'s.
 Scoring follows the rules in NAB's README (probation, scaled sigmoid, one corpus-wide threshold
 swept over every distinct score, three profiles), implemented here from those rules. Only the
