@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from selfheal import config, errors
+from selfheal import config, detect, errors
+from selfheal.engine import controller
 
 
 @pytest.mark.parametrize(("text", "field"), [
@@ -18,6 +19,7 @@ from selfheal import config, errors
     ("nonsense: true\n", "nonsense"),
     ("- a\n- b\n", ""),
     ("scrape: {interval_s: 1\n", "line"),
+    ("detect: {report_z: -1}\n", "detect.report_z"),
 ])
 def test_bad_config_names_the_field(text: str, field: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
@@ -57,3 +59,9 @@ def test_cli_missing_config_file_is_a_clear_error(tmp_path: Path,
                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 2
     assert "none.yaml" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_report_threshold_reaches_the_detector_and_defaults_to_the_engines() -> None:
+    assert config.Detect().report_z == detect.Settings().report_z
+    cfg = config.parse("detect: {report_z: 3.5}\n", "c.yaml")
+    assert controller.detector_settings(cfg.detect).report_z == 3.5

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from selfheal.detect import core, novelty
+from selfheal.detect import core, news, novelty
 from selfheal.detect import settings as settings_mod
 
 
@@ -36,7 +36,8 @@ def run(
 ) -> ScaleResult:
     """Update `series` series for `ticks` timed ticks (after a warm-up) and time it.
 
-    With `novel`, the range-novelty channel is stepped too (the NAB configuration): its time
+    With `novel`, the range-novelty channel is stepped too (the NAB configuration); with a
+    report gate (`Settings.report_z` > 0, the product), `Detector`'s news gate is: their time
     and state are counted with the core's.
     """
     cfg = settings or settings_mod.Settings()
@@ -52,17 +53,22 @@ def run(
     nov = novelty.NoveltyBank(novel, capacity=series) if novel is not None else None
     if nov is not None:
         nov.add_many(series)
+    gate = news.NewsBank(cfg) if cfg.report_z > 0 else None
     warm = max(cfg.warmup_ticks, 10)
     for i in range(warm):
-        bank.step(float(i), data[i % block])
+        step = bank.step(float(i), data[i % block])
         if nov is not None:
             nov.step(data[i % block])
+        if gate is not None:
+            gate.step(step.firing, step.strength, step.ttl_ticks)
     firing = 0.0
     started = time.perf_counter()
     for i in range(ticks):
         step = bank.step(float(warm + i), data[(warm + i) % block])
         if nov is not None:
             nov.step(data[(warm + i) % block])
+        if gate is not None:
+            gate.step(step.firing, step.strength, step.ttl_ticks)
         firing += float(step.firing.mean())
     seconds = time.perf_counter() - started
     return ScaleResult(
@@ -71,6 +77,7 @@ def run(
         seconds=seconds,
         updates_per_s=series * ticks / seconds if seconds > 0 else float("inf"),
         bytes_per_series=bank.nbytes_per_series()
-        + (nov.nbytes_per_series() if nov is not None else 0.0),
+        + (nov.nbytes_per_series() if nov is not None else 0.0)
+        + (gate.nbytes_per_series() if gate is not None else 0.0),
         firing_fraction=firing / max(ticks, 1),
     )

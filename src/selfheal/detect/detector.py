@@ -15,6 +15,7 @@ import numpy as np
 from selfheal import model
 from selfheal.detect import context as context_mod
 from selfheal.detect import core, explain
+from selfheal.detect import news as news_mod
 from selfheal.detect import settings as settings_mod
 
 SeriesKey = tuple[str, str]
@@ -29,6 +30,7 @@ class Detector:
         self._index: dict[SeriesKey, int] = {}
         self._keys: list[SeriesKey] = []
         self._last_t: float | None = None
+        self._news = news_mod.NewsBank(self.settings)
 
     @property
     def series(self) -> tuple[SeriesKey, ...]:
@@ -57,9 +59,11 @@ class Detector:
         """One tick: (service, metric) -> value (NaN = missing; series may appear later).
 
         Returns the anomalies firing at t (score at least `Settings.clear`), at most one per
-        series, sorted by score (highest first); a metric with a hold (`Settings.hold_s`) is
-        reported only once its episode has lasted that long, at once when it breaks the SLO, or
-        when another signal of its service is reported at the same tick. `started_at` is when
+        series, sorted by score (highest first). An episode is reported once it is news for its
+        series (`news.NewsBank`: stronger than the series' routine episodes); a metric with a
+        hold (`Settings.hold_s`) only once its episode has lasted that long. Either is reported
+        at once when it breaks the SLO, or when another signal of its service is reported at
+        the same tick. `started_at` is when
         the episode began; an episode that began inside a change's settle window (or fires in a
         maintenance window) is `expected` with the reason; once it outlasts the window it is
         reported with `expected=False` and the reason says so.
@@ -76,15 +80,21 @@ class Detector:
         step = self._bank.step(t, x, dt)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
+        news = self._news.step(step.firing, step.strength, step.ttl_ticks * dt)
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):
             young = not self._held_long_enough(i, t, float(x[i]), float(step.start[i]))
-            (held if young else ready).append(i)
-        # a young episode of a held metric is reported when another signal of its service
-        # corroborates it (a noisy p99 alone is one slow request; with a leak it is a symptom)
+            routine = not news[i] and not self._breaks_slo(i, float(x[i]))
+            (held if young or routine else ready).append(i)
+        # an episode of a held metric that is still young, or one no stronger than its series'
+        # routine episodes, is reported when another signal of its service corroborates it (a
+        # noisy p99 alone is one slow request, or what it does every hour; with a leak it is
+        # a symptom)
         corroborated = {self._keys[i][0] for i in ready}
-        ready += [i for i in held if self._keys[i][0] in corroborated]
+        joined = [i for i in held if self._keys[i][0] in corroborated]
+        self._news.mark(joined)
+        ready += joined
         found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx) for i in ready]
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         return found
@@ -93,8 +103,10 @@ class Detector:
         """Has the episode lasted its metric's hold (or does it break the SLO already)?"""
         metric = self._keys[i][1]
         hold = self.settings.hold(metric)
-        if hold <= 0.0 or t - started >= hold:
-            return True
+        return hold <= 0.0 or t - started >= hold or self._breaks_slo(i, observed)
+
+    def _breaks_slo(self, i: int, observed: float) -> bool:
+        metric = self._keys[i][1]
         bound = self.settings.slo.get(metric)
         return bound is not None and self._breaks(metric, observed, bound)
 

@@ -152,6 +152,20 @@ class Settings:
     """Per tick decay of the recent peak surprise an onset must beat."""
 
     # Firing with hysteresis, and re-baselining after a benign move.
+    # Which firing episodes `Detector` reports: the ones that are news for their series.
+    report_z: float = 2.0
+    """A firing episode is reported once its peak (log) strength exceeds the mean of the
+    series' past episodes' peaks by this many of their standard deviations: a z-score of 6 is
+    news on a quiet series and an hourly event on a bursty one (0 reports every episode).
+    Reported at once regardless: while the series has fewer than `report_min_episodes` past
+    episodes in memory, when it breaks its SLO, and when a trend reaches its limit within
+    `ttl_horizon_s`."""
+    report_min_episodes: float = 2.0
+    """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
+    report_memory: float = 0.999
+    """Per tick decay of the weight of past episodes' peaks (0.999: a half-life of 693 ticks)."""
+    report_min_var: float = 0.01
+    """Floor of the variance of past episodes' (log) peaks."""
     fire: float = 0.5
     clear: float = 0.3
     clear_ticks: int = 3

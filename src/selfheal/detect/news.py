@@ -1,0 +1,88 @@
+"""Which firing episodes are news for their series: the report gate of `Detector`.
+
+A z-score of 6 is news on a quiet series and an hourly event on a bursty one. Each series
+remembers the (log) peak strengths of its past episodes as a mean and a variance, learned when
+an episode ends and decayed per tick (`Settings.report_memory`). A firing episode is news once
+its peak so far stands `report_z` standard deviations above that mean; while the memory holds
+fewer than `report_min_episodes` episodes (nothing to judge by); or when a trend reaches its
+limit within `ttl_horizon_s`. Once news, an episode stays reported until it ends.
+
+Peaks are learned winsorised at the news threshold, so a failure that recurs (a crash loop)
+does not teach its series that it is routine. Pure and vectorised like `core.Bank`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from selfheal.detect import settings as settings_mod
+
+F32 = npt.NDArray[np.float32]
+B = npt.NDArray[np.bool_]
+
+
+class NewsBank:
+    """Per series: the current episode's peak and the memory of past episodes' peaks."""
+
+    _FLOATS = ("peak", "m", "v", "n")
+    _FLAGS = ("told", "was")
+
+    def __init__(self, settings: settings_mod.Settings) -> None:
+        self.settings = settings
+        self._f: dict[str, F32] = {k: np.zeros(0, np.float32) for k in self._FLOATS}
+        self._b: dict[str, B] = {k: np.zeros(0, np.bool_) for k in self._FLAGS}
+
+    @property
+    def size(self) -> int:
+        return len(self._f["peak"])
+
+    def nbytes_per_series(self) -> float:
+        return float(sum(v.itemsize for v in (*self._f.values(), *self._b.values())))
+
+    def _grow(self, n: int) -> None:
+        more = n - self.size
+        if more > 0:
+            self._f = {k: np.concatenate([v, np.zeros(more, np.float32)])
+                       for k, v in self._f.items()}
+            self._b = {k: np.concatenate([v, np.zeros(more, np.bool_)])
+                       for k, v in self._b.items()}
+
+    def step(self, firing: B, strength: npt.NDArray[np.float64],
+             ttl_s: npt.NDArray[np.float64]) -> B:
+        """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
+        firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
+        seconds until a trend's limit (inf when none)."""
+        s = self.settings
+        if s.report_z <= 0:
+            return firing.copy()
+        self._grow(len(firing))
+        f, b = self._f, self._b
+        # episodes that ended are learned, their peak winsorised at the news threshold
+        ended = b["was"] & ~firing
+        cap = np.where(f["n"] >= s.report_min_episodes, self._threshold(), np.inf)
+        peak = np.minimum(f["peak"], cap)
+        n = f["n"] * np.float32(s.report_memory) + ended
+        w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)
+        d = peak - f["m"]
+        f["m"] += (w * d).astype(np.float32)
+        f["v"] = np.where(ended, (1.0 - w) * (f["v"] + w * d * d), f["v"]).astype(np.float32)
+        f["n"] = n.astype(np.float32)
+        ly = np.log1p(np.maximum(strength, 0.0))
+        f["peak"] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
+                             0.0).astype(np.float32)
+        news = ((f["n"] < s.report_min_episodes) | (f["peak"] >= self._threshold())
+                | (ttl_s <= s.ttl_horizon_s))
+        b["told"] = firing & (b["told"] | news)
+        b["was"] = firing.copy()
+        return b["told"].copy()
+
+    def mark(self, rows: list[int]) -> None:
+        """These firing episodes were reported all the same (another signal of their service
+        corroborates them): they stay reported until they end."""
+        self._b["told"][rows] = True
+
+    def _threshold(self) -> npt.NDArray[np.float64]:
+        s = self.settings
+        sd = np.sqrt(np.maximum(self._f["v"].astype(np.float64), s.report_min_var))
+        return self._f["m"] + s.report_z * sd
