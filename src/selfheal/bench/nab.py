@@ -253,9 +253,10 @@ def product_alarms(
     product defaults (`Settings()`; NAB's metric names are unknown to them, so no direction,
     floor, limit or SLO applies).
 
-    The product reports an episode when its fused score fires (a z-score of `z_spike`, a
-    CUSUM change point or a material trend), with hysteresis; it has no corpus-wide threshold
-    to tune, so these alarms are scored as they are (`PRODUCT_ALARM`).
+    The product's score fires on a z-score of `z_spike`, a CUSUM change point or a material
+    trend, with hysteresis, and an episode is reported once it is news for its series
+    (`detect.news`); it has no corpus-wide threshold to tune, so these alarms are scored as
+    they are (`PRODUCT_ALARM`).
     """
     cfg = settings or settings_mod.Settings()
     if cfg.season_period_s > 0:
