@@ -82,6 +82,10 @@ def test_no_news_episode_is_reported_when_its_service_has_another_signal_reporte
     assert not any(k <= t < k + 4 for t in alone)  # a routine burst: no news on its own
     assert any(k <= t < k + 4 for t in both[keys[1]])
     assert any(k <= t < k + 4 for t in both[keys[0]])  # corroborated: reported with it
+    # with the gate off, a held episode is still reported when corroborated
+    off = _reports(detect.Settings(report_z=0.0, hold_s={"queue_depth": 100.0}),
+                   {keys[0]: bursty, keys[1]: steady})
+    assert any(k <= t < k + 4 for t in off[keys[0]])
 
 
 @pytest.mark.timeout(60)

@@ -54,9 +54,9 @@ class NewsBank:
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
         seconds until a trend's limit (inf when none)."""
         s = self.settings
+        self._grow(len(firing))
         if s.report_z <= 0:
             return firing.copy()
-        self._grow(len(firing))
         f, b = self._f, self._b
         # episodes that ended are learned, their peak winsorised at the news threshold
         ended = b["was"] & ~firing
