@@ -1,5 +1,5 @@
-"""Property tests of the vectorised core (and the range-novelty channel the NAB score adds): no
-look-ahead, bounded state, no crash on odd data."""
+"""Property tests of the vectorised core (with the report gate `Detector` puts on it, and the
+range-novelty channel the NAB score adds): no look-ahead, bounded state, no crash on odd data."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfheal.bench import nab
-from selfheal.detect import Settings, core, novelty
+from selfheal.detect import Settings, core, news, novelty
 
-FIELDS = ("score", "strength", "surprise", "onset", "firing")
+FIELDS = ("score", "strength", "surprise", "onset", "firing", "news")
 
 values = st.one_of(
     st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
@@ -44,11 +44,14 @@ def _run(cfg: Settings, rows: np.ndarray) -> dict[str, np.ndarray]:
     """Steps a bank with one series per column; returns each field as (ticks, series)."""
     bank = core.Bank(cfg)
     bank.add_many(rows.shape[1], direction=0)
+    gate = news.NewsBank(cfg)
     out: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
     for i, row in enumerate(rows):
         step = bank.step(float(i), row)
-        for f in FIELDS:
+        told = gate.step(step.firing, step.strength, step.ttl_ticks)
+        for f in FIELDS[:-1]:
             out[f].append(np.asarray(getattr(step, f), dtype=float).copy())
+        out["news"].append(told.astype(float))
     return {f: np.array(v) for f, v in out.items()}
 
 
@@ -108,16 +111,26 @@ def test_state_is_bounded(cfg: Settings) -> None:
     rng = np.random.default_rng(1)
     bank = core.Bank(cfg, capacity=64)
     bank.add_many(64)
+    gate = news.NewsBank(cfg)
     size = bank.nbytes_per_series()
     for i in range(3000):
         x = rng.normal(1e6, 1e5, 64) * (1 + i)  # growing without bound
         x[rng.random(64) < 0.1] = math.nan
-        bank.step(float(i), x)
+        x[rng.random(64) < 0.01] *= 1e3  # and bursts: episodes for the report gate to learn
+        step = bank.step(float(i), x)
+        gate.step(step.firing, step.strength, step.ttl_ticks)
+        if i == 0:
+            gate_size = gate.nbytes_per_series()
     assert bank.nbytes_per_series() == size
-    assert size <= 1024
+    assert gate.nbytes_per_series() == gate_size and gate.size == 64
+    assert size + gate_size <= 1024
     # the accumulators stay finite: the regression is exponentially weighted, not cumulative
     for name, arr in bank.state().items():
         assert np.all(np.isfinite(arr) | (name in ("start", "limit"))), name
+    gated = gate.state()
+    for name, arr in gated.items():
+        assert np.all(np.isfinite(arr)), name
+    assert cfg.report_z == 0 or gated["n"].max() > 0  # the gate did learn episodes
 
 
 def test_spike_and_shift_are_seen_on_noise() -> None:

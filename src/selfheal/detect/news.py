@@ -37,6 +37,10 @@ class NewsBank:
     def size(self) -> int:
         return len(self._f["peak"])
 
+    def state(self) -> dict[str, npt.NDArray[np.float64]]:
+        """A copy of every per-series array, as float64 (for tests and inspection)."""
+        return {k: v.astype(np.float64) for k, v in (*self._f.items(), *self._b.items())}
+
     def nbytes_per_series(self) -> float:
         return float(sum(v.itemsize for v in (*self._f.values(), *self._b.values())))
 
