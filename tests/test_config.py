@@ -20,6 +20,9 @@ from selfheal.engine import controller
     ("- a\n- b\n", ""),
     ("scrape: {interval_s: 1\n", "line"),
     ("detect: {report_z: -1}\n", "detect.report_z"),
+    ("detect: {slo: {error_ratio: .nan}}\n", "detect.slo"),
+    ("detect: {slo: {error_ratio: high}}\n", "detect.slo"),
+    ("detect: {slo: [error_ratio]}\n", "detect.slo"),
 ])
 def test_bad_config_names_the_field(text: str, field: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
@@ -61,7 +64,9 @@ def test_cli_missing_config_file_is_a_clear_error(tmp_path: Path,
     assert "none.yaml" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_the_report_threshold_reaches_the_detector_and_defaults_to_the_engines() -> None:
+def test_the_report_threshold_and_slo_bounds_reach_the_detector() -> None:
     assert config.Detect().report_z == detect.Settings().report_z
-    cfg = config.parse("detect: {report_z: 3.5}\n", "c.yaml")
-    assert controller.detector_settings(cfg.detect).report_z == 3.5
+    cfg = config.parse("detect: {report_z: 3.5, slo: {error_ratio: 0.05}}\n", "c.yaml")
+    settings = controller.detector_settings(cfg.detect)
+    assert settings.report_z == 3.5
+    assert settings.slo == {"error_ratio": 0.05}

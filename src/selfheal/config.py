@@ -7,6 +7,7 @@ environment at import time; the faces build a `Config` and pass it down.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +50,17 @@ class Detect(_Strict):
     deviations above its past episodes' peaks, or when another signal of its service is
     reported, it breaks its SLO, or a trend reaches its limit within the hour (0: report
     every episode)."""
+    slo: dict[str, float] = pydantic.Field(default_factory=dict)
+    """metric -> SLO bound of every service's series of that metric (a ceiling, a floor for
+    `up`): an anomaly beyond it is reported at once, never held, gated or `expected`."""
+
+    @pydantic.field_validator("slo")
+    @classmethod
+    def _finite_bounds(cls, v: dict[str, float]) -> dict[str, float]:
+        for metric, bound in v.items():
+            if not math.isfinite(bound):
+                raise ValueError(f"the SLO bound of {metric} must be a finite number")
+        return v
 
 
 class Investigate(_Strict):
