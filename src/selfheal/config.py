@@ -45,7 +45,7 @@ class Detect(_Strict):
     """A credential this close to expiry opens an incident (rotation is due)."""
     down_hold_s: float = pydantic.Field(default=3.0, ge=0, le=3600)
     """How long a replica must fail its scrape before `up` counts as an anomaly."""
-    report_z: float = pydantic.Field(default=2.0, ge=0, le=100)
+    report_z: float = pydantic.Field(default=3.0, ge=0, le=100)
     """A firing series is reported once its peak strength stands this many standard
     deviations above its past episodes' peaks, or when another signal of its service is
     reported, it breaks its SLO, or a trend reaches its limit within the hour (0: report

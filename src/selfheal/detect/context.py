@@ -1,4 +1,4 @@
-"""What was going on around an anomaly: changes and maintenance windows.
+"""What was going on around an anomaly: changes, maintenance windows and open incidents.
 
 `Detector` asks `judge` whether an episode is expected: it started inside a change's settle
 window for its service (a deploy restarting replicas, a scaling step) or it fires during a
@@ -24,6 +24,16 @@ class Context:
     """How long a change may disturb its service before disturbance counts as a problem."""
     lead_s: float = 2.0
     """Tolerance for an effect seen slightly before the change was recorded."""
+    incidents: frozenset[str] = frozenset()
+    """Services under an open incident (or being healed): `Detector`'s report gate does not
+    learn their episodes as routine, so a failure that keeps recurring stays news."""
+
+
+def excused(context: Context, service: str, started_at: float, t: float) -> bool:
+    """Is this episode part of something already known (an open incident of its service, a
+    change's settle window it began in, a maintenance window)? Such an episode is never learned
+    as routine for its series."""
+    return service in context.incidents or bool(judge(context, service, started_at, t).reason)
 
 
 @dataclasses.dataclass(frozen=True)

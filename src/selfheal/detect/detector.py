@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from selfheal import model
 from selfheal.detect import context as context_mod
@@ -62,11 +63,12 @@ class Detector:
         series, sorted by score (highest first). An episode is reported once it is news for its
         series (`news.NewsBank`: stronger than the series' routine episodes); a metric with a
         hold (`Settings.hold_s`) only once its episode has lasted that long. Either is reported
-        at once when it breaks the SLO, or when another signal of its service is reported at
-        the same tick. `started_at` is when
-        the episode began; an episode that began inside a change's settle window (or fires in a
+        at once when it breaks the SLO (or reaches its metric's limit, for the gate), or when
+        another signal of its service is reported at the same tick. `started_at` is when the
+        episode began; an episode that began inside a change's settle window (or fires in a
         maintenance window) is `expected` with the reason; once it outlasts the window it is
-        reported with `expected=False` and the reason says so.
+        reported with `expected=False` and the reason says so. Pass the services under an open
+        incident in `context.incidents`: their episodes are not learned as routine.
         """
         ctx = context or context_mod.Context()
         rows = [self._row(key) for key in values]
@@ -80,24 +82,41 @@ class Detector:
         step = self._bank.step(t, x, dt)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
-        news = self._news.step(step.firing, step.strength, step.ttl_ticks * dt)
+        news = self._news.step(step.firing, step.strength, step.ttl_ticks * dt,
+                               self._excused(step, t, ctx))
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):
             young = not self._held_long_enough(i, t, float(x[i]), float(step.start[i]))
-            routine = not news[i] and not self._breaks_slo(i, float(x[i]))
+            routine = not news[i] and not self._breaks_slo(i, float(x[i])) \
+                and not self._at_limit(i, float(x[i]))
             (held if young or routine else ready).append(i)
         # an episode of a held metric that is still young, or one no stronger than its series'
         # routine episodes, is reported when another signal of its service corroborates it (a
         # noisy p99 alone is one slow request, or what it does every hour; with a leak it is
         # a symptom)
         corroborated = {self._keys[i][0] for i in ready}
-        joined = [i for i in held if self._keys[i][0] in corroborated]
-        self._news.mark(joined)
-        ready += joined
+        ready += [i for i in held if self._keys[i][0] in corroborated]
+        self._news.mark([i for i in ready if not news[i]])
         found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx) for i in ready]
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         return found
+
+    def _excused(self, step: core.Step, t: float, ctx: context_mod.Context
+                 ) -> npt.NDArray[np.bool_] | None:
+        """The firing episodes that are part of something known (`context.excused`)."""
+        if not (ctx.incidents or ctx.changes or ctx.maintenance):
+            return None
+        out = np.zeros(len(step.firing), dtype=np.bool_)
+        for i in (int(i) for i in np.flatnonzero(step.firing)):
+            out[i] = context_mod.excused(ctx, self._keys[i][0], float(step.start[i]), t)
+        return out
+
+    def _at_limit(self, i: int, observed: float) -> bool:
+        """Is the value at or past its metric's limit (memory at the OOM limit)?"""
+        metric = self._keys[i][1]
+        limit = self.settings.limit(metric)
+        return limit is not None and (observed == limit or self._breaks(metric, observed, limit))
 
     def _held_long_enough(self, i: int, t: float, observed: float, started: float) -> bool:
         """Has the episode lasted its metric's hold (or does it break the SLO already)?"""

@@ -5,10 +5,16 @@ remembers the (log) peak strengths of its past episodes as a mean and a variance
 an episode ends and decayed per tick (`Settings.report_memory`). A firing episode is news once
 its peak so far stands `report_z` standard deviations above that mean; while the memory holds
 fewer than `report_min_episodes` episodes (nothing to judge by); or when a trend reaches its
-limit within `ttl_horizon_s`. Once news, an episode stays reported until it ends.
+limit within `ttl_horizon_s`. Once reported, an episode stays reported until it ends.
 
-Peaks are learned winsorised at the news threshold, so a failure that recurs (a crash loop)
-does not teach its series that it is routine. Pure and vectorised like `core.Bank`.
+Only episodes that nothing remarked on are learned: not news by their strength or trend, not
+reported for another reason (an SLO breach, corroboration: `mark`), not excused (an open
+incident of the service, a change's settle window, a maintenance window: `context.excused`).
+What the series does on its own, unremarked, is its routine; a failure that recurs (a crash
+loop under its open incident, a replica that hangs after deploys briefly took it down) is not,
+however often it comes back. The memory is per tick, so how long it lasts depends on the scrape
+interval (0.999: a half-life of 693 ticks, ~11.5 min at 1 s). Pure and vectorised like
+`core.Bank`.
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ from selfheal.detect import settings as settings_mod
 F32 = npt.NDArray[np.float32]
 B = npt.NDArray[np.bool_]
 
+_STRONG = 1e6
+"""Strengths are taken as at most this (log1p: 13.8): an infinite one must not poison the mean."""
+
 
 class NewsBank:
     """Per series: the current episode's peak and the memory of past episodes' peaks."""
 
     _FLOATS = ("peak", "m", "v", "n")
-    _FLAGS = ("told", "was")
+    _FLAGS = ("told", "remarked", "excused", "was")
 
     def __init__(self, settings: settings_mod.Settings) -> None:
         self.settings = settings
@@ -53,38 +62,44 @@ class NewsBank:
                        for k, v in self._b.items()}
 
     def step(self, firing: B, strength: npt.NDArray[np.float64],
-             ttl_s: npt.NDArray[np.float64]) -> B:
+             ttl_s: npt.NDArray[np.float64], excused: B | None = None) -> B:
         """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
-        seconds until a trend's limit (inf when none)."""
+        seconds until a trend's limit (inf when none), `excused` the firing episodes that are
+        part of something known (`context.excused`: never learned)."""
         s = self.settings
         self._grow(len(firing))
         if s.report_z <= 0:
             return firing.copy()
         f, b = self._f, self._b
-        # episodes that ended are learned, their peak winsorised at the news threshold
-        ended = b["was"] & ~firing
-        cap = np.where(f["n"] >= s.report_min_episodes, self._threshold(), np.inf)
-        peak = np.minimum(f["peak"], cap)
+        # an episode that ended is learned when nothing remarked on it: neither news by its
+        # strength or its trend, nor reported for another reason (`mark`), nor excused; while
+        # the memory is too small to judge, episodes are reported and still learned
+        ended = b["was"] & ~firing & ~b["remarked"] & ~b["excused"]
         n = f["n"] * np.float32(s.report_memory) + ended
         w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)
-        d = peak - f["m"]
+        d = f["peak"] - f["m"]
         f["m"] += (w * d).astype(np.float32)
         f["v"] = np.where(ended, (1.0 - w) * (f["v"] + w * d * d), f["v"]).astype(np.float32)
         f["n"] = n.astype(np.float32)
-        ly = np.log1p(np.maximum(strength, 0.0))
+        # a strength that is not a finite number is no evidence (NaN) or as strong as can be
+        ly = np.log1p(np.clip(np.nan_to_num(strength, nan=0.0, posinf=_STRONG), 0.0, _STRONG))
         f["peak"] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
                              0.0).astype(np.float32)
-        news = ((f["n"] < s.report_min_episodes) | (f["peak"] >= self._threshold())
-                | (ttl_s <= s.ttl_horizon_s))
-        b["told"] = firing & (b["told"] | news)
+        judged = f["n"] >= s.report_min_episodes
+        remark = (judged & (f["peak"] >= self._threshold())) | (ttl_s <= s.ttl_horizon_s)
+        b["remarked"] = firing & (b["remarked"] | remark)
+        b["told"] = firing & (b["told"] | b["remarked"] | ~judged)
+        b["excused"] = firing & (b["excused"] | (False if excused is None else excused))
         b["was"] = firing.copy()
         return b["told"].copy()
 
     def mark(self, rows: list[int]) -> None:
-        """These firing episodes were reported all the same (another signal of their service
-        corroborates them): they stay reported until they end."""
+        """These firing episodes were reported although no news by themselves (an SLO breach,
+        another signal of their service): they stay reported until they end and are not
+        learned as routine."""
         self._b["told"][rows] = True
+        self._b["remarked"][rows] = True
 
     def _threshold(self) -> npt.NDArray[np.float64]:
         s = self.settings

@@ -153,7 +153,7 @@ class Settings:
 
     # Firing with hysteresis, and re-baselining after a benign move.
     # Which firing episodes `Detector` reports: the ones that are news for their series.
-    report_z: float = 2.0
+    report_z: float = 3.0
     """A firing episode is reported once its peak (log) strength exceeds the mean of the
     series' past episodes' peaks by this many of their standard deviations: a z-score of 6 is
     news on a quiet series and an hourly event on a bursty one (0 reports every episode).

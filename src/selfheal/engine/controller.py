@@ -186,12 +186,6 @@ class Controller:
         drains.up_again(self, values)
         drains.routed_back(self)
         drained = tuple((d.since, now + 1.0, svc) for svc, d in self.drained.items())
-        context = detect.Context(changes=recent, maintenance=self._maintenance + drained,
-                                 settle_s=self.cfg.detect.settle_s)
-        anomalies = self.detector.update(
-            now, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
-        anomalies += self.expiry.update(
-            now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
         active = {c.incident.service: c.incident.id for c in self.cases.values()
                   if c.incident.state not in TERMINAL}
         active.update(self.remediating)  # a service being healed belongs to that incident
@@ -199,6 +193,17 @@ class Controller:
             owner = c.detail.get("outcome", {}).get("merged_into")
             if owner in self.cases and self.cases[owner].incident.state not in TERMINAL:
                 active.setdefault(c.incident.service, owner)
+        # what an open incident covers (its service, its symptomatic callers) is not routine
+        covered = set(active) | {svc for c in self.cases.values()
+                                 if c.incident.state not in TERMINAL
+                                 for svc in c.detail.get("related", [])}
+        context = detect.Context(changes=recent, maintenance=self._maintenance + drained,
+                                 settle_s=self.cfg.detect.settle_s,
+                                 incidents=frozenset(covered))
+        anomalies = self.detector.update(
+            now, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
+        anomalies += self.expiry.update(
+            now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
         result = correlate.correlate(
             detect.fuse(anomalies, weights=FUSE_WEIGHTS), open_incidents=active,
             topology=self.topology, quiet_until=self.quiet_until, now=now,
@@ -268,11 +273,16 @@ class Controller:
         if not by_t:
             return 0
         changes = tuple(self.store.changes_between(start - 600, now))
+        # the services of incidents of that time (open then or since): their episodes are
+        # not learned as routine by the report gate
+        done = {state.value for state in TERMINAL}
+        troubled = frozenset(row["service"] for row in self.store.incidents()
+                             if row["updated_at"] >= start or row["state"] not in done)
         for t in sorted(by_t):
             values = by_t[t]
             context = detect.Context(changes=tuple(c for c in changes if c.t <= t),
                                      maintenance=self._maintenance,
-                                     settle_s=self.cfg.detect.settle_s)
+                                     settle_s=self.cfg.detect.settle_s, incidents=troubled)
             self.detector.update(
                 t, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
             self.expiry.update(t, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
