@@ -47,12 +47,13 @@ class Detect(_Strict):
     """How long a replica must fail its scrape before `up` counts as an anomaly."""
     report_z: float = pydantic.Field(default=3.0, ge=0, le=100)
     """A firing series is reported once its peak strength stands this many standard
-    deviations above its past episodes' peaks, or when another signal of its service is
-    reported, it breaks its SLO, or a trend reaches its limit within the hour (0: report
-    every episode)."""
+    deviations above the peaks of its past unremarked episodes, or when another signal of its
+    service is reported, it breaks its SLO, or it (or its trend, within the hour) reaches its
+    limit (0: report every episode)."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
-    """metric -> SLO bound of every service's series of that metric (a ceiling, a floor for
-    `up`): an anomaly beyond it is reported at once, never held, gated or `expected`."""
+    """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
+    metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,
+    never held, gated or `expected`."""
 
     @pydantic.field_validator("slo")
     @classmethod

@@ -155,11 +155,11 @@ class Settings:
     # Which firing episodes `Detector` reports: the ones that are news for their series.
     report_z: float = 3.0
     """A firing episode is reported once its peak (log) strength exceeds the mean of the
-    series' past episodes' peaks by this many of their standard deviations: a z-score of 6 is
-    news on a quiet series and an hourly event on a bursty one (0 reports every episode).
-    Reported at once regardless: while the series has fewer than `report_min_episodes` past
-    episodes in memory, when it breaks its SLO, and when a trend reaches its limit within
-    `ttl_horizon_s`."""
+    series' past unremarked episodes' peaks by this many of their standard deviations: a
+    z-score of 6 is news on a quiet series and an hourly event on a bursty one (0 reports
+    every episode). Reported at once regardless: while the series has fewer than
+    `report_min_episodes` past episodes in memory, when it breaks its SLO or reaches its limit,
+    and when a trend reaches its limit within `ttl_horizon_s` (`news.NewsBank`)."""
     report_min_episodes: float = 2.0
     """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
     report_memory: float = 0.999
