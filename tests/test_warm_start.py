@@ -56,3 +56,34 @@ def test_an_empty_store_warms_nothing(tmp_path: Path) -> None:
 
 def _ctx() -> detect.Context:
     return detect.Context()
+
+
+def test_warm_start_does_not_teach_the_gate_that_an_incident_was_routine(
+        tmp_path: Path) -> None:
+    # two services flapped to 100% errors in the stored hour; auth's flaps were an incident
+    # (resolved since), cart's passed unremarked: after a restart, a new flap of cart is its
+    # routine, a new flap of auth is still news
+    store = sql.SqlStore(config.Config(workdir=tmp_path).database_url())
+    rng = np.random.default_rng(5)
+    n = 600
+    flaps = range(100, n, 60)
+    samples = []
+    for service in ("auth", "cart"):
+        x = 0.002 + np.abs(rng.normal(0.0, 0.001, n))
+        for k in flaps:
+            x[k : k + 4] = 1.0
+        samples += [model.Sample(t=NOW - n + i, service=service, metric="error_ratio",
+                                 value=float(x[i])) for i in range(n)]
+    store.add_samples(samples)
+    store.save_incident(model.Incident(
+        id=model.IncidentId("inc-1"), service="auth", opened_at=NOW - n + 101,
+        title="auth: error_ratio anomalous", anomalies=(),
+        state=model.IncidentState.RESOLVED), {}, now=NOW - 30)
+    ctl = _controller(tmp_path, store)
+    assert ctl.warm_start() == n
+    reported: set[str] = set()
+    for i in range(1, 8):
+        flap = {("auth", "error_ratio"): 1.0, ("cart", "error_ratio"): 1.0}
+        reported |= {a.service for a in ctl.detector.update(NOW + i, flap, _ctx())}
+    assert reported == {"auth"}
+    store.close()
