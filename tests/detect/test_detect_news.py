@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from selfheal import detect, model
+from selfheal.detect import news
 
 BURST_EVERY = 40
 
@@ -184,3 +185,22 @@ def test_a_strong_failure_that_keeps_coming_back_stays_news() -> None:
     ticks = _reports(detect.Settings(), {key: x})[key]
     reported = sum(1 for k in again if any(k <= t < k + 4 for t in ticks))
     assert reported == len(again)
+
+
+def test_a_routine_strength_is_news_when_its_trend_reaches_the_limit_within_the_horizon() -> None:
+    settings = detect.Settings()
+    gate = news.NewsBank(settings)
+    never = np.array([np.inf])
+
+    def episode(ttl_s: np.ndarray) -> bool:
+        """One episode of strength 2 for three ticks, then a quiet tick: was it reported?"""
+        told = False
+        for _ in range(3):
+            told |= bool(gate.step(np.array([True]), np.array([2.0]), ttl_s)[0])
+        gate.step(np.array([False]), np.array([0.0]), never)
+        return told
+
+    first = [episode(never) for _ in range(10)]
+    assert first[0] and not first[-1]  # reported while nothing to judge by, then routine
+    assert episode(np.array([settings.ttl_horizon_s / 2]))  # the limit within the horizon
+    assert not episode(never)
