@@ -204,3 +204,23 @@ def test_a_routine_strength_is_news_when_its_trend_reaches_the_limit_within_the_
     assert first[0] and not first[-1]  # reported while nothing to judge by, then routine
     assert episode(np.array([settings.ttl_horizon_s / 2]))  # the limit within the horizon
     assert not episode(never)
+
+
+def test_a_strength_that_is_not_a_number_does_not_poison_the_memory() -> None:
+    gate = news.NewsBank(detect.Settings())
+    never = np.array([np.inf])
+
+    def episode(strength: float) -> bool:
+        told = False
+        for _ in range(3):
+            told |= bool(gate.step(np.array([True]), np.array([strength]), never)[0])
+        gate.step(np.array([False]), np.array([0.0]), never)
+        return told
+
+    for odd in (np.nan, np.inf, -np.inf):
+        episode(odd)  # learned while there is nothing to judge by
+    for _ in range(10):
+        episode(2.0)
+    assert all(np.all(np.isfinite(v)) for v in gate.state().values())
+    assert not episode(2.0)  # the routine is still routine
+    assert episode(200.0)  # and a far stronger episode still news

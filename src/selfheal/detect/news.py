@@ -28,7 +28,7 @@ F32 = npt.NDArray[np.float32]
 B = npt.NDArray[np.bool_]
 
 _STRONG = 1e6
-"""Strengths are taken as at most this (log1p: 13.8): an infinite one must not poison the mean."""
+"""Strengths are taken as at most this (log1p: 13.8) when learned."""
 
 
 class NewsBank:
@@ -82,12 +82,14 @@ class NewsBank:
         f["m"] += (w * d).astype(np.float32)
         f["v"] = np.where(ended, (1.0 - w) * (f["v"] + w * d * d), f["v"]).astype(np.float32)
         f["n"] = n.astype(np.float32)
-        # a strength that is not a finite number is no evidence (NaN) or as strong as can be
-        ly = np.log1p(np.clip(np.nan_to_num(strength, nan=0.0, posinf=_STRONG), 0.0, _STRONG))
+        # a strength that is not a finite number (nothing upstream should give one) is
+        # reported and never learned: it must not silence or poison the series' memory
+        odd = ~np.isfinite(strength)
+        ly = np.log1p(np.where(odd, 0.0, np.clip(strength, 0.0, _STRONG)))
         f["peak"] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
                              0.0).astype(np.float32)
         judged = f["n"] >= s.report_min_episodes
-        remark = (judged & (f["peak"] >= self._threshold())) | (ttl_s <= s.ttl_horizon_s)
+        remark = (judged & (f["peak"] >= self._threshold())) | (ttl_s <= s.ttl_horizon_s) | odd
         b["remarked"] = firing & (b["remarked"] | remark)
         b["told"] = firing & (b["told"] | b["remarked"] | ~judged)
         b["excused"] = firing & (b["excused"] | (False if excused is None else excused))
