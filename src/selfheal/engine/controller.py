@@ -193,10 +193,12 @@ class Controller:
             owner = c.detail.get("outcome", {}).get("merged_into")
             if owner in self.cases and self.cases[owner].incident.state not in TERMINAL:
                 active.setdefault(c.incident.service, owner)
-        # what an open incident covers (its service, its symptomatic callers) is not routine
+        # what an open incident covers (its service, its symptomatic callers, a service kept
+        # quiet after an action) is not routine
         covered = set(active) | {svc for c in self.cases.values()
                                  if c.incident.state not in TERMINAL
                                  for svc in c.detail.get("related", [])}
+        covered |= {svc for svc, until in self.quiet_until.items() if until > now}
         context = detect.Context(changes=recent, maintenance=self._maintenance + drained,
                                  settle_s=self.cfg.detect.settle_s,
                                  incidents=frozenset(covered))
