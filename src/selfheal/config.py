@@ -50,6 +50,12 @@ class Detect(_Strict):
     deviations above the peaks of its past unremarked episodes, or when another signal of its
     service is reported, it breaks its SLO, or it (or its trend, within the hour) reaches its
     limit (0: report every episode)."""
+    season: Literal["weekly", "daily", "off"] = "weekly"
+    """What each series' baseline learns of its rhythm: `weekly` a profile of the level by
+    hour of the day plus what the hour of the week adds (Saturday nights), `daily` the first
+    alone, `off` neither. The profiles enter the baseline from the series' second day, as far
+    as they have predicted it better than a flat level (the weekly part: better than the
+    daily profile alone): a series without a rhythm keeps a flat baseline."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,

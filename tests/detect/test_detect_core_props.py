@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from selfheal.bench import nab
 from selfheal.detect import Settings, core, news, novelty
+from selfheal.detect import settings as settings_mod
 
 FIELDS = ("score", "strength", "surprise", "onset", "firing", "news")
 
@@ -105,7 +106,7 @@ def test_constant_and_all_missing_series_are_quiet(cfg: Settings) -> None:
 
 
 @pytest.mark.parametrize(
-    "cfg", [*CONFIGS, dataclasses.replace(Settings(), season_period_s=86400.0, weekly=True)]
+    "cfg", [*CONFIGS, Settings(), Settings(**settings_mod.season_overrides("daily"))]
 )
 def test_state_is_bounded(cfg: Settings) -> None:
     rng = np.random.default_rng(1)

@@ -15,7 +15,7 @@ def _offsets(shrink: float, x: np.ndarray) -> np.ndarray:
     """The seasonal offset the baseline applied at each row (expected minus the level)."""
     cfg = Settings(
         directions={}, min_scale={}, rel_floor=0.0, long_floor=1.0,
-        season_period_s=86400.0, season_shrink=shrink,
+        season_period_s=86400.0, season_shrink=shrink, weekly_profile=False,
     )  # fmt: skip
     bank = core.Bank(cfg)
     bank.add_many(1)

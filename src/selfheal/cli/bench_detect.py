@@ -35,6 +35,14 @@ class NabConfig(enum.StrEnum):
     """The product defaults, scored by the alarms they raise (`nab.product_alarms`)."""
 
 
+class Season(enum.StrEnum):
+    """`detect.season`: what the product's baselines learn of a series' rhythm."""
+
+    WEEKLY = "weekly"
+    DAILY = "daily"
+    OFF = "off"
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
     sys.stdout.flush()
@@ -73,6 +81,13 @@ def nab_command(
             "to choose): what the shipped detector does on these series",
         ),
     ] = NabConfig.NAB,
+    season: Annotated[
+        Season,
+        typer.Option(
+            help="With --config product: the product's seasonality (`detect.season`), "
+            "weekly (the default), daily or off",
+        ),
+    ] = Season.WEEKLY,
 ) -> None:
     """Run the detector online over every NAB file and score it (three profiles).
 
@@ -82,6 +97,9 @@ def nab_command(
     console = Console()
     err = Console(stderr=True)
     product = config is NabConfig.PRODUCT
+    if not product and season is not Season.WEEKLY:
+        render.say("nab: --season sets the product's seasonality; use it with --config product")
+        raise typer.Exit(2)
     if product and robustness:
         render.say("nab: --robustness measures the neighbours of the NAB configuration; "
                    "it does not apply to --config product")
@@ -105,8 +123,12 @@ def nab_command(
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        scores = (nab.product_alarms(files, progress=tick) if product
-                  else nab.run(files, progress=tick))
+        scores = (
+            nab.product_alarms(
+                files, settings_mod.Settings(**settings_mod.season_overrides(season.value)),
+                progress=tick)
+            if product else nab.run(files, progress=tick)
+        )
     seconds = time.perf_counter() - started
     if product:
         results = [nab.score(files, scores, p, threshold=nab.PRODUCT_ALARM)
@@ -125,7 +147,8 @@ def nab_command(
     for p in nab.PROFILES:
         table.add_column(p.name, justify="right")
     table.add_row(
-        f"[bold]{nab.DETECTOR_NAME}[/bold] ({'product defaults, ' if product else ''}this run)",
+        f"[bold]{nab.DETECTOR_NAME}[/bold] "
+        f"({f'product defaults, season {season}, ' if product else ''}this run)",
         *(f"[bold]{r.normalized:.2f}[/bold]" for r in results),
     )
     for name, *published in nab.PUBLISHED:
@@ -211,6 +234,7 @@ def nab_command(
                 "benchmark": "nab",
                 "detector": nab.DETECTOR_NAME,
                 "config": config.value,
+                **({"season": season.value} if product else {}),
                 "files": len(files),
                 "windows": sum(len(f.windows) for f in files),
                 "missing_files": absent,
@@ -236,9 +260,13 @@ def nab_command(
 def detect_scale_command(
     series: Annotated[int, typer.Option(help="How many series to update each tick")] = 100_000,
     ticks: Annotated[int, typer.Option(help="Timed ticks")] = 100,
-    seasonal: Annotated[
-        bool, typer.Option(help="With a daily seasonal profile (24 bins) per series")
-    ] = False,
+    season: Annotated[
+        Season,
+        typer.Option(
+            help="The product's seasonality (`detect.season`): weekly (the default: a daily "
+            "profile of the level plus the hour of the week), daily, or off",
+        ),
+    ] = Season.WEEKLY,
     nab_config: Annotated[
         bool,
         typer.Option(help="The NAB configuration (seasonal, weighted, record, novelty) instead"),
@@ -253,8 +281,8 @@ def detect_scale_command(
         cfg = nab.nab_settings()
         title = "the NAB configuration"
     else:
-        cfg = settings_mod.Settings(season_period_s=86400.0 if seasonal else 0.0)
-        title = "with daily seasonality" if seasonal else "product defaults"
+        cfg = settings_mod.Settings(**settings_mod.season_overrides(season.value))
+        title = "product defaults" + ("" if season is Season.WEEKLY else f", season {season}")
     result = detect_scale.run(
         series=series, ticks=ticks, settings=cfg, novel=nab.NOVELTY if nab_config else None
     )
@@ -277,8 +305,8 @@ def detect_scale_command(
                 "updates_per_s": round(result.updates_per_s),
                 "bytes_per_series": round(result.bytes_per_series, 1),
                 "ticks": result.ticks,
-                "seasonal": seasonal or nab_config,
-                "config": "nab" if nab_config else "seasonal" if seasonal else "product",
+                "season": "nab" if nab_config else season.value,
+                "config": "nab" if nab_config else "product",
                 "seconds": round(result.seconds, 3),
             }
         )

@@ -59,7 +59,7 @@ _FIELDS = (
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
-    "e0", "e1", "lpk", "e2", "wunit",
+    "e0", "e1", "lpk", "e2", "wunit", "born",
 )  # fmt: skip
 
 
@@ -239,6 +239,7 @@ class Bank:
             a["mu"][first] = x[first]
             a["origin"][first] = x[first]
             a["dev"][first] = 0.0
+            a["born"][first] = tt[first]
         xv = np.where(valid, x, a["mu"])
 
         # --- seasonal offset by phase of the period
@@ -276,6 +277,14 @@ class Bank:
             wo_full = _cells(self._week_p, wflat) * a["wunit"]
             wgain = (a["e1"] - a["e2"]) / np.maximum(a["e0"], _TINY)
             so = so + wo_full * np.clip(s.season_shrink * wgain, 0.0, 1.0)
+        # a profile counts only once the series has been watched for `season_warmup_periods`
+        # (a profile of one afternoon is no daily pattern): before that the baseline is the
+        # level alone, and the profile's errors below are the level's, so it earns its weight
+        # from predictions made after that
+        aged = np.ones(n_, dtype=np.bool_)
+        if seasonal and s.season_warmup_periods > 0:
+            aged = tt - a["born"] >= s.season_warmup_periods * s.season_period_s
+            so = np.where(aged, so, 0.0)
         expected = a["mu"] + so
 
         # --- robust z-score
@@ -401,6 +410,8 @@ class Bank:
                     wusual,
                 ).astype(np.float16))
                 usual = np.maximum(usual, wusual)
+            # (what one afternoon saw is not yet what is usual at this hour)
+            usual = np.where(aged, usual, 0.0)
             # within a tolerance: today's batch spike may be a little taller than last week's
             ly = np.maximum(ly - usual - np.where(usual > 0, s.usual_tolerance, 0.0), 0.0)
         lsd = np.sqrt(np.maximum(a["lv"], s.surprise_min_var))
@@ -452,12 +463,13 @@ class Bank:
         if shrink or weekly:
             # errors of the level alone and of the level plus the full profile
             e0 = np.minimum(np.abs(xv - a["mu"]), lim)
-            e1 = np.minimum(np.abs(xv - a["mu"] - full_so), lim)
+            e1 = np.where(aged, np.minimum(np.abs(xv - a["mu"] - full_so), lim), e0)
             a["e0"][:] = np.where(valid, a["e0"] + s.alpha_shrink * (e0 - a["e0"]), a["e0"])
             a["e1"][:] = np.where(valid, a["e1"] + s.alpha_shrink * (e1 - a["e1"]), a["e1"])
             if weekly:
                 # and of the level plus both profiles
-                e2 = np.minimum(np.abs(xv - a["mu"] - full_so - wo_full), lim)
+                e2 = np.where(
+                    aged, np.minimum(np.abs(xv - a["mu"] - full_so - wo_full), lim), e1)
                 a["e2"][:] = np.where(valid, a["e2"] + s.alpha_shrink * (e2 - a["e2"]), a["e2"])
         if seasonal:
             col = _cells(self._season, sflat)
@@ -494,6 +506,8 @@ class Bank:
             gn = np.where(reset, 0.0, gn)
             run = np.where(reset, 0.0, run)
             if seasonal:
+                # a new baseline: its profile starts over, and counts after a period again
+                a["born"][reset] = tt[reset]
                 self._season[:n_][reset] = 0.0
                 self._season_n[:n_][reset] = 0.0
                 self._season_s[:n_][reset] = 0.0

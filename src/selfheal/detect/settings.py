@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Mapping
+from typing import Any
 
 MIB = 1024.0 * 1024.0
 
@@ -56,6 +57,23 @@ up 3-10x its level for 10-17 s without anything being broken (measured on a real
 baseline), as high as a real regression. Alone, it must outlast three windows; an SLO breach,
 or another signal of the same service firing with it, reports it at once.
 """
+
+
+SEASONS = ("weekly", "daily", "off")
+"""The seasonality a product detector can learn (`season_overrides`)."""
+
+
+def season_overrides(season: str) -> dict[str, Any]:
+    """The `Settings` fields for one of `SEASONS`: ``weekly`` (the default: a daily profile
+    of the level, plus what the hour of the week adds), ``daily`` (the daily profile alone,
+    526 bytes a series instead of 862) or ``off`` (no profile, 274 bytes)."""
+    if season == "weekly":
+        return {}
+    if season == "daily":
+        return {"weekly_profile": False}
+    if season == "off":
+        return {"season_period_s": 0.0, "season_shrink": 0.0, "weekly_profile": False}
+    raise ValueError(f"unknown seasonality {season!r}: one of {', '.join(SEASONS)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,21 +135,27 @@ class Settings:
     ttl_horizon_s: float = 3600.0
     """A trend that reaches its limit sooner than this fires, however small it looks."""
 
-    # Seasonality: a profile of the level by phase of a period in seconds (0 = off).
-    season_period_s: float = 0.0
+    # Seasonality: a profile of the level by phase of a period in seconds (0 = off). The
+    # product learns the day and the week (`SEASONS`), weighed by what they predict, from the
+    # second day a series is watched.
+    season_period_s: float = 86400.0
     season_bins: int = 24
     usual_tolerance: float = 0.3
     """Log-strength above the usual of the phase that still counts as usual (0.3: 35%)."""
     weekly: bool = False
     """Also remember the usual strength by phase of the week (7 periods)."""
-    weekly_profile: bool = False
+    weekly_profile: bool = True
     """Also learn a profile of the level by phase of the week (7 periods): what the daily
     profile leaves at each hour of the week (Saturday nights, Monday mornings). It enters the
     baseline as far as it has predicted better than the daily profile alone, in units of the
     flat level's error, weighed by `season_shrink` (so it needs `season_shrink` > 0)."""
+    season_warmup_periods: float = 1.0
+    """The profiles enter the baseline once the series has been watched this many periods
+    (and after a re-baseline, again), and earn their weight (`season_shrink`) only from
+    predictions made after that (0: from the first value)."""
     alpha_season: float = 0.5
     """Per period: how much of a phase bin's profile one period (a day) renews."""
-    season_shrink: float = 0.0
+    season_shrink: float = 10.0
     """Weigh the seasonal offset by how much better than the flat level it has predicted:
     full weight at a 1/season_shrink relative gain (0 = always full weight)."""
     alpha_shrink: float = 0.005
@@ -176,6 +200,8 @@ class Settings:
             # it would learn 168 bins a series and never use them
             raise ValueError("weekly_profile needs the daily profile (season_period_s > 0) "
                              "and season_shrink > 0 to weigh it")
+        if not 0.0 <= self.season_warmup_periods < float("inf"):
+            raise ValueError("season_warmup_periods must be a finite number >= 0")
 
     def direction(self, metric: str) -> int:
         return int(self.directions.get(metric, self.default_direction))

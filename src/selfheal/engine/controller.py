@@ -49,7 +49,8 @@ def detector_settings(cfg: config_mod.Detect) -> detect.Settings:
         min_scale={**d.DEFAULT_MIN_SCALE, "up": 0.05},
         hold_s={**d.DEFAULT_HOLD_S, "up": cfg.down_hold_s},
         report_z=cfg.report_z,
-        slo=dict(cfg.slo))
+        slo=dict(cfg.slo),
+        **d.season_overrides(cfg.season))
 
 
 @dataclasses.dataclass(frozen=True)
