@@ -312,6 +312,8 @@ class Bank:
         cp = np.where(d > 0, gp, np.where(d < 0, gn, np.maximum(gp, gn)))
         r_cp = cp / s.cusum_h
 
+        # the value less the seasonal offset: a daily ramp the profile explains is no trend
+        xd = xv - so
         # --- trend: exponentially weighted regression of y on age (0 = now), restarted at
         # each change point so that a jump does not pass for a slope (nor hide one)
         lam = s.trend_lambda
@@ -321,12 +323,12 @@ class Bank:
         # transient spike, confirmed) or moving on; the move from the jump is scored as such
         after_cut = valid & (a["cut_age"] == 1.0)
         if cut.any():
-            a["origin"][cut] = xv[cut]
+            a["origin"][cut] = xd[cut]
             a["cut_x"][cut] = xv[cut]
             for k in ("s0", "s1", "s2", "sy", "sky", "syy"):
                 a[k][cut] = 0.0
         a["cut_age"][:] = np.where(cut, 0.0, a["cut_age"] + valid)
-        y = xv - a["origin"]
+        y = xd - a["origin"]
         s0, s1, s2, sy, sky, syy = (a[k] for k in ("s0", "s1", "s2", "sy", "sky", "syy"))
         n1 = lam * (s1 + s0)
         n2 = lam * (s2 + 2.0 * s1 + s0)
@@ -370,7 +372,7 @@ class Bank:
         r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * step_s, _TINY), 0.0)
         # only a line heading away from the baseline is news: one climbing back after a dip
         # is a recovery (its fitted value now is nearer the baseline than its mean is)
-        base_y = expected - a["origin"]
+        base_y = a["mu"] - a["origin"]
         away = np.abs(my + slope * mk - base_y) >= np.abs(my - base_y)
         r_trend = np.where(
             (sb > 0) & away, np.minimum(tb / s.trend_t, np.maximum(r_mag, r_ttl)), 0.0
