@@ -23,6 +23,7 @@ from selfheal.engine import controller
     ("detect: {slo: {error_ratio: .nan}}\n", "detect.slo"),
     ("detect: {slo: {error_ratio: high}}\n", "detect.slo"),
     ("detect: {slo: [error_ratio]}\n", "detect.slo"),
+    ("detect: {season: hourly}\n", "detect.season"),
 ])
 def test_bad_config_names_the_field(text: str, field: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
@@ -70,3 +71,16 @@ def test_the_report_threshold_and_slo_bounds_reach_the_detector() -> None:
     settings = controller.detector_settings(cfg.detect)
     assert settings.report_z == 3.5
     assert settings.slo == {"error_ratio": 0.05}
+
+
+@pytest.mark.parametrize(("season", "period", "weekly"), [
+    ("weekly", 86400.0, True), ("daily", 86400.0, False), ("off", 0.0, False),
+])
+def test_the_seasonality_reaches_the_detector(season: str, period: float, weekly: bool) -> None:
+    settings = controller.detector_settings(
+        config.parse(f"detect: {{season: {season}}}\n", "c.yaml").detect)
+    assert (settings.season_period_s, settings.weekly_profile) == (period, weekly)
+    # the default is the library's own default
+    default = controller.detector_settings(config.Detect())
+    assert default.season_period_s == detect.Settings().season_period_s > 0
+    assert default.weekly_profile == detect.Settings().weekly_profile

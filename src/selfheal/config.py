@@ -61,6 +61,12 @@ class Detect(_Strict):
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,
     never held, gated or `expected`."""
 
+    @pydantic.field_validator("season", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        # YAML 1.1 reads a bare `off` as false
+        return "off" if v is False else v
+
     @pydantic.field_validator("slo")
     @classmethod
     def _finite_bounds(cls, v: dict[str, float]) -> dict[str, float]:
