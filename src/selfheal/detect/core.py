@@ -1,10 +1,11 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (33 floats per series, plus optional
-seasonal profiles: 266 bytes per series by default, 506 with daily seasonality, 842 with the
-weekly strength memory or the weekly profile of the level, whose 168 bins are kept in half
-precision in units of the series' noise scale) and `Bank.step` scores the new value of each
-series against its past only, then folds it into the state. Three detectors share that state:
+`Bank` holds the bounded state of N series in flat arrays (34 floats per series, plus the
+seasonal profiles: 850 bytes per series by default, with a daily profile of the level and a
+weekly one whose 168 bins are kept in half precision in units of the series' noise scale; 514
+with the daily profile alone, 274 with none; 1,186 with the optional weekly strength memory)
+and `Bank.step` scores the new value of each series against its past only, then folds it into
+the state. Three detectors share that state:
 
 - ``spike``: a robust z-score against a Huber-clipped level and mean absolute deviation (plus a
   seasonal profile by phase of a period, when one is configured);
@@ -24,7 +25,10 @@ strength is below the largest one in recent memory, `Settings.record_decay`), an
 keeps a surprise only where it beats every recent one, so an episode scores once, on its first
 row. With `Settings.season_shrink`, the seasonal profile enters the baseline only as far as it
 has predicted the series better than the level alone; with `Settings.weekly_profile`, a profile
-by phase of the week adds what the daily one leaves, as far as it predicts better still.
+by phase of the week adds what the daily one leaves, as far as it predicts better still. The
+profiles enter only once a series has been watched `Settings.season_warmup_periods` (a day, in
+the product), and the trend is fitted to the value less the seasonal offset they apply, so a
+daily ramp the profile explains is no trend.
 """
 
 from __future__ import annotations
