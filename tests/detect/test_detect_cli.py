@@ -168,6 +168,7 @@ def test_bench_nab_cli_scores_the_product_defaults_by_their_alarms(tmp_path: Pat
     assert res.exit_code == 0, res.output
     last = json.loads(res.stdout.strip().splitlines()[-1])
     assert last["config"] == "product"
+    assert last["season"] == "weekly"  # the product as shipped
     assert last["halves"] == {}  # no threshold to carry from one half to the other
     assert {p["threshold"] for p in last["profiles"]} == {0.5}
     assert all(p["tp"] + p["fn"] == 2 for p in last["profiles"])
@@ -180,3 +181,25 @@ def test_bench_nab_cli_refuses_robustness_for_the_product(tmp_path: Path) -> Non
     assert res.exit_code == 2
     assert "does not apply to --config product" in res.output
     assert "Traceback" not in res.output
+
+
+def test_bench_nab_cli_refuses_a_season_for_the_nab_configuration(tmp_path: Path) -> None:
+    # the seasonality option is the product's: the NAB configuration has its own
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nope"), "--season", "off"])
+    assert res.exit_code == 2
+    assert "use it with --config product" in res.output
+
+
+@pytest.mark.timeout(60)
+def test_bench_detect_scale_cli_measures_each_seasonality() -> None:
+    sizes = {}
+    for season in ("weekly", "daily", "off"):
+        res = CliRunner().invoke(main.app, ["bench", "detect-scale", "--series", "500",
+                                            "--ticks", "3", "--season", season, "--json"])
+        assert res.exit_code == 0, res.output
+        last = json.loads(res.stdout.strip().splitlines()[-1])
+        assert (last["config"], last["season"]) == ("product", season)
+        sizes[season] = last["bytes_per_series"]
+    # each profile costs state: the weekly one on top of the daily one
+    assert sizes["off"] < sizes["daily"] < sizes["weekly"] <= 1024

@@ -79,9 +79,10 @@ def nab_settings() -> settings_mod.Settings:
     moved both ways by one relative step) the mean is 72.48 / 63.59 / 77.87 and the minimum
     63.67 / 54.85 / 70.11 (without the weekly profile, and before the trend was fitted to the
     value less the seasonal offset: 75.11 / 66.19 / 80.26, mean 70.44 / 60.69 / 76.12; with
-    the weekly profile, before that: 76.08 / 68.14 / 80.91, mean 72.52 / 63.68 / 77.93). The sharpest tuned knob is `long_floor`: it decides on which rows the
-    CUSUM crosses, and so where the transient score exists at all. Expect unseen series
-    nearer the mean than the point.
+    the weekly profile, before that: 76.08 / 68.14 / 80.91, mean 72.52 / 63.68 / 77.93). The
+    sharpest tuned knob is `long_floor`: it decides on which rows the CUSUM crosses, and so
+    where the transient score exists at all. Expect unseen series nearer the mean than the
+    point.
     """
     # NAB series have no known direction, unit or limit, and many are daily-periodic: the
     # product defaults (which learn the day and the week) plus a long-memory noise floor and
