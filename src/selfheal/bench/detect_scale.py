@@ -60,7 +60,7 @@ def run(
         if nov is not None:
             nov.step(data[i % block])
         if gate is not None:
-            gate.step(step.firing, step.strength, step.ttl_ticks)
+            gate.step(step.firing, step.strength, step.ttl_ticks, t=float(i))
     firing = 0.0
     started = time.perf_counter()
     for i in range(ticks):
@@ -68,7 +68,7 @@ def run(
         if nov is not None:
             nov.step(data[(warm + i) % block])
         if gate is not None:
-            gate.step(step.firing, step.strength, step.ttl_ticks)
+            gate.step(step.firing, step.strength, step.ttl_ticks, t=float(warm + i))
         firing += float(step.firing.mean())
     seconds = time.perf_counter() - started
     return ScaleResult(

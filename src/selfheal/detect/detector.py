@@ -83,7 +83,7 @@ class Detector:
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
         news = self._news.step(step.firing, step.strength, step.ttl_ticks * dt,
-                               self._excused(step, t, ctx))
+                               self._excused(step, t, ctx), t=t)
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):

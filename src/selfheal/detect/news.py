@@ -13,8 +13,17 @@ incident of the service, a change's settle window, a maintenance window: `contex
 What the series does on its own, unremarked, is its routine; a failure that recurs (a crash
 loop under its open incident, a replica that hangs after deploys briefly took it down) is not,
 however often it comes back. The memory is per tick, so how long it lasts depends on the scrape
-interval (0.999: a half-life of 693 ticks, ~11.5 min at 1 s). Pure and vectorised like
-`core.Bank`.
+interval (0.999: a half-life of 693 ticks, ~11.5 min at 1 s).
+
+That memory is too short for what a series does once a day (a nightly backup, a cron job): at a
+1 s scrape it is forgotten by the next night, and the job would page every night. So each
+series also remembers, by hour of the day (`Settings.season_period_s`, `season_bins`), the
+strongest unremarked episode that began in that hour within the last `report_days` days: an
+episode that begins in that hour or the next to it, no stronger than one seen there on an
+earlier day (within `usual_tolerance` in log strength), is routine, whatever the short memory
+says; within a day (a demo, a first afternoon) the short memory alone judges. The same
+rule decides what is learned, so a failure that recurs every night at 3 a.m. under its open
+incident stays news. Pure and vectorised like `core.Bank`.
 """
 
 from __future__ import annotations
@@ -41,6 +50,14 @@ class NewsBank:
         self.settings = settings
         self._f: dict[str, F32] = {k: np.zeros(0, np.float32) for k in self._FLOATS}
         self._b: dict[str, B] = {k: np.zeros(0, np.bool_) for k in self._FLAGS}
+        on = settings.report_days > 0 and settings.season_period_s > 0
+        self._bins = settings.season_bins if on else 0
+        # by hour of the day: the strongest unremarked episode's log peak (half precision;
+        # at most log1p(_STRONG) = 13.8) and the day it was learned (+1; 0: never)
+        self._hour_peak = np.zeros((0, self._bins), np.float16)
+        self._hour_day = np.zeros((0, self._bins), np.uint16)
+        # the hour bin in which each series' current episode began
+        self._start_bin = np.zeros(0, np.uint8)
 
     @property
     def size(self) -> int:
@@ -51,7 +68,9 @@ class NewsBank:
         return {k: v.astype(np.float64) for k, v in (*self._f.items(), *self._b.items())}
 
     def nbytes_per_series(self) -> float:
-        return float(sum(v.itemsize for v in (*self._f.values(), *self._b.values())))
+        flat = sum(v.itemsize for v in (*self._f.values(), *self._b.values()))
+        hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize)
+        return float(flat + hourly + self._start_bin.itemsize)
 
     def _grow(self, n: int) -> None:
         more = n - self.size
@@ -60,13 +79,59 @@ class NewsBank:
                        for k, v in self._f.items()}
             self._b = {k: np.concatenate([v, np.zeros(more, np.bool_)])
                        for k, v in self._b.items()}
+            pad = ((0, more), (0, 0))
+            self._hour_peak = np.pad(self._hour_peak, pad)
+            self._hour_day = np.pad(self._hour_day, pad)
+            self._start_bin = np.pad(self._start_bin, (0, more))
+
+    def _clock(self, t: float) -> tuple[int, int]:
+        """(hour bin, day number) of a time in seconds."""
+        s = self.settings
+        day, into = divmod(t, s.season_period_s)
+        hour = min(int(into / s.season_period_s * self._bins), self._bins - 1)
+        return hour, int(day) % 65535
+
+    def _learn_hours(self, rows: npt.NDArray[np.int64], today: int) -> None:
+        """Fold the ended, unremarked episodes of `rows` into their start hour's memory."""
+        if rows.size == 0:
+            return
+        col = self._start_bin[rows].astype(np.int64)
+        old = self._hour_peak[rows, col].astype(np.float64)
+        old = np.where(self._recent(self._hour_day[rows, col], today), old, 0.0)
+        peak = self._f["peak"][rows].astype(np.float64)
+        self._hour_peak[rows, col] = np.maximum(old, peak).astype(np.float16)
+        self._hour_day[rows, col] = np.uint16(today + 1)
+
+    def _recent(self, day: npt.NDArray[np.uint16], today: int, before: bool = False
+                ) -> npt.NDArray[np.bool_]:
+        """Learned within the last `report_days` days (day numbers wrap at 65535); with
+        `before`, on an earlier day than today."""
+        age = np.mod(today + 1 - day.astype(np.int64), 65535)
+        return (day > 0) & (age <= self.settings.report_days) & (age >= (1 if before else 0))
+
+    def _routine_hour(self, rows: npt.NDArray[np.int64], today: int) -> npt.NDArray[np.bool_]:
+        """Is the current episode of each of `rows` no stronger than the strongest recent
+        unremarked episode that began in its start hour or an hour next to it, on an earlier
+        day? (What happened an hour ago is the short memory's to judge: this one is about
+        what comes back every day.)"""
+        s = self.settings
+        peak = self._f["peak"][rows].astype(np.float64)
+        start = self._start_bin[rows].astype(np.int64)
+        usual = np.full(rows.size, -np.inf)
+        for shift in (-1, 0, 1):
+            col = np.mod(start + shift, self._bins)
+            known = self._recent(self._hour_day[rows, col], today, before=True)
+            usual = np.where(known, np.maximum(usual, self._hour_peak[rows, col]), usual)
+        return peak <= usual + s.usual_tolerance
 
     def step(self, firing: B, strength: npt.NDArray[np.float64],
-             ttl_s: npt.NDArray[np.float64], excused: B | None = None) -> B:
+             ttl_s: npt.NDArray[np.float64], excused: B | None = None,
+             t: float | None = None) -> B:
         """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
         seconds until a trend's limit (inf when none), `excused` the firing episodes that are
-        part of something known (`context.excused`: never learned)."""
+        part of something known (`context.excused`: never learned), `t` the time in seconds
+        (without it, the memory by hour of the day is neither used nor learned)."""
         s = self.settings
         self._grow(len(firing))
         if s.report_z <= 0:
@@ -76,6 +141,13 @@ class NewsBank:
         # strength or its trend, nor reported for another reason (`mark`), nor excused; while
         # the memory is too small to judge, episodes are reported and still learned
         ended = b["was"] & ~firing & ~b["remarked"] & ~b["excused"]
+        hourly = self._bins > 0 and t is not None and np.isfinite(t)
+        hour = today = 0
+        if hourly:
+            assert t is not None
+            hour, today = self._clock(t)
+            self._learn_hours(np.flatnonzero(ended), today)
+            self._start_bin[firing & ~b["was"]] = hour
         n = f["n"] * np.float32(s.report_memory) + ended
         w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)
         d = f["peak"] - f["m"]
@@ -89,7 +161,16 @@ class NewsBank:
         f["peak"] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
                              0.0).astype(np.float32)
         judged = f["n"] >= s.report_min_episodes
-        remark = (judged & (f["peak"] >= self._threshold())) | (ttl_s <= s.ttl_horizon_s) | odd
+        strong = judged & (f["peak"] >= self._threshold())
+        if hourly:
+            # what the series does at this hour every day is routine, however long ago the
+            # short memory last saw it
+            rows = np.flatnonzero(firing & ~b["told"])
+            usual = np.zeros(len(firing), dtype=np.bool_)
+            usual[rows] = self._routine_hour(rows, today)
+            strong &= ~usual
+            judged = judged | usual
+        remark = strong | (ttl_s <= s.ttl_horizon_s) | odd
         b["remarked"] = firing & (b["remarked"] | remark)
         b["told"] = firing & (b["told"] | b["remarked"] | ~judged)
         b["excused"] = firing & (b["excused"] | (False if excused is None else excused))

@@ -186,6 +186,10 @@ class Settings:
     and when a trend reaches its limit within `ttl_horizon_s` (`news.NewsBank`)."""
     report_min_episodes: float = 2.0
     """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
+    report_days: float = 8.0
+    """How many days the strongest unremarked episode that began in an hour of the day keeps
+    that hour's episodes up to its strength routine (a nightly job; 8: a weekly one too);
+    0 turns the memory by hour off (it needs `season_period_s` > 0)."""
     report_memory: float = 0.999
     """Per tick decay of the weight of past episodes' peaks (0.999: a half-life of 693 ticks)."""
     report_min_var: float = 0.01
@@ -200,6 +204,8 @@ class Settings:
             # it would learn 168 bins a series and never use them
             raise ValueError("weekly_profile needs the daily profile (season_period_s > 0) "
                              "and season_shrink > 0 to weigh it")
+        if not 0.0 <= self.report_days < 65535.0:
+            raise ValueError("report_days must be a number of days from 0 to 65534")
         if not 0.0 <= self.season_warmup_periods < float("inf"):
             raise ValueError("season_warmup_periods must be a finite number >= 0")
 
