@@ -231,29 +231,38 @@ MINUTE = 60.0
 
 
 def _nightly(days: int, settings: detect.Settings, extra: tuple[int, int] | None = None,
-             open_incident: bool = False) -> dict[int, set[int]]:
+             open_incident: bool = False, blips: bool = False, minutes: int = 5,
+             opens_after: int = 0) -> dict[int, set[int]]:
     """A disk whose backup job spikes it at 03:05 for ~5 minutes every night, scraped once a
     minute; `extra` = (day, minute of the day) adds a 5-minute spike there. Returns day ->
     the hours at which the detector reported. With `open_incident`, each reported spike
-    opens an incident that stays open until the next morning."""
+    opens an incident (`opens_after` minutes later) that stays open until the next morning;
+    with `blips`, a small routine blip every 20 minutes gives the short memory episodes to
+    judge by (so the backup is news by its strength, not for want of a memory)."""
     rng = np.random.default_rng(11)
     det = detect.Detector(settings)
     reported: dict[int, set[int]] = {}
     incidents: frozenset[str] = frozenset()
+    opening = -1
     for i in range(days * 1440):
         day, minute = divmod(i, 1440)
         x = 100.0 + rng.normal(0.0, 2.0)
-        if 185 <= minute < 190 + day % 3:  # the backup, a minute or two longer some nights
+        # the backup, a minute or two longer some nights
+        if 185 <= minute < 185 + minutes + (day % 3 if minutes > 1 else 0):
             x += 60.0
         if extra is not None and day == extra[0] and extra[1] <= minute < extra[1] + 5:
             x += 60.0
+        if blips and minute % 20 == 10:
+            x += 20.0
         if minute == 6 * 60:
             incidents = frozenset()  # resolved in the morning
         ctx = detect.Context(incidents=incidents)
         if det.update(MIDNIGHT + i * MINUTE, {("db", "disk_io"): x}, ctx):
             reported.setdefault(day, set()).add(minute // 60)
-            if open_incident:
-                incidents = frozenset({"db"})
+            if open_incident and opening < i:
+                opening = i + opens_after
+        if i == opening:
+            incidents = frozenset({"db"})
     return reported
 
 
@@ -268,6 +277,16 @@ def test_a_nightly_job_is_routine_from_the_second_night() -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_nightly_job_that_is_news_by_its_strength_is_routine_from_the_second_night() -> None:
+    # among routine blips the backup is news by its strength the first night; once it has
+    # come back at that hour opening no incident, it is the series' rhythm
+    # (the first blips, at midnight, are reported while there is nothing to judge them by)
+    without = _nightly(5, detect.Settings(report_days=0), blips=True)
+    assert without == {0: {0, 3}, **{d: {3} for d in range(1, 5)}}
+    assert _nightly(5, detect.Settings(), blips=True) == {0: {0, 3}}
+
+
+@pytest.mark.timeout(120)
 def test_a_spike_at_another_hour_is_still_news() -> None:
     got = _nightly(6, detect.Settings(), extra=(4, 15 * 60))
     assert got == {0: {3}, 4: {15}}
@@ -278,6 +297,12 @@ def test_a_nightly_failure_under_its_incident_is_never_learned_as_routine() -> N
     # the same spike, but each night it opens an incident: excused episodes are not learned,
     # so it is reported every night however regular it is
     assert _nightly(6, detect.Settings(), open_incident=True) == {d: {3} for d in range(6)}
+    # also when its incident opens as the episode ends (a one-minute spike, the incident two
+    # minutes after its report: the episode is learned at the tick after it ended, and its
+    # service is under the incident by then). An incident that opens later still does not
+    # unlearn it: a known gap (the engine opens incidents at the tick of the report).
+    assert _nightly(6, detect.Settings(), open_incident=True, minutes=1, opens_after=2) == {
+        d: {3} for d in range(6)}
 
 
 @pytest.mark.timeout(60)

@@ -104,12 +104,16 @@ class Detector:
 
     def _excused(self, step: core.Step, t: float, ctx: context_mod.Context
                  ) -> npt.NDArray[np.bool_] | None:
-        """The firing episodes that are part of something known (`context.excused`)."""
+        """The firing episodes that are part of something known (`context.excused`), and the
+        episodes that ended at the last tick whose service is under an incident now."""
         if not (ctx.incidents or ctx.changes or ctx.maintenance):
             return None
         out = np.zeros(len(step.firing), dtype=np.bool_)
         for i in (int(i) for i in np.flatnonzero(step.firing)):
             out[i] = context_mod.excused(ctx, self._keys[i][0], float(step.start[i]), t)
+        ended = self._news.was_firing(len(step.firing)) & ~step.firing
+        for i in (int(i) for i in np.flatnonzero(ended)):
+            out[i] = self._keys[i][0] in ctx.incidents
         return out
 
     def _at_limit(self, i: int, observed: float) -> bool:

@@ -18,11 +18,13 @@ interval (0.999: a half-life of 693 ticks, ~11.5 min at 1 s).
 That memory is too short for what a series does once a day (a nightly backup, a cron job): at a
 1 s scrape it is forgotten by the next night, and the job would page every night. So each
 series also remembers, by hour of the day (`Settings.season_period_s`, `season_bins`), the
-strongest unremarked episode that began in that hour within the last `report_days` days: an
-episode that begins in that hour or the next to it, no stronger than one seen there on an
-earlier day (within `usual_tolerance` in log strength), is routine, whatever the short memory
-says; within a day (a demo, a first afternoon) the short memory alone judges. The same
-rule decides what is learned, so a failure that recurs every night at 3 a.m. under its open
+strongest episode that began in that hour within the last `report_days` days, of those that
+were not excused and that nothing but their own strength remarked on (no `mark`: no SLO
+breach, no corroboration; no trend to the limit). An episode that begins in that hour or the
+next to it, no stronger than one seen there on an earlier day (within `usual_tolerance` in log
+strength), is routine, whatever the short memory says: a job that was news the first night,
+and opened no incident, is the series' rhythm by the second. Within a day (a demo, a first
+afternoon) the short memory alone judges, and a failure that recurs every night under its open
 incident stays news. Pure and vectorised like `core.Bank`.
 """
 
@@ -44,7 +46,7 @@ class NewsBank:
     """Per series: the current episode's peak and the memory of past episodes' peaks."""
 
     _FLOATS = ("peak", "m", "v", "n")
-    _FLAGS = ("told", "remarked", "excused", "was")
+    _FLAGS = ("told", "remarked", "marked", "excused", "was")
 
     def __init__(self, settings: settings_mod.Settings) -> None:
         self.settings = settings
@@ -130,8 +132,10 @@ class NewsBank:
         """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
         seconds until a trend's limit (inf when none), `excused` the firing episodes that are
-        part of something known (`context.excused`: never learned), `t` the time in seconds
-        (without it, the memory by hour of the day is neither used nor learned)."""
+        part of something known (`context.excused`: never learned; also given for the
+        episodes that ended at the previous tick, `was_firing`, as they are learned now), `t`
+        the time in seconds (without it, the memory by hour of the day is neither used nor
+        learned)."""
         s = self.settings
         self._grow(len(firing))
         if s.report_z <= 0:
@@ -140,13 +144,19 @@ class NewsBank:
         # an episode that ended is learned when nothing remarked on it: neither news by its
         # strength or its trend, nor reported for another reason (`mark`), nor excused; while
         # the memory is too small to judge, episodes are reported and still learned
-        ended = b["was"] & ~firing & ~b["remarked"] & ~b["excused"]
+        # (an episode that ended at the last tick is excused too when its service is under an
+        # incident now: the one its report just opened)
+        known = b["excused"] | (False if excused is None else excused)
+        ended = b["was"] & ~firing & ~b["remarked"] & ~known
         hourly = self._bins > 0 and t is not None and np.isfinite(t)
         hour = today = 0
         if hourly:
             assert t is not None
             hour, today = self._clock(t)
-            self._learn_hours(np.flatnonzero(ended), today)
+            # by hour, an episode that was news by its strength alone is learned too: what
+            # comes back at the same hour every day, opening no incident, is the series' rhythm
+            self._learn_hours(
+                np.flatnonzero(b["was"] & ~firing & ~b["marked"] & ~known), today)
             self._start_bin[firing & ~b["was"]] = hour
         n = f["n"] * np.float32(s.report_memory) + ended
         w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)
@@ -170,12 +180,21 @@ class NewsBank:
             usual[rows] = self._routine_hour(rows, today)
             strong &= ~usual
             judged = judged | usual
-        remark = strong | (ttl_s <= s.ttl_horizon_s) | odd
-        b["remarked"] = firing & (b["remarked"] | remark)
+        other = (ttl_s <= s.ttl_horizon_s) | odd
+        b["remarked"] = firing & (b["remarked"] | strong | other)
+        b["marked"] = firing & (b["marked"] | other)
         b["told"] = firing & (b["told"] | b["remarked"] | ~judged)
         b["excused"] = firing & (b["excused"] | (False if excused is None else excused))
         b["was"] = firing.copy()
         return b["told"].copy()
+
+    def was_firing(self, n: int) -> B:
+        """Which of `n` series were firing at the previous tick (their episodes, if they have
+        ended, are learned at this one)."""
+        out = np.zeros(n, dtype=np.bool_)
+        m = min(n, self.size)
+        out[:m] = self._b["was"][:m]
+        return out
 
     def mark(self, rows: list[int]) -> None:
         """These firing episodes were reported although no news by themselves (an SLO breach,
@@ -183,6 +202,7 @@ class NewsBank:
         learned as routine."""
         self._b["told"][rows] = True
         self._b["remarked"][rows] = True
+        self._b["marked"][rows] = True
 
     def _threshold(self) -> npt.NDArray[np.float64]:
         s = self.settings
