@@ -54,7 +54,7 @@ class NewsBank:
         self._b: dict[str, B] = {k: np.zeros(0, np.bool_) for k in self._FLAGS}
         on = settings.report_days > 0 and settings.season_period_s > 0
         self._bins = settings.season_bins if on else 0
-        # by hour of the day: the strongest unremarked episode's log peak (half precision;
+        # by hour of the day: the strongest learned episode's log peak (half precision;
         # at most log1p(_STRONG) = 13.8) and the day it was learned (+1; 0: never)
         self._hour_peak = np.zeros((0, self._bins), np.float16)
         self._hour_day = np.zeros((0, self._bins), np.uint16)
@@ -94,7 +94,8 @@ class NewsBank:
         return hour, int(day) % 65535
 
     def _learn_hours(self, rows: npt.NDArray[np.int64], today: int) -> None:
-        """Fold the ended, unremarked episodes of `rows` into their start hour's memory."""
+        """Fold the episodes of `rows` that ended (neither marked nor excused) into their
+        start hour's memory."""
         if rows.size == 0:
             return
         col = self._start_bin[rows].astype(np.int64)
@@ -113,7 +114,7 @@ class NewsBank:
 
     def _routine_hour(self, rows: npt.NDArray[np.int64], today: int) -> npt.NDArray[np.bool_]:
         """Is the current episode of each of `rows` no stronger than the strongest recent
-        unremarked episode that began in its start hour or an hour next to it, on an earlier
+        learned episode that began in its start hour or an hour next to it, on an earlier
         day? (What happened an hour ago is the short memory's to judge: this one is about
         what comes back every day.)"""
         s = self.settings
