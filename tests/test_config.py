@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import typing
 from pathlib import Path
 
 import pytest
 
 from selfheal import config, detect, errors
+from selfheal.cli import bench_detect
+from selfheal.detect import settings as detect_settings
 from selfheal.engine import controller
 
 
@@ -84,3 +87,11 @@ def test_the_seasonality_reaches_the_detector(season: str, period: float, weekly
     default = controller.detector_settings(config.Detect())
     assert default.season_period_s == detect.Settings().season_period_s > 0
     assert default.weekly_profile == detect.Settings().weekly_profile
+
+
+def test_the_config_the_benchmarks_and_the_detector_name_the_same_seasonalities() -> None:
+    in_config = typing.get_args(config.Detect.model_fields["season"].annotation)
+    assert set(in_config) == set(detect_settings.SEASONS)
+    assert {s.value for s in bench_detect.Season} == set(detect_settings.SEASONS)
+    for season in detect_settings.SEASONS:
+        detect.Settings(**detect_settings.season_overrides(season))  # each one is valid

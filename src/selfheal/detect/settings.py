@@ -65,8 +65,8 @@ SEASONS = ("weekly", "daily", "off")
 
 def season_overrides(season: str) -> dict[str, Any]:
     """The `Settings` fields for one of `SEASONS`: ``weekly`` (the default: a daily profile
-    of the level, plus what the hour of the week adds), ``daily`` (the daily profile alone,
-    526 bytes a series instead of 862) or ``off`` (no profile, 274 bytes)."""
+    of the level, plus what the hour of the week adds), ``daily`` (the daily profile alone:
+    514 bytes of core state a series instead of 850) or ``off`` (no profile: 274 bytes)."""
     if season == "weekly":
         return {}
     if season == "daily":
@@ -187,9 +187,10 @@ class Settings:
     report_min_episodes: float = 2.0
     """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
     report_days: float = 8.0
-    """How many days the strongest unremarked episode that began in an hour of the day keeps
-    that hour's episodes up to its strength routine (a nightly job; 8: a weekly one too);
-    0 turns the memory by hour off (it needs `season_period_s` > 0)."""
+    """How many days the strongest episode that began in an hour of the day (neither marked
+    nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
+    after (a nightly job; 8: a weekly one too); 0 turns the memory by hour off (it needs
+    `season_period_s` > 0)."""
     report_memory: float = 0.999
     """Per tick decay of the weight of past episodes' peaks (0.999: a half-life of 693 ticks)."""
     report_min_var: float = 0.01
