@@ -40,6 +40,9 @@ B = npt.NDArray[np.bool_]
 
 _STRONG = 1e6
 """Strengths are taken as at most this (log1p: 13.8) when learned."""
+_STEPS = 16.0
+"""Steps per unit of log strength in the memory by hour (a 1/32 rounding error beside the
+0.3 tolerance; 255 steps hold 15.9)."""
 
 
 class NewsBank:
@@ -54,9 +57,10 @@ class NewsBank:
         self._b: dict[str, B] = {k: np.zeros(0, np.bool_) for k in self._FLAGS}
         on = settings.report_days > 0 and settings.season_period_s > 0
         self._bins = settings.season_bins if on else 0
-        # by hour of the day: the strongest learned episode's log peak (half precision;
-        # at most log1p(_STRONG) = 13.8) and the day it was learned (+1; 0: never)
-        self._hour_peak = np.zeros((0, self._bins), np.float16)
+        # by hour of the day: the strongest learned episode's log peak, in 1/_STEPS steps
+        # (at most log1p(_STRONG) = 13.8, so a byte holds it), and the day it was learned
+        # (+1; 0: never)
+        self._hour_peak = np.zeros((0, self._bins), np.uint8)
         self._hour_day = np.zeros((0, self._bins), np.uint16)
         # the hour bin in which each series' current episode began
         self._start_bin = np.zeros(0, np.uint8)
@@ -99,10 +103,11 @@ class NewsBank:
         if rows.size == 0:
             return
         col = self._start_bin[rows].astype(np.int64)
-        old = self._hour_peak[rows, col].astype(np.float64)
+        old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
         old = np.where(self._recent(self._hour_day[rows, col], today), old, 0.0)
         peak = self._f["peak"][rows].astype(np.float64)
-        self._hour_peak[rows, col] = np.maximum(old, peak).astype(np.float16)
+        stored = np.rint(np.maximum(old, peak) * _STEPS)
+        self._hour_peak[rows, col] = np.clip(stored, 0, 255).astype(np.uint8)
         self._hour_day[rows, col] = np.uint16(today + 1)
 
     def _recent(self, day: npt.NDArray[np.uint16], today: int, before: bool = False
@@ -124,7 +129,8 @@ class NewsBank:
         for shift in (-1, 0, 1):
             col = np.mod(start + shift, self._bins)
             known = self._recent(self._hour_day[rows, col], today, before=True)
-            usual = np.where(known, np.maximum(usual, self._hour_peak[rows, col]), usual)
+            seen = self._hour_peak[rows, col].astype(np.float64) / _STEPS
+            usual = np.where(known, np.maximum(usual, seen), usual)
         return peak <= usual + s.usual_tolerance
 
     def step(self, firing: B, strength: npt.NDArray[np.float64],
