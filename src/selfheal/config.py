@@ -56,6 +56,11 @@ class Detect(_Strict):
     alone, `off` neither. The profiles enter the baseline from the series' second day, as far
     as they have predicted it better than a flat level (the weekly part: better than the
     daily profile alone): a series without a rhythm keeps a flat baseline."""
+    save_state_s: float = pydantic.Field(default=300.0, ge=0, le=86_400)
+    """How often what the detectors learned (each series' daily and weekly profile, its
+    routine episodes by hour) is saved to the store, and read back at the next start, so a
+    restart keeps each series' rhythm; it is saved at shutdown too. 0: never saved (a restart
+    rebuilds the detectors from the last 10 minutes of samples)."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,

@@ -48,3 +48,8 @@ class LedgerCorrupt(SelfhealError):
         self.seq = seq
         self.problem = problem
         super().__init__(f"ledger entry {seq}: {problem}")
+
+
+class StateUnusable(SelfhealError):
+    """A saved state (the detectors' learned state) is damaged or does not fit the current
+    config; the caller starts without it and says why."""

@@ -2,7 +2,9 @@
 
 `selfheal bench detect-scale` calls `run`. The values are generated once (random walks with
 noise and occasional spikes) and replayed, so the timing measures the detector, not the random
-number generator. Reports; never asserts.
+number generator. For the product (with its report gate) it also times saving the state and
+loading it into a `Detector`, what a restart of `selfheal run` pays (`detect.persist`).
+Reports; never asserts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import time
 
 import numpy as np
 
-from selfheal.detect import core, news, novelty
+from selfheal.detect import core, news, novelty, persist
+from selfheal.detect import detector as detector_mod
 from selfheal.detect import settings as settings_mod
 
 
@@ -25,6 +28,12 @@ class ScaleResult:
     bytes_per_series: float
     firing_fraction: float
     """Mean fraction of series firing per tick (sanity: the data is mostly normal)."""
+    saved_bytes_per_series: float = 0.0
+    """The saved state's size (`Detector.save`), per series; 0 when not measured."""
+    save_s: float = 0.0
+    """Seconds to save the state of every series (`Detector.save`'s encoding)."""
+    load_s: float = 0.0
+    """Seconds for `Detector.load` to take it back (check, register, copy)."""
 
 
 def run(
@@ -71,6 +80,9 @@ def run(
             gate.step(step.firing, step.strength, step.ttl_ticks, t=float(warm + i))
         firing += float(step.firing.mean())
     seconds = time.perf_counter() - started
+    saved = (0.0, 0.0, 0.0)
+    if gate is not None:
+        saved = _save_and_load(cfg, bank, gate, float(warm + ticks))
     return ScaleResult(
         series=series,
         ticks=ticks,
@@ -80,4 +92,23 @@ def run(
         + (nov.nbytes_per_series() if nov is not None else 0.0)
         + (gate.nbytes_per_series() if gate is not None else 0.0),
         firing_fraction=firing / max(ticks, 1),
+        saved_bytes_per_series=saved[0],
+        save_s=saved[1],
+        load_s=saved[2],
     )
+
+
+def _save_and_load(cfg: settings_mod.Settings, bank: core.Bank, gate: news.NewsBank,
+                   t: float) -> tuple[float, float, float]:
+    """(bytes per series, seconds to save, seconds to load) of the banks' state, saved as
+    `Detector.save` does and loaded by `Detector.load` under names of 10 metrics a service."""
+    keys = [(f"svc-{i // 10}", f"metric_{i % 10}") for i in range(bank.size)]
+    started = time.perf_counter()
+    arrays = {f"core.{k}": v for k, v in bank.arrays().items()}
+    arrays.update({f"news.{k}": v for k, v in gate.arrays(bank.size).items()})
+    data = persist.encode(keys, t, cfg.season_period_s, arrays)
+    saved = time.perf_counter() - started
+    started = time.perf_counter()
+    detector_mod.Detector.load(data, cfg)
+    loaded = time.perf_counter() - started
+    return len(data) / max(bank.size, 1), saved, loaded

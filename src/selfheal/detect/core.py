@@ -203,8 +203,25 @@ class Bank:
         return total / self._cap
 
     def state(self) -> dict[str, F64]:
-        """A copy of the per-series state arrays (for inspection and persistence)."""
+        """A copy of the per-series state arrays (for inspection)."""
         return {k: v[: self.size].copy() for k, v in self._a.items()}
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Every array of state, rows of the registered series only (views, not copies):
+        what `detect.persist` saves and `load` takes back."""
+        every: dict[str, npt.NDArray[Any]] = {f"a.{k}": v for k, v in self._a.items()}
+        every.update(direction=self.direction, firing=self.firing, season=self._season,
+                     season_n=self._season_n, season_s=self._season_s, week_s=self._week_s,
+                     week_p=self._week_p)
+        return {k: v[: self.size] for k, v in every.items()}
+
+    def load(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """Overwrite the state of the registered series with `arrays` (names, dtypes and
+        shapes as `arrays()` gives them; `detect.persist` checks them first). Arrays left out
+        keep their values (the per-series constants of the current config, say)."""
+        mine = self.arrays()
+        for name, value in arrays.items():
+            mine[name][...] = value
 
     # ------------------------------------------------------------------ the tick
     def step(

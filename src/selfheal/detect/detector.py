@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from selfheal import model
 from selfheal.detect import context as context_mod
-from selfheal.detect import core, explain
+from selfheal.detect import core, explain, persist
 from selfheal.detect import news as news_mod
 from selfheal.detect import settings as settings_mod
 
@@ -36,6 +37,40 @@ class Detector:
     @property
     def series(self) -> tuple[SeriesKey, ...]:
         return tuple(self._keys)
+
+    @property
+    def last_t(self) -> float | None:
+        """The time of the last tick (None before the first)."""
+        return self._last_t
+
+    def save(self) -> bytes:
+        """Everything this detector has learned, as bytes for `Detector.load` (after a restart:
+        the profiles of each series' day and week, its routine episodes by hour)."""
+        return persist.encode(self._keys, self._last_t, self.settings.season_period_s,
+                              self._arrays())
+
+    @classmethod
+    def load(cls, data: bytes, settings: settings_mod.Settings | None = None) -> Detector:
+        """A detector that goes on from `save()`'s state, under `settings` (the current
+        config: its directions, floors and limits apply to the restored series). Raises
+        `errors.StateUnusable`, using nothing, when the state is damaged or does not fit."""
+        det = cls(settings)
+        keys, last_t, arrays = persist.decode(data, det.settings.season_period_s)
+        for key in keys:
+            det._row(key)
+        persist.check(arrays, det._arrays())
+        kept = {k: v for k, v in arrays.items() if k not in persist.FROM_CONFIG}
+        det._bank.load({k.removeprefix("core."): v for k, v in kept.items()
+                        if k.startswith("core.")})
+        det._news.load({k.removeprefix("news."): v for k, v in kept.items()
+                        if k.startswith("news.")})
+        det._last_t = last_t
+        return det
+
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        out = {f"core.{k}": v for k, v in self._bank.arrays().items()}
+        out.update({f"news.{k}": v for k, v in self._news.arrays(self._bank.size).items()})
+        return out
 
     def _row(self, key: SeriesKey) -> int:
         row = self._index.get(key)

@@ -73,6 +73,25 @@ class NewsBank:
         """A copy of every per-series array, as float64 (for tests and inspection)."""
         return {k: v.astype(np.float64) for k, v in (*self._f.items(), *self._b.items())}
 
+    def arrays(self, n: int) -> dict[str, npt.NDArray[np.generic]]:
+        """Every array of state for `n` series (grown to that many; views, not copies): what
+        `detect.persist` saves and `load` takes back."""
+        self._grow(n)
+        every: dict[str, npt.NDArray[np.generic]] = {
+            **{f"f.{k}": v for k, v in self._f.items()},
+            **{f"b.{k}": v for k, v in self._b.items()},
+            "hour_peak": self._hour_peak, "hour_day": self._hour_day,
+            "start_bin": self._start_bin}
+        return {k: v[:n] for k, v in every.items()}
+
+    def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Overwrite the state with `arrays` (names, dtypes and shapes as `arrays()` gives
+        them, for as many series as they hold; `detect.persist` checks them first)."""
+        n = len(arrays["f.peak"])
+        mine = self.arrays(n)
+        for name, value in arrays.items():
+            mine[name][...] = value
+
     def nbytes_per_series(self) -> float:
         flat = sum(v.itemsize for v in (*self._f.values(), *self._b.values()))
         hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize)

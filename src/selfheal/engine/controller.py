@@ -34,6 +34,12 @@ TERMINAL = (model.IncidentState.RESOLVED, model.IncidentState.ESCALATED,
 WARM_START_S = 600.0
 """How much stored history rebuilds the detectors' state after a restart."""
 
+REPLAY_MAX_S = 3600.0
+"""At most this much stored history is replayed into a detector restored from its saved state
+(a longer gap is a gap: the last hour catches the level up)."""
+
+STATE_NAME = "detector"
+
 FUSE_WEIGHTS = {**fusion_mod.DEFAULT_WEIGHTS, "up": 1.0}
 """A replica that stopped answering is an incident on its own (nothing else can show it: a hung
 process reports nothing)."""
@@ -104,6 +110,7 @@ class Controller:
         now = clock()
         self._seen_changes = {c.id for c in store.changes_between(now - 7 * 86_400, now)}
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
+        self._state_saved_at = now
         self._stopping = asyncio.Event()
         self.workflow = workflow_mod.Workflow(self)
         for svc, d in sorted(self.drained.items()):
@@ -207,6 +214,9 @@ class Controller:
             now, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
         anomalies += self.expiry.update(
             now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
+        every = self.cfg.detect.save_state_s
+        if every > 0 and now - self._state_saved_at >= every:
+            self.save_state(now)
         result = correlate.correlate(
             detect.fuse(anomalies, weights=FUSE_WEIGHTS), open_incidents=active,
             topology=self.topology, quiet_until=self.quiet_until, now=now,
@@ -257,14 +267,49 @@ class Controller:
                 opened_at=now, title=f"{alert.service}: alert {alert.name} firing",
                 anomalies=(), alerts=(alert,)))
 
+    def save_state(self, now: float) -> None:
+        """Save what the detectors learned to the store (`detect.save_state_s`); nothing
+        before their first tick, so a start that never ran keeps the last saved state."""
+        if self.cfg.detect.save_state_s <= 0 or self.detector.last_t is None:
+            return
+        self.store.save_state(STATE_NAME, now, self.detector.save())
+        self._state_saved_at = now
+
+    def _restore(self, now: float) -> None:
+        """Take back the detectors' saved state, when there is one that fits the config."""
+        if self.cfg.detect.save_state_s <= 0:
+            return
+        saved = self.store.load_state(STATE_NAME)
+        if saved is None:
+            return
+        try:
+            det = detect.Detector.load(saved[1], detector_settings(self.cfg.detect))
+            if det.last_t is not None and det.last_t > now + 60.0:
+                raise errors.StateUnusable(
+                    f"it was saved {det.last_t - now:.0f} s in the future (is the clock right?)")
+        except errors.StateUnusable as exc:
+            self.emit("detect", f"the detectors' saved state is not used: {exc}; they start "
+                      "from the stored samples")
+            return
+        self.detector = det
+        age = now - (det.last_t if det.last_t is not None else saved[0])
+        self.emit("detect", f"detectors restored from their saved state ({len(det.series)} "
+                  f"series, last tick {age:.0f} s ago)")
+
     def warm_start(self, lookback_s: float = WARM_START_S) -> int:
-        """Rebuild the detectors' state from the samples the store kept (after a restart, a
-        detector that starts cold would be blind for its warm-up and take the first minutes
-        of an ongoing fault for its baseline). Replays the last `lookback_s` seconds of
-        service-level series in time order with the changes of that time; what fired then
-        was handled then, so the anomalies are dropped. Returns the ticks replayed."""
+        """Rebuild the detectors' state after a restart (a detector that starts cold would be
+        blind for its warm-up and take the first minutes of an ongoing fault for its
+        baseline). The saved state (`save_state`) is taken back when it fits the config, and
+        the samples stored since its last tick are replayed (at most `REPLAY_MAX_S`);
+        without one, the last `lookback_s` seconds of service-level series are. Replayed in
+        time order with the changes of that time; what fired then was handled then, so the
+        anomalies are dropped. Returns the ticks replayed."""
         now = self.clock()
+        self._restore(now)
+        since = self.detector.last_t
         start = now - lookback_s
+        if since is not None:
+            start = min(start, max(since, now - REPLAY_MAX_S))
         try:
             names = self.store.series_names(start, now)
         except errors.DataUnavailable:
@@ -281,17 +326,23 @@ class Controller:
         done = {state.value for state in TERMINAL}
         troubled = frozenset(row["service"] for row in self.store.incidents()
                              if row["updated_at"] >= start or row["state"] not in done)
+        ticks = 0
         for t in sorted(by_t):
             values = by_t[t]
+            if t >= now - lookback_s:
+                self.expiry.update(
+                    t, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
+            if since is not None and t <= since:
+                continue  # the saved state has it already
             context = detect.Context(changes=tuple(c for c in changes if c.t <= t),
                                      maintenance=self._maintenance,
                                      settle_s=self.cfg.detect.settle_s, incidents=troubled)
             self.detector.update(
                 t, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
-            self.expiry.update(t, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
-        self.emit("detect", f"detectors warmed from {len(by_t)} stored ticks "
-                  f"({len(names)} series, last {lookback_s:.0f} s)")
-        return len(by_t)
+            ticks += 1
+        self.emit("detect", f"detectors warmed from {ticks} stored ticks "
+                  f"({len(names)} series, since {now - start:.0f} s ago)")
+        return ticks
 
     async def run(self) -> None:
         """Tick until `stop()`; a tick failing on the outside world is reported and the loop
@@ -317,6 +368,7 @@ class Controller:
         for t in self.tasks.values():
             t.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.save_state(self.clock())
         for f in self.feeds:
             await f.close()
 

@@ -127,6 +127,14 @@ revocations = sa.Table(
 )
 
 
+saved_state = sa.Table(
+    "saved_state", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),  # "detector"
+    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -322,6 +330,21 @@ class SqlStore:
     def revoked(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
             return {m["subject"]: dict(m) for m in conn.execute(sa.select(revocations)).mappings()}
+
+    # -- what the detectors learned ----------------------------------------------------------
+
+    def save_state(self, name: str, t: float, data: bytes) -> None:
+        """Replace the saved state `name` in one transaction: a crash leaves the old one."""
+        with self.engine.begin() as conn:
+            conn.execute(saved_state.delete().where(saved_state.c.name == name))
+            conn.execute(saved_state.insert(), {"name": name, "t": t, "data": data})
+
+    def load_state(self, name: str) -> tuple[float, bytes] | None:
+        """(when it was saved, the bytes) of the saved state `name`, if any."""
+        stmt = sa.select(saved_state.c.t, saved_state.c.data).where(saved_state.c.name == name)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else (float(row[0]), bytes(row[1]))
 
     # -- the ledger ------------------------------------------------------------------------
 

@@ -1,0 +1,113 @@
+"""What the detectors learned, as bytes: so that a restart keeps each series' rhythm.
+
+The product detector learns, per series, a profile of the level by hour of the day and of the
+week, and which episodes are routine at which hour (`news`). Rebuilt from the last ten minutes
+of stored samples after a restart, all of that would be lost for a day or a week. The
+controller saves `Detector.save()` to the store every `detect.save_state_s` and at shutdown,
+and `Detector.load` reads it back at start; this module is the format and its checks.
+
+The format is NumPy's .npz (arrays only, and read without pickles), whose zip CRCs catch a
+damaged blob, plus a JSON header: the format version, the time of the last tick, the series'
+names and the seasonal period. A state that does not fit the current config (another
+seasonality, another version of the detector's arrays) raises `errors.StateUnusable` saying
+why, and nothing of it is used: the caller starts from the samples instead. The per-series
+constants that the config sets (direction, noise floors, limit) are never taken from the file,
+so a config change to them applies to the restored series at once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from selfheal import errors
+
+FORMAT = 1
+"""Bumped whenever the arrays change meaning; an older state is then not used."""
+
+FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
+"""Per-series arrays that the current config sets, never the saved state."""
+
+_HEADER = "header"
+
+Arrays = dict[str, npt.NDArray[Any]]
+
+
+def encode(keys: Sequence[tuple[str, str]], last_t: float | None, period_s: float,
+           arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
+    """The detector's state as bytes: `keys` name the rows of every array."""
+    header = {"format": FORMAT, "last_t": last_t, "season_period_s": period_s,
+              "keys": [list(k) for k in keys]}
+    raw = json.dumps(header).encode()
+    payload: dict[str, Any] = {_HEADER: np.frombuffer(raw, dtype=np.uint8), **arrays}
+    buf = io.BytesIO()
+    # uncompressed: a snapshot is a copy of memory, taken on the controller's loop
+    np.savez(buf, allow_pickle=False, **payload)
+    return buf.getvalue()
+
+
+def decode(data: bytes, period_s: float) -> tuple[list[tuple[str, str]], float | None, Arrays]:
+    """(keys, time of the last tick, arrays) of a saved state, after checking its header;
+    `errors.StateUnusable` when it is damaged or was saved for another seasonal period."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise errors.StateUnusable(f"the saved detector state is damaged ({exc})") from exc
+    raw = arrays.pop(_HEADER, None)
+    try:
+        header = json.loads(bytes(raw)) if raw is not None and raw.dtype == np.uint8 else None
+    except (ValueError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        raise errors.StateUnusable("the saved detector state has no readable header")
+    if header.get("format") != FORMAT:
+        raise errors.StateUnusable(
+            f"the saved detector state is format {header.get('format')!r}; this version of "
+            f"selfheal reads format {FORMAT}")
+    if header.get("season_period_s") != period_s:
+        raise errors.StateUnusable(
+            f"the saved detector state learned a seasonal period of "
+            f"{header.get('season_period_s')!r} s; the config now asks for {period_s:g} s")
+    keys = _keys(header.get("keys"))
+    last_t = header.get("last_t")
+    if last_t is not None and not (isinstance(last_t, (int, float)) and math.isfinite(last_t)):
+        raise errors.StateUnusable(f"the saved detector state has a bad time {last_t!r}")
+    return keys, None if last_t is None else float(last_t), arrays
+
+
+def check(arrays: Mapping[str, npt.NDArray[Any]], expected: Mapping[str, npt.NDArray[Any]]
+          ) -> None:
+    """The saved arrays have exactly the names, dtypes and shapes of `expected` (a fresh
+    detector's arrays for the same series under the current config)."""
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise errors.StateUnusable(
+            "the saved detector state does not fit this version or config of the detector "
+            f"(missing {missing or 'nothing'}, unknown {extra or 'nothing'})")
+    for name, want in expected.items():
+        got = arrays[name]
+        if got.dtype != want.dtype or got.shape != want.shape:
+            raise errors.StateUnusable(
+                f"the saved detector state does not fit the current config: its {name} is "
+                f"{got.dtype}{list(got.shape)}, this config needs {want.dtype}"
+                f"{list(want.shape)} (was `detect.season` changed?)")
+
+
+def _keys(raw: object) -> list[tuple[str, str]]:
+    if not isinstance(raw, list) or not all(
+            isinstance(k, list) and len(k) == 2 and all(isinstance(p, str) for p in k)
+            for k in raw):
+        raise errors.StateUnusable("the saved detector state's series names are unreadable")
+    keys = [(k[0], k[1]) for k in raw]
+    if len(set(keys)) != len(keys):
+        raise errors.StateUnusable("the saved detector state names a series twice")
+    return keys

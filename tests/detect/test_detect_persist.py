@@ -1,0 +1,156 @@
+"""What a detector learned survives `save` and `load`: the loaded one goes on exactly as the one
+that never stopped; a damaged state, or one that does not fit the config, is refused with the
+reason and nothing of it is used; the config's per-series constants apply to restored series."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from selfheal import detect, errors
+from selfheal.detect import persist
+from selfheal.detect import settings as settings_mod
+
+pytestmark = pytest.mark.timeout(120)
+
+T0 = 1.7e9
+# the product's seasonal layout on a short period, so generated series reach every path (the
+# profiles entering the baseline, the memory by hour of the day learning and judging)
+SHORT_DAY = dataclasses.replace(
+    detect.Settings(), season_period_s=60.0, warmup_ticks=3, report_min_episodes=1)
+KEYS = [("api", "latency_p99"), ("api", "error_ratio"), ("db", "memory")]
+
+def _anomalies(det: detect.Detector, t: float, row: dict[tuple[str, str], float]
+               ) -> list[tuple[str, str, str, float, bool]]:
+    return [(a.id, a.detector, a.explanation, a.score, a.expected)
+            for a in det.update(t, row)]
+
+
+def _bursty(seed: int, n: int, odd: list[tuple[int, float]]
+            ) -> list[dict[tuple[str, str], float]]:
+    """Noisy series with routine bursts (which the report gate learns, by hour too), and odd
+    values (missing, huge, zero) at the rows `odd` names."""
+    rng = np.random.default_rng(seed)
+    x = 100.0 + rng.normal(0.0, 1.0, (n, len(KEYS)))
+    for k in range(5, n, 9):
+        x[k : k + 2, k % len(KEYS)] += 25.0
+    for row, value in odd:
+        x[row % n, row % len(KEYS)] = value
+    return [{key: float(x[i, j]) for j, key in enumerate(KEYS)} for i in range(n)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), n=st.integers(2, 400),
+       odd=st.lists(st.tuples(st.integers(0, 399),
+                              st.sampled_from([math.nan, math.inf, 0.0, 1e12, -1e12])),
+                    max_size=6),
+       cut=st.floats(min_value=0.0, max_value=1.0), step=st.sampled_from([1.0, 7.0]))
+def test_a_loaded_detector_goes_on_exactly_as_the_one_that_never_stopped(
+        seed: int, n: int, odd: list[tuple[int, float]], cut: float, step: float) -> None:
+    rows = _bursty(seed, n, odd)
+    at = max(1, int(cut * (n - 1)))
+    kept = detect.Detector(SHORT_DAY)
+    for i, row in enumerate(rows[:at]):
+        kept.update(T0 + i * step, row)
+    loaded = detect.Detector.load(kept.save(), SHORT_DAY)
+    assert loaded.series == kept.series and loaded.last_t == kept.last_t
+    for i, row in enumerate(rows[at:], start=at):
+        assert _anomalies(loaded, T0 + i * step, row) == _anomalies(kept, T0 + i * step, row)
+    assert loaded.save() == kept.save()
+
+
+def _daily(days: int, seed: int = 0) -> np.ndarray:
+    """A day of 24 one-minute 'hours' (SHORT_DAY), a swing of +-50 around 100, noise 2."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(days * 60)
+    return 100.0 + 50.0 * np.sin(2 * np.pi * i / 60.0) + rng.normal(0.0, 2.0, len(i))
+
+
+def test_the_learned_rhythm_is_what_is_saved() -> None:
+    # two detectors given the same state bytes report the same; a fresh one (the rhythm
+    # lost) reports the daily swing as anomalies
+    x = _daily(12)
+    key = ("shop", "request_rate")
+    learned = detect.Detector(SHORT_DAY)
+    for i in range(10 * 60):
+        learned.update(T0 + i, {key: float(x[i])})
+    loaded = detect.Detector.load(learned.save(), SHORT_DAY)
+    fresh = detect.Detector(SHORT_DAY)
+    fresh.update(T0 + 10 * 60 - 1, {key: float(x[10 * 60 - 1])})
+    fired = {"loaded": 0, "fresh": 0}
+    for i in range(10 * 60, 12 * 60):
+        fired["loaded"] += bool(loaded.update(T0 + i, {key: float(x[i])}))
+        fired["fresh"] += bool(fresh.update(T0 + i, {key: float(x[i])}))
+    assert fired["loaded"] == 0
+    assert fired["fresh"] > 10
+
+
+def _saved() -> bytes:
+    det = detect.Detector()
+    for i in range(50):
+        det.update(T0 + 60 * i, {("api", "latency_p99"): 100.0 + (i % 5)})
+    return det.save()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "empty", "not_npz", "pickled"])
+def test_a_damaged_state_is_refused_with_the_reason(damage: str) -> None:
+    data = _saved()
+    broken = {
+        "truncated": data[: len(data) // 2],
+        "flipped": data[:200] + bytes([data[200] ^ 0xFF]) + data[201:],
+        "empty": b"",
+        "not_npz": b"PK\x03\x04 this is no state",
+        "pickled": _npz(header=np.array([{"format": 1}], dtype=object)),
+    }[damage]
+    with pytest.raises(errors.StateUnusable, match="saved detector state"):
+        detect.Detector.load(broken)
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def test_a_state_of_another_format_or_seasonality_is_refused() -> None:
+    data = _saved()
+    for season in ("daily", "off"):
+        with pytest.raises(errors.StateUnusable, match="season"):
+            detect.Detector.load(data, detect.Settings(**settings_mod.season_overrides(season)))
+    keys, last_t, arrays = persist.decode(data, detect.Settings().season_period_s)
+    newer = _npz(header=np.frombuffer(
+        b'{"format": 99, "last_t": 1, "season_period_s": 86400.0, "keys": []}', np.uint8))
+    with pytest.raises(errors.StateUnusable, match="format 99"):
+        detect.Detector.load(newer)
+    # an array of the state missing: nothing is half-loaded
+    arrays.pop("news.hour_peak")
+    with pytest.raises(errors.StateUnusable, match=r"news\.hour_peak"):
+        detect.Detector.load(persist.encode(keys, last_t, 86400.0, arrays))
+    twice = persist.encode([*keys, *keys], last_t, 86400.0, {})
+    with pytest.raises(errors.StateUnusable, match="twice"):
+        detect.Detector.load(twice)
+
+
+def test_the_configs_directions_and_limits_apply_to_restored_series() -> None:
+    # learned while both ways were anomalous; restored under a config where only a rise of
+    # this metric is bad: the drop is no longer reported
+    both = detect.Settings(directions={"queue_depth": 0})
+    up_only = detect.Settings(directions={"queue_depth": 1})
+    key = ("api", "queue_depth")
+    rng = np.random.default_rng(1)
+    det = detect.Detector(both)
+    for i in range(300):
+        det.update(T0 + i, {key: float(100.0 + rng.normal(0.0, 1.0))})
+    data = det.save()
+    same = detect.Detector.load(data, both)
+    changed = detect.Detector.load(data, up_only)
+    drop = {key: 20.0}
+    assert same.update(T0 + 300, drop)
+    assert not changed.update(T0 + 300, drop)
