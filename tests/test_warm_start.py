@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -267,4 +268,25 @@ def test_a_saved_state_that_does_not_fit_is_not_used_and_the_samples_are(
     assert said and {"damaged": "damaged", "another seasonality": "detect.season",
                      "in the future": "in the future"}[why] in said[0]
     assert not any("restored" in e for e in events)
+    store.close()
+
+
+def test_a_save_that_fails_keeps_the_last_saved_state_and_says_so(tmp_path: Path) -> None:
+    store = sql.SqlStore(sql.sqlite_url(tmp_path / "locked.db"))
+    events: list[str] = []
+    ctl = _restartable(tmp_path, store, NOW, events)
+    ctl.detector.update(NOW - 10, {("shop", "request_rate"): 100.0}, _ctx())
+    ctl.save_state(NOW - 10)
+    ctl.detector.update(NOW, {("shop", "request_rate"): 101.0}, _ctx())
+    other = sqlite3.connect(tmp_path / "locked.db", timeout=1)
+    other.execute("BEGIN EXCLUSIVE")  # another writer holds the database past the timeout
+    try:
+        ctl.save_state(NOW)
+    finally:
+        other.rollback()
+        other.close()
+    assert any("the detectors' state was not saved" in e and "locked" in e for e in events)
+    got = store.load_state(controller_mod.STATE_NAME)
+    assert got is not None and got[0] == NOW - 10
+    assert detect.Detector.load(got[1]).last_t == NOW - 10
     store.close()

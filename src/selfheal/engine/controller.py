@@ -214,9 +214,6 @@ class Controller:
             now, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
         anomalies += self.expiry.update(
             now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
-        every = self.cfg.detect.save_state_s
-        if every > 0 and now - self._state_saved_at >= every:
-            self.save_state(now)
         result = correlate.correlate(
             detect.fuse(anomalies, weights=FUSE_WEIGHTS), open_incidents=active,
             topology=self.topology, quiet_until=self.quiet_until, now=now,
@@ -233,6 +230,9 @@ class Controller:
                 self.persist(case)
                 self.emit("correlate", f"{finding.summary} — a symptom of "
                           f"{case.incident.service}'s incident, joined to it", incident_id)
+        every = self.cfg.detect.save_state_s
+        if every > 0 and now - self._state_saved_at >= every:
+            self.save_state(now)
 
     def _open(self, inc: model.Incident) -> None:
         case = Case(incident=inc, detail={"anomalies": inc.anomalies, "alerts": inc.alerts},
@@ -272,8 +272,11 @@ class Controller:
         before their first tick, so a start that never ran keeps the last saved state."""
         if self.cfg.detect.save_state_s <= 0 or self.detector.last_t is None:
             return
-        self.store.save_state(STATE_NAME, now, self.detector.save())
-        self._state_saved_at = now
+        self._state_saved_at = now  # a failed save is tried again at the next interval
+        try:
+            self.store.save_state(STATE_NAME, now, self.detector.save())
+        except errors.DataUnavailable as exc:
+            self.emit("error", f"the detectors' state was not saved: {exc}")
 
     def _restore(self, now: float) -> None:
         """Take back the detectors' saved state, when there is one that fits the config."""
@@ -340,8 +343,15 @@ class Controller:
             self.detector.update(
                 t, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
             ticks += 1
-        self.emit("detect", f"detectors warmed from {ticks} stored ticks "
-                  f"({len(names)} series, since {now - start:.0f} s ago)")
+        if since is None:
+            self.emit("detect", f"detectors warmed from {ticks} stored ticks "
+                      f"({len(names)} series, last {lookback_s:.0f} s)")
+        elif since < now - REPLAY_MAX_S:
+            self.emit("detect", f"detectors caught up on the {ticks} ticks stored in the last "
+                      f"{REPLAY_MAX_S:.0f} s (their saved state is {now - since:.0f} s old)")
+        else:
+            self.emit("detect", f"detectors caught up on {ticks} ticks stored since their "
+                      "saved state")
         return ticks
 
     async def run(self) -> None:

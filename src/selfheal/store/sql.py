@@ -334,10 +334,15 @@ class SqlStore:
     # -- what the detectors learned ----------------------------------------------------------
 
     def save_state(self, name: str, t: float, data: bytes) -> None:
-        """Replace the saved state `name` in one transaction: a crash leaves the old one."""
-        with self.engine.begin() as conn:
-            conn.execute(saved_state.delete().where(saved_state.c.name == name))
-            conn.execute(saved_state.insert(), {"name": name, "t": t, "data": data})
+        """Replace the saved state `name` in one transaction: a crash or a failed write
+        leaves the old one (`errors.DataUnavailable` says why it failed)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(saved_state.delete().where(saved_state.c.name == name))
+                conn.execute(saved_state.insert(), {"name": name, "t": t, "data": data})
+        except sa.exc.OperationalError as exc:
+            raise errors.DataUnavailable(f"cannot write the saved state {name}: {exc}") \
+                from exc
 
     def load_state(self, name: str) -> tuple[float, bytes] | None:
         """(when it was saved, the bytes) of the saved state `name`, if any."""
