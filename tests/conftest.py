@@ -55,3 +55,31 @@ def no_leftovers(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     left = processes_mentioning(str(tmp_path.resolve()))
     assert not left, f"processes left running: {left}"
+
+
+@pytest.fixture(scope="session")
+def postgres_socket() -> Iterator[str]:
+    """A real PostgreSQL server for the session (tests/pg_server.py): its socket directory."""
+    from tests import pg_server
+
+    if pg_server.binaries() is None:
+        pytest.skip("PostgreSQL is not installed (scripts/test installs it)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (the dev extra has it)")
+    with pg_server.running() as sock:
+        yield sock
+
+
+@pytest.fixture
+def postgres_url(postgres_socket: str, request: pytest.FixtureRequest) -> str:
+    """A fresh database of its own for one test, as a SQLAlchemy URL."""
+    import psycopg
+
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    with psycopg.connect(host=postgres_socket, user="selfheal", dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://selfheal@/{name}?host={postgres_socket}"
