@@ -232,13 +232,14 @@ MINUTE = 60.0
 
 def _nightly(days: int, settings: detect.Settings, extra: tuple[int, int] | None = None,
              open_incident: bool = False, blips: bool = False, minutes: int = 5,
-             opens_after: int = 0) -> dict[int, set[int]]:
+             opens_after: int = 0, growth: float = 1.0) -> dict[int, set[int]]:
     """A disk whose backup job spikes it at 03:05 for ~5 minutes every night, scraped once a
     minute; `extra` = (day, minute of the day) adds a 5-minute spike there. Returns day ->
     the hours at which the detector reported. With `open_incident`, each reported spike
     opens an incident (`opens_after` minutes later) that stays open until the next morning;
     with `blips`, a small routine blip every 20 minutes gives the short memory episodes to
-    judge by (so the backup is news by its strength, not for want of a memory)."""
+    judge by (so the backup is news by its strength, not for want of a memory); `growth`
+    multiplies the backup's spike each night."""
     rng = np.random.default_rng(11)
     det = detect.Detector(settings)
     reported: dict[int, set[int]] = {}
@@ -249,7 +250,7 @@ def _nightly(days: int, settings: detect.Settings, extra: tuple[int, int] | None
         x = 100.0 + rng.normal(0.0, 2.0)
         # the backup, a minute or two longer some nights
         if 185 <= minute < 185 + minutes + (day % 3 if minutes > 1 else 0):
-            x += 60.0
+            x += 60.0 * growth**day
         if extra is not None and day == extra[0] and extra[1] <= minute < extra[1] + 5:
             x += 60.0
         if blips and minute % 20 == 10:
@@ -303,6 +304,17 @@ def test_a_nightly_failure_under_its_incident_is_never_learned_as_routine() -> N
     # unlearn it: a known gap (the engine opens incidents at the tick of the report).
     assert _nightly(6, detect.Settings(), open_incident=True, minutes=1, opens_after=2) == {
         d: {3} for d in range(6)}
+
+
+@pytest.mark.timeout(120)
+def test_a_nightly_job_that_grows_every_night_is_reported_again_as_it_grows() -> None:
+    # 10% more each night: each night is within the tolerance of the night before, but a
+    # night that was routine does not raise the memory of its hour, so the job is reported
+    # again once it has outgrown the last reported night by more than the tolerance (by the
+    # fifth night it is 46% bigger). A memory that ratcheted up with every routine night
+    # never reported it again.
+    got = _nightly(6, detect.Settings(), growth=1.1)
+    assert got == {0: {3}, 4: {3}}
 
 
 @pytest.mark.timeout(60)

@@ -23,9 +23,11 @@ were not excused and that nothing but their own strength remarked on (no `mark`:
 breach, no corroboration; no trend to the limit). An episode that begins in that hour or the
 next to it, no stronger than one seen there on an earlier day (within `usual_tolerance` in log
 strength), is routine, whatever the short memory says: a job that was news the first night,
-and opened no incident, is the series' rhythm by the second. Within a day (a demo, a first
-afternoon) the short memory alone judges, and a failure that recurs every night under its open
-incident stays news. Pure and vectorised like `core.Bank`.
+and opened no incident, is the series' rhythm by the second. A routine episode keeps its
+hour's memory fresh but does not raise it (only a reported one does), so a job that grows a
+little every night is reported again once it has outgrown the last reported night. Within a
+day (a demo, a first afternoon) the short memory alone judges, and a failure that recurs every
+night under its open incident stays news. Pure and vectorised like `core.Bank`.
 """
 
 from __future__ import annotations
@@ -123,9 +125,13 @@ class NewsBank:
             return
         col = self._start_bin[rows].astype(np.int64)
         old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
-        old = np.where(self._recent(self._hour_day[rows, col], today), old, 0.0)
+        recent = self._recent(self._hour_day[rows, col], today)
         peak = self._f["peak"][rows].astype(np.float64)
-        stored = np.rint(np.maximum(old, peak) * _STEPS)
+        # an episode that was not reported (routine) refreshes its hour's memory but does not
+        # raise it: else a nightly job growing a little each night would ratchet it up
+        grows = self._b["told"][rows] | ~recent
+        stored = np.rint(np.where(grows, np.maximum(np.where(recent, old, 0.0), peak), old)
+                         * _STEPS)
         self._hour_peak[rows, col] = np.clip(stored, 0, 255).astype(np.uint8)
         self._hour_day[rows, col] = np.uint16(today + 1)
 
