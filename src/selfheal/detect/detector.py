@@ -117,8 +117,13 @@ class Detector:
         step = self._bank.step(t, x, dt)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
+        if ctx.incidents:
+            # an episode learned as routine shortly before its service came under an incident
+            # (an alert rule slower than the detector) was no routine
+            self._news.unlearn([int(i) for i in self._news.pending()
+                                if self._keys[i][0] in ctx.incidents])
         news = self._news.step(step.firing, step.strength, step.ttl_ticks * dt,
-                               self._excused(step, t, ctx), t=t)
+                               self._excused(step, t, ctx), t=t, dt=dt)
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):

@@ -32,6 +32,8 @@ night under its open incident stays news. Pure and vectorised like `core.Bank`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -66,6 +68,11 @@ class NewsBank:
         self._hour_day = np.zeros((0, self._bins), np.uint16)
         # the hour bin in which each series' current episode began
         self._start_bin = np.zeros(0, np.uint8)
+        # the last hour memory learned, as it was before (bin, peak, day), and the ticks left
+        # in which an incident of the series' service unlearns it (`unlearn`)
+        self._undo: dict[str, npt.NDArray[np.unsignedinteger[Any]]] = {
+            "bin": np.zeros(0, np.uint8), "peak": np.zeros(0, np.uint8),
+            "day": np.zeros(0, np.uint16), "left": np.zeros(0, np.uint16)}
 
     @property
     def size(self) -> int:
@@ -83,7 +90,8 @@ class NewsBank:
             **{f"f.{k}": v for k, v in self._f.items()},
             **{f"b.{k}": v for k, v in self._b.items()},
             "hour_peak": self._hour_peak, "hour_day": self._hour_day,
-            "start_bin": self._start_bin}
+            "start_bin": self._start_bin,
+            **{f"undo.{k}": v for k, v in self._undo.items()}}
         return {k: v[:n] for k, v in every.items()}
 
     def load(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
@@ -97,7 +105,8 @@ class NewsBank:
     def nbytes_per_series(self) -> float:
         flat = sum(v.itemsize for v in (*self._f.values(), *self._b.values()))
         hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize)
-        return float(flat + hourly + self._start_bin.itemsize)
+        undo = sum(v.itemsize for v in self._undo.values())
+        return float(flat + hourly + self._start_bin.itemsize + undo)
 
     def _grow(self, n: int) -> None:
         more = n - self.size
@@ -110,6 +119,7 @@ class NewsBank:
             self._hour_peak = np.pad(self._hour_peak, pad)
             self._hour_day = np.pad(self._hour_day, pad)
             self._start_bin = np.pad(self._start_bin, (0, more))
+            self._undo = {k: np.pad(v, (0, more)) for k, v in self._undo.items()}
 
     def _clock(self, t: float) -> tuple[int, int]:
         """(hour bin, day number) of a time in seconds."""
@@ -118,12 +128,17 @@ class NewsBank:
         hour = min(int(into / s.season_period_s * self._bins), self._bins - 1)
         return hour, int(day) % 65535
 
-    def _learn_hours(self, rows: npt.NDArray[np.int64], today: int) -> None:
+    def _learn_hours(self, rows: npt.NDArray[np.int64], today: int, undo_ticks: int) -> None:
         """Fold the episodes of `rows` that ended (neither marked nor excused) into their
-        start hour's memory."""
+        start hour's memory; `unlearn` can take that back for `undo_ticks` ticks."""
         if rows.size == 0:
             return
         col = self._start_bin[rows].astype(np.int64)
+        u = self._undo
+        u["bin"][rows] = col
+        u["peak"][rows] = self._hour_peak[rows, col]
+        u["day"][rows] = self._hour_day[rows, col]
+        u["left"][rows] = undo_ticks
         old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
         recent = self._recent(self._hour_day[rows, col], today)
         peak = self._f["peak"][rows].astype(np.float64)
@@ -158,16 +173,32 @@ class NewsBank:
             usual = np.where(known, np.maximum(usual, seen), usual)
         return peak <= usual + s.usual_tolerance
 
+    def pending(self) -> npt.NDArray[np.int64]:
+        """The series whose last learned episode an incident can still unlearn."""
+        return np.flatnonzero(self._undo["left"] > 0)
+
+    def unlearn(self, rows: list[int]) -> None:
+        """Take back the last episode these series learned by hour (their service is under
+        an incident soon after it ended: it was no routine), if it is still `pending`."""
+        u = self._undo
+        idx = np.asarray([r for r in rows if u["left"][r] > 0], dtype=np.int64)
+        if idx.size == 0:
+            return
+        col = u["bin"][idx].astype(np.int64)
+        self._hour_peak[idx, col] = u["peak"][idx]
+        self._hour_day[idx, col] = u["day"][idx]
+        u["left"][idx] = 0
+
     def step(self, firing: B, strength: npt.NDArray[np.float64],
              ttl_s: npt.NDArray[np.float64], excused: B | None = None,
-             t: float | None = None) -> B:
+             t: float | None = None, dt: float = 1.0) -> B:
         """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
         seconds until a trend's limit (inf when none), `excused` the firing episodes that are
         part of something known (`context.excused`: never learned; also given for the
         episodes that ended at the previous tick, `was_firing`, as they are learned now), `t`
         the time in seconds (without it, the memory by hour of the day is neither used nor
-        learned)."""
+        learned), `dt` the seconds since the last tick (for `report_unlearn_s`)."""
         s = self.settings
         self._grow(len(firing))
         if s.report_z <= 0:
@@ -185,10 +216,13 @@ class NewsBank:
         if hourly:
             assert t is not None
             hour, today = self._clock(t)
+            left = self._undo["left"]
+            np.subtract(left, 1, out=left, where=left > 0)
             # by hour, an episode that was news by its strength alone is learned too: what
             # comes back at the same hour every day, opening no incident, is the series' rhythm
+            ticks = int(min(np.ceil(s.report_unlearn_s / max(dt, 1e-9)), 65535.0))
             self._learn_hours(
-                np.flatnonzero(b["was"] & ~firing & ~b["marked"] & ~known), today)
+                np.flatnonzero(b["was"] & ~firing & ~b["marked"] & ~known), today, ticks)
             self._start_bin[firing & ~b["was"]] = hour
         n = f["n"] * np.float32(s.report_memory) + ended
         w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)

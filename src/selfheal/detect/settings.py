@@ -191,6 +191,11 @@ class Settings:
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
     after (a nightly job; 8: a weekly one too); 0 turns the memory by hour off (it needs
     `season_period_s` > 0)."""
+    report_unlearn_s: float = 900.0
+    """An episode learned by hour (`report_days`) is unlearned when its service is under an
+    incident within this many seconds after it ended (an alert whose rule fires later than
+    the detector's episode, or an incident opened by hand): what opened an incident is no
+    routine."""
     report_memory: float = 0.999
     """Per tick decay of the weight of past episodes' peaks (0.999: a half-life of 693 ticks)."""
     report_min_var: float = 0.01
@@ -205,6 +210,8 @@ class Settings:
             # it would learn 168 bins a series and never use them
             raise ValueError("weekly_profile needs the daily profile (season_period_s > 0) "
                              "and season_shrink > 0 to weigh it")
+        if not 0.0 <= self.report_unlearn_s < float("inf"):
+            raise ValueError("report_unlearn_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_days < 65535.0:
             raise ValueError("report_days must be a number of days from 0 to 65534")
         if not 0.0 <= self.season_warmup_periods < float("inf"):
