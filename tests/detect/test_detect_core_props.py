@@ -172,3 +172,27 @@ def test_novelty_of_extreme_magnitudes_is_finite(cfg: novelty.NoveltySettings) -
     with np.errstate(over="raise", invalid="raise"):  # no infinity on the way either
         nov = novelty.run(rows, cfg)
     assert np.all(np.isfinite(nov))
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=40, deadline=None)
+@given(
+    head=st.lists(values, min_size=1, max_size=60),
+    tail_a=st.lists(values, min_size=1, max_size=20),
+    tail_b=st.lists(values, min_size=1, max_size=20),
+)
+def test_the_nab_score_with_its_jump_height_boost_reads_no_future(
+    head: list[float], tail_a: list[float], tail_b: list[float]
+) -> None:
+    # `nab.run` end to end (core, range novelty, the |z| of the last rows): two files that
+    # share their first rows score them the same, whatever follows
+    def nab_file(xs: list[float]) -> nab.NabFile:
+        v = np.array(xs, dtype=float)
+        return nab.NabFile("t/x.csv", ("",) * len(v), 10.0 * np.arange(len(v)), v, ())
+
+    got = nab.run(
+        [nab_file(head + tail_a), nab_file(head + tail_b)], NAB_LIKE, novel=NOVELTY_CONFIGS[0]
+    )
+    k = len(head)
+    np.testing.assert_array_equal(got[0][:k], got[1][:k])
+    assert all(np.all((s >= 0.0) & (s <= 1.0)) for s in got)
