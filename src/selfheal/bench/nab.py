@@ -210,6 +210,14 @@ NOVELTY_PERTURBATIONS: tuple[dict[str, Any], ...] = (
 )
 """Neighbours of `NOVELTY`, the range-novelty boost of the NAB configuration (same steps)."""
 
+HEIGHT_PERTURBATIONS: tuple[dict[str, Any], ...] = (
+    {"power": 0.4},
+    {"power": 0.625},
+    {"unit": 2.4},
+    {"unit": 3.75},
+)
+"""Neighbours of `HEIGHT`, the jump-height boost (same steps)."""
+
 
 def perturbed(
     files: Sequence[NabFile],
@@ -218,14 +226,18 @@ def perturbed(
     height: HeightSettings | None = HEIGHT,
 ) -> dict[str, dict[str, float]]:
     """Mean and minimum normalised score per profile over the configuration and its
-    neighbours (`PERTURBATIONS` of the core's settings, `NOVELTY_PERTURBATIONS` of the boost)."""
+    neighbours (`PERTURBATIONS` of the core's settings, `NOVELTY_PERTURBATIONS` and
+    `HEIGHT_PERTURBATIONS` of the boosts)."""
     cfg = settings or nab_settings()
-    variants = [(cfg, novel)]
-    variants += [(dataclasses.replace(cfg, **c), novel) for c in PERTURBATIONS]
-    variants += [(cfg, dataclasses.replace(novel, **c)) for c in NOVELTY_PERTURBATIONS]
+    variants = [(cfg, novel, height)]
+    variants += [(dataclasses.replace(cfg, **c), novel, height) for c in PERTURBATIONS]
+    variants += [(cfg, dataclasses.replace(novel, **c), height) for c in NOVELTY_PERTURBATIONS]
+    if height is not None:
+        variants += [(cfg, novel, dataclasses.replace(height, **c))
+                     for c in HEIGHT_PERTURBATIONS]
     table = []
-    for core_cfg, nov_cfg in variants:
-        scores = run(files, core_cfg, novel=nov_cfg, height=height)
+    for core_cfg, nov_cfg, h_cfg in variants:
+        scores = run(files, core_cfg, novel=nov_cfg, height=h_cfg)
         table.append([r.normalized for r in score_all(files, scores)])
     arr = np.array(table)
     return {
