@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,7 @@ def _saved_times(tmp_path: Path, every: float) -> list[float | None]:
         for _ in range(4):
             clock[0] += 100.0
             await ctl.tick()
+            await ctl.state_saved()  # the tick writes it in a thread
             seen()
         clock[0] += 50.0
         await ctl.stop()
@@ -289,4 +291,50 @@ def test_a_save_that_fails_keeps_the_last_saved_state_and_says_so(tmp_path: Path
     got = store.load_state(controller_mod.STATE_NAME)
     assert got is not None and got[0] == NOW - 10
     assert detect.Detector.load(got[1]).last_t == NOW - 10
+    store.close()
+
+
+class _SlowStore(sql.SqlStore):
+    """SQLite whose saves of the detectors' state wait until the test lets them through (a
+    large state, a slow disk)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.release = threading.Event()
+        self.saves = 0
+
+    def save_state(self, name: str, t: float, data: bytes) -> None:
+        self.saves += 1
+        assert self.release.wait(30)
+        super().save_state(name, t, data)
+
+
+def test_the_loop_ticks_on_while_the_state_is_written(tmp_path: Path) -> None:
+    store = _SlowStore(sql.sqlite_url(tmp_path / "slow.db"))
+    clock = [NOW]
+    cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(services={"auth": []}),
+                        detect=config.Detect(save_state_s=300))
+    ctl = controller_mod.Controller(
+        cfg, serve.ObservedPlatform({"auth": []}), store,
+        policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {"auth": ()},
+        lambda: clock[0], lambda e: None, feeds=[_Flapping(clock)])
+
+    async def run() -> None:
+        for _ in range(3):  # +300 starts a save, which hangs
+            clock[0] += 150.0
+            await ctl.tick()
+        ticked = ctl.detector.last_t
+        for _ in range(4):  # ticks go on; the +600 interval does not start a second save
+            clock[0] += 150.0
+            await asyncio.wait_for(ctl.tick(), 10)
+        assert ctl.detector.last_t == ticked + 600
+        assert store.saves == 1 and store.load_state(controller_mod.STATE_NAME) is None
+        store.release.set()
+        await ctl.state_saved()
+        got = store.load_state(controller_mod.STATE_NAME)
+        assert got is not None and got[0] == NOW + 300
+        # what was saved is the state of the tick that started the save, not a later one
+        assert detect.Detector.load(got[1]).last_t == NOW + 300
+
+    asyncio.run(run())
     store.close()

@@ -5,7 +5,10 @@ reason and nothing of it is used; the config's per-series constants apply to res
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import math
+import zipfile
 
 import numpy as np
 import pytest
@@ -112,8 +115,6 @@ def test_a_damaged_state_is_refused_with_the_reason(damage: str) -> None:
 
 
 def _npz(**arrays: np.ndarray) -> bytes:
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
@@ -124,7 +125,7 @@ def test_a_state_of_another_format_or_seasonality_is_refused() -> None:
     for season in ("daily", "off"):
         with pytest.raises(errors.StateUnusable, match="season"):
             detect.Detector.load(data, detect.Settings(**settings_mod.season_overrides(season)))
-    keys, last_t, arrays = persist.decode(data, detect.Settings().season_period_s)
+    keys, (last_t, last_dt), arrays = persist.decode(data, detect.Settings().season_period_s)
     newer = _npz(header=np.frombuffer(
         b'{"format": 99, "last_t": 1, "season_period_s": 86400.0, "keys": []}', np.uint8))
     with pytest.raises(errors.StateUnusable, match="format 99"):
@@ -132,8 +133,8 @@ def test_a_state_of_another_format_or_seasonality_is_refused() -> None:
     # an array of the state missing: nothing is half-loaded
     arrays.pop("news.hour_peak")
     with pytest.raises(errors.StateUnusable, match=r"news\.hour_peak"):
-        detect.Detector.load(persist.encode(keys, last_t, 86400.0, arrays))
-    twice = persist.encode([*keys, *keys], last_t, 86400.0, {})
+        detect.Detector.load(persist.encode(keys, last_t, last_dt, 86400.0, arrays))
+    twice = persist.encode([*keys, *keys], last_t, last_dt, 86400.0, {})
     with pytest.raises(errors.StateUnusable, match="twice"):
         detect.Detector.load(twice)
 
@@ -154,3 +155,122 @@ def test_the_configs_directions_and_limits_apply_to_restored_series() -> None:
     drop = {key: 20.0}
     assert same.update(T0 + 300, drop)
     assert not changed.update(T0 + 300, drop)
+
+
+def _hostile(det: detect.Detector, kind: str) -> bytes:
+    """A saved state made to break a careless reader."""
+    header = {"format": persist.FORMAT, "last_t": det.last_t, "last_dt": 60.0,
+              "season_period_s": det.settings.season_period_s,
+              "keys": [list(k) for k in det.series]}
+    if kind == "deep json":
+        return _npz(header=np.frombuffer(b"[" * 100_000, np.uint8))
+    if kind == "huge shape":  # an .npy header declaring 4e12 rows, over 32 bytes of data
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.zeros(4))
+        npy = buf.getvalue().replace(b"(4,)", b"(4000000000000,)")
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zf:
+            zf.writestr("header.npy", _npy(np.frombuffer(json.dumps(header).encode(), np.uint8)))
+            zf.writestr("core.a.n.npy", npy)
+        return out.getvalue()
+    _, _, arrays = persist.decode(det.save(), det.settings.season_period_s)
+    if kind == "hour out of range":  # 24 hour bins; an episode ending into bin 200
+        arrays["news.start_bin"][:] = 200
+        arrays["news.b.was"][:] = True
+        return persist.encode(det.series, det.last_t, 60.0, det.settings.season_period_s,
+                              arrays)
+    assert kind == "corrupt deflate"
+    buf = io.BytesIO()
+    np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                        **arrays)  # type: ignore[arg-type]
+    data = bytearray(buf.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = max(zf.infolist(), key=lambda i: i.compress_size)
+    data[info.header_offset + 30 + len(info.filename) + 20 + info.compress_size // 2] ^= 0xFF
+    return bytes(data)
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["deep json", "huge shape", "hour out of range",
+                                  "corrupt deflate"])
+def test_a_hostile_state_is_refused_before_it_can_hurt(kind: str) -> None:
+    det = detect.Detector()
+    for i in range(50):
+        det.update(T0 + 60 * i, {("api", "latency_p99"): 100.0 + (i % 5)})
+    with pytest.raises(errors.StateUnusable, match="saved detector state"):
+        detect.Detector.load(_hostile(det, kind))
+
+
+@pytest.mark.timeout(300)
+def test_every_single_bit_flip_is_refused_or_changes_nothing() -> None:
+    # the zip's CRCs catch a change to any array; a flip in the zip's own fields or in the
+    # .npy headers is refused as damage, never an exception of another kind
+    det = detect.Detector()
+    for i in range(50):
+        det.update(T0 + 60 * i, {("api", "latency_p99"): 100.0 + (i % 5)})
+    data = det.save()
+    outcomes = {"refused": 0, "same": 0}
+    for pos in range(len(data)):
+        broken = bytearray(data)
+        broken[pos] ^= 0x01 if pos % 2 else 0x80
+        try:
+            loaded = detect.Detector.load(bytes(broken))
+        except errors.StateUnusable:
+            outcomes["refused"] += 1
+            continue
+        assert loaded.save() == data, f"a flip at byte {pos} loaded another state"
+        outcomes["same"] += 1
+    assert outcomes["refused"] > len(data) // 2
+
+
+def test_an_outage_after_a_gap_is_not_taken_for_the_routine_episode_open_before_it() -> None:
+    # a nightly batch (+60 at 02:00-02:30) is the series' routine; selfheal stops at 02:05,
+    # inside the batch, and starts again at 10:00 into an outage (+50): the open episode of
+    # the batch ended with the gap, so the outage is a new episode, judged as such, and
+    # reported at once, as by the detector that never stopped (and by the one that was not
+    # saved but saw the same gap)
+    rng = np.random.default_rng(1)
+    day = 24 * 60
+    n = 3 * day + 11 * 60
+    minute = np.arange(n) % day
+    x = 100.0 + rng.normal(0.0, 2.0, n)
+    x[(minute >= 120) & (minute < 150)] += 60.0
+    stop, start = 3 * day + 125, 3 * day + 600
+    x[start:] += 50.0
+    key = ("shop", "latency_ms")
+    midnight = T0 - T0 % 86_400
+    kept, never = detect.Detector(), detect.Detector()
+    for i in range(start):
+        if i <= stop:
+            kept.update(midnight + 60 * i, {key: float(x[i])})
+        never.update(midnight + 60 * i, {key: float(x[i])})
+    restored = detect.Detector.load(kept.save())
+    first: dict[str, int] = {}
+    for i in range(start, n):
+        t = midnight + 60 * i
+        for name, det in (("kept", kept), ("restored", restored), ("never", never)):
+            if det.update(t, {key: float(x[i])}):
+                first.setdefault(name, i)
+    assert first == {"kept": start, "restored": start, "never": start}
+
+
+def test_an_early_tick_is_no_gap_and_an_episode_goes_on_across_it() -> None:
+    # a minute's scrape, one tick half a second after another (a retried scrape): the next
+    # minute is not ten times the usual spacing, so the outage stays one episode
+    rng = np.random.default_rng(2)
+    det = detect.Detector()
+    key = ("api", "error_ratio")
+    t = T0
+    for _ in range(200):
+        t += 60.0
+        det.update(t, {key: float(abs(rng.normal(0.001, 0.0005)))})
+    started = set()
+    for k in range(12):
+        t += 0.5 if k == 5 else 60.0
+        started |= {a.started_at for a in det.update(t, {key: 0.5})}
+    assert len(started) == 1

@@ -106,7 +106,7 @@ def _save_and_load(cfg: settings_mod.Settings, bank: core.Bank, gate: news.NewsB
     started = time.perf_counter()
     arrays = {f"core.{k}": v for k, v in bank.arrays().items()}
     arrays.update({f"news.{k}": v for k, v in gate.arrays(bank.size).items()})
-    data = persist.encode(keys, t, cfg.season_period_s, arrays)
+    data = persist.encode(keys, t, 1.0, cfg.season_period_s, arrays)
     saved = time.perf_counter() - started
     started = time.perf_counter()
     detector_mod.Detector.load(data, cfg)

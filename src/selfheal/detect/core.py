@@ -215,6 +215,12 @@ class Bank:
                      week_p=self._week_p)
         return {k: v[: self.size] for k, v in every.items()}
 
+    def end_episodes(self) -> None:
+        """End every open episode now (after a gap in the data: what fires next is new)."""
+        self.firing[: self.size] = False
+        self._a["start"][: self.size] = np.nan
+        self._a["quiet"][: self.size] = 0.0
+
     def load(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         """Overwrite the state of the registered series with `arrays` (names, dtypes and
         shapes as `arrays()` gives them; `detect.persist` checks them first). Arrays left out

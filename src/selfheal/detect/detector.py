@@ -8,7 +8,7 @@ series that fire into `model.Anomaly` values with a human explanation and the co
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ class Detector:
         self._index: dict[SeriesKey, int] = {}
         self._keys: list[SeriesKey] = []
         self._last_t: float | None = None
+        self._dt: float | None = None  # the usual spacing of ticks (smoothed)
         self._news = news_mod.NewsBank(self.settings)
 
     @property
@@ -46,8 +47,15 @@ class Detector:
     def save(self) -> bytes:
         """Everything this detector has learned, as bytes for `Detector.load` (after a restart:
         the profiles of each series' day and week, its routine episodes by hour)."""
-        return persist.encode(self._keys, self._last_t, self.settings.season_period_s,
-                              self._arrays())
+        return self.snapshot()()
+
+    def snapshot(self) -> Callable[[], bytes]:
+        """A copy of the state now, and the function that encodes it as `save()` does: the
+        copy is quick, the encoding can run in another thread while this detector ticks on."""
+        keys, last_t, dt = list(self._keys), self._last_t, self._dt
+        period = self.settings.season_period_s
+        arrays = {k: v.copy() for k, v in self._arrays().items()}
+        return lambda: persist.encode(keys, last_t, dt, period, arrays)
 
     @classmethod
     def load(cls, data: bytes, settings: settings_mod.Settings | None = None) -> Detector:
@@ -55,16 +63,18 @@ class Detector:
         config: its directions, floors and limits apply to the restored series). Raises
         `errors.StateUnusable`, using nothing, when the state is damaged or does not fit."""
         det = cls(settings)
-        keys, last_t, arrays = persist.decode(data, det.settings.season_period_s)
+        keys, (last_t, last_dt), arrays = persist.decode(data, det.settings.season_period_s)
         for key in keys:
             det._row(key)
-        persist.check(arrays, det._arrays())
+        bins = det._news.bins
+        persist.check(arrays, det._arrays(),
+                      below={"news.start_bin": bins, "news.undo.bin": bins} if bins else None)
         kept = {k: v for k, v in arrays.items() if k not in persist.FROM_CONFIG}
         det._bank.load({k.removeprefix("core."): v for k, v in kept.items()
                         if k.startswith("core.")})
         det._news.load({k.removeprefix("news."): v for k, v in kept.items()
                         if k.startswith("news.")})
-        det._last_t = last_t
+        det._last_t, det._dt = last_t, last_dt
         return det
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -113,6 +123,14 @@ class Detector:
         dt = 1.0
         if self._last_t is not None and t > self._last_t:
             dt = t - self._last_t
+            if self._dt is not None and dt > self.settings.gap_ticks * self._dt:
+                # a gap in the data (selfheal was down): how the open episodes went on is
+                # unknown, so they end here unlearned, and the gap counts as one tick
+                self._bank.end_episodes()
+                self._news.end_episodes()
+                dt = self._dt
+            # the usual spacing, smoothed: one tick that came early is no new interval
+            self._dt = dt if self._dt is None else 0.9 * self._dt + 0.1 * dt
         self._last_t = t
         step = self._bank.step(t, x, dt)
 

@@ -75,6 +75,11 @@ class NewsBank:
             "day": np.zeros(0, np.uint16), "left": np.zeros(0, np.uint16)}
 
     @property
+    def bins(self) -> int:
+        """Hour bins of the memory by hour (0: off)."""
+        return self._bins
+
+    @property
     def size(self) -> int:
         return len(self._f["peak"])
 
@@ -172,6 +177,13 @@ class NewsBank:
             seen = self._hour_peak[rows, col].astype(np.float64) / _STEPS
             usual = np.where(known, np.maximum(usual, seen), usual)
         return peak <= usual + s.usual_tolerance
+
+    def end_episodes(self) -> None:
+        """Forget the episodes open now, unlearned (`core.Bank.end_episodes`, after a gap in
+        the data: nothing is known of how they went on)."""
+        for flags in self._b.values():
+            flags[:] = False
+        self._f["peak"][:] = 0.0
 
     def pending(self) -> npt.NDArray[np.int64]:
         """The series whose last learned episode an incident can still unlearn."""

@@ -20,7 +20,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,11 +42,12 @@ _HEADER = "header"
 Arrays = dict[str, npt.NDArray[Any]]
 
 
-def encode(keys: Sequence[tuple[str, str]], last_t: float | None, period_s: float,
-           arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
-    """The detector's state as bytes: `keys` name the rows of every array."""
-    header = {"format": FORMAT, "last_t": last_t, "season_period_s": period_s,
-              "keys": [list(k) for k in keys]}
+def encode(keys: Sequence[tuple[str, str]], last_t: float | None, last_dt: float | None,
+           period_s: float, arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
+    """The detector's state as bytes: `keys` name the rows of every array; `last_t` is the
+    time of the last tick, `last_dt` the usual spacing of ticks."""
+    header = {"format": FORMAT, "last_t": last_t, "last_dt": last_dt,
+              "season_period_s": period_s, "keys": [list(k) for k in keys]}
     raw = json.dumps(header).encode()
     payload: dict[str, Any] = {_HEADER: np.frombuffer(raw, dtype=np.uint8), **arrays}
     buf = io.BytesIO()
@@ -53,19 +56,21 @@ def encode(keys: Sequence[tuple[str, str]], last_t: float | None, period_s: floa
     return buf.getvalue()
 
 
-def decode(data: bytes, period_s: float) -> tuple[list[tuple[str, str]], float | None, Arrays]:
-    """(keys, time of the last tick, arrays) of a saved state, after checking its header;
-    `errors.StateUnusable` when it is damaged or was saved for another seasonal period."""
+def decode(data: bytes, period_s: float
+           ) -> tuple[list[tuple[str, str]], tuple[float | None, float | None], Arrays]:
+    """(keys, (time of the last tick, usual spacing of ticks), arrays) of a saved state,
+    after checking its header; `errors.StateUnusable` when it is damaged or was saved for
+    another seasonal period. The blob is read as untrusted: whatever it holds, this returns
+    or raises `StateUnusable`, and never allocates more than the blob's own size."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise errors.StateUnusable(f"the saved detector state is damaged ({exc})") from exc
-    raw = arrays.pop(_HEADER, None)
-    try:
+        arrays = _read(data)
+        raw = arrays.pop(_HEADER, None)
         header = json.loads(bytes(raw)) if raw is not None and raw.dtype == np.uint8 else None
-    except (ValueError, UnicodeDecodeError):
-        header = None
+    # a damaged zip can look encrypted or of an unknown version (RuntimeError), a hostile
+    # header nest too deep for json (RecursionError, a RuntimeError too)
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, struct.error, zlib.error,
+            zipfile.BadZipFile) as exc:
+        raise errors.StateUnusable(f"the saved detector state is damaged ({exc})") from exc
     if not isinstance(header, dict):
         raise errors.StateUnusable("the saved detector state has no readable header")
     if header.get("format") != FORMAT:
@@ -77,16 +82,42 @@ def decode(data: bytes, period_s: float) -> tuple[list[tuple[str, str]], float |
             f"the saved detector state learned a seasonal period of "
             f"{header.get('season_period_s')!r} s; the config now asks for {period_s:g} s")
     keys = _keys(header.get("keys"))
-    last_t = header.get("last_t")
-    if last_t is not None and not (isinstance(last_t, (int, float)) and math.isfinite(last_t)):
-        raise errors.StateUnusable(f"the saved detector state has a bad time {last_t!r}")
-    return keys, None if last_t is None else float(last_t), arrays
+    return keys, (_time(header, "last_t"), _time(header, "last_dt")), arrays
 
 
-def check(arrays: Mapping[str, npt.NDArray[Any]], expected: Mapping[str, npt.NDArray[Any]]
-          ) -> None:
+def _read(data: bytes) -> Arrays:
+    """Every array of the .npz, each checked first to declare no more data than it holds."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as fp:
+                version = np.lib.format.read_magic(fp)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+                else:
+                    raise ValueError(f"{info.filename} is .npy version {version}")
+            if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
+                raise ValueError(f"{info.filename} declares more data than it holds")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def _time(header: dict[str, Any], key: str) -> float | None:
+    value = header.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise errors.StateUnusable(f"the saved detector state has a bad {key} {value!r}")
+    return float(value)
+
+
+def check(arrays: Mapping[str, npt.NDArray[Any]], expected: Mapping[str, npt.NDArray[Any]],
+          below: Mapping[str, int] | None = None) -> None:
     """The saved arrays have exactly the names, dtypes and shapes of `expected` (a fresh
-    detector's arrays for the same series under the current config)."""
+    detector's arrays for the same series under the current config), and the index arrays
+    named in `below` hold only indexes under their bound."""
     missing = sorted(set(expected) - set(arrays))
     extra = sorted(set(arrays) - set(expected))
     if missing or extra:
@@ -100,6 +131,12 @@ def check(arrays: Mapping[str, npt.NDArray[Any]], expected: Mapping[str, npt.NDA
                 f"the saved detector state does not fit the current config: its {name} is "
                 f"{got.dtype}{list(got.shape)}, this config needs {want.dtype}"
                 f"{list(want.shape)} (was `detect.season` changed?)")
+    for name, bound in (below or {}).items():
+        got = arrays[name]
+        if got.size and int(got.max()) >= bound:
+            raise errors.StateUnusable(
+                f"the saved detector state is damaged: {name} holds {int(got.max())}, "
+                f"past its bound {bound}")
 
 
 def _keys(raw: object) -> list[tuple[str, str]]:

@@ -204,12 +204,18 @@ class Settings:
     clear: float = 0.3
     clear_ticks: int = 3
     rebaseline_ticks: int = 3
+    gap_ticks: float = 10.0
+    """`Detector`: a tick more than this many usual tick spacings after the one before follows a gap
+    in the data (selfheal was down): the episodes open before it end there, unlearned (what
+    fires after the gap is judged as a new episode), and the gap counts as one tick."""
 
     def __post_init__(self) -> None:
         if self.weekly_profile and (self.season_period_s <= 0 or self.season_shrink <= 0):
             # it would learn 168 bins a series and never use them
             raise ValueError("weekly_profile needs the daily profile (season_period_s > 0) "
                              "and season_shrink > 0 to weigh it")
+        if not 1.0 < self.gap_ticks < float("inf"):
+            raise ValueError("gap_ticks must be a finite number of ticks above 1")
         if not 0.0 <= self.report_unlearn_s < float("inf"):
             raise ValueError("report_unlearn_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_days < 65535.0:

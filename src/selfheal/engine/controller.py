@@ -111,6 +111,7 @@ class Controller:
         self._seen_changes = {c.id for c in store.changes_between(now - 7 * 86_400, now)}
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
         self._state_saved_at = now
+        self._saving: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.workflow = workflow_mod.Workflow(self)
         for svc, d in sorted(self.drained.items()):
@@ -231,8 +232,12 @@ class Controller:
                 self.emit("correlate", f"{finding.summary} — a symptom of "
                           f"{case.incident.service}'s incident, joined to it", incident_id)
         every = self.cfg.detect.save_state_s
-        if every > 0 and now - self._state_saved_at >= every:
-            self.save_state(now)
+        if every > 0 and now - self._state_saved_at >= every and self.detector.last_t \
+                is not None and (self._saving is None or self._saving.done()):
+            # copied here, encoded and written in a thread: at 100,000 series that is ~1 s
+            # the loop would otherwise stand still
+            self._state_saved_at = now
+            self._saving = asyncio.create_task(self._write_state(now, self.detector.snapshot()))
 
     def _open(self, inc: model.Incident) -> None:
         case = Case(incident=inc, detail={"anomalies": inc.anomalies, "alerts": inc.alerts},
@@ -268,8 +273,9 @@ class Controller:
                 anomalies=(), alerts=(alert,)))
 
     def save_state(self, now: float) -> None:
-        """Save what the detectors learned to the store (`detect.save_state_s`); nothing
-        before their first tick, so a start that never ran keeps the last saved state."""
+        """Save what the detectors learned to the store now (`detect.save_state_s`; the tick
+        saves in a thread instead); nothing before their first tick, so a start that never
+        ran keeps the last saved state."""
         if self.cfg.detect.save_state_s <= 0 or self.detector.last_t is None:
             return
         self._state_saved_at = now  # a failed save is tried again at the next interval
@@ -277,6 +283,17 @@ class Controller:
             self.store.save_state(STATE_NAME, now, self.detector.save())
         except errors.DataUnavailable as exc:
             self.emit("error", f"the detectors' state was not saved: {exc}")
+
+    async def _write_state(self, now: float, encode: Callable[[], bytes]) -> None:
+        try:
+            await asyncio.to_thread(lambda: self.store.save_state(STATE_NAME, now, encode()))
+        except errors.DataUnavailable as exc:
+            self.emit("error", f"the detectors' state was not saved: {exc}")
+
+    async def state_saved(self) -> None:
+        """Wait for the save the last tick started, if one is under way."""
+        if self._saving is not None:
+            await self._saving
 
     def _restore(self, now: float) -> None:
         """Take back the detectors' saved state, when there is one that fits the config."""
@@ -313,14 +330,18 @@ class Controller:
         start = now - lookback_s
         if since is not None:
             start = min(start, max(since, now - REPLAY_MAX_S))
-        try:
-            names = self.store.series_names(start, now)
-        except errors.DataUnavailable:
-            return 0
         by_t: dict[float, dict[tuple[str, str], float]] = {}
-        for service, metric in names:
-            for smp in self.store.query(service, metric, start, now):
-                by_t.setdefault(smp.t, {})[(service, metric)] = smp.value
+        try:
+            # the series the store kept, and those the restored detectors know (the store may
+            # answer queries from elsewhere, Prometheus, for a time it kept nothing itself)
+            names = sorted(set(self.store.series_names(start, now)) | {
+                key for key in self.detector.series if key[1] not in expiry_mod.WHAT})
+            for service, metric in names:
+                for smp in self.store.query(service, metric, start, now):
+                    by_t.setdefault(smp.t, {})[(service, metric)] = smp.value
+        except errors.DataUnavailable as exc:
+            self.emit("detect", f"no stored samples to warm the detectors from: {exc}")
+            return 0
         if not by_t:
             return 0
         changes = tuple(self.store.changes_between(start - 600, now))
@@ -378,6 +399,7 @@ class Controller:
         for t in self.tasks.values():
             t.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.state_saved()
         self.save_state(self.clock())
         for f in self.feeds:
             await f.close()
