@@ -167,8 +167,11 @@ class HeightSettings:
 HEIGHT = HeightSettings()
 """On the development half: 75.98 / 67.93 / 80.84 -> 76.72 / 69.64 / 81.33 (82 -> 74 false
 positive rows); each half held out (standard / low_FP) even 82.79 / 74.41 -> 83.60 / 76.12, odd
-67.76 / 60.10 -> 67.87 / 60.90; the mean over the 25 configurations of `perturbed` 72.48 /
-63.59 / 77.87 -> 72.88 / 65.02 / 78.01. Exploratory (branch nab-explore-s8)."""
+67.76 / 60.10 -> 67.87 / 60.90; the mean over the 25 configurations of `perturbed` without its
+own neighbours 72.48 / 63.59 / 77.87 -> 72.88 / 65.02 / 78.01, with them (29) 73.40 / 65.65 /
+78.47, minimum 64.31 / 55.41 / 70.54. Chosen among ~30 variants measured on this half, so the
+held-out halves are a weak check; `power` 0.625 drops the even half held out to 78.06 /
+71.15 (docs/bench/nab-research.md)."""
 
 
 PERTURBATIONS: tuple[dict[str, Any], ...] = (
