@@ -13,10 +13,12 @@ import dataclasses
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import prometheus_client
@@ -102,3 +104,16 @@ def running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         stop(proc)
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on selfheal's SQLite database, read-only (none before it exists)."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []  # tables not created yet
+    finally:
+        con.close()

@@ -10,12 +10,10 @@ reports it on `/healthz` and `/metrics`.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,18 +21,6 @@ import sources_servers as srv
 import yaml
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []  # tables not created yet
-    finally:
-        con.close()
 
 
 def test_alert_rule_reaches_serve_and_opens_an_incident(
@@ -70,17 +56,17 @@ def test_alert_rule_reaches_serve_and_opens_an_incident(
     with srv.running(proc):
         srv.wait_until(lambda: srv.ready(f"http://127.0.0.1:{serve_port}/healthz"), 30,
                        "selfheal serve healthy", proc, log)
-        assert _rows(db, "select id from incidents") == []
+        assert srv.rows(db, "select id from incidents") == []
         auth.rss.set(threshold * 2)  # the leak: the rule fires on the next evaluation
-        srv.wait_until(lambda: bool(_rows(db, "select id from incidents")), 60,
+        srv.wait_until(lambda: bool(srv.rows(db, "select id from incidents")), 60,
                        "an incident opened from the alert", proc, log)
-        (inc_id, service, title), = _rows(db, "select id, service, title from incidents")
+        (inc_id, service, title), = srv.rows(db, "select id, service, title from incidents")
         assert service == "auth"
         assert "AuthMemoryHigh" in title
-        kinds = [k for (k,) in _rows(db, "select kind from ledger where incident_id = "
+        kinds = [k for (k,) in srv.rows(db, "select kind from ledger where incident_id = "
                                          f"'{inc_id}' order by seq")]
         assert kinds[0] == "incident.opened"
-        srv.wait_until(lambda: "diagnosis" in [k for (k,) in _rows(
+        srv.wait_until(lambda: "diagnosis" in [k for (k,) in srv.rows(
             db, f"select kind from ledger where incident_id = '{inc_id}'")], 30,
             "the incident diagnosed", proc, log)
         metrics = httpx.get(f"http://127.0.0.1:{serve_port}/metrics", timeout=5).text
@@ -91,7 +77,7 @@ def test_alert_rule_reaches_serve_and_opens_an_incident(
         assert (health["ok"], health["prometheus"]) == (True, "ok")
         # The alert resolves: Alertmanager says so and selfheal records it.
         auth.rss.set(threshold / 2)
-        srv.wait_until(lambda: any('"resolved"' in p for (p,) in _rows(
+        srv.wait_until(lambda: any('"resolved"' in p for (p,) in srv.rows(
             db, "select payload from ledger where kind = 'signal.alert'")), 60,
             "the resolved notification recorded", proc, log)
         # Prometheus goes away: serve keeps running and says so.

@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sources_servers as srv
@@ -27,18 +26,6 @@ from selfheal.sources import prometheus
 from selfheal.store import sql
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
-
-
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []  # tables not created yet
-    finally:
-        con.close()
 
 
 def test_a_restarted_serve_takes_back_what_its_detectors_learned(
@@ -72,23 +59,23 @@ def test_a_restarted_serve_takes_back_what_its_detectors_learned(
         return " ".join(log.read_text().split())  # the console wraps long lines
 
     # first run: nothing saved yet; it stops once the detectors have seen auth's series
-    first = run_once("first", lambda: bool(_rows(
+    first = run_once("first", lambda: bool(srv.rows(
         db, "select 1 from samples where service = 'auth' and metric = 'rss_bytes' "
             "and replica = ''")), "auth's memory scraped")
     assert "restored" not in first
-    (name, saved_at, data), = _rows(db, "select name, t, data from saved_state")
+    (name, saved_at, data), = srv.rows(db, "select name, t, data from saved_state")
     assert name == "detector"
     learned = detect.Detector.load(bytes(data))
     assert ("auth", "rss_bytes") in learned.series
     assert learned.last_t is not None and learned.last_t <= saved_at
 
     # second run: the saved state is taken back, and saved again at its shutdown
-    second = run_once("second", lambda: bool(_rows(
+    second = run_once("second", lambda: bool(srv.rows(
         db, f"select 1 from samples where t > {saved_at + 2}")), "new samples scraped")
     assert f"detectors restored from their saved state ({len(learned.series)} series" \
         in second, second[-2000:]
     assert "ticks stored since their saved state" in second
-    (later,), = _rows(db, "select t from saved_state")
+    (later,), = srv.rows(db, "select t from saved_state")
     assert later > saved_at
 
     # a damaged state: not used, said, and the run goes on from the stored samples
