@@ -27,6 +27,7 @@ from selfheal.engine import controller
     ("detect: {slo: {error_ratio: high}}\n", "detect.slo"),
     ("detect: {slo: [error_ratio]}\n", "detect.slo"),
     ("detect: {season: hourly}\n", "detect.season"),
+    ("detect: {forget_after_s: -1}\n", "detect.forget_after_s"),
 ])
 def test_bad_config_names_the_field(text: str, field: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
@@ -87,6 +88,13 @@ def test_the_seasonality_reaches_the_detector(season: str, period: float, weekly
     default = controller.detector_settings(config.Detect())
     assert default.season_period_s == detect.Settings().season_period_s > 0
     assert default.weekly_profile == detect.Settings().weekly_profile
+
+
+def test_forget_after_s_reaches_the_detector() -> None:
+    parsed = config.parse("detect: {forget_after_s: 3600}\n", "c.yaml").detect
+    assert controller.detector_settings(parsed).forget_s == 3600.0
+    assert controller.detector_settings(config.Detect()).forget_s \
+        == detect.Settings().forget_s == 14 * 86_400.0
 
 
 def test_the_config_the_benchmarks_and_the_detector_name_the_same_seasonalities() -> None:

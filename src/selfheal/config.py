@@ -61,6 +61,10 @@ class Detect(_Strict):
     routine episodes by hour) is saved to the store, and read back at the next start, so a
     restart keeps each series' rhythm; it is saved at shutdown too. 0: never saved (a restart
     rebuilds the detectors from the last 10 minutes of samples)."""
+    forget_after_s: float = pydantic.Field(default=14 * 86_400.0, ge=0, le=366 * 86_400.0)
+    """A series with no value for this long is dropped from the detectors and their saved
+    state, with what they learned of it (it starts afresh if it comes back), so a fleet whose
+    services come and go does not grow them without end. 0: never dropped."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,

@@ -274,3 +274,93 @@ def test_an_early_tick_is_no_gap_and_an_episode_goes_on_across_it() -> None:
         t += 0.5 if k == 5 else 60.0
         started |= {a.started_at for a in det.update(t, {key: 0.5})}
     assert len(started) == 1
+
+
+FORGET = dataclasses.replace(SHORT_DAY, forget_s=1800.0)
+
+
+def _fleet(rng: np.random.Generator, i: int, keys: list[tuple[str, str]]
+           ) -> dict[tuple[str, str], float]:
+    burst = 25.0 if i % 37 < 2 else 0.0
+    return {k: float(100.0 + burst * (j == i % len(keys)) + rng.normal(0.0, 1.0))
+            for j, k in enumerate(keys)}
+
+
+def test_a_series_idle_for_forget_s_is_dropped_and_the_rest_go_on_as_without_it() -> None:
+    # "gone" reports for 2 hours and stops; an hour past `forget_s` of silence it is dropped,
+    # and the detector then reports and saves exactly what one that never had it does
+    rng = np.random.default_rng(3)
+    stay = [("api", "latency_p99"), ("db", "memory")]
+    gone = ("batch", "rows_per_s")
+    rows = [_fleet(rng, i, stay) for i in range(6 * 60)]
+    had = detect.Detector(FORGET)
+    never = detect.Detector(FORGET)
+    for i, row in enumerate(rows):
+        t = T0 + 60.0 * i
+        extra = {gone: 50.0 + (i % 3)} if i < 120 else {gone: math.nan} if i < 150 else {}
+        got = _anomalies(had, t, {**row, **extra})
+        want = _anomalies(never, t, row)
+        if i >= 120 + 90:  # silent 1800 s, then at most an hour to the hourly check
+            assert gone not in had.series
+            assert got == want
+    assert had.series == never.series == tuple(stay)
+    assert had.save() == never.save()
+
+
+def test_a_dropped_series_that_comes_back_starts_afresh_and_a_rare_one_is_kept() -> None:
+    rng = np.random.default_rng(4)
+    back, rare, steady = ("batch", "rows_per_s"), ("cron", "duration_s"), ("api", "rps")
+    det = detect.Detector(FORGET)
+    fresh = detect.Detector(FORGET)
+    for i in range(5 * 60):
+        row = {steady: float(100.0 + rng.normal())}
+        if i < 60 or i >= 4 * 60:
+            row[back] = float(10.0 + 40.0 * (i >= 4 * 60) + rng.normal())
+        if i % 25 == 0:  # one value every 25 minutes: never idle for 30
+            row[rare] = float(5.0 + rng.normal())
+        det.update(T0 + 60.0 * i, row)
+        if i >= 4 * 60:
+            fresh.update(T0 + 60.0 * i, {back: row[back]})
+        if i == 4 * 60 - 1:
+            assert back not in det.series
+            assert rare in det.series and steady in det.series
+    # back again: learned only since its return, not its old level of 10
+    mine, theirs = det._arrays(), fresh._arrays()  # the state itself is what is compared
+    row, their_row = det.series.index(back), fresh.series.index(back)
+    for name, arr in theirs.items():
+        np.testing.assert_array_equal(mine[name][row], arr[their_row], err_msg=name)
+
+
+def test_forget_s_zero_keeps_every_series_and_the_state_survives_the_drop() -> None:
+    keep_all = dataclasses.replace(FORGET, forget_s=0.0)
+    det = detect.Detector(keep_all)
+    for i in range(4 * 60):
+        det.update(T0 + 60.0 * i, {("a", "m"): 1.0 + i % 2,
+                                   **({("b", "m"): 2.0} if i < 10 else {})})
+    assert det.series == (("a", "m"), ("b", "m"))
+    # what a drop leaves is a state that saves and loads like any other
+    dropped = det.forget(T0 + 60.0 * 100)
+    assert dropped == [("b", "m")] and det.series == (("a", "m"),)
+    assert detect.Detector.load(det.save(), keep_all).save() == det.save()
+
+
+def test_a_state_saved_before_forget_s_is_read_with_its_last_tick_as_last_seen() -> None:
+    det = detect.Detector(FORGET)
+    for i in range(30):
+        det.update(T0 + 60.0 * i, {("a", "m"): 1.0 + i % 2, ("b", "m"): 3.0 + i % 3})
+    keys, (last_t, last_dt), arrays = persist.decode(det.save(), FORGET.season_period_s)
+    arrays.pop("seen")
+    old = json.loads(bytes(np.load(io.BytesIO(det.save()))["header"]))
+    old["format"] = 1
+    blob = persist.encode(keys, last_t, last_dt, FORGET.season_period_s, arrays)
+    with zipfile.ZipFile(io.BytesIO(blob)) as zin:
+        members = {n: zin.read(n) for n in zin.namelist()}
+    members["header.npy"] = _npy(np.frombuffer(json.dumps(old).encode(), np.uint8))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    restored = detect.Detector.load(out.getvalue(), FORGET)
+    assert restored.series == det.series
+    assert restored.forget(last_t) == []
+    assert restored.forget(last_t + 1.0) == [("a", "m"), ("b", "m")]

@@ -36,6 +36,10 @@ class ScaleResult:
     """Seconds for `Detector.load` to take it back (check, register, copy)."""
 
 
+SEEN_BYTES = 8.0
+"""`Detector`'s own array: the time of each series' last value (`Settings.forget_s`)."""
+
+
 def run(
     series: int = 100_000,
     ticks: int = 100,
@@ -90,7 +94,7 @@ def run(
         updates_per_s=series * ticks / seconds if seconds > 0 else float("inf"),
         bytes_per_series=bank.nbytes_per_series()
         + (nov.nbytes_per_series() if nov is not None else 0.0)
-        + (gate.nbytes_per_series() if gate is not None else 0.0),
+        + (gate.nbytes_per_series() + SEEN_BYTES if gate is not None else 0.0),
         firing_fraction=firing / max(ticks, 1),
         saved_bytes_per_series=saved[0],
         save_s=saved[1],
@@ -104,9 +108,8 @@ def _save_and_load(cfg: settings_mod.Settings, bank: core.Bank, gate: news.NewsB
     `Detector.save` does and loaded by `Detector.load` under names of 10 metrics a service."""
     keys = [(f"svc-{i // 10}", f"metric_{i % 10}") for i in range(bank.size)]
     started = time.perf_counter()
-    arrays = {f"core.{k}": v for k, v in bank.arrays().items()}
-    arrays.update({f"news.{k}": v for k, v in gate.arrays(bank.size).items()})
-    data = persist.encode(keys, t, 1.0, cfg.season_period_s, arrays)
+    seen = np.full(bank.size, t)
+    data = persist.encode(keys, t, 1.0, cfg.season_period_s, persist.arrays(bank, gate, seen))
     saved = time.perf_counter() - started
     started = time.perf_counter()
     detector_mod.Detector.load(data, cfg)

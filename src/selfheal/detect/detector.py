@@ -22,6 +22,9 @@ from selfheal.detect import settings as settings_mod
 
 SeriesKey = tuple[str, str]
 
+FORGET_EVERY_S = 3600.0
+"""How often `update` looks for series idle for `Settings.forget_s` (an O(series) check)."""
+
 
 class Detector:
     """Online anomaly detection over (service, metric) series, one `update` per tick."""
@@ -34,6 +37,9 @@ class Detector:
         self._last_t: float | None = None
         self._dt: float | None = None  # the usual spacing of ticks (smoothed)
         self._news = news_mod.NewsBank(self.settings)
+        # per row: the time of the series' last value (the time it appeared, before one)
+        self._seen = np.zeros(0)
+        self._forget_at: float | None = None  # when `forget_s` is next applied
 
     @property
     def series(self) -> tuple[SeriesKey, ...]:
@@ -64,23 +70,45 @@ class Detector:
         `errors.StateUnusable`, using nothing, when the state is damaged or does not fit."""
         det = cls(settings)
         keys, (last_t, last_dt), arrays = persist.decode(data, det.settings.season_period_s)
-        for key in keys:
-            det._row(key)
-        bins = det._news.bins
-        persist.check(arrays, det._arrays(),
-                      below={"news.start_bin": bins, "news.undo.bin": bins} if bins else None)
-        kept = {k: v for k, v in arrays.items() if k not in persist.FROM_CONFIG}
-        det._bank.load({k.removeprefix("core."): v for k, v in kept.items()
-                        if k.startswith("core.")})
-        det._news.load({k.removeprefix("news."): v for k, v in kept.items()
-                        if k.startswith("news.")})
+        det._adopt(keys, arrays)
         det._last_t, det._dt = last_t, last_dt
         return det
 
+    def _adopt(self, keys: list[SeriesKey], arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """Take `keys` with their state `arrays` (checked against a fresh detector's arrays
+        for them; `errors.StateUnusable` if they do not fit) in place of what this holds."""
+        self._bank = core.Bank(self.settings, capacity=max(1, len(keys)))
+        self._news = news_mod.NewsBank(self.settings)
+        self._index, self._keys, self._seen = {}, [], np.zeros(0)
+        for key in keys:
+            self._row(key)
+        bins = self._news.bins
+        persist.check(arrays, self._arrays(),
+                      below={"news.start_bin": bins, "news.undo.bin": bins} if bins else None)
+        kept = {k: v for k, v in arrays.items() if k not in persist.FROM_CONFIG}
+        self._bank.load({k.removeprefix("core."): v for k, v in kept.items()
+                         if k.startswith("core.")})
+        self._news.load({k.removeprefix("news."): v for k, v in kept.items()
+                         if k.startswith("news.")})
+        self._seen[: len(keys)] = kept["seen"]
+
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        out = {f"core.{k}": v for k, v in self._bank.arrays().items()}
-        out.update({f"news.{k}": v for k, v in self._news.arrays(self._bank.size).items()})
-        return out
+        return persist.arrays(self._bank, self._news, self._seen)
+
+    def forget(self, before: float) -> list[SeriesKey]:
+        """Drop every series with no value since `before` (and that appeared before it):
+        what it learned goes, and it starts afresh if it comes back. Returns the series
+        dropped. `update` calls this hourly with `Settings.forget_s`, so that a fleet whose
+        services come and go does not grow the detector, or its saved state, without end."""
+        n = self._bank.size
+        gone = self._seen[:n] < before
+        if not gone.any():
+            return []
+        keep = np.flatnonzero(~gone)
+        arrays = {k: v[keep] for k, v in self._arrays().items()}  # copies
+        dropped = [self._keys[i] for i in np.flatnonzero(gone)]
+        self._adopt([self._keys[i] for i in keep], arrays)
+        return dropped
 
     def _row(self, key: SeriesKey) -> int:
         row = self._index.get(key)
@@ -94,6 +122,9 @@ class Detector:
             )
             self._index[key] = row
             self._keys.append(key)
+            if row >= len(self._seen):
+                more = max(row + 1, 2 * len(self._seen)) - len(self._seen)
+                self._seen = np.concatenate([self._seen, np.full(more, np.nan)])
         return row
 
     def update(
@@ -120,6 +151,8 @@ class Detector:
         x = np.full(self._bank.size, np.nan)
         if rows:
             x[rows] = np.fromiter((float(v) for v in values.values()), float, len(rows))
+        seen = self._seen[: self._bank.size]
+        seen[np.isfinite(x) | np.isnan(seen)] = t
         dt = 1.0
         if self._last_t is not None and t > self._last_t:
             dt = t - self._last_t
@@ -158,7 +191,17 @@ class Detector:
         self._news.mark([i for i in ready if not news[i]])
         found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx) for i in ready]
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
+        self._forget_idle(t)
         return found
+
+    def _forget_idle(self, t: float) -> None:
+        """Hourly: drop the series with no value for `Settings.forget_s`."""
+        forget_s = self.settings.forget_s
+        if forget_s <= 0.0:
+            return
+        if self._forget_at is None or t >= self._forget_at:
+            self._forget_at = t + FORGET_EVERY_S
+            self.forget(t - forget_s)
 
     def _excused(self, step: core.Step, t: float, ctx: context_mod.Context
                  ) -> npt.NDArray[np.bool_] | None:

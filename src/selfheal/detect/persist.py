@@ -30,9 +30,14 @@ import numpy as np
 import numpy.typing as npt
 
 from selfheal import errors
+from selfheal.detect import core
+from selfheal.detect import news as news_mod
 
-FORMAT = 1
-"""Bumped whenever the arrays change meaning; an older state is then not used."""
+FORMAT = 2
+"""Bumped whenever the arrays change meaning; an older state is then not used, unless
+`decode` can still read it."""
+READS = frozenset({1, FORMAT})
+"""Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -40,6 +45,16 @@ FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "cor
 _HEADER = "header"
 
 Arrays = dict[str, npt.NDArray[Any]]
+
+
+def arrays(bank: core.Bank, news: news_mod.NewsBank, seen: npt.NDArray[np.float64]
+           ) -> Arrays:
+    """The arrays of a detector's state under the names `encode` saves (views, not copies):
+    the core's, the report gate's, and the time of each series' last value."""
+    out: Arrays = {f"core.{k}": v for k, v in bank.arrays().items()}
+    out.update({f"news.{k}": v for k, v in news.arrays(bank.size).items()})
+    out["seen"] = seen[: bank.size]
+    return out
 
 
 def encode(keys: Sequence[tuple[str, str]], last_t: float | None, last_dt: float | None,
@@ -73,16 +88,20 @@ def decode(data: bytes, period_s: float
         raise errors.StateUnusable(f"the saved detector state is damaged ({exc})") from exc
     if not isinstance(header, dict):
         raise errors.StateUnusable("the saved detector state has no readable header")
-    if header.get("format") != FORMAT:
+    version = header.get("format")
+    if type(version) is not int or version not in READS:
         raise errors.StateUnusable(
-            f"the saved detector state is format {header.get('format')!r}; this version of "
-            f"selfheal reads format {FORMAT}")
+            f"the saved detector state is format {version!r}; this version of selfheal "
+            f"reads formats {', '.join(map(str, sorted(READS)))}")
     if header.get("season_period_s") != period_s:
         raise errors.StateUnusable(
             f"the saved detector state learned a seasonal period of "
             f"{header.get('season_period_s')!r} s; the config now asks for {period_s:g} s")
     keys = _keys(header.get("keys"))
-    return keys, (_time(header, "last_t"), _time(header, "last_dt")), arrays
+    last_t = _time(header, "last_t")
+    if version == 1 and "seen" not in arrays:
+        arrays["seen"] = np.full(len(keys), last_t if last_t is not None else np.nan)
+    return keys, (last_t, _time(header, "last_dt")), arrays
 
 
 def _read(data: bytes) -> Arrays:

@@ -204,6 +204,11 @@ class Settings:
     clear: float = 0.3
     clear_ticks: int = 3
     rebaseline_ticks: int = 3
+    forget_s: float = 14 * 86_400.0
+    """`Detector`: a series with no value for this many seconds is dropped, with what it
+    learned (checked hourly): a fleet whose services come and go would otherwise grow the
+    detector and its saved state without end. 14 days: a weekly job's series stays. 0:
+    never."""
     gap_ticks: float = 10.0
     """`Detector`: a tick more than this many usual tick spacings after the one before follows a gap
     in the data (selfheal was down): the episodes open before it end there, unlearned (what
@@ -216,6 +221,8 @@ class Settings:
                              "and season_shrink > 0 to weigh it")
         if not 1.0 < self.gap_ticks < float("inf"):
             raise ValueError("gap_ticks must be a finite number of ticks above 1")
+        if not 0.0 <= self.forget_s < float("inf"):
+            raise ValueError("forget_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_unlearn_s < float("inf"):
             raise ValueError("report_unlearn_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_days < 65535.0:
