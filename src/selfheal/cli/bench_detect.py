@@ -58,10 +58,10 @@ def nab_command(
         bool,
         typer.Option(
             "--robustness",
-            help=f"Also score the {len(nab.PERTURBATIONS) + len(nab.NOVELTY_PERTURBATIONS)} "
+            help=f"Also score the {nab.NEIGHBOURS} "
             "neighbouring configurations (each tuned knob moved one step each way) and print "
             "the mean and minimum over them and the configuration: the more honest figure "
-            "for unseen series (a few minutes)",
+            "for unseen series (about 10 minutes)",
         ),
     ] = False,
     per_file: Annotated[
