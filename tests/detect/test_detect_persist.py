@@ -364,3 +364,16 @@ def test_a_state_saved_before_forget_s_is_read_with_its_last_tick_as_last_seen()
     assert restored.series == det.series
     assert restored.forget(last_t) == []
     assert restored.forget(last_t + 1.0) == [("a", "m"), ("b", "m")]
+
+
+def test_the_room_held_for_new_series_stays_an_eighth_of_the_state() -> None:
+    # 1,000 series at the first tick take room for exactly 1,000; then one new series a tick
+    # grows it by an eighth at a time, not by doubling
+    det = detect.Detector(SHORT_DAY)
+    first = {(f"svc-{i}", "rps"): 1.0 for i in range(1000)}
+    det.update(T0, first)
+    assert det._bank.capacity == 1000  # the arrays themselves are what is measured
+    for i in range(300):
+        det.update(T0 + 1.0 + i, {**first, (f"new-{i}", "rps"): 1.0})
+        assert det._bank.size == 1001 + i
+        assert det._bank.capacity <= det._bank.size * 9 // 8 + 1

@@ -123,7 +123,7 @@ class Detector:
             self._index[key] = row
             self._keys.append(key)
             if row >= len(self._seen):
-                more = max(row + 1, 2 * len(self._seen)) - len(self._seen)
+                more = max(row + 1, self._bank.capacity) - len(self._seen)
                 self._seen = np.concatenate([self._seen, np.full(more, np.nan)])
         return row
 
@@ -147,6 +147,9 @@ class Detector:
         incident in `context.incidents`: their episodes are not learned as routine.
         """
         ctx = context or context_mod.Context()
+        new = sum(1 for key in values if key not in self._index)
+        if new:
+            self._bank.reserve(self._bank.size + new)
         rows = [self._row(key) for key in values]
         x = np.full(self._bank.size, np.nan)
         if rows:
