@@ -97,6 +97,8 @@ def test_bench_detect_scale_cli() -> None:
     assert last["series"] == 2000
     assert last["updates_per_s"] > 0
     assert 0 < last["bytes_per_series"] <= 1024
+    # a whole detector holds the arrays and the series' names besides (measured, not summed)
+    assert last["bytes_per_series"] < last["detector_bytes_per_series"]
 
 
 @pytest.mark.timeout(60)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -34,6 +35,9 @@ class ScaleResult:
     """Seconds to save the state of every series (`Detector.save`'s encoding)."""
     load_s: float = 0.0
     """Seconds for `Detector.load` to take it back (check, register, copy)."""
+    detector_bytes_per_series: float = 0.0
+    """Memory a loaded `Detector` holds per series (tracemalloc): the arrays, the room for
+    more, and the series' names with their index; 0 when not measured."""
 
 
 SEEN_BYTES = 8.0
@@ -84,7 +88,7 @@ def run(
             gate.step(step.firing, step.strength, step.ttl_ticks, t=float(warm + i))
         firing += float(step.firing.mean())
     seconds = time.perf_counter() - started
-    saved = (0.0, 0.0, 0.0)
+    saved = (0.0, 0.0, 0.0, 0.0)
     if gate is not None:
         saved = _save_and_load(cfg, bank, gate, float(warm + ticks))
     return ScaleResult(
@@ -99,13 +103,15 @@ def run(
         saved_bytes_per_series=saved[0],
         save_s=saved[1],
         load_s=saved[2],
+        detector_bytes_per_series=saved[3],
     )
 
 
 def _save_and_load(cfg: settings_mod.Settings, bank: core.Bank, gate: news.NewsBank,
-                   t: float) -> tuple[float, float, float]:
-    """(bytes per series, seconds to save, seconds to load) of the banks' state, saved as
-    `Detector.save` does and loaded by `Detector.load` under names of 10 metrics a service."""
+                   t: float) -> tuple[float, float, float, float]:
+    """(bytes per series, seconds to save, seconds to load, bytes per series the loaded
+    `Detector` holds) of the banks' state, saved as `Detector.save` does and loaded by
+    `Detector.load` under names of 10 metrics a service."""
     keys = [(f"svc-{i // 10}", f"metric_{i % 10}") for i in range(bank.size)]
     started = time.perf_counter()
     seen = np.full(bank.size, t)
@@ -114,4 +120,13 @@ def _save_and_load(cfg: settings_mod.Settings, bank: core.Bank, gate: news.NewsB
     started = time.perf_counter()
     detector_mod.Detector.load(data, cfg)
     loaded = time.perf_counter() - started
-    return len(data) / max(bank.size, 1), saved, loaded
+    del keys  # the loaded detector's names are its own (decoded from the state)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        det = detector_mod.Detector.load(data, cfg)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    n = max(len(det.series), 1)
+    return len(data) / n, saved, loaded, held / n

@@ -302,7 +302,9 @@ def detect_scale_command(
     if result.saved_bytes_per_series:
         render.say(f"saved state: {result.saved_bytes_per_series:.0f} bytes a series, "
                    f"saved in {result.save_s:.2f} s, loaded into a detector in "
-                   f"{result.load_s:.2f} s (what a restart of `selfheal run` pays)")
+                   f"{result.load_s:.2f} s (what a restart of `selfheal run` pays); the "
+                   f"loaded detector holds {result.detector_bytes_per_series:.0f} bytes a "
+                   "series with the names and their index")
     if as_json:
         _print_json(
             {
@@ -316,6 +318,7 @@ def detect_scale_command(
                 "saved_bytes_per_series": round(result.saved_bytes_per_series, 1),
                 "save_s": round(result.save_s, 3),
                 "load_s": round(result.load_s, 3),
+                "detector_bytes_per_series": round(result.detector_bytes_per_series, 1),
             }
         )
 

@@ -8,6 +8,7 @@ series that fire into `model.Anomaly` values with a human explanation and the co
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -120,6 +121,9 @@ class Detector:
                 limit=self.settings.limit(metric),
                 rel_floor=self.settings.rel(metric),
             )
+            # a service's name is shared by its metrics, a metric's by every service: one
+            # copy of each (at 100,000 series, ~90 bytes a series)
+            key = (sys.intern(str(key[0])), sys.intern(str(key[1])))
             self._index[key] = row
             self._keys.append(key)
             if row >= len(self._seen):
