@@ -168,6 +168,35 @@ def test_nab_run_on_development_half(tmp_path: Path) -> None:
     assert len(rows) == len(files[0].values) + 1
 
 
+def _blips(back: float) -> nab.NabFile:
+    """A noisy series near 30 at 5-minute rows, with a one-row spike of +300 every 300 rows
+    from row 600, after which the value sits at `back` for three rows."""
+    rng = np.random.default_rng(7)
+    v = 30.0 + rng.normal(0.0, 3.0, 2000).round()
+    for k in range(600, 2000, 300):
+        v[k] += 300.0
+        v[k + 1 : k + 4] = back
+    return nab.NabFile("t/blips.csv", ("",) * len(v), 300.0 * np.arange(len(v)), v, ())
+
+
+@pytest.mark.timeout(120)
+def test_the_settled_row_gate_drops_only_onsets_already_back_on_the_baseline() -> None:
+    # a spike that is exactly back on the level when its onset is scored (|z| < min_z there)
+    # scores 0 with the gate; without it, the same rows score near the top
+    settled = _blips(back=30.0)
+    gated = nab.run([settled])[0]
+    plain = nab.run([settled], settled=None)[0]
+    dropped = np.flatnonzero(gated != plain)
+    assert dropped.size >= 2
+    assert np.all(gated[dropped] == 0.0) and np.all(plain[dropped] > 0.9)
+    # every row the gate leaves alone is unchanged; a spike that comes back only part of the
+    # way (still 3 noise scales up) keeps its score
+    elevated = _blips(back=40.0)
+    np.testing.assert_array_equal(
+        nab.run([elevated])[0], nab.run([elevated], settled=None)[0]
+    )
+
+
 # knobs `nab_settings()` sets that are not tuning: the corpus's sampling and the product's
 # per-metric maps (NAB series have no known metric), usual_tolerance 0 (no relative step) and
 # weekly_profile (a switch: how much the weekly profile counts is season_shrink's, moved)
@@ -203,6 +232,10 @@ def test_every_tuned_knob_is_perturbed_both_ways_by_one_fixed_step() -> None:
     }
     # the novelty boost was measured on NAB: its defaults are the NAB configuration
     tuned["boost_power"] = _steps("boost_power", nab.NOVELTY.boost_power, nab.NOVELTY_PERTURBATIONS)
+    # so were the jump-height boost and the settled-row gate
+    for name in ("unit", "power"):
+        tuned[name] = _steps(name, getattr(nab.HEIGHT, name), nab.HEIGHT_PERTURBATIONS)
+    tuned["min_z"] = _steps("min_z", nab.SETTLED.min_z, nab.SETTLED_PERTURBATIONS)
     assert {"long_floor", "transient_gain", "z_spike", "record_decay", "alpha_long",
             "season_shrink", "boost_power"} <= set(tuned)  # fmt: skip
     for name, steps in tuned.items():

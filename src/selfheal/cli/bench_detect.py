@@ -209,9 +209,7 @@ def nab_command(
     neighbours = None
     if robustness:
         neighbours = nab.perturbed(files)
-        count = (len(nab.PERTURBATIONS) + len(nab.NOVELTY_PERTURBATIONS)
-                 + len(nab.HEIGHT_PERTURBATIONS))
-        rob = Table(title=f"over the configuration and its {count} neighbours")
+        rob = Table(title=f"over the configuration and its {nab.NEIGHBOURS} neighbours")
         rob.add_column("")
         for p in nab.PROFILES:
             rob.add_column(p.name, justify="right")
