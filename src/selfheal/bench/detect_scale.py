@@ -3,7 +3,7 @@
 `selfheal bench detect-scale` calls `run`. The values are generated once (random walks with
 noise and occasional spikes) and replayed, so the timing measures the detector, not the random
 number generator. For the product (with its report gate) it also times saving the state and
-loading it into a `Detector`, what a restart of `selfheal run` pays (`detect.persist`).
+loading it into a `Detector`, what a restart of `selfheal serve` pays (`detect.persist`).
 Reports; never asserts.
 """
 

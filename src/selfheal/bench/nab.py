@@ -365,7 +365,7 @@ def product_alarms(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[F64]:
     """The product detector's own alarms: 1.0 on each row where `detect.Detector` (what
-    `selfheal run` and the demo feed) first reports an anomaly episode, else 0.0, with the
+    `selfheal serve` and the demo feed) first reports an anomaly episode, else 0.0, with the
     product defaults (`Settings()`; NAB's metric names are unknown to them, so no direction,
     floor, limit or SLO applies).
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from selfheal import svg
 from selfheal.bench import nab
 
 F64 = npt.NDArray[np.float64]
@@ -26,32 +27,6 @@ GAP = 14
 BOTTOM = 60
 MARGIN = 8
 HEIGHT = 2 * MARGIN + TOP + GAP + BOTTOM + 18
-
-
-def _envelope(y: F64, buckets: int) -> tuple[F64, F64, F64]:
-    """Min and max of `y` per bucket of columns (so a one-row spike stays visible), and each
-    bucket's first row."""
-    n = len(y)
-    edges = np.linspace(0, n, min(buckets, n) + 1).astype(np.int64)
-    lo = np.empty(len(edges) - 1)
-    hi = np.empty(len(edges) - 1)
-    for k in range(len(edges) - 1):
-        seg = y[edges[k] : max(edges[k + 1], edges[k] + 1)]
-        seg = seg[np.isfinite(seg)]
-        lo[k], hi[k] = (float(seg.min()), float(seg.max())) if seg.size else (np.nan, np.nan)
-    return lo, hi, edges[:-1].astype(np.float64)
-
-
-def _path(xs: F64, ys: F64) -> str:
-    parts = []
-    pen_up = True
-    for x, y in zip(xs, ys, strict=True):
-        if not np.isfinite(y):
-            pen_up = True
-            continue
-        parts.append(f"{'M' if pen_up else 'L'}{x:.1f},{y:.1f}")
-        pen_up = False
-    return " ".join(parts)
 
 
 def file_svg(f: nab.NabFile, scores: F64, fs: nab.FileScore, threshold: float) -> str:
@@ -76,12 +51,12 @@ def file_svg(f: nab.NabFile, scores: F64, fs: nab.FileScore, threshold: float) -
     def score_y(v: F64) -> F64:
         return bot0 + BOTTOM - np.clip(v, 0.0, 1.0) * BOTTOM
 
-    lo, hi, first = _envelope(vals, plot_w)
+    lo, hi, first = svg.envelope(vals, plot_w)
     xs = np.array([col(i) for i in first])
     # the envelope as one closed band: max forward, min backward
     band_x = np.r_[xs, xs[::-1]]
     band_y = np.r_[row_y(hi), row_y(lo)[::-1]]
-    _, s_hi, s_first = _envelope(np.asarray(scores, dtype=np.float64), plot_w)
+    _, s_hi, s_first = svg.envelope(np.asarray(scores, dtype=np.float64), plot_w)
     s_xs = np.array([col(i) for i in s_first])
     title = (
         f"{f.name}: raw {fs.raw:+.2f} ({fs.tp} of {fs.windows} windows, {fs.fp} false "
@@ -103,11 +78,11 @@ def file_svg(f: nab.NabFile, scores: F64, fs: nab.FileScore, threshold: float) -
             'fill="#d8f0d8"/>'
         )
     out.append(
-        f'<path class="series" d="{_path(band_x, band_y)} Z" fill="#3060a0" '
+        f'<path class="series" d="{svg.path_d(band_x, band_y)} Z" fill="#3060a0" '
         'stroke="#3060a0" stroke-width="0.8"/>'
     )
     out.append(
-        f'<path class="score" d="{_path(s_xs, score_y(s_hi))}" fill="none" '
+        f'<path class="score" d="{svg.path_d(s_xs, score_y(s_hi))}" fill="none" '
         'stroke="#806020" stroke-width="0.8"/>'
     )
     ty = float(score_y(np.array([threshold]))[0])

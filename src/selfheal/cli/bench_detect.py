@@ -77,7 +77,7 @@ def nab_command(
             "--config",
             help="nab: the one configuration tuned for NAB, scored by its ranking score at the "
             "corpus-wide threshold NAB's rules choose. product: the product defaults that "
-            "`selfheal run` and the demo use, scored by the alarms they raise (no threshold "
+            "`selfheal serve` and the demo use, scored by the alarms they raise (no threshold "
             "to choose): what the shipped detector does on these series",
         ),
     ] = NabConfig.NAB,
@@ -300,7 +300,7 @@ def detect_scale_command(
     if result.saved_bytes_per_series:
         render.say(f"saved state: {result.saved_bytes_per_series:.0f} bytes a series, "
                    f"saved in {result.save_s:.2f} s, loaded into a detector in "
-                   f"{result.load_s:.2f} s (what a restart of `selfheal run` pays); the "
+                   f"{result.load_s:.2f} s (what a restart of `selfheal serve` pays); the "
                    f"loaded detector holds {result.detector_bytes_per_series:.0f} bytes a "
                    "series with the names and their index")
     if as_json:

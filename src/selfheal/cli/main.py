@@ -14,7 +14,16 @@ from typing import Any, TypeVar
 import typer
 
 from selfheal import errors
-from selfheal.cli import bench, demo_cmd, records, render, safety, serve_cmd, tokens
+from selfheal.cli import (
+    bench,
+    demo_cmd,
+    detect_cmd,
+    records,
+    render,
+    safety,
+    serve_cmd,
+    tokens,
+)
 
 app = typer.Typer(
     name="selfheal",
@@ -50,6 +59,7 @@ def guarded(fn: F) -> F:
 
 app.command("demo")(guarded(demo_cmd.demo))
 app.command("serve")(guarded(serve_cmd.serve))
+app.command("detect")(guarded(detect_cmd.detect))
 app.command("incidents")(guarded(records.incidents))
 app.command("show")(guarded(records.show))
 ledger_app = typer.Typer(help="Inspect the tamper-evident ledger.", no_args_is_help=True)

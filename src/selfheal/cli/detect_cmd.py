@@ -1,0 +1,111 @@
+"""`selfheal detect FILE`: what the shipped detector would have reported on your own series."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from selfheal import config as config_mod
+from selfheal import errors, replay, replay_plot
+from selfheal.cli import render
+from selfheal.engine.controller import detector_settings
+
+
+def detect(
+    samples_csv: Annotated[Path, typer.Argument(
+        metavar="FILE",
+        help="A CSV of your series, one sample a row: timestamp,service,metric,value "
+        "(timestamp in Unix seconds or ISO 8601, UTC unless it says otherwise; an empty or "
+        "NaN value is a missing sample; more columns are ignored)")],
+    changes: Annotated[Path | None, typer.Option(
+        help="A CSV of the deploys and config changes of the same time: "
+        "timestamp,service,kind[,what,to_version,who]. An episode that starts inside a "
+        "change's settle window is expected and opens no incident unless it outlasts it")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="selfheal's config file: its detect section (season, report_z, slo, settle_s, "
+        "...) and maintenance windows apply, as in `selfheal serve`")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        help="Write an HTML page with a picture of every series that had an episode "
+        "reported: the episodes, whether each would open an incident, and the changes")] = None,
+    top: Annotated[int, typer.Option(
+        help="Episodes listed in the table (all of them are in --json)", min=0)] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
+) -> None:
+    """Run the product detector over exported series, offline, and list what it would have
+    reported: each episode with its explanation, whether it was expected (a deploy's settle
+    window, a maintenance window) and whether its service's fused finding would have opened
+    an incident (a page).
+
+    The detector is the one `selfheal serve` uses, with your config's detect section; it sees
+    the rows in time order, each tick only the past, as it would live. Use it to judge the
+    pages on series you know before selfheal watches anything.
+
+    Example: selfheal detect metrics.csv --changes deploys.csv --plot detect.html
+    """
+    err = Console(stderr=True)
+    try:
+        cfg = config_mod.load(config)
+        samples = replay.read_samples(samples_csv)
+        change_list = replay.read_changes(changes) if changes is not None else ()
+    except errors.SelfhealError as exc:
+        render.say(f"detect: {exc}")
+        raise typer.Exit(2) from exc
+    maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
+    with Progress(TextColumn("[bold]detect[/bold] {task.description}"), BarColumn(),
+                  TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task(
+            f"{len(samples.series)} series, {len(samples.ticks)} ticks", total=1)
+        result = replay.run(
+            samples, detector_settings(cfg.detect), change_list, maintenance,
+            settle_s=cfg.detect.settle_s,
+            progress=lambda done, total: progress.update(task, completed=done, total=total))
+    drawn = None
+    if plot is not None:
+        try:
+            drawn = replay_plot.write(plot, samples, result, change_list)
+        except OSError as exc:
+            render.say(f"detect: cannot write {plot}: {exc.strerror or exc}")
+            raise typer.Exit(1) from exc
+
+    table = Table(title=f"{len(result.episodes)} episode(s) reported on {result.series} "
+                  f"series over {result.ticks} ticks; {result.incidents} incident(s) opened")
+    for name in ("started (UTC)", "service", "metric", "detector", "score", "verdict",
+                 "explanation"):
+        table.add_column(name, justify="right" if name == "score" else "left",
+                         overflow="fold")
+    for e in result.episodes[:top]:
+        verdict = ("expected" if e.expected else
+                   "[red]incident[/red]" if e.opens_incident else "reported")
+        table.add_row(replay_plot.when(e.first.started_at), escape(e.first.service),
+                      escape(e.first.metric), e.first.detector, f"{e.peak_score:.2f}",
+                      verdict, escape(e.first.explanation))
+    Console().print(table)
+    if len(result.episodes) > top:
+        render.say(f"... and {len(result.episodes) - top} more (--top, or --json for all)")
+    if drawn is not None:
+        render.say(f"plot: {plot} ({drawn} series drawn)")
+    if as_json:
+        render.print_json({
+            "file": str(samples_csv),
+            "series": result.series,
+            "ticks": result.ticks,
+            "rows": samples.rows,
+            "changes": len(change_list),
+            "first_t": result.first_t,
+            "last_t": result.last_t,
+            "incidents": result.incidents,
+            "episodes": [
+                {**dataclasses.asdict(e.first), "last_t": e.last_t, "peak_score": e.peak_score,
+                 "reports": e.reports, "expected": e.expected, "expected_reason": e.reason,
+                 "opens_incident": e.opens_incident}
+                for e in result.episodes
+            ],
+        })

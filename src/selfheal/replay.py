@@ -1,0 +1,234 @@
+"""What the detector would have reported on your own history: `selfheal detect FILE`.
+
+An SRE deciding whether to trust selfheal's pages wants to see them on the series they know,
+offline, before it watches anything live. `read_samples` reads exported series (a long CSV:
+`timestamp,service,metric,value`), `read_changes` the deploys and config changes of the same
+time (`timestamp,service,kind[,what,to_version]`), and `run` steps the product `Detector` over
+them tick by tick, with the changes and the config's maintenance windows as context, and fuses
+each tick's anomalies per service as the engine does before it opens an incident.
+
+Every row is checked before anything runs: a file with a bad header, a timestamp that is not
+Unix seconds or ISO 8601, a value that is not a number, or a series given twice at one time is
+refused whole with `errors.DataUnavailable` naming the file and line. An empty or `NaN` value
+is a missing sample (the detector is told so).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from selfheal import errors, model
+from selfheal.detect import Context, Detector, Settings, fusion
+
+SAMPLE_COLUMNS = ("timestamp", "service", "metric", "value")
+CHANGE_COLUMNS = ("timestamp", "service", "kind")
+MAX_FIELD = 1024
+"""A name or value longer than this is no exported metric (a hostile or broken file)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """Exported series, grouped by time: one tick per distinct timestamp, in order."""
+
+    ticks: tuple[tuple[float, dict[tuple[str, str], float]], ...]
+    series: tuple[tuple[str, str], ...]
+    rows: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Episode:
+    """One episode the detector reported on a series: as it was first reported, how long it
+    was reported, and whether its service's fused finding (the engine's rule, `fusion.fuse`)
+    would have opened an incident while it lasted."""
+
+    first: model.Anomaly
+    last_t: float
+    peak_score: float
+    reports: int
+    """Ticks at which it was reported."""
+    expected: bool
+    """Expected at its last report (a change's settle window, a maintenance window)."""
+    reason: str
+    opens_incident: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    episodes: tuple[Episode, ...]
+    """In the order they were first reported."""
+    series: int
+    ticks: int
+    first_t: float
+    last_t: float
+    incidents: int
+    """Times a service's finding would open an incident where it had none at the tick
+    before: the pages."""
+
+
+RECENT_CHANGES_S = 600.0
+"""Changes of the last this-many seconds are the context of a tick, as in the engine."""
+
+
+def _stamp(text: str) -> float:
+    """Seconds since the epoch of Unix seconds or ISO 8601 (UTC when no offset is given)."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a timestamp (Unix seconds or ISO 8601)") \
+                from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        value = when.timestamp()
+    if not math.isfinite(value) or not 0.0 <= value < 1e11:
+        raise ValueError(f"{text[:40]!r} is not a timestamp (Unix seconds or ISO 8601)")
+    return value
+
+
+def _value(text: str) -> float:
+    text = text.strip()
+    if text == "" or text.lower() == "nan":
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]!r} is not a finite number")
+    return value
+
+
+def _rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, row) of a CSV whose header names `required` (in any order, more allowed)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise errors.DataUnavailable(f"{path}: the file is empty")
+            names = [h.strip().lower() for h in header]
+            missing = [c for c in required if c not in names]
+            if missing:
+                raise errors.DataUnavailable(
+                    f"{path}, line 1: the header must name {', '.join(required)} "
+                    f"(missing {', '.join(missing)}; found {', '.join(names) or 'nothing'})")
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                line = reader.line_num
+                if len(row) != len(names):
+                    raise errors.DataUnavailable(
+                        f"{path}, line {line}: {len(row)} fields where the header has "
+                        f"{len(names)}")
+                if any(len(cell) > MAX_FIELD for cell in row):
+                    raise errors.DataUnavailable(
+                        f"{path}, line {line}: a field longer than {MAX_FIELD} characters")
+                yield line, dict(zip(names, row, strict=True))
+    except UnicodeDecodeError as exc:
+        raise errors.DataUnavailable(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise errors.DataUnavailable(f"{path}: not a CSV file ({exc})") from exc
+    except OSError as exc:
+        raise errors.DataUnavailable(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def read_samples(path: Path) -> Samples:
+    """The series of a long CSV (`timestamp,service,metric,value`), every row checked."""
+    at: dict[float, dict[tuple[str, str], float]] = {}
+    first_line: dict[tuple[float, tuple[str, str]], int] = {}
+    rows = 0
+    for line, row in _rows(path, SAMPLE_COLUMNS):
+        try:
+            t = _stamp(row["timestamp"])
+            value = _value(row["value"])
+        except ValueError as exc:
+            raise errors.DataUnavailable(f"{path}, line {line}: {exc}") from None
+        service, metric = row["service"].strip(), row["metric"].strip()
+        if not service or not metric:
+            raise errors.DataUnavailable(
+                f"{path}, line {line}: the service and the metric must be named")
+        key = (service, metric)
+        seen = first_line.setdefault((t, key), line)
+        if seen != line:
+            raise errors.DataUnavailable(
+                f"{path}, line {line}: {service}/{metric} at {row['timestamp'].strip()} "
+                f"was already given on line {seen}")
+        at.setdefault(t, {})[key] = value
+        rows += 1
+    if not rows:
+        raise errors.DataUnavailable(f"{path}: no samples (only a header)")
+    series = sorted({k for tick in at.values() for k in tick})
+    return Samples(ticks=tuple(sorted(at.items())), series=tuple(series), rows=rows)
+
+
+def read_changes(path: Path) -> tuple[model.Change, ...]:
+    """The changes of a CSV (`timestamp,service,kind[,what,to_version]`), every row checked."""
+    out = []
+    for line, row in _rows(path, CHANGE_COLUMNS):
+        try:
+            t = _stamp(row["timestamp"])
+        except ValueError as exc:
+            raise errors.DataUnavailable(f"{path}, line {line}: {exc}") from None
+        service, kind = row["service"].strip(), row["kind"].strip()
+        if not service or not kind:
+            raise errors.DataUnavailable(
+                f"{path}, line {line}: the service and the kind of change must be named")
+        out.append(model.Change(
+            id=model.ChangeId(f"replay-{line}"), t=t, service=service, kind=kind,
+            who=row.get("who", "").strip(), what=row.get("what", "").strip(),
+            to_version=row.get("to_version", "").strip()))
+    return tuple(sorted(out, key=lambda c: c.t))
+
+
+def run(
+    samples: Samples,
+    settings: Settings,
+    changes: Sequence[model.Change] = (),
+    maintenance: Sequence[tuple[float, float, str]] = (),
+    settle_s: float = 15.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Result:
+    """Step a fresh product `Detector` over `samples`, tick by tick, with the changes of the
+    last `RECENT_CHANGES_S` as context, and fuse each tick's anomalies per service."""
+    det = Detector(settings)
+    episodes: dict[str, Episode] = {}
+    open_before: set[str] = set()
+    incidents = 0
+    lo = hi = 0
+    total = len(samples.ticks)
+    for n, (t, values) in enumerate(samples.ticks, start=1):
+        while hi < len(changes) and changes[hi].t <= t:
+            hi += 1
+        while lo < hi and changes[lo].t < t - RECENT_CHANGES_S:
+            lo += 1
+        ctx = Context(changes=tuple(changes[lo:hi]), maintenance=tuple(maintenance),
+                      settle_s=settle_s)
+        found = det.update(t, values, ctx)
+        findings = {f.service: f for f in fusion.fuse(found)}
+        opening = {s for s, f in findings.items() if f.open_incident}
+        incidents += len(opening - open_before)
+        open_before = opening
+        for a in found:
+            was = episodes.get(a.id)
+            opens = findings[a.service].open_incident
+            episodes[a.id] = Episode(
+                first=a, last_t=t, peak_score=a.score, reports=1, expected=a.expected,
+                reason=a.expected_reason, opens_incident=opens,
+            ) if was is None else dataclasses.replace(
+                was, last_t=t, peak_score=max(was.peak_score, a.score), reports=was.reports + 1,
+                expected=a.expected, reason=a.expected_reason,
+                opens_incident=was.opens_incident or opens)
+        if progress is not None and (n % 500 == 0 or n == total):
+            progress(n, total)
+    return Result(
+        episodes=tuple(episodes.values()), series=len(samples.series), ticks=total,
+        first_t=samples.ticks[0][0], last_t=samples.ticks[-1][0], incidents=incidents)

@@ -1,0 +1,145 @@
+"""`selfheal detect FILE`: the product detector over exported series, offline. A spike right
+after a deploy is expected and opens no incident; the same spike without one is an incident;
+the answer does not depend on the rows' order or the timestamps' notation; bad files are
+refused whole, naming the line, and nothing is written."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from selfheal.cli import main
+
+pytestmark = pytest.mark.timeout(120)
+
+T0 = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC
+SPIKE = 400
+
+
+def _rows(iso: bool = False) -> list[list[str]]:
+    """Two services at a one-minute scrape for 8 hours: p99 latency and request rate, the
+    latency of both spiking 10x for 3 minutes at row SPIKE."""
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(480):
+        t = T0 + 60.0 * i
+        stamp = (dt.datetime.fromtimestamp(t, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                 if iso else f"{t:.0f}")
+        for svc in ("auth", "cart"):
+            lat = 0.05 + rng.normal(0.0, 0.002)
+            if SPIKE <= i < SPIKE + 3:
+                lat *= 10.0
+            out.append([stamp, svc, "p99_latency_s", f"{lat:.5f}"])
+            out.append([stamp, svc, "request_rate", f"{20.0 + rng.normal(0.0, 0.5):.3f}"])
+    return out
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _run(*args: str) -> tuple[int, dict[str, object] | None, str]:
+    res = CliRunner().invoke(main.app, ["detect", *args])
+    last = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+    return res.exit_code, json.loads(last) if last.startswith("{") else None, res.output
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    samples = _write(tmp_path / "m.csv", ["timestamp", "service", "metric", "value"], _rows())
+    deploy = T0 + 60.0 * SPIKE - 30.0
+    changes = _write(tmp_path / "c.csv", ["timestamp", "service", "kind", "to_version"],
+                     [[f"{deploy:.0f}", "auth", "deploy", "v2"]])
+    cfg = tmp_path / "selfheal.yaml"
+    cfg.write_text("detect: {settle_s: 300}\n")
+    return samples, changes, cfg
+
+
+def test_a_spike_after_a_deploy_is_expected_and_the_same_spike_without_one_pages(
+        files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    samples, changes, cfg = files
+    plot = tmp_path / "out.html"
+    code, out, text = _run(str(samples), "--changes", str(changes), "--config", str(cfg),
+                           "--plot", str(plot), "--json")
+    assert code == 0, text
+    assert out is not None and out["series"] == 4 and out["ticks"] == 480
+    spikes = {e["service"]: e for e in out["episodes"]  # type: ignore[union-attr]
+              if e["metric"] == "p99_latency_s"
+              and T0 + 60.0 * SPIKE <= e["started_at"] <= T0 + 60.0 * (SPIKE + 1)}
+    assert set(spikes) == {"auth", "cart"}
+    assert spikes["auth"]["expected"] and not spikes["auth"]["opens_incident"]
+    assert "deploy" in spikes["auth"]["expected_reason"]
+    assert not spikes["cart"]["expected"] and spikes["cart"]["opens_incident"]
+    page = plot.read_text()
+    assert page.count("<svg") >= 2 and "auth / p99_latency_s" in page
+    assert "cart / p99_latency_s" in page and 'class="change"' in page
+    # without the change file, the deploy's spike pages too
+    code, out, _ = _run(str(samples), "--config", str(cfg), "--json")
+    assert code == 0 and out is not None
+    assert any(e["service"] == "auth" and e["opens_incident"] and not e["expected"]
+               for e in out["episodes"])  # type: ignore[union-attr]
+
+
+def test_the_rows_order_and_the_timestamps_notation_do_not_matter(
+        files: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    samples, changes, cfg = files
+    rows = _rows(iso=True)
+    random.Random(1).shuffle(rows)
+    shuffled = _write(tmp_path / "s.csv", ["value", "metric", "service", "timestamp"],
+                      [r[::-1] for r in rows])
+    _, a, _ = _run(str(samples), "--changes", str(changes), "--config", str(cfg), "--json")
+    _, b, _ = _run(str(shuffled), "--changes", str(changes), "--config", str(cfg), "--json")
+    assert a is not None and b is not None
+    assert a["episodes"] and a["episodes"] == b["episodes"]
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    ("timestamp,service,metric,value\n1760000000,a,m,1\nyesterday,a,m,2\n",
+     "line 3: 'yesterday' is not a timestamp"),
+    ("timestamp,service,metric,value\n1760000000,a,m,1\n1760000000,a,m,2\n",
+     "line 3: a/m at 1760000000 was already given on line 2"),
+    ("timestamp,service,metric,value\n1760000000,a,m,lots\n", "line 2: 'lots' is not a number"),
+    ("timestamp,service,metric,value\n1760000000,a,m,inf\n", "not a finite number"),
+    ("timestamp,service,value\n1760000000,a,1\n", "line 1: the header must name"),
+    ("timestamp,service,metric,value\n1760000000,a,m\n", "line 2: 3 fields"),
+    ("timestamp,service,metric,value\n1760000000,,m,1\n", "must be named"),
+    ("timestamp,service,metric,value\n", "no samples"),
+    ("", "the file is empty"),
+    ("timestamp,service,metric,value\n1760000000,a,m,1\n" + "9" * 2000 + ",a,m,1\n",
+     "longer than 1024"),
+])
+def test_a_bad_file_is_refused_naming_the_line_and_nothing_is_written(
+        tmp_path: Path, content: str, said: str) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content)
+    plot = tmp_path / "never.html"
+    code, out, text = _run(str(bad), "--plot", str(plot), "--json")
+    assert code == 2 and out is None
+    assert said in text and "Traceback" not in text
+    assert not plot.exists()
+
+
+def test_unreadable_inputs_are_refused_plainly(tmp_path: Path, files: tuple[Path, Path, Path]
+                                               ) -> None:
+    samples, _, _ = files
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"timestamp,service,metric,value\n\xff\xfe,a,m,1\n")
+    bad_changes = _write(tmp_path / "c.csv", ["timestamp", "service"], [["1", "a"]])
+    for args, said in (([str(tmp_path / "missing.csv")], "cannot be read"),
+                       ([str(binary)], "not UTF-8"),
+                       ([str(samples), "--changes", str(bad_changes)], "must name"),
+                       ([str(samples), "--config", str(tmp_path / "nope.yaml")],
+                        "cannot read the config")):
+        code, _, text = _run(*args)
+        assert code == 2 and said in text and "Traceback" not in text, (args, text)
