@@ -28,6 +28,8 @@ from selfheal.engine import controller
     ("detect: {slo: [error_ratio]}\n", "detect.slo"),
     ("detect: {season: hourly}\n", "detect.season"),
     ("detect: {forget_after_s: -1}\n", "detect.forget_after_s"),
+    ("detect: {min_scale: {error_ratio: 0}}\n", "detect.min_scale"),
+    ("detect: {min_scale: {error_ratio: .inf}}\n", "detect.min_scale"),
 ])
 def test_bad_config_names_the_field(text: str, field: str) -> None:
     with pytest.raises(errors.ConfigError) as info:
@@ -88,6 +90,16 @@ def test_the_seasonality_reaches_the_detector(season: str, period: float, weekly
     default = controller.detector_settings(config.Detect())
     assert default.season_period_s == detect.Settings().season_period_s > 0
     assert default.weekly_profile == detect.Settings().weekly_profile
+
+
+def test_min_scale_overrides_one_floor_and_keeps_the_others() -> None:
+    parsed = config.parse("detect: {min_scale: {error_ratio: 0.004, queue_depth: 2}}\n",
+                          "c.yaml").detect
+    got = controller.detector_settings(parsed)
+    default = controller.detector_settings(config.Detect())
+    assert got.floor("error_ratio") == 0.004 != default.floor("error_ratio")
+    assert got.floor("queue_depth") == 2.0
+    assert got.floor("p99_latency_s") == default.floor("p99_latency_s") > 0
 
 
 def test_forget_after_s_reaches_the_detector() -> None:

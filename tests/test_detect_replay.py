@@ -143,3 +143,17 @@ def test_unreadable_inputs_are_refused_plainly(tmp_path: Path, files: tuple[Path
                         "cannot read the config")):
         code, _, text = _run(*args)
         assert code == 2 and said in text and "Traceback" not in text, (args, text)
+
+
+def test_the_readme_example_excuses_the_deploy_and_pages_the_error_jump_at_once() -> None:
+    here = Path(__file__).resolve().parents[1] / "examples" / "detect"
+    code, out, text = _run(str(here / "metrics.csv"), "--changes", str(here / "deploys.csv"),
+                           "--config", str(here / "selfheal.yaml"), "--json")
+    assert code == 0 and out is not None, text
+    last_day = 1_764_547_200 + 3 * 86_400
+    late = [e for e in out["episodes"] if e["started_at"] >= last_day]  # type: ignore[union-attr]
+    assert [(e["service"], e["metric"], e["expected"], e["opens_incident"]) for e in late] == [
+        ("auth", "p99_latency_s", True, False), ("cart", "error_ratio", False, True)]
+    # the error jump pages at its first sample (15:00), the deploy's blip is excused
+    assert late[1]["detected_at"] == late[1]["started_at"] == last_day + 15 * 3600
+    assert out["incidents"] == 1

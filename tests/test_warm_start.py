@@ -338,3 +338,48 @@ def test_the_loop_ticks_on_while_the_state_is_written(tmp_path: Path) -> None:
 
     asyncio.run(run())
     store.close()
+
+
+class _Retiring:
+    """A feed of two services' request rates; `old` stops reporting after 10 ticks."""
+
+    name = "retiring"
+    kinds = frozenset({model.SignalKind.METRICS})
+
+    def __init__(self) -> None:
+        self.i = 0
+
+    async def collect(self, now: float) -> ports.Collected:
+        self.i += 1
+        services = ("new", "old") if self.i <= 10 else ("new",)
+        return ports.Collected(samples=tuple(
+            model.Sample(t=now, service=svc, metric="request_rate", value=10.0 + self.i % 2)
+            for svc in services))
+
+    async def close(self) -> None:
+        pass
+
+
+def test_the_loop_says_which_idle_series_it_dropped(tmp_path: Path) -> None:
+    store = sql.SqlStore(config.Config(workdir=tmp_path).database_url())
+    clock = [NOW]
+    events: list[str] = []
+    cfg = config.Config(workdir=tmp_path,
+                        platform=config.PlatformSettings(services={"new": [], "old": []}),
+                        detect=config.Detect(forget_after_s=3600.0))
+    ctl = controller_mod.Controller(
+        cfg, serve.ObservedPlatform({"new": [], "old": []}), store,
+        policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {"new": (), "old": ()},
+        lambda: clock[0], lambda e: events.append(e.message), feeds=[_Retiring()])
+
+    async def run() -> None:
+        for _ in range(200):  # 200 minutes: idle for an hour, then the hourly check
+            clock[0] += 60.0
+            await ctl.tick()
+
+    asyncio.run(run())
+    assert ctl.detector.series == (("new", "request_rate"),)
+    said = [e for e in events if "dropped from the detectors" in e]
+    assert said == ["1 series with no value for 0.0416667 days dropped from the detectors: "
+                    "old/request_rate"]
+    store.close()

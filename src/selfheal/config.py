@@ -65,6 +65,12 @@ class Detect(_Strict):
     """A series with no value for this long is dropped from the detectors and their saved
     state, with what they learned of it (it starts afresh if it comes back), so a fleet whose
     services come and go does not grow them without end. 0: never dropped."""
+    min_scale: dict[str, float] = pydantic.Field(default_factory=dict)
+    """metric -> the smallest deviation worth one standard deviation (the noise floor of a
+    flat series), over the defaults (error_ratio 0.02, p99_latency_s 0.005 s, request_rate 1,
+    rss_bytes 1 MiB, gc_pause_s 0.005). The defaults suit rates over ~10 s windows, where one
+    failed request in 200 moves the error ratio by half a point; series averaged over minutes
+    are far smoother, and a lower floor lets a jump page at its first sample."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,
@@ -82,6 +88,14 @@ class Detect(_Strict):
         for metric, bound in v.items():
             if not math.isfinite(bound):
                 raise ValueError(f"the SLO bound of {metric} must be a finite number")
+        return v
+
+    @pydantic.field_validator("min_scale")
+    @classmethod
+    def _positive_floors(cls, v: dict[str, float]) -> dict[str, float]:
+        for metric, floor in v.items():
+            if not (math.isfinite(floor) and floor > 0):
+                raise ValueError(f"the noise floor of {metric} must be a positive number")
         return v
 
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfheal import detect, errors
-from selfheal.detect import persist
+from selfheal.detect import core, persist
 from selfheal.detect import settings as settings_mod
 
 pytestmark = pytest.mark.timeout(120)
@@ -366,14 +366,66 @@ def test_a_state_saved_before_forget_s_is_read_with_its_last_tick_as_last_seen()
     assert restored.forget(last_t + 1.0) == [("a", "m"), ("b", "m")]
 
 
-def test_the_room_held_for_new_series_stays_an_eighth_of_the_state() -> None:
+def test_the_room_held_for_new_series_stays_an_eighth_of_the_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # 1,000 series at the first tick take room for exactly 1,000; then one new series a tick
-    # grows it by an eighth at a time, not by doubling
+    # grows it by an eighth at a time (a few copies of the state, not one a tick), and the
+    # room never exceeds an eighth
     det = detect.Detector(SHORT_DAY)
     first = {(f"svc-{i}", "rps"): 1.0 for i in range(1000)}
     det.update(T0, first)
     assert det._bank.capacity == 1000  # the arrays themselves are what is measured
+    grown: list[int] = []
+    real = core.Bank._grow
+
+    def counted(bank: core.Bank, cap: int) -> None:
+        grown.append(cap)
+        real(bank, cap)
+
+    monkeypatch.setattr(core.Bank, "_grow", counted)
     for i in range(300):
         det.update(T0 + 1.0 + i, {**first, (f"new-{i}", "rps"): 1.0})
         assert det._bank.size == 1001 + i
         assert det._bank.capacity <= det._bank.size * 9 // 8 + 1
+    assert 1 <= len(grown) <= 3, grown  # 1000 -> 1125 -> 1265 -> 1423
+
+
+def test_a_key_that_is_not_a_plain_string_keeps_its_one_row() -> None:
+    det = detect.Detector(SHORT_DAY)
+    for i in range(5):
+        det.update(T0 + i, {(7, "up"): 1.0, ("api", "rps"): 2.0})  # type: ignore[dict-item]
+    assert det.series == ((7, "up"), ("api", "rps"))
+
+
+def _watched(det: detect.Detector, start: float, ticks: int,
+             row: dict[tuple[str, str], float]) -> None:
+    for i in range(ticks):
+        det.update(start + 60.0 * i, row)
+
+
+def test_time_nobody_watched_is_no_idleness_after_a_restart_or_a_gap() -> None:
+    # 15 days down, then a first hour in which only `up` has come back (a scraper's first
+    # snapshot has no rates yet): the other series are idle for an hour, not for 15 days,
+    # and keep what they learned
+    two_weeks = dataclasses.replace(SHORT_DAY, forget_s=14 * 86_400.0)
+    keys = [("api", "up"), ("api", "latency_p99"), ("db", "memory")]
+    det = detect.Detector(two_weeks)
+    rng = np.random.default_rng(5)
+    for i in range(200):
+        det.update(T0 + 60.0 * i, {k: float(100.0 + rng.normal()) for k in keys})
+    later = T0 + 60.0 * 200 + 15 * 86_400.0
+    for restored in (detect.Detector.load(det.save(), two_weeks), det):
+        learned = {k: v.copy() for k, v in restored._arrays().items()}
+        _watched(restored, later, 150, {("api", "up"): 1.0})
+        assert restored.series == tuple(keys)
+        assert restored.take_dropped() == []
+        row = restored.series.index(("db", "memory"))
+        np.testing.assert_array_equal(restored._arrays()["core.season"][row],
+                                      learned["core.season"][row])
+    # watched silence still counts: 14 more days of `up` alone and they are dropped
+    start = later + 60.0 * 150
+    for i in range(14 * 288 + 24):
+        det.update(start + 300.0 * i, {("api", "up"): 1.0})
+    assert det.series == (("api", "up"),)
+    assert det.take_dropped() == [("api", "latency_p99"), ("db", "memory")]
+    assert det.take_dropped() == []

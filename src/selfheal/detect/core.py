@@ -171,9 +171,10 @@ class Bank:
         return self._cap
 
     def reserve(self, count: int) -> None:
-        """Make room for `count` series in all (one growth for many series to come)."""
+        """Make room for `count` series in all (one growth for many series to come, with an
+        eighth more, as `add_many` grows)."""
         if count > self._cap:
-            self._grow(count)
+            self._grow(max(count, self._cap + self._cap // 8))
 
     def _grow(self, cap: int) -> None:
         for name, arr in self._a.items():

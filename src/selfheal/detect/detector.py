@@ -41,6 +41,7 @@ class Detector:
         # per row: the time of the series' last value (the time it appeared, before one)
         self._seen = np.zeros(0)
         self._forget_at: float | None = None  # when `forget_s` is next applied
+        self._dropped: list[SeriesKey] = []  # by it, not yet taken (`take_dropped`)
 
     @property
     def series(self) -> tuple[SeriesKey, ...]:
@@ -122,8 +123,10 @@ class Detector:
                 rel_floor=self.settings.rel(metric),
             )
             # a service's name is shared by its metrics, a metric's by every service: one
-            # copy of each (at 100,000 series, ~90 bytes a series)
-            key = (sys.intern(str(key[0])), sys.intern(str(key[1])))
+            # copy of each (at 100,000 series, ~90 bytes a series); only plain strings, so
+            # the key stored is always the key looked up
+            if type(key[0]) is str and type(key[1]) is str:
+                key = (sys.intern(key[0]), sys.intern(key[1]))
             self._index[key] = row
             self._keys.append(key)
             if row >= len(self._seen):
@@ -159,7 +162,6 @@ class Detector:
         if rows:
             x[rows] = np.fromiter((float(v) for v in values.values()), float, len(rows))
         seen = self._seen[: self._bank.size]
-        seen[np.isfinite(x) | np.isnan(seen)] = t
         dt = 1.0
         if self._last_t is not None and t > self._last_t:
             dt = t - self._last_t
@@ -168,10 +170,15 @@ class Detector:
                 # unknown, so they end here unlearned, and the gap counts as one tick
                 self._bank.end_episodes()
                 self._news.end_episodes()
+                # nor is a series idle while nobody watched it (`forget`): its last value
+                # moves on by the gap, and the hourly check waits for the first full hour
+                seen[:] += dt - self._dt
+                self._forget_at = t + FORGET_EVERY_S
                 dt = self._dt
             # the usual spacing, smoothed: one tick that came early is no new interval
             self._dt = dt if self._dt is None else 0.9 * self._dt + 0.1 * dt
         self._last_t = t
+        seen[np.isfinite(x) | np.isnan(seen)] = t
         step = self._bank.step(t, x, dt)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
@@ -206,9 +213,16 @@ class Detector:
         forget_s = self.settings.forget_s
         if forget_s <= 0.0:
             return
-        if self._forget_at is None or t >= self._forget_at:
+        if self._forget_at is None:  # the first tick (of a start, restored or not)
             self._forget_at = t + FORGET_EVERY_S
-            self.forget(t - forget_s)
+        elif t >= self._forget_at:
+            self._forget_at = t + FORGET_EVERY_S
+            self._dropped += self.forget(t - forget_s)
+
+    def take_dropped(self) -> list[SeriesKey]:
+        """The series `update` dropped as idle (`Settings.forget_s`) since the last call."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
 
     def _excused(self, step: core.Step, t: float, ctx: context_mod.Context
                  ) -> npt.NDArray[np.bool_] | None:

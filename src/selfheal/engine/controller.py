@@ -52,7 +52,7 @@ def detector_settings(cfg: config_mod.Detect) -> detect.Settings:
     d = detect_settings
     return detect.Settings(
         directions={**d.DEFAULT_DIRECTIONS, "up": -1},
-        min_scale={**d.DEFAULT_MIN_SCALE, "up": 0.05},
+        min_scale={**d.DEFAULT_MIN_SCALE, "up": 0.05, **cfg.min_scale},
         hold_s={**d.DEFAULT_HOLD_S, "up": cfg.down_hold_s},
         report_z=cfg.report_z,
         slo=dict(cfg.slo),
@@ -214,6 +214,12 @@ class Controller:
                                  incidents=frozenset(covered))
         anomalies = self.detector.update(
             now, {k: v for k, v in values.items() if k[1] not in expiry_mod.WHAT}, context)
+        dropped = self.detector.take_dropped()
+        if dropped:
+            names = ", ".join(f"{s}/{m}" for s, m in dropped[:5])
+            self.emit("detect", f"{len(dropped)} series with no value for "
+                      f"{self.cfg.detect.forget_after_s / 86_400:g} days dropped from the "
+                      f"detectors: {names}{', ...' if len(dropped) > 5 else ''}")
         anomalies += self.expiry.update(
             now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
         result = correlate.correlate(
