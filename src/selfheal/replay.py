@@ -141,21 +141,31 @@ def _rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, 
         raise errors.DataUnavailable(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
+def _at(path: Path, line: int, parse: Callable[[str], float], text: str) -> float:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise errors.DataUnavailable(f"{path}, line {line}: {exc}") from None
+
+
+def _checked(path: Path, line: int, row: dict[str, str], what: str) -> tuple[float, str, str]:
+    """The row's time, service and `what` (the metric, the kind of change), all given."""
+    t = _at(path, line, _stamp, row["timestamp"])
+    service, name = row["service"].strip(), row[what].strip()
+    if not service or not name:
+        raise errors.DataUnavailable(
+            f"{path}, line {line}: the service and the {what} must be named")
+    return t, service, name
+
+
 def read_samples(path: Path) -> Samples:
     """The series of a long CSV (`timestamp,service,metric,value`), every row checked."""
     at: dict[float, dict[tuple[str, str], float]] = {}
     first_line: dict[tuple[float, tuple[str, str]], int] = {}
     rows = 0
     for line, row in _rows(path, SAMPLE_COLUMNS):
-        try:
-            t = _stamp(row["timestamp"])
-            value = _value(row["value"])
-        except ValueError as exc:
-            raise errors.DataUnavailable(f"{path}, line {line}: {exc}") from None
-        service, metric = row["service"].strip(), row["metric"].strip()
-        if not service or not metric:
-            raise errors.DataUnavailable(
-                f"{path}, line {line}: the service and the metric must be named")
+        t, service, metric = _checked(path, line, row, "metric")
+        value = _at(path, line, _value, row["value"])
         key = (service, metric)
         seen = first_line.setdefault((t, key), line)
         if seen != line:
@@ -174,14 +184,7 @@ def read_changes(path: Path) -> tuple[model.Change, ...]:
     """The changes of a CSV (`timestamp,service,kind[,what,to_version]`), every row checked."""
     out = []
     for line, row in _rows(path, CHANGE_COLUMNS):
-        try:
-            t = _stamp(row["timestamp"])
-        except ValueError as exc:
-            raise errors.DataUnavailable(f"{path}, line {line}: {exc}") from None
-        service, kind = row["service"].strip(), row["kind"].strip()
-        if not service or not kind:
-            raise errors.DataUnavailable(
-                f"{path}, line {line}: the service and the kind of change must be named")
+        t, service, kind = _checked(path, line, row, "kind")
         out.append(model.Change(
             id=model.ChangeId(f"replay-{line}"), t=t, service=service, kind=kind,
             who=row.get("who", "").strip(), what=row.get("what", "").strip(),

@@ -60,11 +60,7 @@ def series_svg(key: tuple[str, str], times: np.ndarray, values: np.ndarray,
     title = (f"{key[0]} / {key[1]}: {len(episodes)} episode(s) reported, {pages} would open "
              f"an incident; {vmin:.4g} to {vmax:.4g}")
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
-        f"<title>{html.escape(title)}</title>",
-        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        f'<text x="{MARGIN}" y="{MARGIN + 10}">{html.escape(title)}</text>',
+        *svg.opening(WIDTH, HEIGHT, MARGIN, title),
     ]
     for e in episodes:
         a, b = col(at(e.first.started_at)), col(at(e.last_t) + 1)

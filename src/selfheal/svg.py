@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import numpy.typing as npt
 
@@ -33,3 +35,15 @@ def path_d(xs: F64, ys: F64) -> str:
         parts.append(f"{'M' if pen_up else 'L'}{x:.1f},{y:.1f}")
         pen_up = False
     return " ".join(parts)
+
+
+def opening(width: int, height: int, margin: int, title: str) -> list[str]:
+    """The first elements of a picture: the root with its size, the title (also shown on
+    hover), a white ground."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+        f"<title>{html.escape(title)}</title>",
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{margin}" y="{margin + 10}">{html.escape(title)}</text>',
+    ]

@@ -63,11 +63,7 @@ def file_svg(f: nab.NabFile, scores: F64, fs: nab.FileScore, threshold: float) -
         f"positives) at threshold {threshold:.4f}"
     )
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
-        f"<title>{html.escape(title)}</title>",
-        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
-        f'<text x="{MARGIN}" y="{MARGIN + 10}">{html.escape(title)}</text>',
+        *svg.opening(WIDTH, HEIGHT, MARGIN, title),
         f'<rect class="probation" x="{col(0):.1f}" y="{top0}" '
         f'width="{col(f.probation) - col(0):.1f}" height="{TOP + GAP + BOTTOM}" fill="#eeeeee"/>',
     ]
