@@ -10,6 +10,7 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "selfheal"
 LAYERS: dict[str, int] = {
     # 1. faces
     "cli": 1, "api": 1, "bench": 1, "scenarios": 1,
+    "replay": 1, "replay_plot": 1,  # `selfheal detect`: the detector over a file, offline
     # 2. runtime
     "engine": 2,
     # 3. adapters
@@ -21,6 +22,7 @@ LAYERS: dict[str, int] = {
     "scribe": 5, "ledger": 5, "catalogue": 5,
     # 6. model (values, errors, the validated settings object)
     "model": 6, "errors": 6, "config": 6,
+    "svg": 6,  # drawing helpers of the pictures, importing nothing of selfheal
 }
 STANDALONE = {"shop"}  # the demo workload: its own programs, importing nothing of selfheal
 
