@@ -77,16 +77,15 @@ def detect(
 
     table = Table(title=f"{len(result.episodes)} episode(s) reported on {result.series} "
                   f"series over {result.ticks} ticks; {result.incidents} incident(s) opened")
-    for name in ("started (UTC)", "service", "metric", "detector", "score", "verdict",
-                 "explanation"):
+    for name in ("started (UTC)", "series", "detector", "score", "verdict", "explanation"):
         table.add_column(name, justify="right" if name == "score" else "left",
-                         overflow="fold")
+                         overflow="fold", min_width=11 if name == "started (UTC)" else None)
     for e in result.episodes[:top]:
         verdict = ("expected" if e.expected else
                    "[red]incident[/red]" if e.opens_incident else "reported")
-        table.add_row(replay_plot.when(e.first.started_at), escape(e.first.service),
-                      escape(e.first.metric), e.first.detector, f"{e.peak_score:.2f}",
-                      verdict, escape(e.first.explanation))
+        table.add_row(replay_plot.when(e.first.started_at)[5:16],
+                      escape(f"{e.first.service}/{e.first.metric}"), e.first.detector,
+                      f"{e.peak_score:.2f}", verdict, escape(e.first.explanation))
     Console().print(table)
     if len(result.episodes) > top:
         render.say(f"... and {len(result.episodes) - top} more (--top, or --json for all)")
