@@ -84,6 +84,7 @@ def test_a_spike_after_a_deploy_is_expected_and_the_same_spike_without_one_pages
     page = plot.read_text()
     assert page.count("<svg") >= 2 and "auth / p99_latency_s" in page
     assert "cart / p99_latency_s" in page and 'class="change"' in page
+    assert "min_scale" not in text  # one-minute samples: the default floors are no worse
     # without the change file, the deploy's spike pages too
     code, out, _ = _run(str(samples), "--config", str(cfg), "--json")
     assert code == 0 and out is not None
@@ -157,3 +158,14 @@ def test_the_readme_example_excuses_the_deploy_and_pages_the_error_jump_at_once(
     # the error jump pages at its first sample (15:00), the deploy's blip is excused
     assert late[1]["detected_at"] == late[1]["started_at"] == last_day + 15 * 3600
     assert out["incidents"] == 1
+
+
+def test_coarse_samples_with_the_default_floors_get_a_hint(tmp_path: Path) -> None:
+    here = Path(__file__).resolve().parents[1] / "examples" / "detect"
+    plain = tmp_path / "c.yaml"
+    plain.write_text("detect: {settle_s: 600}\n")
+    _, _, text = _run(str(here / "metrics.csv"), "--config", str(plain), "--top", "0")
+    assert "300 s apart" in text and "detect.min_scale" in text
+    _, _, text = _run(str(here / "metrics.csv"), "--config", str(here / "selfheal.yaml"),
+                      "--top", "0")
+    assert "min_scale" not in text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -38,6 +39,18 @@ class Samples:
     ticks: tuple[tuple[float, dict[tuple[str, str], float]], ...]
     series: tuple[tuple[str, str], ...]
     rows: int
+
+    @property
+    def spacing_s(self) -> float:
+        """The median time between ticks (0 with a single tick)."""
+        times = sorted(t for t, _ in self.ticks)
+        gaps = sorted(b - a for a, b in itertools.pairwise(times))
+        return gaps[len(gaps) // 2] if gaps else 0.0
+
+
+COARSE_S = 60.0
+"""Samples further apart than this are averaged over longer windows than the default noise
+floors suit (`settings.DEFAULT_MIN_SCALE`: rates over ~10 s)."""
 
 
 @dataclasses.dataclass(frozen=True)

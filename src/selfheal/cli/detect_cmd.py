@@ -58,6 +58,12 @@ def detect(
         render.say(f"detect: {exc}")
         raise typer.Exit(2) from exc
     maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
+    if samples.spacing_s > replay.COARSE_S and not cfg.detect.min_scale:
+        render.say(
+            f"detect: the samples are {samples.spacing_s:g} s apart; the default noise floors "
+            "suit rates over ~10 s windows (an error ratio's is 2 points), so on smoother "
+            "series a jump may be seen late: consider `detect.min_scale` in --config "
+            "(README: Your own series, offline)")
     with Progress(TextColumn("[bold]detect[/bold] {task.description}"), BarColumn(),
                   TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
                   console=err, transient=True) as progress:
