@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfheal import detect
-from selfheal.bench import nab
+from selfheal.bench import nab, nab_score
 from selfheal.detect import settings as settings_mod
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nab"
@@ -24,7 +24,8 @@ def _sig(y: float) -> float:
     return -1.0 if y > 3 else 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
 
 
-def _brute(files: list[nab.NabFile], scores: list[np.ndarray], thr: float, p: nab.Profile) -> float:
+def _brute(files: list[nab.NabFile], scores: list[np.ndarray], thr: float,
+           p: nab_score.Profile) -> float:
     total = 0.0
     for f, s in zip(files, scores, strict=True):
         hit = [False] * len(f.windows)
@@ -76,15 +77,15 @@ def corpora(draw: st.DrawFn) -> tuple[list[nab.NabFile], list[np.ndarray]]:
 @given(corpus=corpora())
 def test_sweep_matches_brute_force(corpus: tuple[list[nab.NabFile], list[np.ndarray]]) -> None:
     files, scores = corpus
-    for p in nab.PROFILES:
-        got = nab.score(files, scores, p)
+    for p in nab_score.PROFILES:
+        got = nab_score.score(files, scores, p)
         candidates = [*sorted({float(v) for s in scores for v in s}), math.inf]
         best = max(_brute(files, scores, c, p) for c in candidates)
         assert got.raw == pytest.approx(best, abs=1e-9)
         if math.isfinite(got.threshold):
             assert _brute(files, scores, got.threshold, p) == pytest.approx(got.raw, abs=1e-9)
         for c in candidates[:: max(1, len(candidates) // 3)]:
-            at = nab.score(files, scores, p, threshold=c)
+            at = nab_score.score(files, scores, p, threshold=c)
             assert at.raw == pytest.approx(_brute(files, scores, c, p), abs=1e-9)
 
 
@@ -95,9 +96,9 @@ def test_per_file_breakdown_adds_up_to_the_corpus_score(
     corpus: tuple[list[nab.NabFile], list[np.ndarray]], cut: float
 ) -> None:
     files, scores = corpus
-    for p in nab.PROFILES:
-        whole = nab.score(files, scores, p, threshold=cut)
-        parts = nab.per_file(files, scores, p, cut)
+    for p in nab_score.PROFILES:
+        whole = nab_score.score(files, scores, p, threshold=cut)
+        parts = nab_score.per_file(files, scores, p, cut)
         assert sum(r.raw for r in parts) == pytest.approx(whole.raw, abs=1e-9)
         assert sum(r.tp for r in parts) == whole.tp
         assert sum(r.fn for r in parts) == whole.fn
@@ -121,15 +122,15 @@ def test_halves_score_each_half_at_its_own_and_the_other_threshold() -> None:
     scores = [rng.uniform(0.0, 0.8, 300) for _ in files]
     for k, s in enumerate(scores):
         s[120 + 10 * k] = 0.9 + 0.02 * k  # a detection inside each window
-    split = nab.halves(files, scores)
+    split = nab_score.halves(files, scores)
     assert [h.name for h in split] == ["even", "odd"]
     even = [files[0], files[2]], [scores[0], scores[2]]
     odd = [files[1], files[3]], [scores[1], scores[3]]
     for h, (mine, other) in zip(split, [(even, odd), (odd, even)], strict=True):
-        for p in nab.PROFILES:
-            assert h.own[p.name] == pytest.approx(nab.score(*mine, p).normalized, abs=0.01)
-            thr = nab.score(*other, p).threshold
-            held = nab.score(*mine, p, threshold=thr).normalized
+        for p in nab_score.PROFILES:
+            assert h.own[p.name] == pytest.approx(nab_score.score(*mine, p).normalized, abs=0.01)
+            thr = nab_score.score(*other, p).threshold
+            held = nab_score.score(*mine, p, threshold=thr).normalized
             assert h.held_out[p.name] == pytest.approx(held, abs=0.01)
             assert h.held_out[p.name] <= h.own[p.name] + 1e-9  # own threshold is the best
 
@@ -142,12 +143,12 @@ def test_perfect_and_null_detectors() -> None:
         for a, _ in f.windows:
             s[a] = 1.0
         perfect.append(s)
-    for r in nab.score_all(files, perfect):
+    for r in nab_score.score_all(files, perfect):
         assert r.normalized == pytest.approx(100.0)
         assert (r.tp, r.fn, r.fp) == (3, 0, 0)
     null = [np.zeros(len(f.values)) for f in files]
     # a score that never beats the null threshold: every row fires or none does
-    for r in nab.score_all(files, null):
+    for r in nab_score.score_all(files, null):
         assert r.normalized <= 0.0 + 1e-9
 
 
@@ -271,7 +272,7 @@ def test_product_alarms_are_the_rows_where_the_shipped_detector_raises_an_anomal
         np.testing.assert_array_equal(g, e)
         assert e[150:175].any() and e[300:320].any()  # both faults raise an alarm
     # scored as they are: every alarm outside a window is a false positive
-    scored = nab.score(files, got, nab.PROFILES[0], threshold=nab.PRODUCT_ALARM)
+    scored = nab_score.score(files, got, nab_score.PROFILES[0], threshold=nab.PRODUCT_ALARM)
     outside = 0
     for a, f in zip(got, files, strict=True):
         inside = np.zeros(len(a), dtype=bool)

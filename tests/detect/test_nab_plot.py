@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfheal.bench import nab, nab_plot
+from selfheal.bench import nab, nab_plot, nab_score
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -34,9 +34,9 @@ def _corpus() -> tuple[list[nab.NabFile], list[np.ndarray]]:
 
 def test_each_picture_shows_the_windows_and_the_detections_nab_counted(tmp_path: Path) -> None:
     files, scores = _corpus()
-    p = nab.PROFILES[0]
-    result = nab.score(files, scores, p, threshold=0.9)
-    breakdown = nab.per_file(files, scores, p, 0.9)
+    p = nab_score.PROFILES[0]
+    result = nab_score.score(files, scores, p, threshold=0.9)
+    breakdown = nab_score.per_file(files, scores, p, 0.9)
     index = nab_plot.write(tmp_path, files, scores, result, breakdown)
     assert index == tmp_path / "plots" / "index.html"
     for f, fs in zip(files, breakdown, strict=True):

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from selfheal import svg
-from selfheal.bench import nab
+from selfheal.bench import nab, nab_score
 
 F64 = npt.NDArray[np.float64]
 
@@ -29,7 +29,7 @@ MARGIN = 8
 HEIGHT = 2 * MARGIN + TOP + GAP + BOTTOM + 18
 
 
-def file_svg(f: nab.NabFile, scores: F64, fs: nab.FileScore, threshold: float) -> str:
+def file_svg(f: nab.NabFile, scores: F64, fs: nab_score.FileScore, threshold: float) -> str:
     """One file's picture: series, windows, probation, score, threshold and detections."""
     n = max(len(f.values), 1)
     plot_w = WIDTH - 2 * MARGIN
@@ -111,8 +111,8 @@ def write(
     out_dir: Path,
     files: Sequence[nab.NabFile],
     scores: Sequence[F64],
-    profile: nab.ProfileScore,
-    breakdown: Sequence[nab.FileScore],
+    profile: nab_score.ProfileScore,
+    breakdown: Sequence[nab_score.FileScore],
 ) -> Path:
     """Write `<out>/plots/<category>/<file>.svg` for every file and `<out>/plots/index.html`,
     the files ranked by what they cost (worst first). Returns the index page's path."""

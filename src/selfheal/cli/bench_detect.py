@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from selfheal import errors
-from selfheal.bench import detect_scale, nab, nab_plot
+from selfheal.bench import detect_scale, nab, nab_plot, nab_score
 from selfheal.cli import render
 from selfheal.detect import settings as settings_mod
 
@@ -131,12 +131,12 @@ def nab_command(
         )
     seconds = time.perf_counter() - started
     if product:
-        results = [nab.score(files, scores, p, threshold=nab.PRODUCT_ALARM)
-                   for p in nab.PROFILES]
+        results = [nab_score.score(files, scores, p, threshold=nab.PRODUCT_ALARM)
+                   for p in nab_score.PROFILES]
     else:
-        results = nab.score_all(files, scores)
+        results = nab_score.score_all(files, scores)
     standard = results[0]
-    breakdown = nab.per_file(files, scores, nab.PROFILES[0], standard.threshold)
+    breakdown = nab_score.per_file(files, scores, nab_score.PROFILES[0], standard.threshold)
     index = None
     if out is not None:
         nab.write_results(out, files, scores)
@@ -144,7 +144,7 @@ def nab_command(
 
     table = Table(title=f"NAB: {len(files)} files, {sum(len(f.windows) for f in files)} windows")
     table.add_column("detector")
-    for p in nab.PROFILES:
+    for p in nab_score.PROFILES:
         table.add_column(p.name, justify="right")
     table.add_row(
         f"[bold]{nab.DETECTOR_NAME}[/bold] "
@@ -164,13 +164,13 @@ def nab_command(
         )
     console.print(detail)
     # the halves choose a threshold on one half for the other: the product has none to choose
-    split = [] if product else nab.halves(files, scores)
+    split = [] if product else nab_score.halves(files, scores)
     halves_table = Table(
         title="halves (alternate files): own threshold / threshold chosen on the other half"
     )
     halves_table.add_column("half")
     halves_table.add_column("files", justify="right")
-    for p in nab.PROFILES:
+    for p in nab_score.PROFILES:
         halves_table.add_column(p.name, justify="right")
     for h in split:
         halves_table.add_row(
@@ -178,7 +178,7 @@ def nab_command(
             str(h.files),
             *(
                 f"{h.own.get(p.name, math.nan):.2f} / {h.held_out.get(p.name, math.nan):.2f}"
-                for p in nab.PROFILES
+                for p in nab_score.PROFILES
             ),
         )
     if split:
@@ -211,10 +211,10 @@ def nab_command(
         neighbours = nab.perturbed(files)
         rob = Table(title=f"over the configuration and its {nab.NEIGHBOURS} neighbours")
         rob.add_column("")
-        for p in nab.PROFILES:
+        for p in nab_score.PROFILES:
             rob.add_column(p.name, justify="right")
         for stat in ("mean", "min"):
-            rob.add_row(stat, *(f"{neighbours[p.name][stat]:.2f}" for p in nab.PROFILES))
+            rob.add_row(stat, *(f"{neighbours[p.name][stat]:.2f}" for p in nab_score.PROFILES))
         console.print(rob)
     absent = nab.missing(data)
     if absent:
@@ -249,7 +249,7 @@ def nab_command(
                     for fs in breakdown
                 ],
                 "published": {
-                    name: dict(zip([p.name for p in nab.PROFILES], vals, strict=True))
+                    name: dict(zip([p.name for p in nab_score.PROFILES], vals, strict=True))
                     for name, *vals in nab.PUBLISHED
                 },
             }
