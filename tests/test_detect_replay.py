@@ -103,6 +103,11 @@ def test_the_rows_order_and_the_timestamps_notation_do_not_matter(
     _, b, _ = _run(str(shuffled), "--changes", str(changes), "--config", str(cfg), "--json")
     assert a is not None and b is not None
     assert a["episodes"] and a["episodes"] == b["episodes"]
+    # a spreadsheet's export, with its byte-order mark, reads the same
+    marked = tmp_path / "bom.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + samples.read_bytes())
+    _, c, _ = _run(str(marked), "--changes", str(changes), "--config", str(cfg), "--json")
+    assert c is not None and c["episodes"] == a["episodes"]
 
 
 @pytest.mark.parametrize(("content", "said"), [

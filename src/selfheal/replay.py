@@ -93,7 +93,6 @@ def _stamp(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = math.nan
         try:
             when = dt.datetime.fromisoformat(text)
         except ValueError:
@@ -123,7 +122,8 @@ def _value(text: str) -> float:
 def _rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, row) of a CSV whose header names `required` (in any order, more allowed)."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a spreadsheet's export starts with a byte-order mark
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
