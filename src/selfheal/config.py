@@ -65,6 +65,13 @@ class Detect(_Strict):
     """A series with no value for this long is dropped from the detectors and their saved
     state, with what they learned of it (it starts afresh if it comes back), so a fleet whose
     services come and go does not grow them without end. 0: never dropped."""
+    history_s: float = pydantic.Field(default=7 * 86_400.0, ge=0, le=35 * 86_400.0)
+    """At a start with no saved state (the first, or after `season` changed), the detectors
+    learn this much of Prometheus's history (`sources.prometheus`) before watching, so the
+    first day does not report the daily rhythm as anomalous. 7 days: each hour of the week
+    once. 0: not read (the detectors learn from what they watch)."""
+    history_step_s: float = pydantic.Field(default=60.0, ge=1, le=3600)
+    """The spacing of the history read at a first start: a week at 60 s is 10,080 ticks."""
     min_scale: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> the smallest deviation worth one standard deviation (the noise floor of a
     flat series), over the defaults (error_ratio 0.02, p99_latency_s 0.005 s, request_rate 1,

@@ -8,7 +8,7 @@ explicit, in `selfheal.engine.wiring`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from selfheal import diagnose, model
@@ -103,6 +103,18 @@ class MetricSource(Protocol):
     """Samples of one service's metric over a window; raises DataUnavailable when blind."""
 
     def query(self, service: str, metric: str, start: float, end: float) -> list[model.Sample]: ...
+
+
+class History(Protocol):
+    """Days of every service's derived signals (Prometheus keeps them; selfheal's own store
+    keeps minutes): what the detectors learn each series' rhythm from at a first start."""
+
+    def history(self, start: float, end: float, step_s: float, skip: Collection[str] = ()
+                ) -> Iterator[tuple[float, dict[tuple[str, str], float]]]:
+        """Ticks `step_s` apart from `start` to before `end`, in time order: (t, {(service,
+        signal): value}) for every signal but those in `skip`; raises DataUnavailable when
+        the source cannot answer (the ticks already yielded stand)."""
+        ...
 
 
 class LogSource(Protocol):

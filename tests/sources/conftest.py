@@ -69,10 +69,19 @@ def _prometheus(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
     started: list[srv.Server] = []
 
     def start(targets: list[tuple[str, dict[str, str]]], *, rules: list[dict[str, object]]
-              | None = None, alertmanager: str | None = None) -> srv.Server:
+              | None = None, alertmanager: str | None = None,
+              history: str | None = None) -> srv.Server:
         exe = srv.binary(srv.PROMETHEUS, "prometheus")
         folder = tmp_path / f"prometheus-{len(started)}"
         folder.mkdir()
+        if history is not None:
+            # past samples (OpenMetrics text with timestamps) written as TSDB blocks by
+            # promtool, as an operator backfills: Prometheus serves them like scraped ones
+            (folder / "history.om").write_text(history)
+            subprocess.run([srv.binary(("promtool",), "prometheus"), "tsdb",
+                            "create-blocks-from", "openmetrics", "--quiet",
+                            str(folder / "history.om"), str(folder / "data")],
+                           check=True, capture_output=True, timeout=120)
         cfg: dict[str, object] = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
                        "scrape_timeout": "900ms"},
@@ -108,7 +117,8 @@ def _prometheus(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
 
 @pytest.fixture
 def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
-    """Start Prometheus scraping `targets` [(host:port, labels)] every second."""
+    """Start Prometheus scraping `targets` [(host:port, labels)] every second (after
+    backfilling `history`, OpenMetrics text, when given)."""
     yield from _prometheus(tmp_path)
 
 

@@ -9,8 +9,10 @@ workflow, or in the adapters.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -84,8 +86,10 @@ class Controller:
     def __init__(self, cfg: config_mod.Config, platform: Any, store: sql.SqlStore,
                  gate: gate_mod.Gate, topology: Mapping[str, tuple[str, ...]],
                  clock: Callable[[], float], on_event: Callable[[Event], None],
-                 feeds: Sequence[ports.Feed], failpoint: str = "") -> None:
+                 feeds: Sequence[ports.Feed], failpoint: str = "",
+                 history: ports.History | None = None) -> None:
         self.cfg = cfg
+        self.history = history
         self.platform: ports.Platform = platform
         self.store = store
         self.gate = gate
@@ -335,6 +339,8 @@ class Controller:
         self._restore(now)
         since = self.detector.last_t
         start = now - lookback_s
+        if since is None:
+            self._learn_history(start)
         if since is not None:
             start = min(start, max(since, now - REPLAY_MAX_S))
         by_t: dict[float, dict[tuple[str, str], float]] = {}
@@ -352,11 +358,7 @@ class Controller:
         if not by_t:
             return 0
         changes = tuple(self.store.changes_between(start - 600, now))
-        # the services of incidents of that time (open then or since): their episodes are
-        # not learned as routine by the report gate
-        done = {state.value for state in TERMINAL}
-        troubled = frozenset(row["service"] for row in self.store.incidents()
-                             if row["updated_at"] >= start or row["state"] not in done)
+        troubled = self._troubled(start)
         ticks = 0
         for t in sorted(by_t):
             values = by_t[t]
@@ -380,6 +382,52 @@ class Controller:
         else:
             self.emit("detect", f"detectors caught up on {ticks} ticks stored since their "
                       "saved state")
+        return ticks
+
+    def _troubled(self, since: float) -> frozenset[str]:
+        """The services of incidents open since `since` (or still open): their episodes of
+        that time are not learned as routine by the report gate."""
+        done = {state.value for state in TERMINAL}
+        return frozenset(row["service"] for row in self.store.incidents()
+                         if row["updated_at"] >= since or row["state"] not in done)
+
+    def _learn_history(self, end: float) -> int:
+        """At a start with nothing saved, learn each series' rhythm from the days of history
+        the metric source keeps (`detect.history_s` before `end`, at `history_step_s`), as
+        `warm_start` replays: what fired then was handled then. A source that stops answering
+        part way leaves what was learned until then. Returns the ticks learned."""
+        span, step = self.cfg.detect.history_s, self.cfg.detect.history_step_s
+        if self.history is None or span <= 0:
+            return 0
+        clock = time.monotonic()
+        changes = sorted(self.store.changes_between(end - span - 600, end), key=lambda c: c.t)
+        troubled = self._troubled(end - span)
+        self.emit("detect", f"learning each series' rhythm from the last {span / 86_400:g} "
+                  f"days of history, one point every {step:g} s")
+        ticks, first = 0, end
+        names: set[tuple[str, str]] = set()
+        context = detect.Context(maintenance=self._maintenance,
+                                 settle_s=self.cfg.detect.settle_s, incidents=troubled)
+        try:
+            for t, values in self.history.history(end - span, end, step,
+                                                  skip=expiry_mod.WHAT):
+                known = bisect.bisect_right(changes, t, key=lambda c: c.t)
+                if len(context.changes) != known:
+                    context = dataclasses.replace(context, changes=tuple(changes[:known]))
+                self.detector.update(t, values, context)
+                names.update(values)
+                first = min(first, t)
+                ticks += 1
+        except errors.DataUnavailable as exc:
+            self.emit("detect", f"history stopped after {ticks} ticks: {exc}; the detectors "
+                      "keep what they learned and watch from now")
+        if ticks:
+            self.emit("detect", f"learned {ticks} ticks of history ({len(names)} series, "
+                      f"the first {(self.clock() - first) / 3600:.1f} h ago) in "
+                      f"{time.monotonic() - clock:.1f} s")
+        else:
+            self.emit("detect", "no history to learn from: the first day's rhythm will be "
+                      "learned as it comes")
         return ticks
 
     async def run(self) -> None:

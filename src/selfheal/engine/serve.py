@@ -248,7 +248,8 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
 
     topology = {s: tuple(callees) for s, callees in cfg.platform.services.items()}
     ctl = MeteredController(cfg, ObservedPlatform(cfg.platform.services), store,
-                            policy.Gate(pol), topology, clock, event, feeds=feeds)
+                            policy.Gate(pol), topology, clock, event, feeds=feeds,
+                            history=source)
     ctl.metrics = metrics
     ctl.prometheus_feed = prom_feed
     runner: asyncio.Task[None] | None = None

@@ -24,7 +24,7 @@ import collections
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypedDict
 
 import httpx
@@ -33,6 +33,9 @@ from selfheal import config as config_mod
 from selfheal import errors, model, ports
 
 _RETRY_STATUS = frozenset({429, 502, 503, 504, 500})
+
+HISTORY_CHUNK_S = 6 * 3600.0
+"""`PrometheusSource.history` asks for this much time at once (one query_range a signal)."""
 
 
 class ApiResponse(TypedDict, total=False):
@@ -247,6 +250,35 @@ class PrometheusSource(_Retrying):
         return [model.Sample(t=t, service=service, metric=metric, value=v)
                 for s in self._cache[key] if s.label(self.service_label) == service
                 for t, v in s.points]
+
+
+    # -- ports.History -----------------------------------------------------------------------
+
+    def history(self, start: float, end: float, step_s: float, skip: Collection[str] = ()
+                ) -> Iterator[tuple[float, dict[tuple[str, str], float]]]:
+        """Every configured signal of every service, `step_s` apart from `start` (rounded up
+        to a multiple of the step) to before `end`, as ticks in time order. Asked for
+        `HISTORY_CHUNK_S` at a time, one query_range a signal, so a week of a fleet is held
+        one chunk at a time and each answer stays under Prometheus's 11,000 points a series.
+        A point Prometheus has no value for (a signal or a service missing at that time) is
+        simply absent from its tick."""
+        exprs = {m: expand(e, self.rate_window) for m, e in self.queries.items()
+                 if m not in skip}
+        per_chunk = max(int(min(HISTORY_CHUNK_S, 10_000 * step_s) // step_s), 1)
+        t0 = math.ceil(start / step_s) * step_s
+        while t0 < end:
+            # the grid points t0, t0 + step ... before `end`, at most `per_chunk` of them
+            n = min(per_chunk, math.ceil((end - t0) / step_s))
+            ticks: dict[float, dict[tuple[str, str], float]] = {}
+            for metric, expr in exprs.items():
+                for s in self.range(expr, t0, t0 + (n - 1) * step_s, step_s):
+                    service = s.label(self.service_label)
+                    if not service:
+                        continue
+                    for t, v in s.points:
+                        ticks.setdefault(t, {})[(service, metric)] = v
+            yield from sorted(ticks.items())
+            t0 += n * step_s
 
 
 class PrometheusFeed(_Retrying):
