@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from selfheal import config, errors, model
+from selfheal.engine import controller as controller_mod
 from selfheal.engine import serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -83,3 +84,16 @@ def test_unknown_key_is_exit_2(tmp_path: Path, selfheal_cmd: list[str]) -> None:
     assert r.returncode == 2
     assert "serve.listen" in r.stderr
 
+
+
+def test_only_an_opened_incident_counts_as_one_in_the_metrics() -> None:
+    # the detect stage also says what the detectors did at a start (restored, warmed, learned
+    # history) and when they drop series: none of that is an incident
+    metrics = serve.ServeMetrics()
+    for message in ("detectors restored from their saved state (3 series, last tick 5 s ago)",
+                    "learned 4310 ticks of history (2 series, the first 72.0 h ago) in 3.1 s",
+                    "2 series with no value for 14 days dropped from the detectors"):
+        metrics.observe(controller_mod.Event(1.0, "detect", message))
+    metrics.observe(controller_mod.Event(2.0, "detect", "auth: error_ratio", "inc-1"))
+    opened = metrics.registry.get_sample_value("selfheal_incidents_total", {"event": "opened"})
+    assert opened == 1.0

@@ -152,7 +152,9 @@ class ServeMetrics:
             registry=r)
 
     def observe(self, e: controller_mod.Event) -> None:
-        if e.stage == "detect":
+        if e.stage == "detect" and e.incident_id:
+            # the stage's other events say what the detectors did (restored, warmed, learned
+            # history, dropped series); only the one naming an incident opened it
             self.incidents.labels(event="opened").inc()
         elif e.stage == "resolved":
             self.incidents.labels(event="resolved").inc()
