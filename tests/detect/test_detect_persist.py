@@ -179,11 +179,21 @@ def _hostile(det: detect.Detector, kind: str) -> bytes:
         arrays["news.b.was"][:] = True
         return persist.encode(det.series, det.last_t, 60.0, det.settings.season_period_s,
                               arrays)
+    if kind == "zip bomb":  # one series, and an array inflating to 200 MB of zeros
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zf:
+            zf.writestr("header.npy", _npy(np.frombuffer(json.dumps(header).encode(), np.uint8)))
+            zf.writestr("core.a.n.npy", _npy(np.zeros(25_000_000)),
+                        compress_type=zipfile.ZIP_DEFLATED)
+        return out.getvalue()
+    if kind == "deflated header":  # the header must say how many series before inflating
+        buf = io.BytesIO()
+        np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                            **arrays)  # type: ignore[arg-type]
+        return buf.getvalue()
     assert kind == "corrupt deflate"
-    buf = io.BytesIO()
-    np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
-                        **arrays)  # type: ignore[arg-type]
-    data = bytearray(buf.getvalue())
+    data = bytearray(persist.encode(det.series, det.last_t, 60.0, det.settings.season_period_s,
+                                    arrays))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         info = max(zf.infolist(), key=lambda i: i.compress_size)
     data[info.header_offset + 30 + len(info.filename) + 20 + info.compress_size // 2] ^= 0xFF
@@ -197,7 +207,7 @@ def _npy(arr: np.ndarray) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["deep json", "huge shape", "hour out of range",
-                                  "corrupt deflate"])
+                                  "corrupt deflate", "zip bomb", "deflated header"])
 def test_a_hostile_state_is_refused_before_it_can_hurt(kind: str) -> None:
     det = detect.Detector()
     for i in range(50):
@@ -429,3 +439,32 @@ def test_time_nobody_watched_is_no_idleness_after_a_restart_or_a_gap() -> None:
     assert det.series == (("api", "up"),)
     assert det.take_dropped() == [("api", "latency_p99"), ("db", "memory")]
     assert det.take_dropped() == []
+
+
+def test_a_state_saved_uncompressed_by_the_last_version_still_loads() -> None:
+    # the last version wrote `np.savez` (nothing deflated); this one deflates the arrays
+    det = detect.Detector()
+    rng = np.random.default_rng(4)
+    for i in range(200):
+        det.update(T0 + 60 * i, {("api", "latency_p99"): float(100.0 + rng.normal(0.0, 1.0)),
+                                 ("db", "error_ratio"): float(abs(rng.normal(0.0, 0.01)))})
+    data = det.save()
+    keys, (last_t, last_dt), arrays = persist.decode(data, det.settings.season_period_s)
+    header = {"format": persist.FORMAT, "last_t": last_t, "last_dt": last_dt,
+              "season_period_s": det.settings.season_period_s,
+              "keys": [list(k) for k in keys]}
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False,
+             header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    old = buf.getvalue()
+    assert len(data) < len(old)
+    assert detect.Detector.load(old).save() == data
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated() -> None:
+    # refused on what its zip declares, not after 200 MB were allocated and found not to fit
+    det = detect.Detector()
+    for i in range(50):
+        det.update(T0 + 60 * i, {("api", "latency_p99"): 100.0 + (i % 5)})
+    with pytest.raises(errors.StateUnusable, match="bytes for each of its 1 series"):
+        detect.Detector.load(_hostile(det, "zip bomb"))
