@@ -6,8 +6,8 @@ of stored samples after a restart, all of that would be lost for a day or a week
 controller saves `Detector.save()` to the store every `detect.save_state_s` and at shutdown,
 and `Detector.load` reads it back at start; this module is the format and its checks.
 
-The format is NumPy's .npz (arrays only, and read without pickles), whose zip CRCs catch a
-damaged blob, plus a JSON header: the format version, the time of the last tick, the series'
+The format is NumPy's .npz (arrays only, deflated, and read without pickles), whose zip CRCs
+catch a damaged blob, plus a JSON header: the format version, the time of the last tick, the series'
 names and the seasonal period. A state that does not fit the current config (another
 seasonality, another version of the detector's arrays) raises `errors.StateUnusable` saying
 why, and nothing of it is used: the caller starts from the samples instead. The per-series
@@ -87,7 +87,8 @@ def decode(data: bytes, period_s: float
     """(keys, (time of the last tick, usual spacing of ticks), arrays) of a saved state,
     after checking its header; `errors.StateUnusable` when it is damaged or was saved for
     another seasonal period. The blob is read as untrusted: whatever it holds, this returns
-    or raises `StateUnusable`, and never allocates more than the blob's own size."""
+    or raises `StateUnusable`, and never inflates more than `PER_SERIES_BYTES` for each series
+    its header names."""
     try:
         arrays = _read(data)
         raw = arrays.pop(_HEADER, None)
