@@ -286,6 +286,11 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
             on_event(controller_mod.Event(clock(), "recover", f"incident {left} was "
                                           "interrupted by a restart and has been escalated",
                                           left))
+        if source is not None:
+            with contextlib.suppress(errors.DataUnavailable):  # said at the first tick
+                hint = prometheus.tick_hint(source.targets(), cfg.scrape.interval_s)
+                if hint:
+                    on_event(controller_mod.Event(clock(), "config", hint))
         ctl.warm_start()  # the watched system kept running while selfheal was down
         runner = asyncio.create_task(ctl.run(), name="controller")
         web = asyncio.create_task(server.serve(sockets=[sock]), name="http")

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypedDict
@@ -68,12 +69,40 @@ class TargetHealth:
     labels: model.Params
     last_error: str
     last_scrape: str
+    scrape_interval_s: float = math.nan
+    """How often Prometheus scrapes it (NaN when it does not say)."""
 
 
 def expand(expr: str, rate_window: str) -> str:
     """A configured query with its `{window}` placeholder filled in (PromQL's own braces are
     left alone, so no `str.format`)."""
     return expr.replace("{window}", rate_window)
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
+          "y": 31536000.0}
+
+
+def duration_s(text: str) -> float:
+    """Seconds of a Prometheus duration ("15s", "1m30s", "500ms"); NaN when it is not one."""
+    matches = list(re.finditer(r"([0-9]+)(ms|s|m|h|d|w|y)", text))
+    if not text or "".join(m.group(0) for m in matches) != text:
+        return math.nan
+    return sum(int(m.group(1)) * _UNITS[m.group(2)] for m in matches)
+
+
+def tick_hint(targets: Sequence[TargetHealth], tick_s: float) -> str:
+    """What to say when selfheal would query Prometheus faster than Prometheus scrapes: each
+    tick between two scrapes reads the same value again, and the detectors take the steps for
+    a trend. Empty when the tick is as slow as the fastest scrape, or nothing says."""
+    scrape_s = min((t.scrape_interval_s for t in targets if math.isfinite(t.scrape_interval_s)),
+                   default=math.nan)
+    if not math.isfinite(scrape_s) or tick_s >= scrape_s:
+        return ""
+    return (f"Prometheus scrapes its targets every {scrape_s:g} s and selfheal asks it every "
+            f"{tick_s:g} s (scrape.interval_s): between two scrapes each tick reads the same "
+            f"value again, which the detectors take for steps. Set scrape.interval_s to "
+            f"{scrape_s:g}.")
 
 
 def _value(raw: Any) -> float:
@@ -228,7 +257,8 @@ class PrometheusSource(_Retrying):
                                  labels=tuple(sorted((str(k), str(v)) for k, v in
                                                      (t.get("labels") or {}).items())),
                                  last_error=str(t.get("lastError", "")),
-                                 last_scrape=str(t.get("lastScrape", "")))
+                                 last_scrape=str(t.get("lastScrape", "")),
+                                 scrape_interval_s=duration_s(str(t.get("scrapeInterval", ""))))
                     for t in data["activeTargets"]]
         except (TypeError, AttributeError, KeyError) as exc:
             raise errors.DataUnavailable(f"Prometheus answered /api/v1/targets with a "
