@@ -1,8 +1,10 @@
-"""What the detector would have reported on your own history: `selfheal detect FILE`.
+"""What the detector would have reported on your own history: `selfheal detect FILE` (or
+`--prometheus URL`).
 
 An SRE deciding whether to trust selfheal's pages wants to see them on the series they know,
 offline, before it watches anything live. `read_samples` reads exported series (a long CSV:
-`timestamp,service,metric,value`), `read_changes` the deploys and config changes of the same
+`timestamp,service,metric,value`) and `from_history` the days a Prometheus keeps,
+`read_changes` the deploys and config changes of the same
 time (`timestamp,service,kind[,what,to_version]`), and `run` steps the product `Detector` over
 them tick by tick, with the changes and the config's maintenance windows as context, and fuses
 each tick's anomalies per service as the engine does before it opens an incident.
@@ -20,10 +22,10 @@ import dataclasses
 import datetime as dt
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
-from selfheal import errors, model
+from selfheal import errors, model, ports
 from selfheal.detect import Context, Detector, Settings, fusion
 
 SAMPLE_COLUMNS = ("timestamp", "service", "metric", "value")
@@ -191,6 +193,21 @@ def read_samples(path: Path) -> Samples:
         raise errors.DataUnavailable(f"{path}: no samples (only a header)")
     series = sorted({k for tick in at.values() for k in tick})
     return Samples(ticks=tuple(sorted(at.items())), series=tuple(series), rows=rows)
+
+
+def from_history(source: ports.History, start: float, end: float, step_s: float,
+                 skip: Collection[str] = ()) -> Samples:
+    """The series a metric source keeps (Prometheus), `step_s` apart from `start` to `end`:
+    what `selfheal serve` would have watched, read as the history it learns at a first start.
+    `errors.DataUnavailable` when the source cannot answer or has nothing."""
+    ticks = tuple(source.history(start, end, step_s, skip=skip))
+    rows = sum(len(values) for _, values in ticks)
+    if not rows:
+        raise errors.DataUnavailable(
+            f"no samples between {dt.datetime.fromtimestamp(start, dt.UTC):%Y-%m-%d %H:%M} "
+            f"and {dt.datetime.fromtimestamp(end, dt.UTC):%Y-%m-%d %H:%M} UTC")
+    series = sorted({k for _, values in ticks for k in values})
+    return Samples(ticks=ticks, series=tuple(series), rows=rows)
 
 
 def read_changes(path: Path) -> tuple[model.Change, ...]:

@@ -9,8 +9,10 @@ controller without history reports as anomalous, while an error jump still pages
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,10 +70,12 @@ class Shop:
         return {("auth", "request_rate"): total / RATE_WINDOW_S,
                 ("auth", "error_ratio"): failed / total if total else math.nan}
 
-    def openmetrics(self, until: int) -> str:
+    def openmetrics(self, until: int, failing: tuple[int, int] = (0, 0)) -> str:
+        """The counters until `until`, as promtool backfills them; 20% of requests fail in
+        the `failing` (start, end) interval."""
         rows: list[tuple[int, float, float]] = []
         while self.t < until:
-            rows.append(self.advance())
+            rows.append(self.advance(0.2 if failing[0] <= self.t < failing[1] else 0.01))
         lines = ["# HELP shop_requests_total Requests served.",
                  "# TYPE shop_requests_total counter"]
         for code, col in (("200", 1), ("500", 2)):
@@ -173,3 +177,44 @@ def test_a_prometheus_that_does_not_answer_leaves_the_start_as_it_was(
     assert ctl.detector.series == ()
     with pytest.raises(errors.DataUnavailable):
         list(source.history(1_800_000_000.0 - 3600, 1_800_000_000.0, 60.0))
+
+
+def test_selfheal_detect_reads_the_days_prometheus_keeps(
+        tmp_path: Path, prometheus_server: Callable[..., srv.Server],
+        selfheal_cmd: list[str]) -> None:
+    end = (int(time.time()) - 3600) // DAY * DAY
+    jump = end - DAY // 2  # errors at 20% for half an hour, the day before
+    shop = Shop(end - 2 * DAY)
+    prom = prometheus_server([], history=shop.openmetrics(end, failing=(jump, jump + 1800)))
+    cfg = tmp_path / "selfheal.yaml"
+    cfg.write_text(f"sources:\n  prometheus:\n    url: {prom.url}\n    rate_window: 1m\n")
+    res = subprocess.run([*selfheal_cmd, "detect", "--prometheus", prom.url, "--config",
+                          str(cfg), "--days", f"{(time.time() - end) / DAY + 2:.3f}", "--json",
+                          "--plot", str(tmp_path / "week.html")],
+                         capture_output=True, text=True, timeout=180, check=False)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["file"] == prom.url
+    assert out["series"] == 2  # auth's request_rate and error_ratio; nothing else was kept
+    assert 2 * 1440 - 5 <= out["ticks"] <= 2 * 1440 + 1
+    errors_seen = [e for e in out["episodes"] if e["metric"] == "error_ratio"]
+    assert errors_seen and errors_seen[0]["opens_incident"], out["episodes"]
+    assert jump <= errors_seen[0]["started_at"] <= jump + 5 * 60
+    assert "error_ratio spike" in (tmp_path / "week.html").read_text()  # drawn, explained
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["detect"], 2, "either a FILE of samples or --prometheus URL"),
+    (["detect", "x.csv", "--prometheus", "http://127.0.0.1:9"], 2, "either a FILE"),
+    (["detect", "--prometheus", "ftp://prom"], 2, "--prometheus 'ftp://prom'"),
+    (["detect", "--prometheus", "http://127.0.0.1:{port}", "--days", "1"], 1,
+     "Prometheus unavailable"),
+])
+def test_selfheal_detect_prometheus_bad_input_is_one_clear_line(
+        selfheal_cmd: list[str], args: list[str], code: int, says: str) -> None:
+    args = [a.replace("{port}", str(srv.free_port())) for a in args]
+    res = subprocess.run([*selfheal_cmd, *args], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert res.returncode == code, res.stderr
+    assert says in res.stderr
+    assert "Traceback" not in res.stderr

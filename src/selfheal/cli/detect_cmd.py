@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Annotated
 
+import pydantic
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -15,15 +17,28 @@ from rich.table import Table
 from selfheal import config as config_mod
 from selfheal import errors, replay, replay_plot
 from selfheal.cli import render
+from selfheal.detect import expiry
 from selfheal.engine.controller import detector_settings
+from selfheal.sources import prometheus
 
 
 def detect(
-    samples_csv: Annotated[Path, typer.Argument(
+    samples_csv: Annotated[Path | None, typer.Argument(
         metavar="FILE",
         help="A CSV of your series, one sample a row: timestamp,service,metric,value "
         "(timestamp in Unix seconds or ISO 8601, UTC unless it says otherwise; an empty or "
-        "NaN value is a missing sample; more columns are ignored)")],
+        "NaN value is a missing sample; more columns are ignored). Or --prometheus")] = None,
+    prometheus_url: Annotated[str | None, typer.Option(
+        "--prometheus", metavar="URL",
+        help="Read the series from this Prometheus instead of a FILE: the signals `selfheal "
+        "serve` would watch (the queries, service label and rate window of --config's "
+        "sources.prometheus, or the defaults) over the last --days, one point every --step "
+        "seconds")] = None,
+    days: Annotated[float, typer.Option(
+        help="With --prometheus: how many days back to read", min=0.01, max=35)] = 7.0,
+    step: Annotated[float, typer.Option(
+        help="With --prometheus: seconds between two points (a week at 60 s is 10,080 "
+        "ticks)", min=1, max=3600)] = 60.0,
     changes: Annotated[Path | None, typer.Option(
         help="A CSV of the deploys and config changes of the same time: "
         "timestamp,service,kind[,what,to_version,who]. An episode that starts inside a "
@@ -47,16 +62,23 @@ def detect(
     the rows in time order, each tick only the past, as it would live. Use it to judge the
     pages on series you know before selfheal watches anything.
 
-    Example: selfheal detect metrics.csv --changes deploys.csv --plot detect.html
+    Examples: selfheal detect metrics.csv --changes deploys.csv --plot detect.html;
+    selfheal detect --prometheus http://prometheus:9090 --days 7 --plot week.html
     """
     err = Console(stderr=True)
+    if (samples_csv is None) == (prometheus_url is None):
+        render.say("detect: give either a FILE of samples or --prometheus URL (one of them)")
+        raise typer.Exit(2)
     try:
         cfg = config_mod.load(config)
-        samples = replay.read_samples(samples_csv)
         change_list = replay.read_changes(changes) if changes is not None else ()
+        if samples_csv is not None:
+            samples = replay.read_samples(samples_csv)
     except errors.SelfhealError as exc:
         render.say(f"detect: {exc}")
         raise typer.Exit(2) from exc
+    if prometheus_url is not None:
+        samples = _from_prometheus(cfg, prometheus_url, days, step, err)
     maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
     if samples.spacing_s > replay.COARSE_S and not cfg.detect.min_scale:
         render.say(
@@ -99,7 +121,7 @@ def detect(
         render.say(f"plot: {plot} ({drawn} series drawn)")
     if as_json:
         render.print_json({
-            "file": str(samples_csv),
+            "file": str(samples_csv) if samples_csv is not None else prometheus_url,
             "series": result.series,
             "ticks": result.ticks,
             "rows": samples.rows,
@@ -114,3 +136,26 @@ def detect(
                 for e in result.episodes
             ],
         })
+
+
+def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
+                     err: Console) -> replay.Samples:
+    """The series `selfheal serve` would watch, as Prometheus kept them over the last days."""
+    try:
+        section = config_mod.PrometheusSource(**{
+            **(cfg.sources.prometheus.model_dump() if cfg.sources.prometheus else {}),
+            "url": url})
+    except pydantic.ValidationError as exc:
+        render.say(f"detect: --prometheus {url!r}: {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from exc
+    source = prometheus.PrometheusSource.from_config(section)
+    end = time.time()
+    try:
+        with err.status(f"[bold]detect[/bold] reading {days:g} days from {url}"):
+            return replay.from_history(source, end - days * 86_400, end, step,
+                                       skip=expiry.WHAT)
+    except errors.DataUnavailable as exc:
+        render.say(f"detect: {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        source.close()
