@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import sources_servers as srv
+import yaml
 
 from selfheal import config, detect, errors, model, policy
 from selfheal.engine import controller as controller_mod
@@ -218,3 +222,62 @@ def test_selfheal_detect_prometheus_bad_input_is_one_clear_line(
     assert res.returncode == code, res.stderr
     assert says in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_what_would_have_paged_in_the_history_is_not_learned_as_routine(
+        tmp_path: Path, prometheus_server: Callable[..., srv.Server]) -> None:
+    # yesterday at 10:00 errors rose to 20% for 20 minutes, an incident had selfheal watched;
+    # today the same burst at the same hour pages again: history teaches the rhythm, not that
+    # a failure nobody handled here is this hour's routine
+    end = (int(time.time()) - 3600) // DAY * DAY
+    burst = end - DAY + 10 * 3600
+    shop = Shop(end - 3 * DAY)
+    prom = prometheus_server([], history=shop.openmetrics(end, failing=(burst, burst + 1200)))
+    source = prometheus.PrometheusSource(prom.url, rate_window="1m", step_s=15.0)
+    events: list[str] = []
+    ctl = _controller(tmp_path, source, shop.t, events)
+    ctl.warm_start()
+    assert any(m.startswith("learned ") for m in events), events
+    again = end + 10 * 3600
+    paged = []
+    while shop.t < again + 1800:
+        for _ in range(60 // SCRAPE_S):
+            shop.advance(error_share=0.2 if again <= shop.t < again + 1200 else 0.01)
+        found = _reported(ctl, shop.t, shop.rates())
+        paged += [shop.t for a in found if a.metric == "error_ratio"]
+    assert paged and paged[0] - again <= 3 * 60, paged
+
+
+@pytest.mark.slow
+def test_serve_answers_while_it_learns_history_and_a_sigterm_stops_it(
+        tmp_path: Path, prometheus_server: Callable[..., srv.Server]) -> None:
+    # a day of history read one point a second: ~86,400 ticks, a minute or more of learning
+    end = int(time.time()) - 3600
+    shop = Shop(end - DAY)
+    prom = prometheus_server([], history=shop.openmetrics(end))
+    port = srv.free_port()
+    cfg = tmp_path / "selfheal.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "workdir": str(tmp_path / "state"),
+        "sources": {"prometheus": {"url": prom.url, "rate_window": "1m"}},
+        "detect": {"history_s": 2 * DAY, "history_step_s": 1},
+        "serve": {"host": "127.0.0.1", "port": port},
+        "platform": {"kind": "none", "services": {"auth": []}},
+    }))
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "selfheal.cli", "serve", "--config",
+                                 str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+    with srv.running(proc):
+        def warming() -> bool:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+            except httpx.HTTPError:
+                return False
+            return r.status_code == 200 and r.json()["controller"] == "warming up"
+        srv.wait_until(warming, 60, "/healthz answering while the history is learned", proc,
+                       log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+    said = " ".join(log.read_text().split())
+    assert "history stopped after" in said and "selfheal is stopping" in said, said[-2000:]

@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,11 @@ REPLAY_MAX_S = 3600.0
 (a longer gap is a gap: the last hour catches the level up)."""
 
 STATE_NAME = "detector"
+
+HISTORY_INCIDENT_S = 900.0
+"""While learning history (`detect.history_s`), a service whose fused finding would have opened
+an incident counts as under one for this long after: its episodes of that time are not learned
+as its routine, as they would not be live."""
 
 FUSE_WEIGHTS = {**fusion_mod.DEFAULT_WEIGHTS, "up": 1.0}
 """A replica that stopped answering is an incident on its own (nothing else can show it: a hung
@@ -118,6 +124,7 @@ class Controller:
         self._state_saved_at = now
         self._saving: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._halting = threading.Event()  # read by `warm_start`, which may run in a thread
         self.workflow = workflow_mod.Workflow(self)
         for svc, d in sorted(self.drained.items()):
             self.emit("detect", f"{svc} is still drained (since {d.since:.0f}: {d.why}); it is "
@@ -394,8 +401,10 @@ class Controller:
     def _learn_history(self, end: float) -> int:
         """At a start with nothing saved, learn each series' rhythm from the days of history
         the metric source keeps (`detect.history_s` before `end`, at `history_step_s`), as
-        `warm_start` replays: what fired then was handled then. A source that stops answering
-        part way leaves what was learned until then. Returns the ticks learned."""
+        `warm_start` replays, except that nothing handled what fired then: an episode whose
+        service's finding would have opened an incident is not learned as routine
+        (`HISTORY_INCIDENT_S`). A source that stops answering part way, or a `halt`, leaves
+        what was learned until then. Returns the ticks learned."""
         span, step = self.cfg.detect.history_s, self.cfg.detect.history_step_s
         if self.history is None or span <= 0:
             return 0
@@ -406,6 +415,7 @@ class Controller:
                   f"days of history, one point every {step:g} s")
         ticks, first = 0, end
         names: set[tuple[str, str]] = set()
+        paged: dict[str, float] = {}
         context = detect.Context(maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s, incidents=troubled)
         try:
@@ -414,7 +424,19 @@ class Controller:
                 known = bisect.bisect_right(changes, t, key=lambda c: c.t)
                 if len(context.changes) != known:
                     context = dataclasses.replace(context, changes=tuple(changes[:known]))
-                self.detector.update(t, values, context)
+                if self._halting.is_set():
+                    self.emit("detect", f"history stopped after {ticks} ticks: selfheal is "
+                              "stopping")
+                    break
+                found = self.detector.update(t, values, context)
+                # what would have opened an incident then is no routine, as live: its service
+                # counts as under an incident for a while (its episodes are not learned)
+                for finding in detect.fuse(found, weights=FUSE_WEIGHTS):
+                    if finding.open_incident:
+                        paged[finding.service] = t + HISTORY_INCIDENT_S
+                under = troubled | {s for s, until in paged.items() if until > t}
+                if under != context.incidents:
+                    context = dataclasses.replace(context, incidents=under)
                 names.update(values)
                 first = min(first, t)
                 ticks += 1
@@ -449,7 +471,13 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
+    def halt(self) -> None:
+        """Interrupt a `warm_start` running in another thread (between two ticks of history);
+        what it learned until then stays."""
+        self._halting.set()
+
     async def stop(self) -> None:
+        self.halt()
         self._stopping.set()
         for t in self.tasks.values():
             t.cancel()

@@ -255,11 +255,16 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
     ctl.metrics = metrics
     ctl.prometheus_feed = prom_feed
     runner: asyncio.Task[None] | None = None
+    warming: asyncio.Task[int] | None = None
 
     def health() -> dict[str, Any]:
         running = runner is not None and not runner.done()
-        state: dict[str, Any] = {"ok": running, "controller": "running" if running
-                                 else "stopped", "last_tick": ctl.last_tick,
+        # alive while it learns what it missed (a first start reads days of history)
+        catching_up = runner is None and warming is not None and not warming.done()
+        state: dict[str, Any] = {"ok": running or catching_up,
+                                 "controller": "running" if running else
+                                 "warming up" if catching_up else "stopped",
+                                 "last_tick": ctl.last_tick,
                                  "feeds": [f.name for f in feeds],
                                  "open_incidents": sum(
                                      1 for c in ctl.cases.values()
@@ -291,8 +296,6 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
                 hint = prometheus.tick_hint(source.targets(), cfg.scrape.interval_s)
                 if hint:
                     on_event(controller_mod.Event(clock(), "config", hint))
-        ctl.warm_start()  # the watched system kept running while selfheal was down
-        runner = asyncio.create_task(ctl.run(), name="controller")
         web = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         while not server.started and not web.done():
             await asyncio.sleep(0.01)
@@ -301,8 +304,20 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
         if on_ready is not None:
             on_ready(f"http://{'[' + host + ']' if ':' in host else host}:{port}")
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({runner, web, stopper},
+        # the watched system kept running while selfheal was down: catch up first, in a
+        # thread (a first start's days of history take a while; /healthz answers meanwhile,
+        # and a stop interrupts it between two ticks)
+        warming = asyncio.create_task(asyncio.to_thread(ctl.warm_start), name="warm start")
+        done, _ = await asyncio.wait({warming, web, stopper},
                                      return_when=asyncio.FIRST_COMPLETED)
+        if warming in done:
+            warming.result()
+            runner = asyncio.create_task(ctl.run(), name="controller")
+            done, _ = await asyncio.wait({runner, web, stopper},
+                                         return_when=asyncio.FIRST_COMPLETED)
+        else:
+            ctl.halt()
+            await asyncio.gather(warming, return_exceptions=True)
         stopper.cancel()
         for task in done - {stopper}:
             task.result()  # a crashed controller or server is a bug: let it surface
@@ -312,6 +327,9 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
         server.should_exit = True
         if web is not None:
             await asyncio.gather(web, return_exceptions=True)
+        if warming is not None:  # a thread: stopped between two ticks, then waited for
+            ctl.halt()
+            await asyncio.gather(warming, return_exceptions=True)
         await ctl.stop()
         if runner is not None:
             runner.cancel()
