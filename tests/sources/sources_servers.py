@@ -15,6 +15,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import prometheus_client
 import pytest
+import yaml
 
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")
@@ -117,3 +119,25 @@ def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return []  # tables not created yet
     finally:
         con.close()
+
+
+def serve(folder: Path, prometheus_url: str, port: int, rate_window: str,
+          **sections: dict[str, Any]) -> tuple[subprocess.Popen[bytes], Path]:
+    """`selfheal serve` as a user runs it (a subprocess of the CLI), observing the one service
+    `auth` through Prometheus, state in `folder/state`; more config sections in `sections`
+    (a `sources` section is merged). Returns the process and its log."""
+    extra_sources = sections.pop("sources", {})
+    cfg = folder / "selfheal.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "workdir": str(folder / "state"),
+        "sources": {"prometheus": {"url": prometheus_url, "rate_window": rate_window},
+                    **extra_sources},
+        "serve": {"host": "127.0.0.1", "port": port},
+        "platform": {"kind": "none", "services": {"auth": []}},
+        **sections,
+    }))
+    log = folder / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "selfheal.cli", "serve", "--config",
+                                 str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+    return proc, log

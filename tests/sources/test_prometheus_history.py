@@ -14,7 +14,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,6 @@ import httpx
 import numpy as np
 import pytest
 import sources_servers as srv
-import yaml
 
 from selfheal import config, detect, errors, model, policy
 from selfheal.engine import controller as controller_mod
@@ -256,18 +254,8 @@ def test_serve_answers_while_it_learns_history_and_a_sigterm_stops_it(
     shop = Shop(end - DAY)
     prom = prometheus_server([], history=shop.openmetrics(end))
     port = srv.free_port()
-    cfg = tmp_path / "selfheal.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "workdir": str(tmp_path / "state"),
-        "sources": {"prometheus": {"url": prom.url, "rate_window": "1m"}},
-        "detect": {"history_s": 2 * DAY, "history_step_s": 1},
-        "serve": {"host": "127.0.0.1", "port": port},
-        "platform": {"kind": "none", "services": {"auth": []}},
-    }))
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "selfheal.cli", "serve", "--config",
-                                 str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+    proc, log = srv.serve(tmp_path, prom.url, port, "1m",
+                          detect={"history_s": 2 * DAY, "history_step_s": 1})
     with srv.running(proc):
         def warming() -> bool:
             try:

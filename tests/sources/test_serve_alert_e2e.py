@@ -10,15 +10,12 @@ reports it on `/healthz` and `/metrics`.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import sources_servers as srv
-import yaml
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,18 +37,8 @@ def test_alert_rule_reaches_serve_and_opens_an_incident(
                 "annotations": {"summary": "auth resident memory above the limit"}}],
         alertmanager=am.url.removeprefix("http://"))
     workdir = tmp_path / "state"
-    cfg = tmp_path / "selfheal.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "workdir": str(workdir),
-        "sources": {"prometheus": {"url": prom.url, "rate_window": "5s"},
-                    "alertmanager": {"enabled": True}},
-        "serve": {"host": "127.0.0.1", "port": serve_port},
-        "platform": {"kind": "none", "services": {"auth": []}},
-    }))
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "selfheal.cli", "serve", "--config",
-                                 str(cfg)], stdout=out, stderr=subprocess.STDOUT)
+    proc, log = srv.serve(tmp_path, prom.url, serve_port, "5s",
+                          sources={"alertmanager": {"enabled": True}})
     db = workdir / "selfheal.db"
     with srv.running(proc):
         srv.wait_until(lambda: srv.ready(f"http://127.0.0.1:{serve_port}/healthz"), 30,
