@@ -70,8 +70,12 @@ class Detect(_Strict):
     learn this much of Prometheus's history (`sources.prometheus`) before watching, so the
     first day does not report the daily rhythm as anomalous. 7 days: each hour of the week
     once. 0: not read (the detectors learn from what they watch)."""
-    history_step_s: float = pydantic.Field(default=60.0, ge=1, le=3600)
-    """The spacing of the history read at a first start: a week at 60 s is 10,080 ticks."""
+    history_step_s: float | None = pydantic.Field(default=None, ge=0.1, le=3600)
+    """The spacing of the history read at a first start; by default the tick
+    (`scrape.interval_s`). A spacing unlike the tick reads nothing: the level's, the noise's
+    and the report gate's memories are counted in ticks, and learned at one spacing they
+    misjudge values at another. At most 100,800 ticks are read (a week at 6 s, 28 hours at
+    1 s)."""
     min_scale: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> the smallest deviation worth one standard deviation (the noise floor of a
     flat series), over the defaults (error_ratio 0.02, p99_latency_s 0.005 s, request_rate 1,

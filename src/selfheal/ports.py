@@ -8,7 +8,7 @@ explicit, in `selfheal.engine.wiring`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from selfheal import diagnose, model
@@ -109,11 +109,13 @@ class History(Protocol):
     """Days of every service's derived signals (Prometheus keeps them; selfheal's own store
     keeps minutes): what the detectors learn each series' rhythm from at a first start."""
 
-    def history(self, start: float, end: float, step_s: float, skip: Collection[str] = ()
+    def history(self, start: float, end: float, step_s: float, skip: Collection[str] = (),
+                on_skip: Callable[[str, str], None] | None = None
                 ) -> Iterator[tuple[float, dict[tuple[str, str], float]]]:
         """Ticks `step_s` apart from `start` to before `end`, in time order: (t, {(service,
-        signal): value}) for every signal but those in `skip`; raises DataUnavailable when
-        the source cannot answer (the ticks already yielded stand)."""
+        signal): value}) for every signal but those in `skip`; a signal the source cannot
+        answer is left out from then on, told to `on_skip(signal, why)`; raises
+        DataUnavailable when it can answer none (the ticks already yielded stand)."""
         ...
 
 

@@ -87,10 +87,12 @@ class Shop:
 
 
 def _controller(tmp_path: Path, source: prometheus.PrometheusSource | None, now: float,
-                events: list[str], history_s: float = 3 * DAY) -> controller_mod.Controller:
+                events: list[str], history_s: float = 3 * DAY, tick_s: float = 60.0
+                ) -> controller_mod.Controller:
     tmp_path.mkdir(exist_ok=True)
     cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(
-        services={"auth": []}), detect=config.Detect(history_s=history_s))
+        services={"auth": []}), detect=config.Detect(history_s=history_s),
+        scrape=config.Scrape(interval_s=tick_s))
     store = (serve.PrometheusBackedStore(cfg.database_url(), source) if source
              else sql.SqlStore(cfg.database_url()))
     return controller_mod.Controller(
@@ -104,8 +106,9 @@ def _reported(ctl: controller_mod.Controller, t: float,
     return ctl.detector.update(t, values, detect.Context())
 
 
+@pytest.mark.parametrize("tick_s", [60, 15])
 def test_a_first_start_learns_the_daily_rhythm_from_prometheus_history(
-        tmp_path: Path, prometheus_server: Callable[..., srv.Server]) -> None:
+        tmp_path: Path, prometheus_server: Callable[..., srv.Server], tick_s: int) -> None:
     # the backfilled days end at the last midnight (UTC) at least an hour ago: nothing
     # overlaps what Prometheus holds in memory, and every run sees the same times of day
     end = (int(time.time()) - 3600) // DAY * DAY
@@ -113,15 +116,15 @@ def test_a_first_start_learns_the_daily_rhythm_from_prometheus_history(
     prom = prometheus_server([], history=shop.openmetrics(end))
     source = prometheus.PrometheusSource(prom.url, rate_window="1m", step_s=15.0)
     events: list[str] = []
-    warm = _controller(tmp_path / "warm", source, shop.t, events)
-    cold = _controller(tmp_path / "cold", None, shop.t, [])
+    warm = _controller(tmp_path / "warm", source, shop.t, events, tick_s=tick_s)
+    cold = _controller(tmp_path / "cold", None, shop.t, [], tick_s=tick_s)
     warm.warm_start()
     cold.warm_start()
     learned = [m for m in events if m.startswith("learned ")]
     assert learned and "2 series" in learned[0], events
-    # ~3 days at 60 s (the last 10 minutes are replayed from Prometheus at its own step)
+    # ~3 days a tick apart (the last 10 minutes are replayed from Prometheus at its own step)
     ticks = int(learned[0].split()[1])
-    assert 3 * 1440 - 20 <= ticks <= 3 * 1440
+    assert 3 * DAY // tick_s - 600 // tick_s - 2 <= ticks <= 3 * DAY // tick_s
 
     # the fourth day, minute by minute: the same rhythm, then errors jump to 20% at noon
     reported: dict[str, list[tuple[float, str]]] = {"warm": [], "cold": []}
@@ -130,19 +133,24 @@ def test_a_first_start_learns_the_daily_rhythm_from_prometheus_history(
         noon = shop.t >= end + DAY // 2
         if noon and jump_at is None:
             jump_at = shop.t
-        for _ in range(60 // SCRAPE_S):
+        for _ in range(tick_s // SCRAPE_S):
             shop.advance(error_share=0.2 if noon else 0.01)
         values = shop.rates()
         for name, ctl in (("warm", warm), ("cold", cold)):
             reported[name] += [(shop.t, a.metric) for a in _reported(ctl, shop.t, values)]
-    minutes = {name: sum(1 for t, m in got if t < jump_at and m == "request_rate")
+    minutes = {name: len({t // 60 for t, m in got if t < jump_at and m == "request_rate"})
                for name, got in reported.items()}
-    # without history the first day's swing is reported for hours (a trend, the daily rise);
-    # with it, it is the series' rhythm (measured over the 8 times of day a history can end
-    # at, 3 h apart: 174-336 minutes reported without history, 0 with it in 7 of the 8, 16 in
-    # the other)
-    assert minutes["cold"] >= 60, reported["cold"]
-    assert minutes["warm"] <= minutes["cold"] / 10, reported["warm"]
+    if tick_s == 60:
+        # without history the first day's swing is reported for hours (a trend, the daily
+        # rise); with it, it is the series' rhythm (measured over the 8 times of day a history
+        # can end at, 3 h apart: 174-336 minutes reported without history in a quarter day,
+        # 0 with it in 7 of the 8, 16 in the other)
+        assert minutes["cold"] >= 60, reported["cold"]
+        assert minutes["warm"] <= minutes["cold"] / 10, reported["warm"]
+    else:
+        # every 15 s the first day is quieter anyway (the level follows the swing); the
+        # history, read 15 s apart too, adds no report
+        assert minutes["warm"] <= minutes["cold"], reported["warm"]
     first_error = min(t for t, m in reported["warm"] if m == "error_ratio")
     assert first_error - jump_at <= 3 * 60  # at the first minutes of the jump
 
@@ -269,3 +277,45 @@ def test_serve_answers_while_it_learns_history_and_a_sigterm_stops_it(
         assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
     said = " ".join(log.read_text().split())
     assert "history stopped after" in said and "selfheal is stopping" in said, said[-2000:]
+
+
+def test_history_a_minute_apart_is_not_read_by_a_detector_ticking_every_second(
+        tmp_path: Path, prometheus_server: Callable[..., srv.Server]) -> None:
+    # the level's, the noise's and the report gate's memories are counted in ticks: learned a
+    # minute apart they misjudged a 1-30 s tick (more reports than no history at all)
+    end = (int(time.time()) - 3600) // DAY * DAY
+    shop = Shop(end - DAY)
+    prom = prometheus_server([], history=shop.openmetrics(end))
+    source = prometheus.PrometheusSource(prom.url, rate_window="1m")
+    events: list[str] = []
+    cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(
+        services={"auth": []}), detect=config.Detect(history_step_s=60.0))
+    ctl = controller_mod.Controller(
+        cfg, serve.ObservedPlatform({"auth": []}),
+        serve.PrometheusBackedStore(cfg.database_url(), source),
+        policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {"auth": ()}, lambda: end,
+        lambda e: events.append(e.message), feeds=[], history=source)
+    ctl.warm_start()
+    assert any(m.startswith("history not read: its points would be 60 s apart and selfheal "
+                            "ticks every 1 s") for m in events), events
+    assert not any(m.startswith("learned ") for m in events)
+
+
+def test_a_signal_prometheus_refuses_is_left_out_and_the_others_are_learned(
+        tmp_path: Path, prometheus_server: Callable[..., srv.Server]) -> None:
+    end = (int(time.time()) - 3600) // DAY * DAY
+    shop = Shop(end - DAY // 4)
+    prom = prometheus_server([], history=shop.openmetrics(end))
+    queries = {**config.DEFAULT_PROMQL, "p99_latency_s": "histogram_quantile(0.99, "}
+    source = prometheus.PrometheusSource(prom.url, queries=queries, rate_window="1m")
+    skipped: list[tuple[str, str]] = []
+    ticks = list(source.history(end - DAY // 4, end, 60.0, on_skip=lambda m, why:
+                                skipped.append((m, why))))
+    assert [m for m, _ in skipped] == ["p99_latency_s"]  # said once, then left out
+    assert "bad_data" in skipped[0][1]
+    assert DAY // 4 // 60 - 1 <= len(ticks) <= DAY // 4 // 60  # (the first has no rate yet)
+    assert {k for _, v in ticks for k in v} == {("auth", "request_rate"),
+                                                ("auth", "error_ratio")}
+    only_bad = prometheus.PrometheusSource(prom.url, queries={"x": "rate(", "y": "sum("})
+    with pytest.raises(errors.DataUnavailable, match="bad_data"):
+        list(only_bad.history(end - 3600, end, 60.0))

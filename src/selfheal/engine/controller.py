@@ -43,6 +43,10 @@ REPLAY_MAX_S = 3600.0
 
 STATE_NAME = "detector"
 
+HISTORY_MAX_TICKS = 100_800
+"""At most this many ticks of history are read at a first start (a week at 6 s a tick, 28
+hours at 1 s): ~2 minutes of learning for a small fleet."""
+
 HISTORY_INCIDENT_S = 900.0
 """While learning history (`detect.history_s`), a service whose fused finding would have opened
 an incident counts as under one for this long after: its episodes of that time are not learned
@@ -400,13 +404,25 @@ class Controller:
 
     def _learn_history(self, end: float) -> int:
         """At a start with nothing saved, learn each series' rhythm from the days of history
-        the metric source keeps (`detect.history_s` before `end`, at `history_step_s`), as
+        the metric source keeps (`detect.history_s` before `end`, at most `HISTORY_MAX_TICKS`
+        of them, a tick apart: memories counted in ticks do not carry over from another
+        spacing, so a `history_step_s` unlike the tick reads nothing), as
         `warm_start` replays, except that nothing handled what fired then: an episode whose
         service's finding would have opened an incident is not learned as routine
         (`HISTORY_INCIDENT_S`). A source that stops answering part way, or a `halt`, leaves
         what was learned until then. Returns the ticks learned."""
-        span, step = self.cfg.detect.history_s, self.cfg.detect.history_step_s
+        tick = self.cfg.scrape.interval_s
+        step = self.cfg.detect.history_step_s or tick
+        span = min(self.cfg.detect.history_s, HISTORY_MAX_TICKS * step)
         if self.history is None or span <= 0:
+            return 0
+        if max(step, tick) > 1.25 * min(step, tick):
+            # the level's, the noise's and the report gate's memories are counted in ticks:
+            # learned a minute apart, they misjudge values a second apart (measured: more
+            # reports than no history at all)
+            self.emit("detect", f"history not read: its points would be {step:g} s apart and "
+                      f"selfheal ticks every {tick:g} s (scrape.interval_s); leave "
+                      "detect.history_step_s unset to read it at the tick")
             return 0
         clock = time.monotonic()
         changes = sorted(self.store.changes_between(end - span - 600, end), key=lambda c: c.t)
@@ -419,8 +435,10 @@ class Controller:
         context = detect.Context(maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s, incidents=troubled)
         try:
-            for t, values in self.history.history(end - span, end, step,
-                                                  skip=expiry_mod.WHAT):
+            for t, values in self.history.history(
+                    end - span, end, step, skip=expiry_mod.WHAT,
+                    on_skip=lambda signal, why: self.emit(
+                        "detect", f"history of {signal} left out: {why}")):
                 known = bisect.bisect_right(changes, t, key=lambda c: c.t)
                 if len(context.changes) != known:
                     context = dataclasses.replace(context, changes=tuple(changes[:known]))

@@ -37,6 +37,8 @@ _RETRY_STATUS = frozenset({429, 502, 503, 504, 500})
 
 HISTORY_CHUNK_S = 6 * 3600.0
 """`PrometheusSource.history` asks for this much time at once (one query_range a signal)."""
+HISTORY_TIMEOUT_S = 60.0
+"""How long one of those queries may take."""
 
 
 class ApiResponse(TypedDict, total=False):
@@ -205,7 +207,8 @@ class PrometheusSource(_Retrying):
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, path: str, params: Mapping[str, str] | Sequence[tuple[str, str]]) -> Any:
+    def _get(self, path: str, params: Mapping[str, str] | Sequence[tuple[str, str]],
+             timeout_s: float | None = None) -> Any:
         plist = list(params.items()) if isinstance(params, Mapping) else list(params)
         what = self.describe(path, dict(plist))
         last = ""
@@ -213,7 +216,8 @@ class PrometheusSource(_Retrying):
             if attempt:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                r = self._http.get(self.url + path, params=tuple(plist))
+                r = self._http.get(self.url + path, params=tuple(plist),
+                                   timeout=timeout_s or self.timeout_s)
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue
@@ -229,14 +233,15 @@ class PrometheusSource(_Retrying):
         params = {"query": expr} | ({} if t is None else {"time": f"{t:.3f}"})
         return _series(self._get("/api/v1/query", params), f"query {expr!r}")
 
-    def range(self, expr: str, start: float, end: float, step_s: float | None = None
-              ) -> list[Series]:
+    def range(self, expr: str, start: float, end: float, step_s: float | None = None,
+              timeout_s: float | None = None) -> list[Series]:
         # Prometheus refuses more than 11,000 points per series: widen the step for long
         # windows instead of failing the whole investigation.
         step = max(step_s or self.step_s, (end - start) / 10_000)
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                  "step": f"{step:g}"}
-        return _series(self._get("/api/v1/query_range", params), f"query_range {expr!r}")
+                  "step": f"{step:.15g}"}  # every digit: a rounded step misses the end
+        return _series(self._get("/api/v1/query_range", params, timeout_s),
+                       f"query_range {expr!r}")
 
     def series(self, match: Sequence[str], start: float, end: float) -> list[model.Params]:
         """Label sets of the series matching any selector in `match` in the window."""
@@ -284,14 +289,19 @@ class PrometheusSource(_Retrying):
 
     # -- ports.History -----------------------------------------------------------------------
 
-    def history(self, start: float, end: float, step_s: float, skip: Collection[str] = ()
+    def history(self, start: float, end: float, step_s: float, skip: Collection[str] = (),
+                on_skip: Callable[[str, str], None] | None = None
                 ) -> Iterator[tuple[float, dict[tuple[str, str], float]]]:
         """Every configured signal of every service, `step_s` apart from `start` (rounded up
         to a multiple of the step) to before `end`, as ticks in time order. Asked for
         `HISTORY_CHUNK_S` at a time, one query_range a signal, so a week of a fleet is held
         one chunk at a time and each answer stays under Prometheus's 11,000 points a series.
         A point Prometheus has no value for (a signal or a service missing at that time) is
-        simply absent from its tick."""
+        simply absent from its tick. A signal whose query fails (a 422 "too many samples" of
+        a histogram over a big fleet, a timeout) is left out from there on, `on_skip(signal,
+        why)` says so, and the others go on; `errors.DataUnavailable` when every one failed.
+        Each query may take `HISTORY_TIMEOUT_S` (6 hours of a fleet, not an investigation's
+        minutes)."""
         exprs = {m: expand(e, self.rate_window) for m, e in self.queries.items()
                  if m not in skip}
         per_chunk = max(int(min(HISTORY_CHUNK_S, 10_000 * step_s) // step_s), 1)
@@ -300,8 +310,18 @@ class PrometheusSource(_Retrying):
             # the grid points t0, t0 + step ... before `end`, at most `per_chunk` of them
             n = min(per_chunk, math.ceil((end - t0) / step_s))
             ticks: dict[float, dict[tuple[str, str], float]] = {}
-            for metric, expr in exprs.items():
-                for s in self.range(expr, t0, t0 + (n - 1) * step_s, step_s):
+            for metric, expr in list(exprs.items()):
+                try:
+                    found = self.range(expr, t0, t0 + (n - 1) * step_s, step_s,
+                                       timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
+                except errors.DataUnavailable as exc:
+                    del exprs[metric]
+                    if not exprs:
+                        raise
+                    if on_skip is not None:
+                        on_skip(metric, str(exc))
+                    continue
+                for s in found:
                     service = s.label(self.service_label)
                     if not service:
                         continue
