@@ -60,7 +60,8 @@ class Detect(_Strict):
     """How often what the detectors learned (each series' daily and weekly profile, its
     routine episodes by hour) is saved to the store, and read back at the next start, so a
     restart keeps each series' rhythm; it is saved at shutdown too. 0: never saved (a restart
-    rebuilds the detectors from the last 10 minutes of samples)."""
+    rebuilds the detectors from Prometheus's history, `history_s`, or without Prometheus from
+    the last 10 minutes of samples)."""
     forget_after_s: float = pydantic.Field(default=14 * 86_400.0, ge=0, le=366 * 86_400.0)
     """A series with no value for this long is dropped from the detectors and their saved
     state, with what they learned of it (it starts afresh if it comes back), so a fleet whose
