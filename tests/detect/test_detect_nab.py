@@ -246,6 +246,18 @@ def test_every_tuned_knob_is_perturbed_both_ways_by_one_fixed_step() -> None:
         rate = name.endswith("_decay") or name.startswith("alpha_")
         step = (0.5, 2.0) if rate else (0.8, 1.25)
         assert steps == pytest.approx(step), name
+    # and so was the second family's confirmation: the vigilance by its distance from 1, the
+    # learning rate on the rate, the gain on the value, the window's 8 blocks to the nearest
+    # x0.8 / x1.25 (6, 10), the rows per block and the confirming rows by one each way
+    art, changes = nab.ART, nab.ART_PERTURBATIONS
+    far = sorted((1.0 - c["vigilance"]) / (1.0 - art.vigilance) for c in changes
+                 if "vigilance" in c)
+    assert far == pytest.approx((0.8, 1.25))
+    assert _steps("rate", art.rate, changes) == pytest.approx((0.5, 2.0))
+    assert _steps("gain", art.gain, changes) == pytest.approx((0.8, 1.25))
+    for name, step in (("blocks", 2), ("block_rows", 1), ("ticks", 1)):
+        moved = sorted(c[name] - getattr(art, name) for c in changes if name in c)
+        assert moved == [-step, step], name
 
 
 def test_product_alarms_are_the_rows_where_the_shipped_detector_raises_an_anomaly() -> None:

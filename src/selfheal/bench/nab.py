@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from selfheal.bench import nab_data, nab_score
+from selfheal.bench import nab_art, nab_data, nab_score
 from selfheal.detect import core, novelty
 from selfheal.detect import detector as detector_mod
 from selfheal.detect import settings as settings_mod
@@ -178,6 +178,19 @@ configurations of `perturbed` without its own neighbours 73.41 / 65.65 / 78.47 -
 and `min_z` was read off this half: 0.2 loses a window (docs/bench/nab-features-notes.md)."""
 
 
+ART = nab_art.ArtSettings()
+"""The second detector family's confirmation (`bench.nab_art`): an onset with a new
+adaptive-resonance category of the series' shape among its last 2 rows has its odds x4. On the
+development half: 77.01 / 70.24 / 81.53 -> 78.35 / 71.16 / 83.05 (48 -> 49 windows:
+exchange-2's, whose onset 0.873 was below the threshold; 71 -> 75 false-positive rows); each
+half held out (standard / low_FP) even 83.79 / 76.50 -> 83.79 / 76.50, odd 68.30 / 61.75 ->
+71.26 / 63.80; the mean over the 33 configurations of `perturbed` without its own neighbours
+73.60 / 66.17 / 78.66 -> 75.07 / 67.29 / 80.09 (minimum 65.81 -> 64.98 standard), with them
+(45) 75.78 / 68.15 / 80.72. Chosen among ~300 variants of three second families measured on
+this half (docs/bench/nab-family-notes.md); its whole gain is one window, and 4 of its 12
+neighbours lose it and score 76.3-76.9."""
+
+
 PERTURBATIONS: tuple[dict[str, Any], ...] = (
     {"season_bins": 12},
     {"season_bins": 48},
@@ -235,8 +248,30 @@ SETTLED_PERTURBATIONS: tuple[dict[str, Any], ...] = (
 )
 """Neighbours of `SETTLED`, the settled-row gate (same steps)."""
 
+ART_PERTURBATIONS: tuple[dict[str, Any], ...] = (
+    # the vigilance by its distance from 1 (how much of a window may lie outside a category)
+    {"vigilance": 0.88},
+    {"vigilance": 0.8125},
+    # a learning rate: x0.5 / x2
+    {"rate": 0.05},
+    {"rate": 0.2},
+    {"gain": 2.4},
+    {"gain": 3.75},
+    # integers: the window's 8 blocks to the nearest x0.8 / x1.25, the rows per block and
+    # the confirming rows by one each way
+    {"blocks": 6},
+    {"blocks": 10},
+    {"block_rows": 1},
+    {"block_rows": 3},
+    {"ticks": 1},
+    {"ticks": 3},
+)
+"""Neighbours of `ART`, the second family's confirmation (the same relative steps where a
+knob is a scale or a rate; one step for its integer sizes). `choice` and `categories` are
+fuzzy ART's usual small constant and a memory bound, not tuned here."""
+
 NEIGHBOURS = (len(PERTURBATIONS) + len(NOVELTY_PERTURBATIONS) + len(HEIGHT_PERTURBATIONS)
-              + len(SETTLED_PERTURBATIONS))
+              + len(SETTLED_PERTURBATIONS) + len(ART_PERTURBATIONS))
 """How many neighbouring configurations `perturbed` scores beside the configuration."""
 
 
@@ -246,24 +281,39 @@ def perturbed(
     novel: novelty.NoveltySettings = NOVELTY,
     height: HeightSettings | None = HEIGHT,
     settled: SettledSettings | None = SETTLED,
+    art: nab_art.ArtSettings | None = ART,
 ) -> dict[str, dict[str, float]]:
     """Mean and minimum normalised score per profile over the configuration and its
     neighbours (`PERTURBATIONS` of the core's settings, `NOVELTY_PERTURBATIONS`,
-    `HEIGHT_PERTURBATIONS` and `SETTLED_PERTURBATIONS` of the boosts and the gate)."""
+    `HEIGHT_PERTURBATIONS`, `SETTLED_PERTURBATIONS` and `ART_PERTURBATIONS` of the boosts, the
+    gate and the second family)."""
     cfg = settings or nab_settings()
-    variants = [(cfg, novel, height, settled)]
-    variants += [(dataclasses.replace(cfg, **c), novel, height, settled) for c in PERTURBATIONS]
-    variants += [(cfg, dataclasses.replace(novel, **c), height, settled)
+    variants = [(cfg, novel, height, settled, art)]
+    variants += [(dataclasses.replace(cfg, **c), novel, height, settled, art)
+                 for c in PERTURBATIONS]
+    variants += [(cfg, dataclasses.replace(novel, **c), height, settled, art)
                  for c in NOVELTY_PERTURBATIONS]
     if height is not None:
-        variants += [(cfg, novel, dataclasses.replace(height, **c), settled)
+        variants += [(cfg, novel, dataclasses.replace(height, **c), settled, art)
                      for c in HEIGHT_PERTURBATIONS]
     if settled is not None:
-        variants += [(cfg, novel, height, dataclasses.replace(settled, **c))
+        variants += [(cfg, novel, height, dataclasses.replace(settled, **c), art)
                      for c in SETTLED_PERTURBATIONS]
+    if art is not None:
+        variants += [(cfg, novel, height, settled, dataclasses.replace(art, **c))
+                     for c in ART_PERTURBATIONS]
+    # the second family does not depend on the core: its creations are computed once per
+    # configuration of its own
+    made: dict[nab_art.ArtSettings, list[npt.NDArray[np.bool_]]] = {}
     table = []
-    for core_cfg, nov_cfg, h_cfg, s_cfg in variants:
-        scores = run(files, core_cfg, novel=nov_cfg, height=h_cfg, settled=s_cfg)
+    for core_cfg, nov_cfg, h_cfg, s_cfg, a_cfg in variants:
+        flags = None
+        if a_cfg is not None:
+            if a_cfg not in made:
+                made[a_cfg] = [nab_art.creations(f.values, a_cfg) for f in files]
+            flags = made[a_cfg]
+        scores = run(files, core_cfg, novel=nov_cfg, height=h_cfg, settled=s_cfg, art=a_cfg,
+                     made=flags)
         table.append([r.normalized for r in nab_score.score_all(files, scores)])
     arr = np.array(table)
     return {
@@ -283,6 +333,8 @@ def run(
     novel: novelty.NoveltySettings | None = NOVELTY,
     height: HeightSettings | None = HEIGHT,
     settled: SettledSettings | None = SETTLED,
+    art: nab_art.ArtSettings | None = ART,
+    made: Sequence[npt.NDArray[np.bool_]] | None = None,
 ) -> list[F64]:
     """Anomaly scores in [0, 1] for every row of every file, all files stepped together.
 
@@ -292,6 +344,10 @@ def run(
     (`detect.novelty`: how far the recent means go beyond every one the series has shown);
     unless `height` is None, by the jump's height (`HeightSettings`); and unless `settled` is
     None, an onset whose row is already back on the baseline scores 0 (`SettledSettings`).
+    Unless `art` is None, an onset that a second detector family confirms (a new
+    adaptive-resonance category of the series' shape among the last rows, `bench.nab_art`)
+    has its odds raised; `made`, when given, is that family's `creations` per file already
+    computed with `art` (it does not depend on the core's settings).
 
     Each file is one series of one `core.Bank`; a file that has ended is fed NaN (missing),
     which changes nothing in its state. The score of row i depends on rows 0..i only.
@@ -327,6 +383,10 @@ def run(
             out[i] = np.where(np.abs(np.nan_to_num(step.z)) >= settled.min_z, out[i], 0.0)
         if progress is not None and (i % step_every == 0 or i == length - 1):
             progress(i + 1, length)
+    if art is not None and field == "onset":
+        for j, f in enumerate(files):
+            flags = made[j] if made is not None else nab_art.creations(f.values, art)
+            out[: len(f.values), j] = nab_art.confirm(out[: len(f.values), j], flags, art)
     return [out[: len(f.values), j].copy() for j, f in enumerate(files)]
 
 

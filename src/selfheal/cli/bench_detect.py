@@ -61,7 +61,7 @@ def nab_command(
             help=f"Also score the {nab.NEIGHBOURS} "
             "neighbouring configurations (each tuned knob moved one step each way) and print "
             "the mean and minimum over them and the configuration: the more honest figure "
-            "for unseen series (about 10 minutes)",
+            "for unseen series (about 15 minutes)",
         ),
     ] = False,
     per_file: Annotated[
