@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -163,10 +164,25 @@ def test_history_comes_in_chunks_on_the_step_grid_without_repeats(
     prom = prometheus_server([], history=shop.openmetrics(end))
     source = prometheus.PrometheusSource(prom.url, rate_window="1m")
     start, stop = end - DAY // 4 + 301.0, end - 17.0
-    monkeypatch.setattr(prometheus, "HISTORY_CHUNK_S", 1800.0)  # 9 chunks instead of 1
+    monkeypatch.setattr(prometheus, "HISTORY_CHUNK_S", 1800.0)  # 12 chunks of 30 minutes
     chunked = list(source.history(start, stop, 60.0, skip={"cert_ttl_s"}))
     monkeypatch.setattr(prometheus, "HISTORY_CHUNK_S", float(DAY))
-    whole = list(source.history(start, stop, 60.0, skip={"cert_ttl_s"}))
+    whole = list(source.history(start, stop, 60.0, skip={"cert_ttl_s"}))  # 1 hour, the rest
+    # a fleet's chunks are bounded by points: 2 series, 20 points, so 10 minutes after the
+    # first hour
+    monkeypatch.setattr(prometheus, "HISTORY_CHUNK_POINTS", 20)
+    spans: list[float] = []
+    asked = source.range
+
+    def counted(expr: str, start: float, end: float, *args: Any, **kw: Any) -> Any:
+        if "shop_requests_total" in expr and "code" not in expr:  # request_rate's query
+            spans.append(end - start)
+        return asked(expr, start, end, *args, **kw)
+
+    monkeypatch.setattr(source, "range", counted)
+    bounded = list(source.history(start, stop, 60.0, skip={"cert_ttl_s"}))
+    assert spans[0] == 59 * 60.0 and set(spans[1:-1]) == {9 * 60.0}
+    assert bounded == whole
     times = [t for t, _ in chunked]
     first = math.ceil(start / 60.0) * 60.0
     assert times == [first + 60.0 * k for k in range(len(times))]

@@ -37,6 +37,10 @@ _RETRY_STATUS = frozenset({429, 502, 503, 504, 500})
 
 HISTORY_CHUNK_S = 6 * 3600.0
 """`PrometheusSource.history` asks for this much time at once (one query_range a signal)."""
+HISTORY_FIRST_TICKS = 60
+"""The first chunk's points a series (it tells how many series there are)."""
+HISTORY_CHUNK_POINTS = 1_000_000
+"""The points one chunk may hold in all (~130 MB as Python objects)."""
 HISTORY_TIMEOUT_S = 60.0
 """How long one of those queries may take."""
 
@@ -294,8 +298,9 @@ class PrometheusSource(_Retrying):
                 ) -> Iterator[tuple[float, dict[tuple[str, str], float]]]:
         """Every configured signal of every service, `step_s` apart from `start` (rounded up
         to a multiple of the step) to before `end`, as ticks in time order. Asked for
-        `HISTORY_CHUNK_S` at a time, one query_range a signal, so a week of a fleet is held
-        one chunk at a time and each answer stays under Prometheus's 11,000 points a series.
+        `HISTORY_CHUNK_S` at a time (less for a big fleet: `HISTORY_CHUNK_POINTS`), one
+        query_range a signal, so a week of a fleet is held one chunk at a time and each answer
+        stays under Prometheus's 11,000 points a series.
         A point Prometheus has no value for (a signal or a service missing at that time) is
         simply absent from its tick. A signal whose query fails (a 422 "too many samples" of
         a histogram over a big fleet, a timeout) is left out from there on, `on_skip(signal,
@@ -305,10 +310,13 @@ class PrometheusSource(_Retrying):
         exprs = {m: expand(e, self.rate_window) for m, e in self.queries.items()
                  if m not in skip}
         per_chunk = max(int(min(HISTORY_CHUNK_S, 10_000 * step_s) // step_s), 1)
+        # the first chunk is short; the next ones hold at most `HISTORY_CHUNK_POINTS` for the
+        # series the last one had (a fleet of thousands gets chunks of minutes, not hours)
+        size = min(per_chunk, HISTORY_FIRST_TICKS)
         t0 = math.ceil(start / step_s) * step_s
         while t0 < end:
-            # the grid points t0, t0 + step ... before `end`, at most `per_chunk` of them
-            n = min(per_chunk, math.ceil((end - t0) / step_s))
+            # the grid points t0, t0 + step ... before `end`, at most `size` of them
+            n = min(size, math.ceil((end - t0) / step_s))
             ticks: dict[float, dict[tuple[str, str], float]] = {}
             for metric, expr in list(exprs.items()):
                 try:
@@ -327,8 +335,10 @@ class PrometheusSource(_Retrying):
                         continue
                     for t, v in s.points:
                         ticks.setdefault(t, {})[(service, metric)] = v
+            series = len({key for values in ticks.values() for key in values})
             yield from sorted(ticks.items())
             t0 += n * step_s
+            size = max(1, min(per_chunk, HISTORY_CHUNK_POINTS // max(series, 1)))
 
 
 class PrometheusFeed(_Retrying):
