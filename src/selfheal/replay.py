@@ -196,11 +196,13 @@ def read_samples(path: Path) -> Samples:
 
 
 def from_history(source: ports.History, start: float, end: float, step_s: float,
-                 skip: Collection[str] = ()) -> Samples:
+                 skip: Collection[str] = (),
+                 on_skip: Callable[[str, str], None] | None = None) -> Samples:
     """The series a metric source keeps (Prometheus), `step_s` apart from `start` to `end`:
-    what `selfheal serve` would have watched, read as the history it learns at a first start.
+    what `selfheal serve` would have watched, read as the history it learns at a first start
+    (a signal the source refuses is left out, told to `on_skip`).
     `errors.DataUnavailable` when the source cannot answer or has nothing."""
-    ticks = tuple(source.history(start, end, step_s, skip=skip))
+    ticks = tuple(source.history(start, end, step_s, skip=skip, on_skip=on_skip))
     rows = sum(len(values) for _, values in ticks)
     if not rows:
         raise errors.DataUnavailable(

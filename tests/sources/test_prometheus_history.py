@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pytest
 import sources_servers as srv
+import yaml
 
 from selfheal import config, detect, errors, model, policy
 from selfheal.engine import controller as controller_mod
@@ -213,13 +214,17 @@ def test_selfheal_detect_reads_the_days_prometheus_keeps(
     shop = Shop(end - 2 * DAY)
     prom = prometheus_server([], history=shop.openmetrics(end, failing=(jump, jump + 1800)))
     cfg = tmp_path / "selfheal.yaml"
-    cfg.write_text(f"sources:\n  prometheus:\n    url: {prom.url}\n    rate_window: 1m\n")
+    # one query Prometheus refuses: the others are read, and the run says what it left out
+    cfg.write_text(yaml.safe_dump({"sources": {"prometheus": {
+        "url": prom.url, "rate_window": "1m",
+        "queries": {**config.DEFAULT_PROMQL, "p99_latency_s": "histogram_quantile(0.99, "}}}}))
     res = subprocess.run([*selfheal_cmd, "detect", "--prometheus", prom.url, "--config",
                           str(cfg), "--days", f"{(time.time() - end) / DAY + 2:.3f}", "--json",
                           "--plot", str(tmp_path / "week.html")],
                          capture_output=True, text=True, timeout=180, check=False)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "detect: p99_latency_s left out" in res.stderr and "bad_data" in res.stderr
     assert out["file"] == prom.url
     assert out["series"] == 2  # auth's request_rate and error_ratio; nothing else was kept
     assert 2 * 1440 - 5 <= out["ticks"] <= 2 * 1440 + 1

@@ -152,8 +152,9 @@ def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
     end = time.time()
     try:
         with err.status(f"[bold]detect[/bold] reading {days:g} days from {url}"):
-            return replay.from_history(source, end - days * 86_400, end, step,
-                                       skip=expiry.WHAT)
+            return replay.from_history(
+                source, end - days * 86_400, end, step, skip=expiry.WHAT,
+                on_skip=lambda signal, why: render.say(f"detect: {signal} left out: {why}"))
     except errors.DataUnavailable as exc:
         render.say(f"detect: {exc}")
         raise typer.Exit(1) from exc

@@ -310,14 +310,11 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
         warming = asyncio.create_task(asyncio.to_thread(ctl.warm_start), name="warm start")
         done, _ = await asyncio.wait({warming, web, stopper},
                                      return_when=asyncio.FIRST_COMPLETED)
-        if warming in done:
+        if warming in done:  # else a stop (or a crashed server) came first: see `finally`
             warming.result()
             runner = asyncio.create_task(ctl.run(), name="controller")
             done, _ = await asyncio.wait({runner, web, stopper},
                                          return_when=asyncio.FIRST_COMPLETED)
-        else:
-            ctl.halt()
-            await asyncio.gather(warming, return_exceptions=True)
         stopper.cancel()
         for task in done - {stopper}:
             task.result()  # a crashed controller or server is a bug: let it surface
