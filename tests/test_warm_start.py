@@ -159,7 +159,7 @@ DAY = 288
 def _restartable(tmp_path: Path, store: sql.SqlStore, now: float, events: list[str],
                  **detect_cfg: Any) -> controller_mod.Controller:
     cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(services={"shop": []}),
-                        detect=config.Detect(**detect_cfg))
+                        scrape=config.Scrape(interval_s=STEP), detect=config.Detect(**detect_cfg))
     return controller_mod.Controller(
         cfg, serve.ObservedPlatform({"shop": []}), store,
         policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {"shop": ()}, lambda: now,
@@ -248,7 +248,8 @@ def test_the_state_is_saved_every_save_state_s_and_at_shutdown(tmp_path: Path) -
     assert _saved_times(tmp_path, 0.0) == [None] * 5
 
 
-@pytest.mark.parametrize("why", ["damaged", "another seasonality", "in the future"])
+@pytest.mark.parametrize("why", ["damaged", "another seasonality", "in the future",
+                                 "another tick"])
 def test_a_saved_state_that_does_not_fit_is_not_used_and_the_samples_are(
         tmp_path: Path, why: str) -> None:
     store = sql.SqlStore(config.Config(workdir=tmp_path).database_url())
@@ -258,6 +259,8 @@ def test_a_saved_state_that_does_not_fit_is_not_used_and_the_samples_are(
                      value=float(abs(rng.normal(0.001, 0.0005)))) for i in range(120)])
     other = detect.Detector(detect.Settings(**detect_settings.season_overrides(
         "daily" if why == "another seasonality" else "weekly")))
+    if why == "another tick":  # learned a minute apart; selfheal now ticks every 300 s
+        other.update(NOW - 3060, {("auth", "error_ratio"): 0.001})
     other.update(NOW + (7200 if why == "in the future" else -3000),
                  {("auth", "error_ratio"): 0.001})
     data = other.save()
@@ -268,7 +271,9 @@ def test_a_saved_state_that_does_not_fit_is_not_used_and_the_samples_are(
     assert ctl.warm_start() == 120  # the last 10 minutes of samples, as without a state
     said = [e for e in events if "saved state is not used" in e]
     assert said and {"damaged": "damaged", "another seasonality": "detect.season",
-                     "in the future": "in the future"}[why] in said[0]
+                     "in the future": "in the future",
+                     "another tick": "learned from ticks 60 s apart and selfheal now ticks "
+                                     "every 300 s (scrape.interval_s)"}[why] in said[0]
     assert not any("restored" in e for e in events)
     store.close()
 

@@ -21,8 +21,14 @@ class _Strict(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_TICK_S = 300.0
+"""The slowest tick (`scrape.interval_s`)."""
+
+
 class Scrape(_Strict):
-    interval_s: float = pydantic.Field(default=1.0, gt=0, le=300)
+    interval_s: float = pydantic.Field(default=1.0, gt=0, le=MAX_TICK_S)
+    """Seconds between two ticks. With `sources.prometheus` and unset: Prometheus's scrape
+    interval (`selfheal serve` asks it at start)."""
     window_s: float = pydantic.Field(default=10.0, gt=0, le=3600)
     timeout_s: float = pydantic.Field(default=2.0, gt=0, le=60)
 
@@ -160,6 +166,8 @@ class PrometheusSource(_Strict):
     queries: dict[str, str] = pydantic.Field(default_factory=lambda: dict(DEFAULT_PROMQL))
     service_label: str = "service"
     rate_window: str = pydantic.Field(default="15s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    """The range of rate() in the queries. Unset: 4 scrapes of Prometheus's usual scrape
+    interval, at least 15s (`selfheal serve` asks it at start)."""
     step_s: float = pydantic.Field(default=5.0, gt=0, le=3600)
     timeout_s: float = pydantic.Field(default=5.0, gt=0, le=120)
     retries: int = pydantic.Field(default=2, ge=0, le=10)

@@ -70,7 +70,7 @@ def _prometheus(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
 
     def start(targets: list[tuple[str, dict[str, str]]], *, rules: list[dict[str, object]]
               | None = None, alertmanager: str | None = None,
-              history: str | None = None) -> srv.Server:
+              history: str | None = None, scrape_interval: str = "1s") -> srv.Server:
         exe = srv.binary(srv.PROMETHEUS, "prometheus")
         folder = tmp_path / f"prometheus-{len(started)}"
         folder.mkdir()
@@ -83,7 +83,7 @@ def _prometheus(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
                             str(folder / "history.om"), str(folder / "data")],
                            check=True, capture_output=True, timeout=120)
         cfg: dict[str, object] = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s",
                        "scrape_timeout": "900ms"},
             "scrape_configs": [{"job_name": "shop", "static_configs": [
                 {"targets": [t], "labels": labels} for t, labels in targets]}],
@@ -117,8 +117,8 @@ def _prometheus(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
 
 @pytest.fixture
 def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., srv.Server]]:
-    """Start Prometheus scraping `targets` [(host:port, labels)] every second (after
-    backfilling `history`, OpenMetrics text, when given)."""
+    """Start Prometheus scraping `targets` [(host:port, labels)] every second (or every
+    `scrape_interval`), after backfilling `history` (OpenMetrics text) when given."""
     yield from _prometheus(tmp_path)
 
 

@@ -109,8 +109,10 @@ def test_series_targets_and_instant(scraped: tuple[srv.Server, dict[str, float]]
     assert len(targets) == 2
     assert {t.health for t in targets} == {"up"}
     assert {t.scrape_interval_s for t in targets} == {1.0}  # the fixture scrapes every 1s
-    assert prometheus.tick_hint(targets, 1.0) == ""
-    assert "Set scrape.interval_s to 1" in prometheus.tick_hint(targets, 0.5)
+    fit = prometheus.cadence(targets, 1.0, "15s", tick_set=True, window_set=True)
+    assert fit == prometheus.Cadence(1.0, "15s")  # nothing to say
+    assert "Set scrape.interval_s to 1," in prometheus.cadence(
+        targets, 0.5, "15s", tick_set=True, window_set=True).notes[0]
     vec = src.instant('process_resident_memory_bytes{service="cart"}')
     assert [s.points[-1][1] for s in vec] == [shape["cart_rss"]]
     src.close()
@@ -291,15 +293,3 @@ def test_malformed_answers_are_data_unavailable(body: bytes, call: str) -> None:
 def test_prometheus_durations(text: str, seconds: float) -> None:
     got = prometheus.duration_s(text)
     assert got == seconds or (math.isnan(got) and math.isnan(seconds))
-
-
-def test_a_tick_faster_than_the_scrape_gets_a_hint() -> None:
-    def target(interval: str) -> prometheus.TargetHealth:
-        return prometheus.TargetHealth(url="", health="up", labels=(), last_error="",
-                                       last_scrape="",
-                                       scrape_interval_s=prometheus.duration_s(interval))
-    both = [target("15s"), target("1m")]
-    assert "every 15 s and selfheal asks it every 1 s" in prometheus.tick_hint(both, 1.0)
-    assert prometheus.tick_hint(both, 15.0) == ""
-    assert prometheus.tick_hint([target("")], 1.0) == ""  # an older Prometheus says nothing
-    assert prometheus.tick_hint([], 1.0) == ""

@@ -89,13 +89,13 @@ def test_a_restarted_serve_takes_back_what_its_detectors_learned(
 
 
 def _saved_long_ago(url: str, tmp_path: Path, now: float, ago: float) -> None:
-    """A state saved `ago` seconds before `now`, of auth's memory (one value a minute for a
-    day before that), written to the SQL store at `url`."""
+    """A state saved `ago` seconds before `now`, of auth's memory (one value a second, the
+    controller's tick, for 24 minutes before that), written to the SQL store at `url`."""
     store = sql.SqlStore(url)
     cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(services={"auth": []}))
     det = detect.Detector(controller_mod.detector_settings(cfg.detect))
     for i in range(1440):
-        det.update(now - ago - 86_400 + 60 * i, {("auth", "rss_bytes"): 5e7 + 1e5 * (i % 7)})
+        det.update(now - ago - 1440 + i, {("auth", "rss_bytes"): 5e7 + 1e5 * (i % 7)})
     store.save_state(controller_mod.STATE_NAME, now - ago, det.save())
     store.close()
 

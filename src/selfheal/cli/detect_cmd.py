@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -141,16 +143,25 @@ def detect(
 def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
                      err: Console) -> replay.Samples:
     """The series `selfheal serve` would watch, as Prometheus kept them over the last days."""
+    given = cfg.sources.prometheus
     try:
         section = config_mod.PrometheusSource(**{
-            **(cfg.sources.prometheus.model_dump() if cfg.sources.prometheus else {}),
-            "url": url})
+            **(given.model_dump(exclude_unset=True) if given else {}), "url": url})
     except pydantic.ValidationError as exc:
         render.say(f"detect: --prometheus {url!r}: {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
     source = prometheus.PrometheusSource.from_config(section)
     end = time.time()
     try:
+        if "rate_window" not in section.model_fields_set:
+            # rates over 4 of Prometheus's scrapes, as `serve` fits them (a query frontend
+            # without /api/v1/targets keeps the default; the tick here is --step's)
+            with contextlib.suppress(errors.DataUnavailable):
+                fit = prometheus.cadence(source.targets(), math.inf, section.rate_window,
+                                         tick_set=True, window_set=False)
+                source.rate_window = fit.rate_window
+                for note in fit.notes:
+                    render.say(f"detect: {note}")
         with err.status(f"[bold]detect[/bold] reading {days:g} days from {url}"):
             return replay.from_history(
                 source, end - days * 86_400, end, step, skip=expiry.WHAT,

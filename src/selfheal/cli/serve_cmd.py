@@ -58,6 +58,9 @@ def serve(
         cfg = cfg.model_copy(update={"policy": policy_file})
     pol = serve_mod.load_policy(cfg)
     console = Console(stderr=True, highlight=False)
+    # the tick and the rate window follow Prometheus's scrape interval unless the file sets them
+    with console.status("[bold]serve[/bold] asking Prometheus how often it scrapes"):
+        cfg, notes = serve_mod.fit_to_prometheus(cfg)
     # The web workspace and its API (docs/api.md), fed live from the controller's events.
     workspace = web.open_workspace(cfg.database_url(), pol, cfg.workdir,
                                    {s: tuple(c) for s, c in cfg.platform.services.items()},
@@ -79,7 +82,8 @@ def serve(
 
     try:
         asyncio.run(serve_mod.run(cfg, pol, functools.partial(
-            make_app, routers=web.routers(workspace)), on_event, on_ready=on_ready))
+            make_app, routers=web.routers(workspace)), on_event, on_ready=on_ready,
+            notes=notes))
     finally:
         workspace.close()
     console.print("stopped")

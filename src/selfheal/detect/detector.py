@@ -52,6 +52,11 @@ class Detector:
         """The time of the last tick (None before the first)."""
         return self._last_t
 
+    @property
+    def spacing_s(self) -> float | None:
+        """The usual spacing of its ticks, in seconds (None before the second tick)."""
+        return self._dt
+
     def save(self) -> bytes:
         """Everything this detector has learned, as bytes for `Detector.load` (after a restart:
         the profiles of each series' day and week, its routine episodes by hour)."""

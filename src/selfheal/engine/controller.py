@@ -43,6 +43,12 @@ REPLAY_MAX_S = 3600.0
 
 STATE_NAME = "detector"
 
+RESTORE_SPACING = 1.5
+"""A saved state learned from ticks more than this many times apart from the tick now (or
+this many times closer) is not used: the detectors start from the stored samples, or from
+Prometheus's history at the new tick. Looser than the history's 1.25x, as a live loop's ticks
+lag under load."""
+
 HISTORY_MAX_TICKS = 100_800
 """At most this many ticks of history are read at a first start (a week at 6 s a tick, 28
 hours at 1 s): ~2 minutes of learning for a small fleet."""
@@ -329,6 +335,14 @@ class Controller:
             if det.last_t is not None and det.last_t > now + 60.0:
                 raise errors.StateUnusable(
                     f"it was saved {det.last_t - now:.0f} s in the future (is the clock right?)")
+            tick, learned = self.cfg.scrape.interval_s, det.spacing_s
+            if learned is not None and max(learned, tick) > RESTORE_SPACING * min(learned, tick):
+                # memories counted in ticks misjudge values at another spacing (as history
+                # does); the tick changes when scrape.interval_s, or Prometheus's scrape
+                # interval it follows, does
+                raise errors.StateUnusable(
+                    f"it was learned from ticks {learned:.3g} s apart and selfheal now ticks "
+                    f"every {tick:g} s (scrape.interval_s)")
         except errors.StateUnusable as exc:
             self.emit("detect", f"the detectors' saved state is not used: {exc}; they start "
                       "from the stored samples")

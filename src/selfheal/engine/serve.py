@@ -19,7 +19,7 @@ import dataclasses
 import signal
 import socket
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import prometheus_client
@@ -205,6 +205,33 @@ def load_policy(cfg: config_mod.Config) -> policy.Policy:
     return policy.parse(policy.default_text(), "<built-in policy>")
 
 
+def fit_to_prometheus(cfg: config_mod.Config) -> tuple[config_mod.Config, tuple[str, ...]]:
+    """The config with the tick and the rate window fitted to how often Prometheus scrapes,
+    where the file left them unset (`prometheus.cadence`), and what to say about it. Asks
+    Prometheus's /api/v1/targets once; when it cannot answer, the config stays as it is and
+    the note says so (the first tick says why Prometheus is unreachable)."""
+    section = cfg.sources.prometheus
+    if section is None:
+        return cfg, ()
+    source = prometheus.PrometheusSource.from_config(section)
+    try:
+        targets = source.targets()
+    except errors.DataUnavailable as exc:
+        return cfg, (f"could not ask Prometheus how often it scrapes ({exc}): selfheal asks "
+                     f"it every {cfg.scrape.interval_s:g} s, rates over "
+                     f"[{section.rate_window}]",)
+    finally:
+        source.close()
+    fit = prometheus.cadence(targets, cfg.scrape.interval_s, section.rate_window,
+                             tick_set="interval_s" in cfg.scrape.model_fields_set,
+                             window_set="rate_window" in section.model_fields_set)
+    cfg = cfg.model_copy(update={
+        "scrape": cfg.scrape.model_copy(update={"interval_s": fit.tick_s}),
+        "sources": cfg.sources.model_copy(update={
+            "prometheus": section.model_copy(update={"rate_window": fit.rate_window})})})
+    return cfg, fit.notes
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything starts so a taken port fails fast."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -224,8 +251,9 @@ def bind(host: str, port: int) -> socket.socket:
 async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
               on_event: Callable[[controller_mod.Event], None], *,
               on_ready: Callable[[str], None] | None = None,
-              clock: Callable[[], float] = time.time) -> None:
-    """Serve until SIGTERM, Ctrl-C or cancellation; `on_ready(url)` once it listens."""
+              clock: Callable[[], float] = time.time, notes: Sequence[str] = ()) -> None:
+    """Serve until SIGTERM, Ctrl-C or cancellation; `on_ready(url)` once it listens. `notes`
+    (what `fit_to_prometheus` chose) are said as the start's first events."""
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     prom_cfg = cfg.sources.prometheus
     source = prometheus.PrometheusSource.from_config(prom_cfg) if prom_cfg else None
@@ -291,11 +319,8 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
             on_event(controller_mod.Event(clock(), "recover", f"incident {left} was "
                                           "interrupted by a restart and has been escalated",
                                           left))
-        if source is not None:
-            with contextlib.suppress(errors.DataUnavailable):  # said at the first tick
-                hint = prometheus.tick_hint(source.targets(), cfg.scrape.interval_s)
-                if hint:
-                    on_event(controller_mod.Event(clock(), "config", hint))
+        for note in notes:
+            event(controller_mod.Event(clock(), "config", note))
         web = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         while not server.started and not web.done():
             await asyncio.sleep(0.01)

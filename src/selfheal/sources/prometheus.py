@@ -97,18 +97,81 @@ def duration_s(text: str) -> float:
     return sum(int(m.group(1)) * _UNITS[m.group(2)] for m in matches)
 
 
-def tick_hint(targets: Sequence[TargetHealth], tick_s: float) -> str:
-    """What to say when selfheal would query Prometheus faster than Prometheus scrapes: each
-    tick between two scrapes reads the same value again, and the detectors take the steps for
-    a trend. Empty when the tick is as slow as the fastest scrape, or nothing says."""
-    scrape_s = min((t.scrape_interval_s for t in targets if math.isfinite(t.scrape_interval_s)),
-                   default=math.nan)
-    if not math.isfinite(scrape_s) or tick_s >= scrape_s:
-        return ""
-    return (f"Prometheus scrapes its targets every {scrape_s:g} s and selfheal asks it every "
-            f"{tick_s:g} s (scrape.interval_s): between two scrapes each tick reads the same "
-            f"value again, which the detectors take for steps. Set scrape.interval_s to "
-            f"{scrape_s:g}.")
+RATE_SCRAPES = 4
+"""A rate's window spans this many scrapes when selfheal picks it: a rate() needs two samples
+inside its window, and four survive a missed scrape (the rule of Grafana's $__rate_interval)."""
+DEFAULT_RATE_WINDOW_S = 15.0
+"""The shortest rate window selfheal picks (the default of `rate_window`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+    """How often selfheal asks Prometheus (`tick_s`) and over what window its rates run
+    (`rate_window`), fitted to how often Prometheus scrapes; `notes` say what was chosen or
+    what is wrong with what the config set."""
+
+    tick_s: float
+    rate_window: str
+    notes: tuple[str, ...] = ()
+
+
+def cadence(targets: Sequence[TargetHealth], tick_s: float, rate_window: str, *,
+            tick_set: bool, window_set: bool) -> Cadence:
+    """Fit the tick and the rate window to the scrape interval most of Prometheus's targets
+    have (the longer one on a tie), where the config left them unset (`tick_set`,
+    `window_set`); where it set them, keep them and say when they cannot work.
+
+    A tick faster than the scrape reads the same value again between two scrapes, which the
+    detectors take for steps; a rate window under two scrapes holds one sample, and its
+    rate() is empty. A Prometheus that does not say how often it scrapes (older than 2.33, or
+    without targets of its own) leaves both as they are, and says so when they were unset.
+    """
+    intervals = [t.scrape_interval_s for t in targets
+                 if math.isfinite(t.scrape_interval_s) and t.scrape_interval_s > 0]
+    if not intervals:
+        unset = [(name, value, want) for name, value, want, given in (
+            ("scrape.interval_s", f"{tick_s:g} s", "its scrape interval", tick_set),
+            ("sources.prometheus.rate_window", rate_window, f"{RATE_SCRAPES} scrape intervals",
+             window_set)) if not given]
+        if not unset:
+            return Cadence(tick_s, rate_window)
+        return Cadence(tick_s, rate_window, (
+            "Prometheus does not say how often it scrapes its targets, so selfheal keeps "
+            + " and ".join(f"{name} at {value}" for name, value, _ in unset) + ". Set "
+            + " and ".join(f"{name} to {want}" for name, _, want in unset) + ".",))
+    counts = collections.Counter(intervals)
+    scrape_s = max(counts, key=lambda s: (counts[s], s))
+    notes: list[str] = []
+    if not tick_set:
+        tick_s = min(scrape_s, config_mod.MAX_TICK_S)
+        notes.append(f"selfheal asks Prometheus every {tick_s:g} s, as often as it scrapes "
+                     f"{_most(counts[scrape_s], len(intervals))} of its targets (set "
+                     f"scrape.interval_s to change it)")
+    elif tick_s < min(intervals):
+        fastest = min(intervals)
+        notes.append(f"Prometheus scrapes its targets every {fastest:g} s and selfheal asks "
+                     f"it every {tick_s:g} s (scrape.interval_s): between two scrapes each "
+                     f"tick reads the same value again, which the detectors take for steps. "
+                     f"Set scrape.interval_s to {fastest:g}, or leave it out to follow the "
+                     f"scrape.")
+    fitted = f"{math.ceil(max(DEFAULT_RATE_WINDOW_S, RATE_SCRAPES * scrape_s))}s"
+    if not window_set:
+        if fitted != rate_window:
+            notes.append(f"rates run over [{fitted}], {RATE_SCRAPES} scrapes (set "
+                         f"sources.prometheus.rate_window to change it)")
+        rate_window = fitted
+    slow = sum(1 for s in intervals if duration_s(rate_window) < 2 * s)
+    if slow:
+        notes.append(f"{_most(slow, len(intervals))} of Prometheus's targets are scraped less "
+                     f"than twice in [{rate_window}] (sources.prometheus.rate_window): their "
+                     f"rate() is empty, and the signals built on it are missing. Set it to "
+                     f"{RATE_SCRAPES} scrapes of the slowest "
+                     f"({math.ceil(RATE_SCRAPES * max(intervals))}s).")
+    return Cadence(tick_s, rate_window, tuple(notes))
+
+
+def _most(n: int, of: int) -> str:
+    return "all" if n == of else f"{n} of {of}"
 
 
 def _value(raw: Any) -> float:
