@@ -1,29 +1,47 @@
-"""Reported ticks on a daily swing at fine ticks: step profile vs interpolated (product settings)."""
-import math, sys, dataclasses
+"""Minutes the product detector reports on a clean daily swing (product-season-read-notes.md).
+
+Usage: python docs/bench/product-season-read.py SRC [tick=15] [days=10] [SETTING=VALUE ...]
+SRC is the `src` folder to import selfheal from; SETTING=VALUE overrides a `detect.Settings`
+field (a float). Prints the reports and reported minutes per seed from day 2 on, and the
+minutes of the hour they fell in.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import sys
+
 import numpy as np
-sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else "/work/main/src")
+
+sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else "src")
 from selfheal import config, detect
-from selfheal.engine import controller as c
-extra = dict(a.split("=") for a in sys.argv[2:])
-TICK = float(extra.pop("tick", 15)); DAYS = int(extra.pop("days", 10))
-base = c.detector_settings(config.Detect())
-s = dataclasses.replace(base, **{k: (v == "1") if k.startswith("season_interp") else float(v) for k, v in extra.items()})
-tot = {}; allm = []
+from selfheal.engine import controller
+
+extra = dict(arg.split("=", 1) for arg in sys.argv[2:])
+tick = float(extra.pop("tick", "15"))
+days = int(extra.pop("days", "10"))
+settings = dataclasses.replace(controller.detector_settings(config.Detect()),
+                               **{k: float(v) for k, v in extra.items()})
+per_seed: dict[int, tuple[int, int]] = {}
+minutes: list[int] = []
 for seed in range(3):
     rng = np.random.default_rng(seed)
-    det = detect.Detector(s)
-    n = int(DAYS * 86400 / TICK)
-    t0 = 1_800_000_000 - 1_800_000_000 % 86400 + seed * 3 * 3600
-    rep = 0; repmin = set()
-    for i in range(n):
-        t = t0 + i * TICK
-        rate = 60 + 40 * math.sin(2 * math.pi * (t % 86400) / 86400)
-        # a 60 s rate window over Poisson counts
-        x = rng.poisson(rate * 60) / 60.0
-        err = rng.binomial(max(int(rate * 60), 1), 0.01) / max(rate * 60, 1)
-        out = det.update(t, {("a", "request_rate"): x, ("a", "error_ratio"): err})
-        if i * TICK >= 2 * 86400 and out:
-            rep += len(out); repmin.add(int(t // 60))
-    tot[seed] = (rep, len(repmin)); allm.extend(repmin)
-print(extra, TICK, tot, "minutes", sum(v[1] for v in tot.values()))
-import collections; print("minute-of-hour", sorted(collections.Counter(m % 60 for m in allm).items())); print("day,hour", sorted(collections.Counter(((m*60 - 1_800_000_000 + 1_800_000_000 % 86400)//86400, (m % 1440)//60) for m in allm).items()))
+    det = detect.Detector(settings)
+    t0 = 1_800_000_000 - 1_800_000_000 % 86_400 + seed * 3 * 3600
+    reports, reported = 0, set()
+    for i in range(int(days * 86_400 / tick)):
+        t = t0 + i * tick
+        rate = 60 + 40 * math.sin(2 * math.pi * (t % 86_400) / 86_400)
+        requests = max(int(rate * 60), 1)
+        value = rng.poisson(rate * 60) / 60.0  # a 60 s rate of Poisson counts
+        errors = rng.binomial(requests, 0.01) / requests
+        out = det.update(t, {("a", "request_rate"): value, ("a", "error_ratio"): errors})
+        if i * tick >= 2 * 86_400 and out:
+            reports += len(out)
+            reported.add(int(t // 60))
+    per_seed[seed] = (reports, len(reported))
+    minutes.extend(reported)
+print(extra, tick, per_seed, "minutes", sum(m for _, m in per_seed.values()))
+print("minute of the hour", sorted(collections.Counter(m % 60 for m in minutes).items()))
