@@ -71,7 +71,10 @@ def test_the_daily_ramp_is_no_trend_once_the_profile_has_learnt_it() -> None:
     x = _traffic(3, 6)
     firing = {}
     for season in ("weekly", "off"):
-        bank = core.Bank(detect.Settings(**settings_mod.season_overrides(season)))
+        # the trend's horizon 600 ticks (50 hours), as before it was counted in seconds: the
+        # 10 minutes it is now never see a daily ramp as a trend, profile or not
+        bank = core.Bank(detect.Settings(**settings_mod.season_overrides(season),
+                                         trend_horizon_s=None))
         bank.add()
         firing[season] = np.array([bool(bank.step(T0 + i * STEP, np.array([v])).firing[0])
                                    for i, v in enumerate(x)])

@@ -54,6 +54,7 @@ def _scores(weekly: bool, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cfg = Settings(
         directions={}, min_scale={}, rel_floor=0.0, long_floor=1.0,
         season_period_s=86400.0, season_shrink=10.0, weekly_profile=weekly,
+        trend_horizon_s=None,  # the trend's horizon in ticks, as the NAB configuration's
     )  # fmt: skip
     bank = core.Bank(cfg)
     bank.add_many(1)

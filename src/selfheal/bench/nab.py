@@ -102,6 +102,8 @@ def nab_settings() -> settings_mod.Settings:
         record_decay=0.9995,
         z_spike=3.0,
         weekly_profile=True,
+        # the trend's horizon in ticks, as tuned (600 ticks: 50 hours at NAB's 5 minutes)
+        trend_horizon_s=None,
         season_warmup_periods=0.0,
         # scored by its ranking score at NAB's threshold, not by what `Detector` reports
         report_z=0.0,

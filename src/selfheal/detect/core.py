@@ -405,7 +405,9 @@ class Bank:
         sb = np.where(d > 0, slope, np.where(d < 0, -slope, np.abs(slope)))
         tb = np.where(d > 0, tstat, np.where(d < 0, -tstat, np.abs(tstat)))
         material = np.maximum(s.trend_rel * np.abs(a["mu"]), s.z_spike * scale)
-        r_mag = sb * s.trend_horizon_ticks / material
+        horizon = (s.trend_horizon_ticks if s.trend_horizon_s is None
+                   else s.trend_horizon_s / step_s)
+        r_mag = sb * horizon / material
         toward = (d > 0) & (slope > 0) & (a["limit"] > xv)
         with np.errstate(divide="ignore", invalid="ignore"):
             ttl = np.where(toward, (a["limit"] - xv) / np.where(toward, slope, 1.0), np.inf)

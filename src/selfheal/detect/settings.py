@@ -130,6 +130,14 @@ class Settings:
     trend_t: float = 8.0
     """t-statistic of the slope at which a trend may fire."""
     trend_horizon_ticks: int = 600
+    """The horizon a trend's move is measured over, in ticks (when `trend_horizon_s` is
+    None)."""
+    trend_horizon_s: float | None = 600.0
+    """The same horizon in seconds, whatever the tick: 600 ticks at the demo's 1 s tick. In
+    ticks, it grew with the tick (10 hours at a 60 s tick), and there the slope of a daily
+    swing, before the profile has earned its weight, moved the level by `trend_rel` over it:
+    on a clean daily swing at a 60 s tick, 430 reported minutes in 36 days against 42 with
+    600 s (docs/bench/product-season-read-notes.md)."""
     trend_rel: float = 0.25
     """A trend fires when it moves the series by this fraction of its level over the horizon."""
     ttl_horizon_s: float = 3600.0
@@ -227,6 +235,8 @@ class Settings:
             raise ValueError("report_unlearn_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_days < 65535.0:
             raise ValueError("report_days must be a number of days from 0 to 65534")
+        if self.trend_horizon_s is not None and not 0.0 < self.trend_horizon_s < float("inf"):
+            raise ValueError("trend_horizon_s must be a finite number of seconds > 0, or None")
         if not 0.0 <= self.season_warmup_periods < float("inf"):
             raise ValueError("season_warmup_periods must be a finite number >= 0")
 
