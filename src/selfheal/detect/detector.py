@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,11 @@ class Detector:
     @property
     def series(self) -> tuple[SeriesKey, ...]:
         return tuple(self._keys)
+
+    @property
+    def size(self) -> int:
+        """How many series there are (`len(series)`, without the copy)."""
+        return len(self._keys)
 
     @property
     def last_t(self) -> float | None:
@@ -153,14 +158,33 @@ class Detector:
         reported with `expected=False` and the reason says so. Pass the services under an open
         incident in `context.incidents`: their episodes are not learned as routine.
         """
-        ctx = context or context_mod.Context()
-        new = sum(1 for key in values if key not in self._index)
-        if new:
-            self._bank.reserve(self._bank.size + new)
-        rows = [self._row(key) for key in values]
+        rows = self.add(values)
         x = np.full(self._bank.size, np.nan)
         if rows:
             x[rows] = np.fromiter((float(v) for v in values.values()), float, len(rows))
+        return self.update_rows(t, x, context)
+
+    def rows(self, keys: Sequence[SeriesKey]) -> npt.NDArray[np.int64]:
+        """The row of each of `keys` in the arrays `update_rows` takes (-1: not a series yet)."""
+        get = self._index.get
+        return np.fromiter((get(key, -1) for key in keys), np.int64, len(keys))
+
+    def add(self, keys: Iterable[SeriesKey]) -> list[int]:
+        """The row of each of `keys`, registering those that are new, in that order."""
+        keys = list(keys)
+        new = sum(1 for key in keys if key not in self._index)
+        if new:
+            self._bank.reserve(self._bank.size + new)
+        return [self._row(key) for key in keys]
+
+    def update_rows(self, t: float, x: npt.NDArray[np.float64],
+                    context: context_mod.Context | None = None) -> list[model.Anomaly]:
+        """`update` with the tick's values as one array over the rows of `series` (NaN:
+        missing; as long as `series`, so new series are `add`ed first): for a caller that
+        holds its values as columns (a chunk of history) and so builds no dict a tick."""
+        ctx = context or context_mod.Context()
+        if x.shape != (self._bank.size,):
+            raise ValueError(f"expected {self._bank.size} values, got shape {x.shape}")
         seen = self._seen[: self._bank.size]
         dt = 1.0
         if self._last_t is not None and t > self._last_t:
