@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from selfheal import config, detect, model, policy, ports
+from selfheal import config, detect, errors, model, policy, ports
 from selfheal.detect import settings as detect_settings
 from selfheal.engine import controller as controller_mod
-from selfheal.engine import serve
+from selfheal.engine import readahead, serve
 from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(60)
@@ -454,3 +454,42 @@ def test_history_learned_from_columns_is_learned_as_tick_by_tick(tmp_path: Path)
     assert columns[1] == ticks[1]
     assert columns[0] == ticks[0]
 
+
+def test_history_read_ahead_says_and_ends_as_read_in_line() -> None:
+    """The next chunk is read in a thread while the last is learned: what the source said
+    about a signal it left out comes before the chunk it came with, and the error that ended
+    the reading where the reading ended."""
+    def read(on_skip: Any) -> Any:
+        yield "first"
+        on_skip("p99_latency_s", "bad_data")
+        yield "second"
+        on_skip("rss_bytes", "timeout")
+        raise errors.DataUnavailable("Prometheus went away")
+
+    def told(chunks: Any) -> list[str]:
+        out: list[str] = []
+        try:
+            for chunk in chunks(lambda signal, why: out.append(f"{signal}: {why}")):
+                out.append(chunk)
+        except errors.DataUnavailable as exc:
+            out.append(str(exc))
+        return out
+
+    in_line = told(read)
+    assert in_line == ["first", "p99_latency_s: bad_data", "second", "rss_bytes: timeout",
+                       "Prometheus went away"]
+    assert told(lambda on_skip: readahead.read_ahead(read, on_skip)) == in_line
+
+
+def test_a_halt_lets_the_history_reader_go() -> None:
+    def endless(on_skip: Any) -> Any:
+        while True:
+            yield "chunk"
+
+    chunks = readahead.read_ahead(endless, lambda signal, why: None)
+    assert next(chunks) == "chunk"
+    chunks.close()
+    for thread in threading.enumerate():
+        if thread.name == "history-read-ahead":
+            thread.join(timeout=5)
+            assert not thread.is_alive()

@@ -25,7 +25,7 @@ from selfheal import correlate, detect, errors, model, ports
 from selfheal.detect import expiry as expiry_mod
 from selfheal.detect import fusion as fusion_mod
 from selfheal.detect import settings as detect_settings
-from selfheal.engine import drains, revive
+from selfheal.engine import drains, readahead, revive
 from selfheal.engine import executor as executor_mod
 from selfheal.engine import workflow as workflow_mod
 from selfheal.policy import gate as gate_mod
@@ -437,9 +437,11 @@ class Controller:
         context = detect.Context(maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s, incidents=troubled)
         try:
-            for chunk in self.history.chunks(
-                    end - span, end, step, skip=expiry_mod.WHAT,
-                    on_skip=lambda signal, why: self.emit(
+            source = self.history
+            for chunk in readahead.read_ahead(
+                    lambda on_skip: source.chunks(end - span, end, step, skip=expiry_mod.WHAT,
+                                                  on_skip=on_skip),
+                    lambda signal, why: self.emit(
                         "detect", f"history of {signal} left out: {why}")):
                 # each column's detector row, found once a chunk; a series is added at its
                 # first point, as `Detector.update` adds it
