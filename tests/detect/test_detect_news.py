@@ -10,6 +10,8 @@ incident are never learned as routine.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -390,3 +392,21 @@ def test_a_detector_whose_series_came_one_at_a_time_saves_only_their_rows() -> N
     assert detect.Detector.load(saved, detect.Settings()).save() == saved
     keys, _, arrays = persist.decode(saved, detect.Settings().season_period_s)
     assert len(keys) == 30 and all(len(v) == 30 for v in arrays.values())
+
+
+@pytest.mark.timeout(60)
+def test_update_rows_finds_what_update_does_and_unexplained_only_leaves_out_the_text() -> None:
+    series = {("api", "queue_depth"): _bursty(600), ("api", "error_ratio"): _bursty(600, 4),
+              ("db", "queue_depth"): _bursty(600, 5)}
+    by_dict, by_rows = detect.Detector(detect.Settings()), detect.Detector(detect.Settings())
+    told = 0
+    for i in range(600):
+        values = {key: float(x[i]) for key, x in series.items() if (i + len(key[1])) % 9}
+        want = by_dict.update(float(i), values)
+        rows = by_rows.add(values)
+        x = np.full(by_rows.size, np.nan)
+        x[rows] = list(values.values())
+        got = by_rows.update_rows(float(i), x, explained=False)
+        assert got == [dataclasses.replace(a, explanation="") for a in want]
+        told += len(got)
+    assert told and by_rows.save() == by_dict.save()

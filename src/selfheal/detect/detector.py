@@ -178,10 +178,13 @@ class Detector:
         return [self._row(key) for key in keys]
 
     def update_rows(self, t: float, x: npt.NDArray[np.float64],
-                    context: context_mod.Context | None = None) -> list[model.Anomaly]:
+                    context: context_mod.Context | None = None, *, explained: bool = True
+                    ) -> list[model.Anomaly]:
         """`update` with the tick's values as one array over the rows of `series` (NaN:
         missing; as long as `series`, so new series are `add`ed first): for a caller that
-        holds its values as columns (a chunk of history) and so builds no dict a tick."""
+        holds its values as columns (a chunk of history) and so builds no dict a tick.
+        With `explained=False` the anomalies' `explanation` is left empty (for a caller that
+        only weighs them, as learning history does: the text is most of their cost)."""
         ctx = context or context_mod.Context()
         if x.shape != (self._bank.size,):
             raise ValueError(f"expected {self._bank.size} values, got shape {x.shape}")
@@ -227,7 +230,8 @@ class Detector:
         corroborated = {self._keys[i][0] for i in ready}
         ready += [i for i in held if self._keys[i][0] in corroborated]
         self._news.mark([i for i in ready if not news[i]])
-        found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx) for i in ready]
+        found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx, explained=explained)
+                 for i in ready]
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         self._forget_idle(t)
         return found
@@ -287,13 +291,15 @@ class Detector:
 
     def _anomaly(
         self, i: int, t: float, observed: float, *, dt: float, step: core.Step,
-        ctx: context_mod.Context,
+        ctx: context_mod.Context, explained: bool = True,
     ) -> model.Anomaly:
         service, metric = self._keys[i]
         detector = core.DETECTORS[int(step.detector[i])]
         started = float(step.start[i])
         baseline = float(step.base[i])
-        if detector == "trend":
+        if not explained:
+            text = ""
+        elif detector == "trend":
             limit = self.settings.limit(metric)
             ttl_s = float(step.ttl_ticks[i]) * dt
             text = explain.trend(
@@ -311,7 +317,7 @@ class Detector:
                 f"breaks the SLO bound {explain.fmt(metric, bound)} of {metric}, "
                 f"although {verdict.reason}",
             )
-        if verdict.reason:
+        if verdict.reason and explained:
             text += f" ({verdict.reason})"
         return model.Anomaly(
             id=model.AnomalyId(f"{service}/{metric}/{started:.3f}"),

@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import math
 import threading
 import time
 import uuid
@@ -434,6 +435,7 @@ class Controller:
         ticks, first = 0, end
         names: set[tuple[str, str]] = set()
         paged: dict[str, float] = {}
+        lapse = math.inf  # when the next of them stops counting as under an incident
         context = detect.Context(maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s, incidents=troubled)
         try:
@@ -462,7 +464,7 @@ class Controller:
                     size = self.detector.size
                     x = np.full(size, np.nan)
                     x[rows[here]] = chunk.values[i, here]
-                    found = self.detector.update_rows(t, x, context)
+                    found = self.detector.update_rows(t, x, context, explained=False)
                     if self.detector.size < size:  # it dropped idle series: rows moved
                         rows = self.detector.rows(chunk.keys)
                     # what would have opened an incident then is no routine, as live: its
@@ -471,9 +473,12 @@ class Controller:
                     for finding in detect.fuse(found, weights=FUSE_WEIGHTS) if found else ():
                         if finding.open_incident:
                             paged[finding.service] = t + HISTORY_INCIDENT_S
-                    under = troubled | {s for s, until in paged.items() if until > t}
-                    if under != context.incidents:
-                        context = dataclasses.replace(context, incidents=under)
+                            lapse = t  # (a new one lapses later than any before)
+                    if t >= lapse:  # who is under one changes only now
+                        under = troubled | {s for s, until in paged.items() if until > t}
+                        lapse = min((u for u in paged.values() if u > t), default=math.inf)
+                        if under != context.incidents:
+                            context = dataclasses.replace(context, incidents=under)
                     first = min(first, t)
                     fed += 1
                 ticks += fed
