@@ -10,11 +10,13 @@ incident are never learned as routine.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from selfheal import detect, model
-from selfheal.detect import news
+from selfheal.detect import news, persist
 
 BURST_EVERY = 40
 
@@ -342,3 +344,69 @@ def test_within_a_day_the_memory_by_hour_changes_nothing() -> None:
     with_hours = _reports(detect.Settings(), {key: x})[key]
     assert with_hours == _reports(detect.Settings(report_days=0), {key: x})[key]
     assert any(t >= 2000 for t in with_hours)
+
+
+@pytest.mark.timeout(60)
+def test_the_room_held_for_series_to_come_changes_no_verdict_and_no_saved_byte() -> None:
+    """The report gate grows its arrays an eighth at a time, as `core.Bank` does (series that
+    come one at a time cost O(1) each): a gate with that room reports, learns and saves
+    exactly what one sized to its series does, and saves only its series' rows."""
+    settings = detect.Settings()
+    rng = np.random.default_rng(11)
+    grown = news.NewsBank(settings)
+    roomy = False
+    for tick in range(600):
+        n = min(1 + tick // 3, 150)
+        exact = news.NewsBank(settings)  # a copy with no room beyond its n series
+        exact.load({k: v.copy() for k, v in grown.arrays(n).items()})
+        assert exact.capacity == n
+        firing = rng.random(n) < 0.3
+        strength = rng.gamma(2.0, 2.0, n)
+        ttl = np.where(rng.random(n) < 0.05, 10.0, np.inf)
+        excused = rng.random(n) < 0.1
+        t = 1_800_000_000.0 + 1_337.0 * tick  # every hour of the day, on many days
+        for bank in (grown, exact):
+            bank.unlearn([int(i) for i in bank.pending() if i % 7 == tick % 7])
+        told = grown.step(firing, strength, ttl, excused, t=t, dt=60.0)
+        assert np.array_equal(told, exact.step(firing, strength, ttl, excused, t=t, dt=60.0))
+        marked = [int(i) for i in np.flatnonzero(firing & ~told) if i % 3 == 0]
+        grown.mark(marked)
+        exact.mark(marked)
+        assert np.array_equal(grown.was_firing(n + 2), exact.was_firing(n + 2))
+        roomy |= grown.capacity > grown.size
+        mine, theirs = grown.arrays(n), exact.arrays(n)
+        assert all(len(v) == n and np.array_equal(v, theirs[k]) for k, v in mine.items())
+    assert roomy
+    assert grown.state().keys() == exact.state().keys()
+    assert all(len(v) == n for v in grown.state().values())
+
+
+@pytest.mark.timeout(60)
+def test_a_detector_whose_series_came_one_at_a_time_saves_only_their_rows() -> None:
+    det = detect.Detector(detect.Settings())
+    rng = np.random.default_rng(2)
+    for tick in range(300):
+        det.update(60.0 * tick, {(f"s{i}", "rss_bytes"): float(rng.normal(100, 5))
+                                 for i in range(1 + tick // 10)})
+    saved = det.save()
+    assert detect.Detector.load(saved, detect.Settings()).save() == saved
+    keys, _, arrays = persist.decode(saved, detect.Settings().season_period_s)
+    assert len(keys) == 30 and all(len(v) == 30 for v in arrays.values())
+
+
+@pytest.mark.timeout(60)
+def test_update_rows_finds_what_update_does_and_unexplained_only_leaves_out_the_text() -> None:
+    series = {("api", "queue_depth"): _bursty(600), ("api", "error_ratio"): _bursty(600, 4),
+              ("db", "queue_depth"): _bursty(600, 5)}
+    by_dict, by_rows = detect.Detector(detect.Settings()), detect.Detector(detect.Settings())
+    told = 0
+    for i in range(600):
+        values = {key: float(x[i]) for key, x in series.items() if (i + len(key[1])) % 9}
+        want = by_dict.update(float(i), values)
+        rows = by_rows.add(values)
+        x = np.full(by_rows.size, np.nan)
+        x[rows] = list(values.values())
+        got = by_rows.update_rows(float(i), x, explained=False)
+        assert got == [dataclasses.replace(a, explanation="") for a in want]
+        told += len(got)
+    assert told and by_rows.save() == by_dict.save()

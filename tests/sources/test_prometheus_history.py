@@ -167,14 +167,14 @@ def test_history_comes_in_chunks_on_the_step_grid_without_repeats(
     # first hour
     monkeypatch.setattr(prometheus, "HISTORY_CHUNK_POINTS", 20)
     spans: list[float] = []
-    asked = source.range
+    asked = source.range_columns
 
     def counted(expr: str, start: float, end: float, *args: Any, **kw: Any) -> Any:
         if "shop_requests_total" in expr and "code" not in expr:  # request_rate's query
             spans.append(end - start)
         return asked(expr, start, end, *args, **kw)
 
-    monkeypatch.setattr(source, "range", counted)
+    monkeypatch.setattr(source, "range_columns", counted)
     bounded = list(source.history(start, stop, 60.0, skip={"cert_ttl_s"}))
     assert spans[0] == 59 * 60.0 and set(spans[1:-1]) == {9 * 60.0}
     assert bounded == whole

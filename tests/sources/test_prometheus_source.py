@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import math
 import threading
 import time
@@ -264,6 +265,14 @@ class _Garbage(http.server.BaseHTTPRequestHandler):
      "range"),
     (b'{"status":"success","data":{"resultType":"vector","result":[{"value":"1"}]}}',
      "instant"),
+    (b'{"status":"success","data":{"resultType":"matrix","result":[{"values":[["x", 1]]}]}}',
+     "history"),
+    (b'{"status":"success","data":{"resultType":"matrix","result":[{"values":[[1, 2, 3]]}]}}',
+     "history"),
+    (b'{"status":"success","data":{"resultType":"matrix","result":[{"values":[["NaN", "1"]]}]'
+     b'}}', "history"),
+    (b'{"status":"success","data":{"resultType":"matrix","result":[{"values":{"a": 1}}]}}',
+     "history"),
     (b'{"status":"success","data":[1, 2]}', "series"),
     (b'{"status":"success","data":{"droppedTargets":[]}}', "targets"),
 ])
@@ -271,12 +280,14 @@ def test_malformed_answers_are_data_unavailable(body: bytes, call: str) -> None:
     handler = type("Garbage", (_Garbage,), {"body": body})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    src = prometheus.PrometheusSource(f"http://127.0.0.1:{httpd.server_port}", retries=0)
+    src = prometheus.PrometheusSource(f"http://127.0.0.1:{httpd.server_port}", retries=0,
+                                      queries={"request_rate": "up"})
     calls: dict[str, Callable[[], object]] = {
         "instant": lambda: src.instant("up"),
         "range": lambda: src.range("up", 0, 10),
         "series": lambda: src.series(["up"], 0, 10),
         "targets": src.targets,
+        "history": lambda: list(src.history(0, 600, 60.0)),
     }
     try:
         with pytest.raises(errors.DataUnavailable):
@@ -293,3 +304,39 @@ def test_malformed_answers_are_data_unavailable(body: bytes, call: str) -> None:
 def test_prometheus_durations(text: str, seconds: float) -> None:
     got = prometheus.duration_s(text)
     assert got == seconds or (math.isnan(got) and math.isnan(seconds))
+
+
+def test_history_holds_the_points_range_gives_as_a_dict_a_tick_would() -> None:
+    """Columns read as `range` reads each series: a value Prometheus gives as "NaN" (or
+    anything that is not a number) is a NaN point, a point it does not give is absent, a
+    series without a service is left out; a service met twice takes the later series' value
+    where both have one, in the place of the first; a time given twice keeps its last value."""
+    body = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"service": "b"}, "values": [[0, "1"], [60, "NaN"], [120, "+Inf"]]},
+        {"metric": {"service": "a"}, "values": [[60, "2"], [180, "x"], [180, "3"]]},
+        {"metric": {"job": "x"}, "values": [[0, "9"]]},
+        {"metric": {"service": "b", "pod": "2"}, "values": [[120, "4"], [180, "5"]]},
+        {"metric": {"service": "c"}, "values": [[120, "6"], [0, "7"]]},
+        {"metric": {"service": "d"}, "values": []}]}}
+    handler = type("Fixed", (_Garbage,), {"body": json.dumps(body).encode()})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    queries = {"request_rate": "r", "error_ratio": "e"}
+    src = prometheus.PrometheusSource(f"http://127.0.0.1:{httpd.server_port}", retries=0,
+                                      queries=queries)
+    try:
+        got = list(src.history(0, 240, 60.0))
+        want: dict[float, dict[tuple[str, str], float]] = {}  # as the source read it before
+        for metric in queries:
+            for s in src.range("x", 0, 180, 60.0):
+                if s.label("service"):
+                    for t, v in s.points:
+                        want.setdefault(t, {})[(s.label("service"), metric)] = v
+    finally:
+        src.close()
+        httpd.shutdown()
+        httpd.server_close()
+    assert repr(got) == repr(sorted(want.items()))
+    # at 180 s only b's second series has a point: b comes after a there
+    assert list(got[3][1])[:2] == [("a", "request_rate"), ("b", "request_rate")]
+    assert got[3][1][("b", "request_rate")] == 5.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,11 @@ class Detector:
     @property
     def series(self) -> tuple[SeriesKey, ...]:
         return tuple(self._keys)
+
+    @property
+    def size(self) -> int:
+        """How many series there are (`len(series)`, without the copy)."""
+        return len(self._keys)
 
     @property
     def last_t(self) -> float | None:
@@ -158,14 +163,36 @@ class Detector:
         reported with `expected=False` and the reason says so. Pass the services under an open
         incident in `context.incidents`: their episodes are not learned as routine.
         """
-        ctx = context or context_mod.Context()
-        new = sum(1 for key in values if key not in self._index)
-        if new:
-            self._bank.reserve(self._bank.size + new)
-        rows = [self._row(key) for key in values]
+        rows = self.add(values)
         x = np.full(self._bank.size, np.nan)
         if rows:
             x[rows] = np.fromiter((float(v) for v in values.values()), float, len(rows))
+        return self.update_rows(t, x, context)
+
+    def rows(self, keys: Sequence[SeriesKey]) -> npt.NDArray[np.int64]:
+        """The row of each of `keys` in the arrays `update_rows` takes (-1: not a series yet)."""
+        get = self._index.get
+        return np.fromiter((get(key, -1) for key in keys), np.int64, len(keys))
+
+    def add(self, keys: Iterable[SeriesKey]) -> list[int]:
+        """The row of each of `keys`, registering those that are new, in that order."""
+        keys = list(keys)
+        new = sum(1 for key in keys if key not in self._index)
+        if new:
+            self._bank.reserve(self._bank.size + new)
+        return [self._row(key) for key in keys]
+
+    def update_rows(self, t: float, x: npt.NDArray[np.float64],
+                    context: context_mod.Context | None = None, *, explained: bool = True
+                    ) -> list[model.Anomaly]:
+        """`update` with the tick's values as one array over the rows of `series` (NaN:
+        missing; as long as `series`, so new series are `add`ed first): for a caller that
+        holds its values as columns (a chunk of history) and so builds no dict a tick.
+        With `explained=False` the anomalies' `explanation` is left empty (for a caller that
+        only weighs them, as learning history does: the text is most of their cost)."""
+        ctx = context or context_mod.Context()
+        if x.shape != (self._bank.size,):
+            raise ValueError(f"expected {self._bank.size} values, got shape {x.shape}")
         seen = self._seen[: self._bank.size]
         dt = 1.0
         if self._last_t is not None and t > self._last_t:
@@ -208,7 +235,8 @@ class Detector:
         corroborated = {self._keys[i][0] for i in ready}
         ready += [i for i in held if self._keys[i][0] in corroborated]
         self._news.mark([i for i in ready if not news[i]])
-        found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx) for i in ready]
+        found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx, explained=explained)
+                 for i in ready]
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         self._forget_idle(t)
         return found
@@ -268,13 +296,15 @@ class Detector:
 
     def _anomaly(
         self, i: int, t: float, observed: float, *, dt: float, step: core.Step,
-        ctx: context_mod.Context,
+        ctx: context_mod.Context, explained: bool = True,
     ) -> model.Anomaly:
         service, metric = self._keys[i]
         detector = core.DETECTORS[int(step.detector[i])]
         started = float(step.start[i])
         baseline = float(step.base[i])
-        if detector == "trend":
+        if not explained:
+            text = ""
+        elif detector == "trend":
             limit = self.settings.limit(metric)
             ttl_s = float(step.ttl_ticks[i]) * dt
             text = explain.trend(
@@ -292,7 +322,7 @@ class Detector:
                 f"breaks the SLO bound {explain.fmt(metric, bound)} of {metric}, "
                 f"although {verdict.reason}",
             )
-        if verdict.reason:
+        if verdict.reason and explained:
             text += f" ({verdict.reason})"
         return model.Anomaly(
             id=model.AnomalyId(f"{service}/{metric}/{started:.3f}"),

@@ -57,6 +57,9 @@ class NewsBank:
 
     def __init__(self, settings: settings_mod.Settings) -> None:
         self.settings = settings
+        # arrays of room for `capacity` series, of which the first `size` are live (the rest
+        # stay zero: a series added there starts as a new one would)
+        self._n = 0
         self._f: dict[str, F32] = {k: np.zeros(0, np.float32) for k in self._FLOATS}
         self._b: dict[str, B] = {k: np.zeros(0, np.bool_) for k in self._FLAGS}
         on = settings.report_days > 0 and settings.season_period_s > 0
@@ -81,11 +84,18 @@ class NewsBank:
 
     @property
     def size(self) -> int:
+        """Series held (`step` and `arrays` grow it to theirs)."""
+        return self._n
+
+    @property
+    def capacity(self) -> int:
+        """Series the arrays have room for."""
         return len(self._f["peak"])
 
     def state(self) -> dict[str, npt.NDArray[np.float64]]:
         """A copy of every per-series array, as float64 (for tests and inspection)."""
-        return {k: v.astype(np.float64) for k, v in (*self._f.items(), *self._b.items())}
+        return {k: v[: self._n].astype(np.float64)
+                for k, v in (*self._f.items(), *self._b.items())}
 
     def arrays(self, n: int) -> dict[str, npt.NDArray[np.generic]]:
         """Every array of state for `n` series (grown to that many; views, not copies): what
@@ -114,8 +124,14 @@ class NewsBank:
         return float(flat + hourly + self._start_bin.itemsize + undo)
 
     def _grow(self, n: int) -> None:
-        more = n - self.size
+        """Hold `n` series: room for an eighth more than that when the arrays must grow, as
+        `core.Bank` grows, so that series added one at a time cost O(1) amortised."""
+        if n <= self._n:
+            return
+        self._n = n
+        more = n - self.capacity
         if more > 0:
+            more = max(more, self.capacity // 8)
             self._f = {k: np.concatenate([v, np.zeros(more, np.float32)])
                        for k, v in self._f.items()}
             self._b = {k: np.concatenate([v, np.zeros(more, np.bool_)])
@@ -187,7 +203,7 @@ class NewsBank:
 
     def pending(self) -> npt.NDArray[np.int64]:
         """The series whose last learned episode an incident can still unlearn."""
-        return np.flatnonzero(self._undo["left"] > 0)
+        return np.flatnonzero(self._undo["left"][: self._n] > 0)
 
     def unlearn(self, rows: list[int]) -> None:
         """Take back the last episode these series learned by hour (their service is under
@@ -212,10 +228,13 @@ class NewsBank:
         the time in seconds (without it, the memory by hour of the day is neither used nor
         learned), `dt` the seconds since the last tick (for `report_unlearn_s`)."""
         s = self.settings
-        self._grow(len(firing))
+        size = len(firing)
+        self._grow(size)
         if s.report_z <= 0:
             return firing.copy()
-        f, b = self._f, self._b
+        # views of the live rows: every array below is written in place
+        f = {k: v[:size] for k, v in self._f.items()}
+        b = {k: v[:size] for k, v in self._b.items()}
         # an episode that ended is learned when nothing remarked on it: neither news by its
         # strength or its trend, nor reported for another reason (`mark`), nor excused; while
         # the memory is too small to judge, episodes are reported and still learned
@@ -228,28 +247,29 @@ class NewsBank:
         if hourly:
             assert t is not None
             hour, today = self._clock(t)
-            left = self._undo["left"]
+            left = self._undo["left"][:size]
             np.subtract(left, 1, out=left, where=left > 0)
             # by hour, an episode that was news by its strength alone is learned too: what
             # comes back at the same hour every day, opening no incident, is the series' rhythm
             ticks = int(min(np.ceil(s.report_unlearn_s / max(dt, 1e-9)), 65535.0))
             self._learn_hours(
                 np.flatnonzero(b["was"] & ~firing & ~b["marked"] & ~known), today, ticks)
-            self._start_bin[firing & ~b["was"]] = hour
+            self._start_bin[:size][firing & ~b["was"]] = hour
         n = f["n"] * np.float32(s.report_memory) + ended
         w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)
         d = f["peak"] - f["m"]
         f["m"] += (w * d).astype(np.float32)
-        f["v"] = np.where(ended, (1.0 - w) * (f["v"] + w * d * d), f["v"]).astype(np.float32)
-        f["n"] = n.astype(np.float32)
+        f["v"][...] = np.where(ended, (1.0 - w) * (f["v"] + w * d * d), f["v"]).astype(
+            np.float32)
+        f["n"][...] = n.astype(np.float32)
         # a strength that is not a finite number (nothing upstream should give one) is
         # reported and never learned: it must not silence or poison the series' memory
         odd = ~np.isfinite(strength)
         ly = np.log1p(np.where(odd, 0.0, np.clip(strength, 0.0, _STRONG)))
-        f["peak"] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
+        f["peak"][...] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
                              0.0).astype(np.float32)
         judged = f["n"] >= s.report_min_episodes
-        strong = judged & (f["peak"] >= self._threshold())
+        strong = judged & (f["peak"] >= self._threshold(size))
         if hourly:
             # what the series does at this hour every day is routine, however long ago the
             # short memory last saw it
@@ -259,11 +279,11 @@ class NewsBank:
             strong &= ~usual
             judged = judged | usual
         other = (ttl_s <= s.ttl_horizon_s) | odd
-        b["remarked"] = firing & (b["remarked"] | strong | other)
-        b["marked"] = firing & (b["marked"] | other)
-        b["told"] = firing & (b["told"] | b["remarked"] | ~judged)
-        b["excused"] = firing & (b["excused"] | (False if excused is None else excused))
-        b["was"] = firing.copy()
+        b["remarked"][...] = firing & (b["remarked"] | strong | other)
+        b["marked"][...] = firing & (b["marked"] | other)
+        b["told"][...] = firing & (b["told"] | b["remarked"] | ~judged)
+        b["excused"][...] = firing & (b["excused"] | (False if excused is None else excused))
+        b["was"][...] = firing
         return b["told"].copy()
 
     def was_firing(self, n: int) -> B:
@@ -282,7 +302,7 @@ class NewsBank:
         self._b["remarked"][rows] = True
         self._b["marked"][rows] = True
 
-    def _threshold(self) -> npt.NDArray[np.float64]:
+    def _threshold(self, size: int) -> npt.NDArray[np.float64]:
         s = self.settings
-        sd = np.sqrt(np.maximum(self._f["v"].astype(np.float64), s.report_min_var))
-        return self._f["m"] + s.report_z * sd
+        sd = np.sqrt(np.maximum(self._f["v"][:size].astype(np.float64), s.report_min_var))
+        return self._f["m"][:size] + s.report_z * sd

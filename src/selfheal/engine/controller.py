@@ -12,18 +12,21 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from selfheal import config as config_mod
 from selfheal import correlate, detect, errors, model, ports
 from selfheal.detect import expiry as expiry_mod
 from selfheal.detect import fusion as fusion_mod
 from selfheal.detect import settings as detect_settings
-from selfheal.engine import drains, revive
+from selfheal.engine import drains, readahead, revive
 from selfheal.engine import executor as executor_mod
 from selfheal.engine import workflow as workflow_mod
 from selfheal.policy import gate as gate_mod
@@ -446,32 +449,58 @@ class Controller:
         ticks, first = 0, end
         names: set[tuple[str, str]] = set()
         paged: dict[str, float] = {}
+        lapse = math.inf  # when the next of them stops counting as under an incident
         context = detect.Context(maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s, incidents=troubled)
         try:
-            for t, values in self.history.history(
-                    end - span, end, step, skip=expiry_mod.WHAT,
-                    on_skip=lambda signal, why: self.emit(
+            source = self.history
+            for chunk in readahead.read_ahead(
+                    lambda on_skip: source.chunks(end - span, end, step, skip=expiry_mod.WHAT,
+                                                  on_skip=on_skip),
+                    lambda signal, why: self.emit(
                         "detect", f"history of {signal} left out: {why}")):
-                known = bisect.bisect_right(changes, t, key=lambda c: c.t)
-                if len(context.changes) != known:
-                    context = dataclasses.replace(context, changes=tuple(changes[:known]))
-                if self._halting.is_set():
+                # each column's detector row, found once a chunk; a series is added at its
+                # first point, as `Detector.update` adds it
+                rows = self.detector.rows(chunk.keys)
+                fed, halted = 0, False
+                for i, t in enumerate(chunk.t.tolist()):
+                    known = bisect.bisect_right(changes, t, key=lambda c: c.t)
+                    if len(context.changes) != known:
+                        context = dataclasses.replace(context, changes=tuple(changes[:known]))
+                    if self._halting.is_set():
+                        halted = True
+                        break
+                    here = chunk.present[i]
+                    if (rows < 0).any():
+                        new = chunk.order(i, np.flatnonzero(here & (rows < 0)))
+                        if new.size:
+                            rows[new] = self.detector.add([chunk.keys[j] for j in new])
+                    size = self.detector.size
+                    x = np.full(size, np.nan)
+                    x[rows[here]] = chunk.values[i, here]
+                    found = self.detector.update_rows(t, x, context, explained=False)
+                    if self.detector.size < size:  # it dropped idle series: rows moved
+                        rows = self.detector.rows(chunk.keys)
+                    # what would have opened an incident then is no routine, as live: its
+                    # service counts as under an incident for a while (its episodes are not
+                    # learned)
+                    for finding in detect.fuse(found, weights=FUSE_WEIGHTS) if found else ():
+                        if finding.open_incident:
+                            paged[finding.service] = t + HISTORY_INCIDENT_S
+                            lapse = t  # (a new one lapses later than any before)
+                    if t >= lapse:  # who is under one changes only now
+                        under = troubled | {s for s, until in paged.items() if until > t}
+                        lapse = min((u for u in paged.values() if u > t), default=math.inf)
+                        if under != context.incidents:
+                            context = dataclasses.replace(context, incidents=under)
+                    first = min(first, t)
+                    fed += 1
+                ticks += fed
+                names.update(chunk.keys[j] for j in np.flatnonzero(chunk.present[:fed].any(0)))
+                if halted:
                     self.emit("detect", f"history stopped after {ticks} ticks: selfheal is "
                               "stopping")
                     break
-                found = self.detector.update(t, values, context)
-                # what would have opened an incident then is no routine, as live: its service
-                # counts as under an incident for a while (its episodes are not learned)
-                for finding in detect.fuse(found, weights=FUSE_WEIGHTS):
-                    if finding.open_incident:
-                        paged[finding.service] = t + HISTORY_INCIDENT_S
-                under = troubled | {s for s, until in paged.items() if until > t}
-                if under != context.incidents:
-                    context = dataclasses.replace(context, incidents=under)
-                names.update(values)
-                first = min(first, t)
-                ticks += 1
         except errors.DataUnavailable as exc:
             self.emit("detect", f"history stopped after {ticks} ticks: {exc}; the detectors "
                       "keep what they learned and watch from now")

@@ -29,6 +29,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypedDict
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 
 from selfheal import config as config_mod
 from selfheal import errors, model, ports
@@ -40,7 +42,8 @@ HISTORY_CHUNK_S = 6 * 3600.0
 HISTORY_FIRST_TICKS = 60
 """The first chunk's points a series (it tells how many series there are)."""
 HISTORY_CHUNK_POINTS = 1_000_000
-"""The points one chunk may hold in all (~130 MB as Python objects)."""
+"""The points one chunk may hold in all (~9 MB as `ports.HistoryChunk` columns; their JSON
+answers take ~100 MB more while they are read)."""
 HISTORY_TIMEOUT_S = 60.0
 """How long one of those queries may take."""
 
@@ -209,6 +212,51 @@ def _parse_series(data: Any, what: str) -> list[Series]:
     return out
 
 
+F64 = npt.NDArray[np.float64]
+
+
+def _columns(data: Any, what: str) -> list[tuple[model.Params, F64, F64]]:
+    """A query_range answer as (labels, times, values) arrays per series: what `history`
+    reads, a fleet's hours at a time, where a tuple of floats a point would cost ~10x more.
+    Refused like `_series` (and a time that is not a finite number is refused too)."""
+    try:
+        if isinstance(data, dict) and data.get("resultType") == "matrix" \
+                and isinstance(data.get("result"), list):
+            out = [(labels, *_points(item.get("values") or []))
+                   for item, labels in ((item, _labels(item)) for item in data["result"])]
+        else:  # not what a range query answers: read as `_series` reads it
+            out = [(s.labels, np.array([t for t, _ in s.points], np.float64).reshape(-1),
+                    np.array([v for _, v in s.points], np.float64).reshape(-1))
+                   for s in _parse_series(data, what)]
+        for _, times, _ in out:
+            if not np.isfinite(times).all():
+                raise ValueError("a point's time is not a finite number")
+    except (TypeError, ValueError, AttributeError) as exc:  # a proxy's or a broken answer
+        raise errors.DataUnavailable(f"Prometheus answered {what} with a malformed result: "
+                                     f"{exc}") from exc
+    return out
+
+
+def _labels(item: Any) -> model.Params:
+    return tuple(sorted((str(k), str(v)) for k, v in (item.get("metric") or {}).items()))
+
+
+def _points(values: Any) -> tuple[F64, F64]:
+    """The [[t, "v"], ...] of one series as two arrays, read as `_parse_series` reads them
+    (`float(t)`, `_value(v)`), without a Python tuple a point."""
+    n = len(values)
+    if set(map(type, values)) <= {list} and set(map(len, values)) <= {2}:
+        times = np.fromiter(map(float, [p[0] for p in values]), np.float64, n)
+        raw = [p[1] for p in values]
+        try:
+            return times, np.fromiter(map(float, raw), np.float64, n)
+        except (TypeError, ValueError):  # "NaN" is read; anything float() refuses is NaN
+            return times, np.fromiter(map(_value, raw), np.float64, n)
+    pts = [(float(t), _value(v)) for t, v in values]  # raises as `_parse_series` does
+    return (np.array([t for t, _ in pts], np.float64).reshape(-1),
+            np.array([v for _, v in pts], np.float64).reshape(-1))
+
+
 class _Retrying:
     """Timeout, retries and error mapping shared by the sync and async clients."""
 
@@ -302,13 +350,24 @@ class PrometheusSource(_Retrying):
 
     def range(self, expr: str, start: float, end: float, step_s: float | None = None,
               timeout_s: float | None = None) -> list[Series]:
+        return _series(self._get("/api/v1/query_range",
+                                 self._range_params(expr, start, end, step_s), timeout_s),
+                       f"query_range {expr!r}")
+
+    def range_columns(self, expr: str, start: float, end: float, step_s: float | None = None,
+                      timeout_s: float | None = None) -> list[tuple[model.Params, F64, F64]]:
+        """`range`, each series as (labels, times, values) arrays (a fleet's history)."""
+        return _columns(self._get("/api/v1/query_range",
+                                  self._range_params(expr, start, end, step_s), timeout_s),
+                        f"query_range {expr!r}")
+
+    def _range_params(self, expr: str, start: float, end: float, step_s: float | None
+                      ) -> dict[str, str]:
         # Prometheus refuses more than 11,000 points per series: widen the step for long
         # windows instead of failing the whole investigation.
         step = max(step_s or self.step_s, (end - start) / 10_000)
-        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                  "step": f"{step:.15g}"}  # every digit: a rounded step misses the end
-        return _series(self._get("/api/v1/query_range", params, timeout_s),
-                       f"query_range {expr!r}")
+        return {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                "step": f"{step:.15g}"}  # every digit: a rounded step misses the end
 
     def series(self, match: Sequence[str], start: float, end: float) -> list[model.Params]:
         """Label sets of the series matching any selector in `match` in the window."""
@@ -359,13 +418,20 @@ class PrometheusSource(_Retrying):
     def history(self, start: float, end: float, step_s: float, skip: Collection[str] = (),
                 on_skip: Callable[[str, str], None] | None = None
                 ) -> Iterator[tuple[float, dict[tuple[str, str], float]]]:
+        """`chunks`, tick by tick (`ports.HistoryChunk.ticks`)."""
+        for chunk in self.chunks(start, end, step_s, skip, on_skip):
+            yield from chunk.ticks()
+
+    def chunks(self, start: float, end: float, step_s: float, skip: Collection[str] = (),
+               on_skip: Callable[[str, str], None] | None = None
+               ) -> Iterator[ports.HistoryChunk]:
         """Every configured signal of every service, `step_s` apart from `start` (rounded up
-        to a multiple of the step) to before `end`, as ticks in time order. Asked for
+        to a multiple of the step) to before `end`, in time order, as columns. Asked for
         `HISTORY_CHUNK_S` at a time (less for a big fleet: `HISTORY_CHUNK_POINTS`), one
         query_range a signal, so a week of a fleet is held one chunk at a time and each answer
         stays under Prometheus's 11,000 points a series.
         A point Prometheus has no value for (a signal or a service missing at that time) is
-        simply absent from its tick. A signal whose query fails (a 422 "too many samples" of
+        not `present` in its chunk. A signal whose query fails (a 422 "too many samples" of
         a histogram over a big fleet, a timeout) is left out from there on, `on_skip(signal,
         why)` says so, and the others go on; `errors.DataUnavailable` when every one failed.
         Each query may take `HISTORY_TIMEOUT_S` (6 hours of a fleet, not an investigation's
@@ -380,11 +446,11 @@ class PrometheusSource(_Retrying):
         while t0 < end:
             # the grid points t0, t0 + step ... before `end`, at most `size` of them
             n = min(size, math.ceil((end - t0) / step_s))
-            ticks: dict[float, dict[tuple[str, str], float]] = {}
+            found: list[tuple[tuple[str, str], F64, F64]] = []
             for metric, expr in list(exprs.items()):
                 try:
-                    found = self.range(expr, t0, t0 + (n - 1) * step_s, step_s,
-                                       timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
+                    got = self.range_columns(expr, t0, t0 + (n - 1) * step_s, step_s,
+                                             timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
                 except errors.DataUnavailable as exc:
                     del exprs[metric]
                     if not exprs:
@@ -392,16 +458,43 @@ class PrometheusSource(_Retrying):
                     if on_skip is not None:
                         on_skip(metric, str(exc))
                     continue
-                for s in found:
-                    service = s.label(self.service_label)
-                    if not service:
-                        continue
-                    for t, v in s.points:
-                        ticks.setdefault(t, {})[(service, metric)] = v
-            series = len({key for values in ticks.values() for key in values})
-            yield from sorted(ticks.items())
+                for labels, times, values in got:
+                    service = dict(labels).get(self.service_label, "")
+                    if service and times.size:
+                        found.append(((service, metric), times, values))
+            chunk = _chunk(found)
+            if chunk.t.size:
+                yield chunk
             t0 += n * step_s
-            size = max(1, min(per_chunk, HISTORY_CHUNK_POINTS // max(series, 1)))
+            size = max(1, min(per_chunk, HISTORY_CHUNK_POINTS // max(len(chunk.keys), 1)))
+
+
+def _chunk(found: Sequence[tuple[tuple[str, str], F64, F64]]) -> ports.HistoryChunk:
+    """The series of one chunk (in the order the queries answered them) as columns on the
+    times any of them has: a name met twice takes the later series' value where both have
+    one (as a dict a tick would), and its place in each tick's order from the first series
+    present there (`rank`)."""
+    keys: dict[tuple[str, str], int] = {}
+    for key, _, _ in found:
+        keys.setdefault(key, len(keys))
+    grid = np.unique(np.concatenate([times for _, times, _ in found])) if found \
+        else np.zeros(0)
+    values = np.full((grid.size, len(keys)), np.nan)
+    present = np.zeros((grid.size, len(keys)), np.bool_)
+    rank = None if len(keys) == len(found) else np.full(present.shape, len(found), np.int64)
+    for k, (key, times, given) in enumerate(found):
+        col = keys[key]
+        at, vals = np.searchsorted(grid, times), given
+        if at.size > 1 and not (np.diff(times) > 0).all():
+            # a time given twice (or out of order): its last value, as a dict keeps it
+            at, last = np.unique(at[::-1], return_index=True)
+            vals = given[::-1][last]
+        if rank is not None:
+            rank[at, col] = np.where(present[at, col], rank[at, col], k)
+        values[at, col] = vals
+        present[at, col] = True
+    return ports.HistoryChunk(keys=tuple(keys), t=grid, values=values, present=present,
+                              rank=rank)
 
 
 class PrometheusFeed(_Retrying):
