@@ -83,3 +83,33 @@ def test_the_daily_ramp_is_no_trend_once_the_profile_has_learnt_it() -> None:
     assert firing["off"][late].mean() > 0.3
     # the trend is fitted to the value less the profile: a routine day fires nothing
     assert not firing["weekly"][late].any()
+
+
+def _reported_minutes(cfg: detect.Settings, tick_s: float, days: int) -> list[int]:
+    """Minutes from the second day on in which the product detector reported one of four
+    series of a daily swing (20-100 requests a second, a 60 s rate of Poisson counts) watched
+    every `tick_s`."""
+    rng = np.random.default_rng(11)
+    det = detect.Detector(cfg)
+    t0 = T0 - T0 % 86_400
+    reported: set[tuple[int, int]] = set()
+    for i in range(int(days * 86_400 / tick_s)):
+        t = t0 + i * tick_s
+        rate = 60.0 + 40.0 * np.sin(2 * np.pi * ((t + np.arange(4) * 3 * 3600) % 86_400)
+                                     / 86_400)
+        values = rng.poisson(rate * 60.0) / 60.0
+        got = det.update(t, {(f"s{k}", "request_rate"): float(v) for k, v in enumerate(values)})
+        if t - t0 >= 2 * 86_400:
+            reported |= {(int(a.service[1:]), int(t // 60)) for a in got}
+    return sorted(m for _, m in reported)
+
+
+def test_at_a_fine_tick_the_profile_is_read_between_its_hours_and_an_hour_start_is_no_shift(
+) -> None:
+    # read as steps, the hourly profile jumps at each hour's start; at a 30 s tick the level
+    # follows the value within ~25 minutes, so the jump shows as a level shift in the first
+    # minutes of an hour. Read between the hours' means, the swing is quiet.
+    steps = _reported_minutes(detect.Settings(season_between_ticks=float("inf")), 30.0, 4)
+    assert len(steps) >= 10
+    assert all(m % 60 < 20 for m in steps), steps
+    assert _reported_minutes(detect.Settings(), 30.0, 4) == []

@@ -104,6 +104,8 @@ def nab_settings() -> settings_mod.Settings:
         weekly_profile=True,
         # the trend's horizon in ticks, as tuned (600 ticks: 50 hours at NAB's 5 minutes)
         trend_horizon_s=None,
+        # the profiles read as steps, as tuned
+        season_between_ticks=float("inf"),
         season_warmup_periods=0.0,
         # scored by its ranking score at NAB's threshold, not by what `Detector` reports
         report_z=0.0,

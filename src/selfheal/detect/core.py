@@ -110,6 +110,20 @@ def _set_cells(table: npt.NDArray[Any], flat: npt.NDArray[np.int64], values: F64
     table.reshape(-1)[flat] = values
 
 
+def _between(table: npt.NDArray[Any], rows: npt.NDArray[np.int64], phase: F64,
+             bins: int) -> F64:
+    """Each series' profile at `phase` (0-1 of the period), read linearly between the centres
+    of the two nearest of its `bins` (the last wraps to the first): a profile learned by hour
+    reads as a line through the hours' means, not as a step at each hour's start."""
+    pos = phase * bins - 0.5
+    below = np.floor(pos)
+    frac = pos - below
+    lo = np.mod(below.astype(np.int64), bins)
+    hi = np.mod(lo + 1, bins)
+    return ((1.0 - frac) * _cells(table, rows * bins + lo)
+            + frac * _cells(table, rows * bins + hi))
+
+
 class Bank:
     """Bounded online state of many series, updated tick by tick with NumPy."""
 
@@ -298,10 +312,14 @@ class Bank:
             # fancy indexing cost 3-4x more at 100,000 series)
             sflat = rows * s.season_bins + sbin
             wflat = rows * (7 * s.season_bins) + wbin
-            so = _cells(self._season, sflat)
+            so = day_cell = _cells(self._season, sflat)
+            between = visits >= s.season_between_ticks
+            if between.any():
+                so = np.where(between, _between(self._season, rows, phase, s.season_bins), so)
         else:
             sflat = wflat = np.zeros(n_, dtype=np.int64)
-            so = np.zeros(n_)
+            so = day_cell = np.zeros(n_)
+            between = np.zeros(n_, dtype=np.bool_)
         shrink = seasonal and s.season_shrink > 0
         full_so = so
         if shrink:
@@ -314,7 +332,10 @@ class Bank:
             # the week's residual from the daily profile (Saturday nights, Monday mornings),
             # weighed like the daily profile but by its gain over the daily profile, in units
             # of the flat level's error: a week of noise earns no weight
-            wo_full = _cells(self._week_p, wflat) * a["wunit"]
+            wo_cell = wo_full = _cells(self._week_p, wflat) * a["wunit"]
+            if between.any():
+                wo_full = np.where(between, _between(self._week_p, rows, wphase,
+                                                     7 * s.season_bins) * a["wunit"], wo_cell)
             wgain = (a["e1"] - a["e2"]) / np.maximum(a["e0"], _TINY)
             so = so + wo_full * np.clip(s.season_shrink * wgain, 0.0, 1.0)
         # a profile counts only once the series has been watched for `season_warmup_periods`
@@ -516,7 +537,8 @@ class Bank:
                     aged, np.minimum(np.abs(xv - a["mu"] - full_so - wo_full), lim), e1)
                 a["e2"][:] = np.where(valid, a["e2"] + s.alpha_shrink * (e2 - a["e2"]), a["e2"])
         if seasonal:
-            col = _cells(self._season, sflat)
+            # each bin learns the mean of its phase (however the profile is read)
+            col = day_cell
             cnt = _cells(self._season_n, sflat)
             resid_s = np.clip(xv - mu - col, -lim, lim)
             a_visit = 1.0 - (1.0 - s.alpha_season) ** (1.0 / visits)
@@ -527,8 +549,8 @@ class Bank:
             if weekly:
                 # what the daily profile (as just updated) leaves at this phase of the week
                 day = np.where(valid, col + a_s * resid_s, col)
-                resid_w = np.clip(xv - mu - day - wo_full, -lim, lim)
-                learnt = np.where(valid, wo_full + a_visit * resid_w, wo_full)
+                resid_w = np.clip(xv - mu - day - wo_cell, -lim, lim)
+                learnt = np.where(valid, wo_cell + a_visit * resid_w, wo_cell)
                 self._store_week(wflat, learnt, np.where(valid, scale, a["wunit"]))
 
         # --- re-baseline after a sustained benign move (a fall of a +1 metric, say)
