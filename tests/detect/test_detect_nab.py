@@ -207,6 +207,7 @@ _NOT_PERTURBED = {
     "season_warmup_periods",  # a switch: the profile counts from the first day, or the second
     "report_z",  # off: Detector's report gate is not on the ranking score's path
     "trend_horizon_s",  # None: the horizon stays in ticks, as tuned (trend_horizon_ticks)
+    "season_between_ticks",  # inf: the profiles read as steps, as tuned
 }  # fmt: skip
 
 
