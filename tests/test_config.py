@@ -6,6 +6,7 @@ import subprocess
 import typing
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from selfheal import config, detect, errors
@@ -115,3 +116,25 @@ def test_the_config_the_benchmarks_and_the_detector_name_the_same_seasonalities(
     assert {s.value for s in bench_detect.Season} == set(detect_settings.SEASONS)
     for season in detect_settings.SEASONS:
         detect.Settings(**detect_settings.season_overrides(season))  # each one is valid
+
+
+def test_detect_limits_are_merged_over_the_defaults_and_checked() -> None:
+    cfg = config.Detect(limits={"rss_bytes": 2 * 1024.0 ** 3, "disk_used_bytes": 1e11})
+    merged = controller.detector_settings(cfg)
+    assert merged.limit("rss_bytes") == 2 * 1024.0 ** 3
+    assert merged.limit("disk_used_bytes") == 1e11
+    assert controller.detector_settings(config.Detect()).limit("rss_bytes") == \
+        detect_settings.DEFAULT_LIMITS["rss_bytes"]
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(pydantic.ValidationError, match="limit of rss_bytes"):
+            config.Detect(limits={"rss_bytes": bad})
+
+
+def test_the_signal_window_is_prometheus_rate_window_when_it_is_longer() -> None:
+    # verification waits this long after an action before it reads the signals again: a
+    # point of a rate over the last 4 minutes is mostly the time before the action
+    assert config.Config().signal_window_s() == 10.0  # the embedded scraper's window
+    for window, seconds in (("4m", 240.0), ("500ms", 10.0), ("15s", 15.0), ("1h", 3600.0)):
+        cfg = config.Config.model_validate(
+            {"sources": {"prometheus": {"url": "http://p:9090", "rate_window": window}}})
+        assert cfg.signal_window_s() == seconds

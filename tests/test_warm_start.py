@@ -273,8 +273,23 @@ def test_a_saved_state_that_does_not_fit_is_not_used_and_the_samples_are(
     assert said and {"damaged": "damaged", "another seasonality": "detect.season",
                      "in the future": "in the future",
                      "another tick": "learned from ticks 60 s apart and selfheal now ticks "
-                                     "every 300 s (scrape.interval_s)"}[why] in said[0]
+                                     "every 300 s (scrape.interval_s"}[why] in said[0]
     assert not any("restored" in e for e in events)
+    store.close()
+
+
+def test_a_state_learned_by_a_loop_that_lagged_is_kept(tmp_path: Path) -> None:
+    # ticks due every 300 s that came every 600 s under load: the spacing learned is longer
+    # than the tick, and the state still fits (a lagging loop keeps its rhythm)
+    store = sql.SqlStore(config.Config(workdir=tmp_path).database_url())
+    lagged = detect.Detector()
+    for i in range(20):
+        lagged.update(NOW - 12_000 + 600 * i, {("shop", "request_rate"): 100.0 + i % 3})
+    assert lagged.spacing_s == pytest.approx(600.0)
+    store.save_state(controller_mod.STATE_NAME, NOW - 600, lagged.save())
+    events: list[str] = []
+    _restartable(tmp_path, store, NOW, events).warm_start()
+    assert any("restored from their saved state (1 series" in e for e in events), events
     store.close()
 
 
@@ -498,3 +513,25 @@ def test_a_halt_lets_the_history_reader_go() -> None:
         if thread.name == "history-read-ahead":
             thread.join(timeout=5)
             assert not thread.is_alive()
+
+
+def test_a_halt_ends_the_wait_for_a_chunk_still_being_read() -> None:
+    # the query for the next chunk is in flight (it can take a minute): a halt must not wait
+    # for it, or a SIGTERM during a first start outlasts the grace period
+    in_flight, halting = threading.Event(), threading.Event()
+
+    def slow(on_skip: Any) -> Any:
+        yield "first"
+        in_flight.wait()  # the answer never comes while the test runs
+        yield "second"
+
+    got: list[str] = []
+    learner = threading.Thread(target=lambda: got.extend(
+        readahead.read_ahead(slow, lambda signal, why: None, stop=halting.is_set)))
+    learner.start()
+    halting.set()
+    learner.join(timeout=30)
+    alive = learner.is_alive()
+    in_flight.set()  # let the reader go
+    assert not alive
+    assert got in (["first"], [])  # what was read before the halt, nothing after

@@ -89,6 +89,12 @@ class Detect(_Strict):
     rss_bytes 1 MiB, gc_pause_s 0.005). The defaults suit rates over ~10 s windows, where one
     failed request in 200 moves the error ratio by half a point; series averaged over minutes
     are far smoother, and a lower floor lets a jump page at its first sample."""
+    limits: dict[str, float] = pydantic.Field(default_factory=dict)
+    """metric -> the hard limit of every service's series of that metric (a memory limit, a
+    disk's size), over the default (rss_bytes 512 MiB): a trend that would reach it within the
+    hour is reported, however slow it looks, and the report says in how many minutes. Set it
+    to your services' memory limit: a slow leak far from a limit it will not reach soon is
+    reported only once it moves its series by 25% in 10 minutes."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,
@@ -106,6 +112,14 @@ class Detect(_Strict):
         for metric, bound in v.items():
             if not math.isfinite(bound):
                 raise ValueError(f"the SLO bound of {metric} must be a finite number")
+        return v
+
+    @pydantic.field_validator("limits")
+    @classmethod
+    def _positive_limits(cls, v: dict[str, float]) -> dict[str, float]:
+        for metric, limit in v.items():
+            if not (math.isfinite(limit) and limit > 0):
+                raise ValueError(f"the limit of {metric} must be a positive number")
         return v
 
     @pydantic.field_validator("min_scale")
@@ -161,6 +175,9 @@ DEFAULT_PROMQL: dict[str, str] = {
 must return one series per service, labelled by `service_label`."""
 
 
+_RATE_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
 class PrometheusSource(_Strict):
     url: str = pydantic.Field(pattern=r"^https?://")
     queries: dict[str, str] = pydantic.Field(default_factory=lambda: dict(DEFAULT_PROMQL))
@@ -171,6 +188,12 @@ class PrometheusSource(_Strict):
     step_s: float = pydantic.Field(default=5.0, gt=0, le=3600)
     timeout_s: float = pydantic.Field(default=5.0, gt=0, le=120)
     retries: int = pydantic.Field(default=2, ge=0, le=10)
+
+    @property
+    def rate_window_s(self) -> float:
+        """`rate_window` in seconds."""
+        unit = next(u for u in ("ms", "s", "m", "h") if self.rate_window.endswith(u))
+        return int(self.rate_window[: -len(unit)]) * _RATE_UNITS[unit]
     backoff_s: float = pydantic.Field(default=0.5, ge=0, le=60)
 
 
@@ -266,6 +289,13 @@ class Config(_Strict):
     platform: PlatformSettings = pydantic.Field(default_factory=PlatformSettings)
     reasoner: Reasoner = pydantic.Field(default_factory=Reasoner)
     diagnose: Diagnose = pydantic.Field(default_factory=Diagnose)
+
+    def signal_window_s(self) -> float:
+        """How far back one sample of a rate or a p99 looks: the embedded scraper's sliding
+        window, or Prometheus's rate window when it is longer. A change shows fully in the
+        signals only this long after it."""
+        prom = self.sources.prometheus
+        return max(self.scrape.window_s, prom.rate_window_s if prom is not None else 0.0)
 
     def database_url(self) -> str:
         return self.storage.url or f"sqlite:///{self.workdir / 'selfheal.db'}"

@@ -140,3 +140,12 @@ def test_a_weekly_profile_that_could_never_count_is_refused(inert: dict[str, flo
     with pytest.raises(ValueError, match="weekly_profile needs"):
         Settings(weekly_profile=True, **cfg)
     Settings(weekly_profile=False, **cfg)  # without it, the same settings are fine
+
+
+@pytest.mark.parametrize(("field", "bad"), [
+    ("season_between_ticks", float("nan")), ("season_between_ticks", -1.0),
+    ("trend_horizon_s", 0.0), ("trend_horizon_s", float("inf")),
+    ("trend_horizon_s", float("nan"))])
+def test_a_read_or_horizon_that_means_nothing_is_refused(field: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        Settings(**{field: bad})

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import sources_servers as srv
 
-from selfheal import config
+from selfheal import config, detect
 from selfheal.engine import serve
 from selfheal.sources import prometheus
 
@@ -40,7 +40,7 @@ def test_unset_tick_and_window_follow_the_usual_scrape() -> None:
     assert "every 15 s, as often as it scrapes 2 of 3 of its targets" in fit.notes[0]
     assert "rates run over [60s], 4 scrapes" in fit.notes[1]
     # the minute-scraped target has one sample in a minute: said, with the window that fits
-    assert "1 of 3 of Prometheus's targets are scraped less than twice in [60s]" in fit.notes[2]
+    assert "1 of 3 of Prometheus's targets are scraped no more than twice in [60s]" in fit.notes[2]
     assert "(240s)" in fit.notes[2]
     assert len(fit.notes) == 3
 
@@ -62,12 +62,43 @@ def test_a_tie_takes_the_longer_scrape_and_the_tick_stays_within_its_bound() -> 
 def test_what_the_config_sets_is_kept_and_a_setting_that_cannot_work_is_named() -> None:
     fit = prometheus.cadence(targets("1m", "1m"), 1.0, "15s", tick_set=True, window_set=True)
     assert (fit.tick_s, fit.rate_window) == (1.0, "15s")
-    assert "every 60 s and selfheal asks it every 1 s (scrape.interval_s)" in fit.notes[0]
-    assert "Set scrape.interval_s to 60" in fit.notes[0]
-    assert "all of Prometheus's targets are scraped less than twice in [15s]" in fit.notes[1]
+    assert "every 60 s and selfheal asks it every 1 s: between two scrapes" in fit.notes[0]
+    assert "Set scrape.interval_s to 60." in fit.notes[0]
+    assert "all of Prometheus's targets are scraped no more than twice in [15s]" in fit.notes[1]
     assert "(240s)" in fit.notes[1]
     fine = prometheus.cadence(targets("1m"), 60.0, "5m", tick_set=True, window_set=True)
     assert fine == prometheus.Cadence(60.0, "5m")
+
+
+def test_the_services_targets_decide_and_a_fitted_tick_is_at_least_a_second() -> None:
+    labelled = [prometheus.TargetHealth(url=f"http://a{i}/metrics", health="up",
+                                        labels=(("service", f"svc{i}"),), last_error="",
+                                        last_scrape="", scrape_interval_s=60.0)
+                for i in range(2)]
+    exporters = targets("15s", "15s", "15s")  # node and blackbox exporters: no service
+    fit = prometheus.cadence(exporters + labelled, 1.0, "15s", tick_set=False,
+                             window_set=False, service_label="service")
+    assert (fit.tick_s, fit.rate_window) == (60.0, "240s")
+    assert "as often as it scrapes all of its services' targets" in fit.notes[0]
+    # without a labelled target, every target counts
+    fit = prometheus.cadence(exporters, 1.0, "15s", tick_set=False, window_set=False,
+                             service_label="service")
+    assert fit.tick_s == 15.0
+    fast = prometheus.cadence(targets("100ms", "100ms"), 1.0, "15s", tick_set=False,
+                              window_set=False)
+    assert (fast.tick_s, fast.rate_window) == (1.0, "15s")
+    # a window of exactly two scrapes holds one sample at times: named
+    two = prometheus.cadence(targets("30s"), 30.0, "1m", tick_set=True, window_set=True)
+    assert "scraped no more than twice in [1m]" in two.notes[0]
+
+
+def test_a_prometheus_that_does_not_say_ticks_as_the_saved_state_was_learned() -> None:
+    fit = prometheus.cadence([], 1.0, "15s", tick_set=False, window_set=False, learned_s=60.0)
+    assert (fit.tick_s, fit.rate_window) == (60.0, "240s")
+    assert "every 60 s, the spacing its saved state was learned at" in fit.notes[0]
+    kept = prometheus.cadence([], 5.0, "15s", tick_set=True, window_set=False,
+                              learned_s=60.0)
+    assert kept.tick_s == 5.0  # what the config sets wins
 
 
 def test_a_prometheus_that_does_not_say_keeps_the_defaults_and_says_so() -> None:
@@ -158,7 +189,7 @@ def test_serve_keeps_what_the_config_sets_and_says_what_cannot_work(
     assert fitted.sources.prometheus is not None
     assert fitted.sources.prometheus.rate_window == "15s"
     assert "Set scrape.interval_s to 16" in notes[0]
-    assert "scraped less than twice in [15s]" in notes[1]
+    assert "scraped no more than twice in [15s]" in notes[1]
 
 
 def test_an_unreachable_prometheus_leaves_the_config_as_it_is(tmp_path: Path) -> None:
@@ -173,6 +204,27 @@ def test_an_unreachable_prometheus_leaves_the_config_as_it_is(tmp_path: Path) ->
     assert notes[0].endswith("selfheal asks it every 1 s, rates over [15s]")
     no_prometheus = config.Config.model_validate({"workdir": str(tmp_path)})
     assert serve.fit_to_prometheus(no_prometheus) == (no_prometheus, ())
+    # with a saved state, it ticks as the state was learned, which keeps it usable
+    fitted, notes = serve.fit_to_prometheus(cfg, 15.0)
+    assert (fitted.scrape.interval_s, fitted.sources.prometheus.rate_window) == (15.0, "60s")
+    assert "every 15 s, the spacing its saved state was learned at, rates over [60s]" in notes[0]
+
+
+def test_the_spacing_of_a_saved_state_is_read_from_its_header(tmp_path: Path) -> None:
+    from selfheal.detect import persist
+    from selfheal.engine import controller as controller_mod
+    from selfheal.store import sql
+    cfg = config.Config.model_validate({"workdir": str(tmp_path / "new")})
+    assert serve.saved_spacing(cfg) is None  # a first start: no workdir yet
+    det = detect.Detector()
+    for i in range(5):
+        det.update(1.8e9 + 15.0 * i, {("a", "rss_bytes"): 1e8})
+    (tmp_path / "new").mkdir()
+    store = sql.SqlStore(cfg.database_url())
+    store.save_state(controller_mod.STATE_NAME, 1.8e9, det.save())
+    store.close()
+    assert serve.saved_spacing(cfg) == 15.0
+    assert persist.spacing(b"not a state") is None
 
 
 def test_selfheal_serve_says_what_it_fitted_at_its_start(slow_prometheus: srv.Server,
@@ -186,4 +238,4 @@ def test_selfheal_serve_says_what_it_fitted_at_its_start(slow_prometheus: srv.Se
         assert proc.wait(timeout=30) == 0
     said = " ".join(log.read_text().split())  # the console wraps its lines
     assert "selfheal asks Prometheus every 16 s, as often as it scrapes all of its" in said
-    assert "scraped less than twice in [15s]" in said
+    assert "scraped no more than twice in [15s]" in said

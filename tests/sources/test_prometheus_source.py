@@ -112,7 +112,7 @@ def test_series_targets_and_instant(scraped: tuple[srv.Server, dict[str, float]]
     assert {t.scrape_interval_s for t in targets} == {1.0}  # the fixture scrapes every 1s
     fit = prometheus.cadence(targets, 1.0, "15s", tick_set=True, window_set=True)
     assert fit == prometheus.Cadence(1.0, "15s")  # nothing to say
-    assert "Set scrape.interval_s to 1," in prometheus.cadence(
+    assert "Set scrape.interval_s to 1." in prometheus.cadence(
         targets, 0.5, "15s", tick_set=True, window_set=True).notes[0]
     vec = src.instant('process_resident_memory_bytes{service="cart"}')
     assert [s.points[-1][1] for s in vec] == [shape["cart_rss"]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -156,9 +155,14 @@ def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
         if "rate_window" not in section.model_fields_set:
             # rates over 4 of Prometheus's scrapes, as `serve` fits them (a query frontend
             # without /api/v1/targets keeps the default; the tick here is --step's)
-            with contextlib.suppress(errors.DataUnavailable):
+            try:
                 fit = prometheus.cadence(source.targets(), math.inf, section.rate_window,
-                                         tick_set=True, window_set=False)
+                                         tick_set=True, window_set=False,
+                                         service_label=section.service_label)
+            except errors.DataUnavailable as exc:
+                render.say(f"detect: rates over [{section.rate_window}] (could not ask "
+                           f"Prometheus how often it scrapes: {exc})")
+            else:
                 source.rate_window = fit.rate_window
                 for note in fit.notes:
                     render.say(f"detect: {note}")

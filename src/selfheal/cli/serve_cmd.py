@@ -60,7 +60,8 @@ def serve(
     console = Console(stderr=True, highlight=False)
     # the tick and the rate window follow Prometheus's scrape interval unless the file sets them
     with console.status("[bold]serve[/bold] asking Prometheus how often it scrapes"):
-        cfg, notes = serve_mod.fit_to_prometheus(cfg)
+        learned = serve_mod.saved_spacing(cfg) if cfg.sources.prometheus else None
+        cfg, notes = serve_mod.fit_to_prometheus(cfg, learned)
     # The web workspace and its API (docs/api.md), fed live from the controller's events.
     workspace = web.open_workspace(cfg.database_url(), pol, cfg.workdir,
                                    {s: tuple(c) for s, c in cfg.platform.services.items()},

@@ -82,6 +82,25 @@ def encode(keys: Sequence[tuple[str, str]], last_t: float | None, last_dt: float
     return buf.getvalue()
 
 
+def spacing(data: bytes) -> float | None:
+    """The usual spacing of ticks a saved state was learned at, read from its header alone
+    (nothing is inflated); None when the blob does not say, or is not a state."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            info = zf.getinfo(_HEADER + ".npy")
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > 1 << 26:
+                return None
+            raw = np.lib.format.read_array(io.BytesIO(zf.read(info)), allow_pickle=False)
+        header = json.loads(bytes(raw)) if raw.dtype == np.uint8 else None
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, struct.error, zlib.error,
+            zipfile.BadZipFile):
+        return None
+    value = header.get("last_dt") if isinstance(header, dict) else None
+    if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
+
+
 def decode(data: bytes, period_s: float
            ) -> tuple[list[tuple[str, str]], tuple[float | None, float | None], Arrays]:
     """(keys, (time of the last tick, usual spacing of ticks), arrays) of a saved state,

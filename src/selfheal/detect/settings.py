@@ -148,16 +148,17 @@ class Settings:
     # second day a series is watched.
     season_period_s: float = 86400.0
     season_bins: int = 24
-    season_between_ticks: float = 30.0
-    """Where a profile's bin holds at least this many ticks (an hour's bin at a tick of 2
-    minutes or less), the profiles are read linearly between the centres of their bins;
-    below, as steps (each bin learns the mean of its phase either way). Read as steps, a
-    profile jumps at each bin's start, and at a fine tick the level follows the value faster
-    than a bin lasts, so the jump shows as a level shift: on a clean daily swing, 77 reported
-    minutes over 24 days at a 15 s tick, all in the first 7 minutes of an hour, and 0 read
-    between. At NAB's 5 minutes (12 ticks a bin) the steps cost nothing on a swing, and
-    reading between lost 5 of the product's 34 windows (square daily waves): steps there.
-    inf: always steps; 0: always between (docs/bench/product-season-read-notes.md)."""
+    season_between_ticks: float = 25.0
+    """Where a profile's bin holds at least this many ticks (an hour's bin at a tick of 144 s
+    or less, so a 2-minute tick's jitter does not flip the read), the profiles are read
+    linearly between the centres of their bins; below, as steps (each bin learns the mean of
+    its phase either way). Read as steps, a profile jumps at each bin's start, and at a fine
+    tick the level follows the value faster than a bin lasts, so the jump shows as a level
+    shift: on a clean daily swing, 77 reported minutes over 24 days at a 15 s tick, all in the
+    first 7 minutes of an hour, and 0 read between. At NAB's 5 minutes (12 ticks a bin) the
+    steps cost nothing on a swing, and reading between lost 5 of the product's 34 windows
+    (square daily waves): steps there. inf: always steps; 0: always between
+    (docs/bench/product-season-read-notes.md)."""
     usual_tolerance: float = 0.3
     """Log-strength above the usual of the phase that still counts as usual (0.3: 35%)."""
     weekly: bool = False
@@ -245,6 +246,8 @@ class Settings:
             raise ValueError("report_unlearn_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_days < 65535.0:
             raise ValueError("report_days must be a number of days from 0 to 65534")
+        if not 0.0 <= self.season_between_ticks <= float("inf"):  # NaN fails too
+            raise ValueError("season_between_ticks must be a number of ticks >= 0, or inf")
         if self.trend_horizon_s is not None and not 0.0 < self.trend_horizon_s < float("inf"):
             raise ValueError("trend_horizon_s must be a finite number of seconds > 0, or None")
         if not 0.0 <= self.season_warmup_periods < float("inf"):

@@ -47,10 +47,11 @@ REPLAY_MAX_S = 3600.0
 STATE_NAME = "detector"
 
 RESTORE_SPACING = 1.5
-"""A saved state learned from ticks more than this many times apart from the tick now (or
-this many times closer) is not used: the detectors start from the stored samples, or from
-Prometheus's history at the new tick. Looser than the history's 1.25x, as a live loop's ticks
-lag under load."""
+"""A saved state learned from ticks more than this many times closer than the tick now is not
+used: the detectors start from Prometheus's history at the new tick, or the stored samples."""
+RESTORE_LAG = 3.0
+"""Nor one learned from ticks more than this many times further apart: a loop whose ticks
+lag under load learns a spacing longer than its tick, and keeps its state."""
 
 HISTORY_MAX_TICKS = 100_800
 """At most this many ticks of history are read at a first start (a week at 6 s a tick, 28
@@ -74,6 +75,7 @@ def detector_settings(cfg: config_mod.Detect) -> detect.Settings:
     return detect.Settings(
         directions={**d.DEFAULT_DIRECTIONS, "up": -1},
         min_scale={**d.DEFAULT_MIN_SCALE, "up": 0.05, **cfg.min_scale},
+        limits={**d.DEFAULT_LIMITS, **cfg.limits},
         hold_s={**d.DEFAULT_HOLD_S, "up": cfg.down_hold_s},
         report_z=cfg.report_z,
         slo=dict(cfg.slo),
@@ -339,13 +341,15 @@ class Controller:
                 raise errors.StateUnusable(
                     f"it was saved {det.last_t - now:.0f} s in the future (is the clock right?)")
             tick, learned = self.cfg.scrape.interval_s, det.spacing_s
-            if learned is not None and max(learned, tick) > RESTORE_SPACING * min(learned, tick):
+            if learned is not None and not (tick / RESTORE_SPACING <= learned
+                                            <= RESTORE_LAG * tick):
                 # memories counted in ticks misjudge values at another spacing (as history
                 # does); the tick changes when scrape.interval_s, or Prometheus's scrape
                 # interval it follows, does
                 raise errors.StateUnusable(
                     f"it was learned from ticks {learned:.3g} s apart and selfheal now ticks "
-                    f"every {tick:g} s (scrape.interval_s)")
+                    f"every {tick:g} s (scrape.interval_s, or Prometheus's scrape interval "
+                    f"when it is unset; set it to {learned:.3g} to keep the state)")
         except errors.StateUnusable as exc:
             self.emit("detect", f"the detectors' saved state is not used: {exc}; they start "
                       "from the stored samples")
@@ -458,7 +462,8 @@ class Controller:
                     lambda on_skip: source.chunks(end - span, end, step, skip=expiry_mod.WHAT,
                                                   on_skip=on_skip),
                     lambda signal, why: self.emit(
-                        "detect", f"history of {signal} left out: {why}")):
+                        "detect", f"history of {signal} left out: {why}"),
+                    stop=self._halting.is_set):
                 # each column's detector row, found once a chunk; a series is added at its
                 # first point, as `Detector.update` adds it
                 rows = self.detector.rows(chunk.keys)
@@ -498,9 +503,10 @@ class Controller:
                 ticks += fed
                 names.update(chunk.keys[j] for j in np.flatnonzero(chunk.present[:fed].any(0)))
                 if halted:
-                    self.emit("detect", f"history stopped after {ticks} ticks: selfheal is "
-                              "stopping")
                     break
+            if self._halting.is_set():  # in a chunk, or while waiting for the next one
+                self.emit("detect", f"history stopped after {ticks} ticks: selfheal is "
+                          "stopping")
         except errors.DataUnavailable as exc:
             self.emit("detect", f"history stopped after {ticks} ticks: {exc}; the detectors "
                       "keep what they learned and watch from now")

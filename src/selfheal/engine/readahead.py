@@ -36,11 +36,14 @@ class _Handed(Generic[T]):
         self.end = end
 
 
-def read_ahead(read: Callable[[Skip], Iterator[T]], on_skip: Skip) -> Iterator[T]:
+def read_ahead(read: Callable[[Skip], Iterator[T]], on_skip: Skip,
+               stop: Callable[[], bool] = lambda: False) -> Iterator[T]:
     """The chunks of `read(on_skip)`, read one ahead in a thread: at most three are held (the
     one being learned, the next, and the one being read). `on_skip` is called in the
     caller's thread, before the chunk it came with. Closing this iterator early (a `halt`)
-    lets the thread go once its current query returns."""
+    lets the thread go once its current query returns; while the caller waits for a chunk,
+    `stop()` returning True ends the iteration within `_WAIT_S` (a query in flight can take
+    a minute)."""
     handed: queue.Queue[_Handed[T]] = queue.Queue(maxsize=1)
     closed = threading.Event()
 
@@ -68,7 +71,12 @@ def read_ahead(read: Callable[[Skip], Iterator[T]], on_skip: Skip) -> Iterator[T
     threading.Thread(target=reader, name="history-read-ahead", daemon=True).start()
     try:
         while True:
-            item = handed.get()
+            try:
+                item = handed.get(timeout=_WAIT_S)
+            except queue.Empty:
+                if stop():
+                    return
+                continue
             for signal, why in item.skipped:
                 on_skip(signal, why)
             if item.error is not None:

@@ -27,6 +27,7 @@ import uvicorn
 
 from selfheal import config as config_mod
 from selfheal import errors, model, policy, ports
+from selfheal.detect import persist
 from selfheal.engine import controller as controller_mod
 from selfheal.sources import alertmanager, otlp, prometheus
 from selfheal.store import sql
@@ -205,31 +206,63 @@ def load_policy(cfg: config_mod.Config) -> policy.Policy:
     return policy.parse(policy.default_text(), "<built-in policy>")
 
 
-def fit_to_prometheus(cfg: config_mod.Config) -> tuple[config_mod.Config, tuple[str, ...]]:
-    """The config with the tick and the rate window fitted to how often Prometheus scrapes,
-    where the file left them unset (`prometheus.cadence`), and what to say about it. Asks
-    Prometheus's /api/v1/targets once; when it cannot answer, the config stays as it is and
-    the note says so (the first tick says why Prometheus is unreachable)."""
+FIT_TIMEOUT_S = 2.0
+"""How long the start waits for Prometheus's list of targets (once, no retry)."""
+
+
+def saved_spacing(cfg: config_mod.Config) -> float | None:
+    """The spacing of ticks the detectors' saved state was learned at (None: no state)."""
+    if cfg.storage.url is None and not cfg.workdir.exists():
+        return None  # a first start: nothing saved yet
+    store = sql.SqlStore(cfg.database_url())
+    try:
+        saved = store.load_state(controller_mod.STATE_NAME)
+    finally:
+        store.close()
+    return persist.spacing(saved[1]) if saved is not None else None
+
+
+def fit_to_prometheus(cfg: config_mod.Config, learned_s: float | None = None
+                      ) -> tuple[config_mod.Config, tuple[str, ...]]:
+    """The config with the tick and the rate window fitted to how often Prometheus scrapes
+    the services' targets, where the file left them unset (`prometheus.cadence`), and what to
+    say about it. Asks Prometheus's /api/v1/targets once, briefly. When Prometheus cannot
+    answer or does not say, an unset tick is the spacing the saved state was learned at
+    (`learned_s`, `saved_spacing`), so a restart while Prometheus is down keeps the state it
+    learned; without one the config stays as it is. The note says which."""
     section = cfg.sources.prometheus
     if section is None:
         return cfg, ()
-    source = prometheus.PrometheusSource.from_config(section)
+    source = prometheus.PrometheusSource(section.url, queries=section.queries,
+                                         service_label=section.service_label,
+                                         timeout_s=min(section.timeout_s, FIT_TIMEOUT_S),
+                                         retries=0)
+    failed = ""
     try:
         targets = source.targets()
     except errors.DataUnavailable as exc:
-        return cfg, (f"could not ask Prometheus how often it scrapes ({exc}): selfheal asks "
-                     f"it every {cfg.scrape.interval_s:g} s, rates over "
-                     f"[{section.rate_window}]",)
+        targets, failed = [], str(exc)
     finally:
         source.close()
+    tick_set = "interval_s" in cfg.scrape.model_fields_set
+    window_set = "rate_window" in section.model_fields_set
     fit = prometheus.cadence(targets, cfg.scrape.interval_s, section.rate_window,
-                             tick_set="interval_s" in cfg.scrape.model_fields_set,
-                             window_set="rate_window" in section.model_fields_set)
-    cfg = cfg.model_copy(update={
-        "scrape": cfg.scrape.model_copy(update={"interval_s": fit.tick_s}),
-        "sources": cfg.sources.model_copy(update={
-            "prometheus": section.model_copy(update={"rate_window": fit.rate_window})})})
-    return cfg, fit.notes
+                             tick_set=tick_set, window_set=window_set,
+                             service_label=section.service_label, learned_s=learned_s)
+    notes = fit.notes
+    if failed:
+        notes = (f"could not ask Prometheus how often it scrapes ({failed}): selfheal asks it "
+                 f"every {fit.tick_s:g} s"
+                 + (", the spacing its saved state was learned at"
+                    if learned_s is not None and not tick_set else "")
+                 + f", rates over [{fit.rate_window}]",)
+    update: dict[str, object] = {}
+    if fit.tick_s != cfg.scrape.interval_s:
+        update["scrape"] = cfg.scrape.model_copy(update={"interval_s": fit.tick_s})
+    if fit.rate_window != section.rate_window:
+        update["sources"] = cfg.sources.model_copy(update={
+            "prometheus": section.model_copy(update={"rate_window": fit.rate_window})})
+    return (cfg.model_copy(update=update) if update else cfg), notes
 
 
 def bind(host: str, port: int) -> socket.socket:

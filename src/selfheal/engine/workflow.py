@@ -442,14 +442,16 @@ class Workflow:
             acted_at = ctl.clock()
             # While the remedy settles and is verified, its neighbours' transients are its
             # own doing, not new incidents (verification judges the service itself).
-            self.quiet_around(action.service, acted_at + ctl.cfg.scrape.window_s + 1.0
+            self.quiet_around(action.service, acted_at + ctl.cfg.signal_window_s() + 1.0
                               + vcfg.observe_s * (1 + vcfg.extra_looks)
                               + ctl.cfg.detect.settle_s)
         else:
             ctl.persist(case, model.IncidentState.VERIFYING)
         drains.routed_around(ctl, case, action)
         done = acted_at if acted_at is not None else ctl.clock()
-        settle = ctl.cfg.scrape.window_s + 1.0  # let sliding windows forget the old replicas
+        # let sliding windows (the scraper's, or Prometheus's rate window) forget the old
+        # replicas: a point of a rate over the last minute is mostly the time before the action
+        settle = ctl.cfg.signal_window_s() + 1.0
         ctl.emit("verify", f"waiting {settle + vcfg.observe_s:.0f} s for the signals to show "
                  "the result", inc.id)
         await self.wait(settle + vcfg.observe_s, work)

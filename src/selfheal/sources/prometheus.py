@@ -118,20 +118,39 @@ class Cadence:
     notes: tuple[str, ...] = ()
 
 
+MIN_FITTED_TICK_S = 1.0
+"""The fastest tick selfheal fits to a scrape interval (a target scraped every 100 ms would
+otherwise have it send its queries ten times a second)."""
+
+
 def cadence(targets: Sequence[TargetHealth], tick_s: float, rate_window: str, *,
-            tick_set: bool, window_set: bool) -> Cadence:
+            tick_set: bool, window_set: bool, service_label: str = "",
+            learned_s: float | None = None) -> Cadence:
     """Fit the tick and the rate window to the scrape interval most of Prometheus's targets
     have (the longer one on a tie), where the config left them unset (`tick_set`,
-    `window_set`); where it set them, keep them and say when they cannot work.
+    `window_set`); where it set them, keep them and say when they cannot work. Only targets
+    labelled `service_label` count when there are any (node or blackbox exporters scraped at
+    another interval are not the services' series).
 
     A tick faster than the scrape reads the same value again between two scrapes, which the
-    detectors take for steps; a rate window under two scrapes holds one sample, and its
-    rate() is empty. A Prometheus that does not say how often it scrapes (older than 2.33, or
-    without targets of its own) leaves both as they are, and says so when they were unset.
+    detectors take for steps; a rate window of two scrapes or less holds one sample at times,
+    and its rate() is empty then. A Prometheus that does not say how often it scrapes (older
+    than 2.33, or without targets of its own) leaves both as they are, or, with `learned_s`
+    (the spacing the saved detector state was learned at), ticks at that; and says so.
     """
-    intervals = [t.scrape_interval_s for t in targets
+    labelled = [t for t in targets if service_label and any(
+        k == service_label and v for k, v in t.labels)]
+    intervals = [t.scrape_interval_s for t in (labelled or targets)
                  if math.isfinite(t.scrape_interval_s) and t.scrape_interval_s > 0]
     if not intervals:
+        if learned_s is not None and not tick_set:
+            tick_s = _tick(learned_s)
+            if not window_set:
+                rate_window = _window(tick_s)
+            return Cadence(tick_s, rate_window, (
+                f"Prometheus does not say how often it scrapes its targets: selfheal asks it "
+                f"every {tick_s:g} s, the spacing its saved state was learned at, and rates "
+                f"run over [{rate_window}]",))
         unset = [(name, value, want) for name, value, want, given in (
             ("scrape.interval_s", f"{tick_s:g} s", "its scrape interval", tick_set),
             ("sources.prometheus.rate_window", rate_window, f"{RATE_SCRAPES} scrape intervals",
@@ -146,31 +165,39 @@ def cadence(targets: Sequence[TargetHealth], tick_s: float, rate_window: str, *,
     scrape_s = max(counts, key=lambda s: (counts[s], s))
     notes: list[str] = []
     if not tick_set:
-        tick_s = min(scrape_s, config_mod.MAX_TICK_S)
+        tick_s = _tick(scrape_s)
+        whose = "services' targets" if labelled else "targets"
         notes.append(f"selfheal asks Prometheus every {tick_s:g} s, as often as it scrapes "
-                     f"{_most(counts[scrape_s], len(intervals))} of its targets (set "
+                     f"{_most(counts[scrape_s], len(intervals))} of its {whose} (set "
                      f"scrape.interval_s to change it)")
-    elif tick_s < min(intervals):
+    if tick_s < min(intervals):
         fastest = min(intervals)
-        notes.append(f"Prometheus scrapes its targets every {fastest:g} s and selfheal asks "
-                     f"it every {tick_s:g} s (scrape.interval_s): between two scrapes each "
-                     f"tick reads the same value again, which the detectors take for steps. "
-                     f"Set scrape.interval_s to {fastest:g}, or leave it out to follow the "
-                     f"scrape.")
-    fitted = f"{math.ceil(max(DEFAULT_RATE_WINDOW_S, RATE_SCRAPES * scrape_s))}s"
+        notes.append(f"Prometheus scrapes {'some of ' if not tick_set else ''}its targets "
+                     f"every {fastest:g} s and selfheal asks it every {tick_s:g} s: between "
+                     f"two scrapes each tick reads the same value again, which the detectors "
+                     f"take for steps. Set scrape.interval_s to {fastest:g}.")
     if not window_set:
+        fitted = _window(scrape_s)
         if fitted != rate_window:
             notes.append(f"rates run over [{fitted}], {RATE_SCRAPES} scrapes (set "
                          f"sources.prometheus.rate_window to change it)")
         rate_window = fitted
-    slow = sum(1 for s in intervals if duration_s(rate_window) < 2 * s)
+    slow = sum(1 for s in intervals if duration_s(rate_window) <= 2 * s)
     if slow:
-        notes.append(f"{_most(slow, len(intervals))} of Prometheus's targets are scraped less "
-                     f"than twice in [{rate_window}] (sources.prometheus.rate_window): their "
-                     f"rate() is empty, and the signals built on it are missing. Set it to "
-                     f"{RATE_SCRAPES} scrapes of the slowest "
+        notes.append(f"{_most(slow, len(intervals))} of Prometheus's targets are scraped no "
+                     f"more than twice in [{rate_window}] (sources.prometheus.rate_window): "
+                     f"their rate() is empty at times, and the signals built on it are "
+                     f"missing then. Set it to {RATE_SCRAPES} scrapes of the slowest "
                      f"({math.ceil(RATE_SCRAPES * max(intervals))}s).")
     return Cadence(tick_s, rate_window, tuple(notes))
+
+
+def _tick(scrape_s: float) -> float:
+    return min(max(scrape_s, MIN_FITTED_TICK_S), config_mod.MAX_TICK_S)
+
+
+def _window(scrape_s: float) -> str:
+    return f"{math.ceil(max(DEFAULT_RATE_WINDOW_S, RATE_SCRAPES * scrape_s))}s"
 
 
 def _most(n: int, of: int) -> str:
@@ -220,14 +247,17 @@ def _columns(data: Any, what: str) -> list[tuple[model.Params, F64, F64]]:
     reads, a fleet's hours at a time, where a tuple of floats a point would cost ~10x more.
     Refused like `_series` (and a time that is not a finite number is refused too)."""
     try:
-        if isinstance(data, dict) and data.get("resultType") == "matrix" \
-                and isinstance(data.get("result"), list):
-            out = [(labels, *_points(item.get("values") or []))
-                   for item, labels in ((item, _labels(item)) for item in data["result"])]
-        else:  # not what a range query answers: read as `_series` reads it
-            out = [(s.labels, np.array([t for t, _ in s.points], np.float64).reshape(-1),
-                    np.array([v for _, v in s.points], np.float64).reshape(-1))
-                   for s in _parse_series(data, what)]
+        # nothing but what a range query answers: a matrix (a list of series, each with a list
+        # of points); anything else would be learned as no data, silently
+        if not (isinstance(data, dict) and data.get("resultType") == "matrix"
+                and isinstance(data.get("result"), list)):
+            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"not a range (matrix) result but {kind!r}")
+        if not all(isinstance(item, dict) and isinstance(item.get("values", []), list)
+                   for item in data["result"]):
+            raise ValueError("a series' values are not a list of points")
+        out = [(labels, *_points(item.get("values") or []))
+               for item, labels in ((item, _labels(item)) for item in data["result"])]
         for _, times, _ in out:
             if not np.isfinite(times).all():
                 raise ValueError("a point's time is not a finite number")
