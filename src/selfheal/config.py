@@ -114,20 +114,13 @@ class Detect(_Strict):
                 raise ValueError(f"the SLO bound of {metric} must be a finite number")
         return v
 
-    @pydantic.field_validator("limits")
+    @pydantic.field_validator("limits", "min_scale")
     @classmethod
-    def _positive_limits(cls, v: dict[str, float]) -> dict[str, float]:
-        for metric, limit in v.items():
-            if not (math.isfinite(limit) and limit > 0):
-                raise ValueError(f"the limit of {metric} must be a positive number")
-        return v
-
-    @pydantic.field_validator("min_scale")
-    @classmethod
-    def _positive_floors(cls, v: dict[str, float]) -> dict[str, float]:
-        for metric, floor in v.items():
-            if not (math.isfinite(floor) and floor > 0):
-                raise ValueError(f"the noise floor of {metric} must be a positive number")
+    def _positive(cls, v: dict[str, float], info: pydantic.ValidationInfo) -> dict[str, float]:
+        what = {"limits": "limit", "min_scale": "noise floor"}[info.field_name or ""]
+        for metric, value in v.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"the {what} of {metric} must be a positive number")
         return v
 
 

@@ -8,6 +8,7 @@ server exposing the shop's metric names with values the test controls.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import shutil
@@ -25,6 +26,8 @@ import httpx
 import prometheus_client
 import pytest
 import yaml
+
+from selfheal.sources import prometheus
 
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")
@@ -141,3 +144,19 @@ def serve(folder: Path, prometheus_url: str, port: int, rate_window: str,
         proc = subprocess.Popen([sys.executable, "-m", "selfheal.cli", "serve", "--config",
                                  str(cfg)], stdout=out, stderr=subprocess.STDOUT)
     return proc, log
+
+
+def feed_tick(url: str, rate_window: str
+              ) -> tuple[dict[tuple[str, str], float], prometheus.PrometheusFeed]:
+    """One tick of a `PrometheusFeed` now: (service, signal) -> value, and the (closed) feed,
+    which says how the tick went (`last_error`, `blind`)."""
+    feed = prometheus.PrometheusFeed(url, rate_window=rate_window)
+
+    async def collect() -> dict[tuple[str, str], float]:
+        try:
+            got = await feed.collect(time.time())
+        finally:
+            await feed.close()
+        return {(s.service, s.metric): s.value for s in got.samples}
+
+    return asyncio.run(collect()), feed

@@ -9,10 +9,8 @@ scrapes and fits both; set in the config, they are kept and the start says what 
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -146,19 +144,6 @@ def slow_prometheus(prometheus_server: Callable[..., srv.Server],
         thread.join()
 
 
-def rates(url: str, window: str) -> dict[tuple[str, str], float]:
-    feed = prometheus.PrometheusFeed(url, rate_window=window)
-
-    async def collect() -> dict[tuple[str, str], float]:
-        try:
-            got = await feed.collect(time.time())
-        finally:
-            await feed.close()
-        return {(s.service, s.metric): s.value for s in got.samples}
-
-    return asyncio.run(collect())
-
-
 def test_serve_fits_its_tick_and_rate_window_to_a_real_prometheus(
         slow_prometheus: srv.Server, tmp_path: Path) -> None:
     cfg = config.Config.model_validate({"workdir": str(tmp_path),
@@ -170,13 +155,14 @@ def test_serve_fits_its_tick_and_rate_window_to_a_real_prometheus(
     assert notes[0].startswith("selfheal asks Prometheus every 16 s")
     assert notes[1].startswith("rates run over [64s]")
     # the fitted window has a rate once two scrapes are in; the default window never has
-    srv.wait_until(lambda: ("auth", "error_ratio") in rates(slow_prometheus.url, "64s"), 60,
+    url = slow_prometheus.url
+    srv.wait_until(lambda: ("auth", "error_ratio") in srv.feed_tick(url, "64s")[0], 60,
                    "two scrapes", slow_prometheus.proc, slow_prometheus.log)
-    got = rates(slow_prometheus.url, "64s")
+    got = srv.feed_tick(url, "64s")[0]
     assert got[("auth", "error_ratio")] == pytest.approx(0.1)
     assert got[("auth", "request_rate")] > 0
-    assert ("auth", "error_ratio") not in rates(slow_prometheus.url, "15s")
-    assert ("auth", "request_rate") not in rates(slow_prometheus.url, "15s")
+    assert ("auth", "error_ratio") not in srv.feed_tick(slow_prometheus.url, "15s")[0]
+    assert ("auth", "request_rate") not in srv.feed_tick(slow_prometheus.url, "15s")[0]
 
 
 def test_serve_keeps_what_the_config_sets_and_says_what_cannot_work(

@@ -121,16 +121,7 @@ def test_series_targets_and_instant(scraped: tuple[srv.Server, dict[str, float]]
 
 def test_feed_gives_service_level_signals(scraped: tuple[srv.Server, dict[str, float]]) -> None:
     server, shape = scraped
-    feed = prometheus.PrometheusFeed(server.url, rate_window="5s")
-
-    async def collect() -> dict[tuple[str, str], float]:
-        try:
-            got = await feed.collect(time.time())
-        finally:
-            await feed.close()
-        return {(s.service, s.metric): s.value for s in got.samples}
-
-    values = asyncio.run(collect())
+    values, feed = srv.feed_tick(server.url, "5s")
     assert feed.last_error == ""
     assert feed.blind is False
     assert values[("auth", "rss_bytes")] == shape["auth_rss"]
