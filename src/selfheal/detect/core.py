@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from selfheal.detect import settings as settings_mod
+from selfheal.detect import tables
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
@@ -96,32 +97,6 @@ class Step:
     """The baseline level when the current episode began."""
     base_scale: F64
     """The noise scale when the current episode began."""
-
-
-def _cells(table: npt.NDArray[Any], flat: npt.NDArray[np.int64]) -> F64:
-    """One cell per series of a (capacity, bins) table, by flat index, as float64."""
-    return np.take(table.reshape(-1), flat).astype(np.float64)
-
-
-def _set_cells(table: npt.NDArray[Any], flat: npt.NDArray[np.int64], values: F64) -> None:
-    """Write one cell per series of a (capacity, bins) table, by flat index, in its dtype."""
-    # the tables are allocated C-contiguous, so the flat view writes through
-    assert table.flags.c_contiguous
-    table.reshape(-1)[flat] = values
-
-
-def _between(table: npt.NDArray[Any], rows: npt.NDArray[np.int64], phase: F64,
-             bins: int) -> F64:
-    """Each series' profile at `phase` (0-1 of the period), read linearly between the centres
-    of the two nearest of its `bins` (the last wraps to the first): a profile learned by hour
-    reads as a line through the hours' means, not as a step at each hour's start."""
-    pos = phase * bins - 0.5
-    below = np.floor(pos)
-    frac = pos - below
-    lo = np.mod(below.astype(np.int64), bins)
-    hi = np.mod(lo + 1, bins)
-    return ((1.0 - frac) * _cells(table, rows * bins + lo)
-            + frac * _cells(table, rows * bins + hi))
 
 
 class Bank:
@@ -219,7 +194,8 @@ class Bank:
             self._week_p[idx] = np.clip(kept, -_F16_MAX, _F16_MAX).astype(np.float16)
             unit[idx] = scale[idx]
         stored = value / np.maximum(unit, _TINY)
-        _set_cells(self._week_p, wflat, np.clip(stored, -_F16_MAX, _F16_MAX).astype(np.float16))
+        half = np.clip(stored, -_F16_MAX, _F16_MAX).astype(np.float16)
+        tables.set_cells(self._week_p, wflat, half)
 
     def nbytes_per_series(self) -> float:
         """Bytes of state held per series (all arrays, at current capacity)."""
@@ -312,10 +288,10 @@ class Bank:
             # fancy indexing cost 3-4x more at 100,000 series)
             sflat = rows * s.season_bins + sbin
             wflat = rows * (7 * s.season_bins) + wbin
-            so = day_cell = _cells(self._season, sflat)
+            so = day_cell = tables.cells(self._season, sflat)
             between = visits >= s.season_between_ticks
             if between.any():
-                so = np.where(between, _between(self._season, rows, phase, s.season_bins), so)
+                so = np.where(between, tables.between(self._season, rows, phase, s.season_bins), so)
         else:
             sflat = wflat = np.zeros(n_, dtype=np.int64)
             so = day_cell = np.zeros(n_)
@@ -332,9 +308,9 @@ class Bank:
             # the week's residual from the daily profile (Saturday nights, Monday mornings),
             # weighed like the daily profile but by its gain over the daily profile, in units
             # of the flat level's error: a week of noise earns no weight
-            wo_cell = wo_full = _cells(self._week_p, wflat) * a["wunit"]
+            wo_cell = wo_full = tables.cells(self._week_p, wflat) * a["wunit"]
             if between.any():
-                wo_full = np.where(between, _between(self._week_p, rows, wphase,
+                wo_full = np.where(between, tables.between(self._week_p, rows, wphase,
                                                      7 * s.season_bins) * a["wunit"], wo_cell)
             wgain = (a["e1"] - a["e2"]) / np.maximum(a["e0"], _TINY)
             so = so + wo_full * np.clip(s.season_shrink * wgain, 0.0, 1.0)
@@ -462,14 +438,14 @@ class Bank:
         ly = np.log1p(np.where(live, rmax, 0.0))
         if seasonal:
             # what is usual at this phase (a daily batch job's spike) is no surprise
-            usual = _cells(self._season_s, sflat)
-            _set_cells(self._season_s, sflat, np.where(
+            usual = tables.cells(self._season_s, sflat)
+            tables.set_cells(self._season_s, sflat, np.where(
                 live, np.maximum(ly, usual * s.season_strength_decay ** (1.0 / visits)), usual
             ))
             if self._week_s.shape[1] > 0:
                 # the same by phase of the week (a weekly report, Monday's traffic)
-                wusual = _cells(self._week_s, wflat)
-                _set_cells(self._week_s, wflat, np.where(
+                wusual = tables.cells(self._week_s, wflat)
+                tables.set_cells(self._week_s, wflat, np.where(
                     live,
                     np.maximum(ly, wusual * s.season_strength_decay ** (1.0 / visits)),
                     wusual,
@@ -539,12 +515,12 @@ class Bank:
         if seasonal:
             # each bin learns the mean of its phase (however the profile is read)
             col = day_cell
-            cnt = _cells(self._season_n, sflat)
+            cnt = tables.cells(self._season_n, sflat)
             resid_s = np.clip(xv - mu - col, -lim, lim)
             a_visit = 1.0 - (1.0 - s.alpha_season) ** (1.0 / visits)
             a_s = np.maximum(1.0 / (cnt + 1.0), a_visit)
-            _set_cells(self._season, sflat, np.where(valid, col + a_s * resid_s, col))
-            _set_cells(self._season_n, sflat,
+            tables.set_cells(self._season, sflat, np.where(valid, col + a_s * resid_s, col))
+            tables.set_cells(self._season_n, sflat,
                        np.minimum(cnt + valid, _U16_MAX).astype(np.uint16))
             if weekly:
                 # what the daily profile (as just updated) leaves at this phase of the week
