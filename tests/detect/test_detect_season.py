@@ -149,3 +149,4 @@ def test_a_weekly_profile_that_could_never_count_is_refused(inert: dict[str, flo
 def test_a_read_or_horizon_that_means_nothing_is_refused(field: str, bad: float) -> None:
     with pytest.raises(ValueError, match=field):
         Settings(**{field: bad})
+

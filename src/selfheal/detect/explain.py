@@ -33,13 +33,25 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def rate(metric: str, per_s: float) -> str:
+    """A slope in the unit a human reads: per second, or per minute or hour when per second
+    it would read as nothing ("0.0 MiB/s" for a leak of 5% an hour)."""
+    text = ""
+    for unit, seconds in (("s", 1.0), ("min", 60.0), ("h", 3600.0)):
+        value = fmt(metric, per_s * seconds)
+        text = f"{value}/{unit}"
+        if any(c in "123456789" for c in value.split(" ")[0]):
+            return text
+    return text
+
+
 def trend(
     metric: str, slope_per_s: float, baseline: float, observed: float, *,
     limit: float | None, ttl_s: float,
 ) -> str:
     verb = "rising" if slope_per_s > 0 else "falling"
     text = (
-        f"{metric} {verb} {fmt(metric, abs(slope_per_s))}/s against a baseline of "
+        f"{metric} {verb} {rate(metric, abs(slope_per_s))} against a baseline of "
         f"{fmt(metric, baseline)} (now {fmt(metric, observed)})"
     )
     if limit is not None and math.isfinite(ttl_s):
