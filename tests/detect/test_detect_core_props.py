@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import hostile
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,14 +18,6 @@ from selfheal.detect import settings as settings_mod
 
 FIELDS = ("score", "strength", "surprise", "onset", "firing", "news")
 
-values = st.one_of(
-    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
-    # a broken or hostile exporter's magnitudes (squares past 1e154 overflow)
-    st.floats(min_value=1e140, max_value=1.7e308).flatmap(lambda v: st.sampled_from([v, -v])),
-    st.just(math.nan),
-    st.just(math.inf),
-    st.just(0.0),
-)
 SEASONAL = dataclasses.replace(
     Settings(), season_period_s=10.0, season_bins=5, warmup_ticks=3, weekly=True,
     season_shrink=10.0, record_decay=0.999, weekly_profile=True,
@@ -58,12 +51,7 @@ def _run(cfg: Settings, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 @pytest.mark.timeout(120)
 @settings(max_examples=60, deadline=None)
-@given(
-    head=st.lists(values, min_size=1, max_size=60),
-    tail_a=st.lists(values, min_size=1, max_size=20),
-    tail_b=st.lists(values, min_size=1, max_size=20),
-    which=st.integers(0, len(CONFIGS) - 1),
-)
+@given(**hostile.futures(), which=st.integers(0, len(CONFIGS) - 1))
 def test_no_detector_reads_the_future(
     head: list[float], tail_a: list[float], tail_b: list[float], which: int
 ) -> None:
@@ -82,7 +70,8 @@ def test_no_detector_reads_the_future(
 
 @pytest.mark.timeout(120)
 @settings(max_examples=60, deadline=None)
-@given(xs=st.lists(values, min_size=1, max_size=120), which=st.integers(0, len(CONFIGS) - 1))
+@given(xs=st.lists(hostile.values, min_size=1, max_size=120),
+       which=st.integers(0, len(CONFIGS) - 1))
 def test_odd_data_never_crashes_and_scores_stay_in_range(xs: list[float], which: int) -> None:
     rows = np.array([xs]).T
     res = _run(CONFIGS[which], rows)
@@ -176,11 +165,7 @@ def test_novelty_of_extreme_magnitudes_is_finite(cfg: novelty.NoveltySettings) -
 
 @pytest.mark.timeout(120)
 @settings(max_examples=40, deadline=None)
-@given(
-    head=st.lists(values, min_size=1, max_size=60),
-    tail_a=st.lists(values, min_size=1, max_size=20),
-    tail_b=st.lists(values, min_size=1, max_size=20),
-)
+@given(**hostile.futures())
 def test_the_nab_score_with_its_jump_height_boost_reads_no_future(
     head: list[float], tail_a: list[float], tail_b: list[float]
 ) -> None:

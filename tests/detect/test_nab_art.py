@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import hostile
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,14 +13,6 @@ from hypothesis import strategies as st
 
 from selfheal.bench import nab_art
 
-values = st.one_of(
-    st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
-    st.floats(min_value=1e140, max_value=1.7e308).flatmap(lambda v: st.sampled_from([v, -v])),
-    st.just(math.nan),
-    st.just(math.inf),
-    st.just(-math.inf),
-    st.just(0.0),
-)
 # short windows and few categories, so that generated series reach the cap and every path
 SMALL = [
     nab_art.ArtSettings(blocks=3, block_rows=1),
@@ -29,12 +22,7 @@ SMALL = [
 
 @pytest.mark.timeout(120)
 @settings(max_examples=80, deadline=None)
-@given(
-    head=st.lists(values, min_size=1, max_size=60),
-    tail_a=st.lists(values, min_size=1, max_size=20),
-    tail_b=st.lists(values, min_size=1, max_size=20),
-    which=st.integers(0, len(SMALL) - 1),
-)
+@given(**hostile.futures(), which=st.integers(0, len(SMALL) - 1))
 def test_creations_read_no_future(
     head: list[float], tail_a: list[float], tail_b: list[float], which: int
 ) -> None:
