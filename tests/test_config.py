@@ -31,6 +31,10 @@ from selfheal.engine import controller
     ("detect: {forget_after_s: -1}\n", "detect.forget_after_s"),
     ("detect: {min_scale: {error_ratio: 0}}\n", "detect.min_scale"),
     ("detect: {min_scale: {error_ratio: .inf}}\n", "detect.min_scale"),
+    ("sources: {prometheus: {url: 'http://p:9090', limit_queries: {memory: 'x'}}}\n",
+     "sources.prometheus"),
+    ("sources: {prometheus: {url: 'http://p:9090', limit_refresh_s: 0}}\n",
+     "sources.prometheus.limit_refresh_s"),
 ])
 def test_bad_config_names_the_field(text: str, field: str) -> None:
     with pytest.raises(errors.ConfigError) as info:

@@ -167,6 +167,14 @@ DEFAULT_PROMQL: dict[str, str] = {
 """One PromQL query per derived signal; `{window}` is replaced by `rate_window`. Each query
 must return one series per service, labelled by `service_label`."""
 
+DEFAULT_LIMIT_PROMQL: dict[str, str] = {
+    "rss_bytes": 'min by (service) (container_spec_memory_limit_bytes'
+                 '{service!="", container!="", container!="POD"} > 0)',
+}
+"""One PromQL query per signal whose value must stay below a per-service limit: the memory
+limit cAdvisor reports for each container (0, no limit, is left out). A service the query does
+not return keeps `detect.limits`."""
+
 
 _RATE_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -181,13 +189,27 @@ class PrometheusSource(_Strict):
     step_s: float = pydantic.Field(default=5.0, gt=0, le=3600)
     timeout_s: float = pydantic.Field(default=5.0, gt=0, le=120)
     retries: int = pydantic.Field(default=2, ge=0, le=10)
+    backoff_s: float = pydantic.Field(default=0.5, ge=0, le=60)
+    limit_queries: dict[str, str] = pydantic.Field(
+        default_factory=lambda: dict(DEFAULT_LIMIT_PROMQL))
+    """Signal -> a PromQL query giving each service's limit of it (its memory limit), read at
+    start and every `limit_refresh_s`; over `detect.limits` for the services it returns."""
+    limit_refresh_s: float = pydantic.Field(default=300.0, ge=1, le=86400)
+
+    @pydantic.model_validator(mode="after")
+    def _limits_of_signals(self) -> PrometheusSource:
+        if "limit_queries" in self.model_fields_set:
+            unknown = sorted(set(self.limit_queries) - set(self.queries))
+            if unknown:
+                raise ValueError(f"limit_queries names {', '.join(unknown)}, not a signal of "
+                                 f"queries ({', '.join(sorted(self.queries))})")
+        return self
 
     @property
     def rate_window_s(self) -> float:
         """`rate_window` in seconds."""
         unit = next(u for u in ("ms", "s", "m", "h") if self.rate_window.endswith(u))
         return int(self.rate_window[: -len(unit)]) * _RATE_UNITS[unit]
-    backoff_s: float = pydantic.Field(default=0.5, ge=0, le=60)
 
 
 class AlertmanagerSource(_Strict):

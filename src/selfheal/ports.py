@@ -8,7 +8,7 @@ explicit, in `selfheal.engine.wiring`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -86,6 +86,9 @@ class Collected:
     samples: tuple[model.Sample, ...] = ()
     logs: tuple[model.LogRecord, ...] = ()
     alerts: tuple[model.Alert, ...] = ()
+    limits: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    """Metric -> service -> the value it must not reach (a memory limit), for the metrics
+    whose limits the feed read this tick (`Detector.set_limits`)."""
 
 
 class Feed(Protocol):

@@ -27,7 +27,7 @@ import prometheus_client
 import pytest
 import yaml
 
-from selfheal.sources import prometheus
+from selfheal.sources import promfeed
 
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")
@@ -147,10 +147,10 @@ def serve(folder: Path, prometheus_url: str, port: int, rate_window: str,
 
 
 def feed_tick(url: str, rate_window: str
-              ) -> tuple[dict[tuple[str, str], float], prometheus.PrometheusFeed]:
+              ) -> tuple[dict[tuple[str, str], float], promfeed.PrometheusFeed]:
     """One tick of a `PrometheusFeed` now: (service, signal) -> value, and the (closed) feed,
     which says how the tick went (`last_error`, `blind`)."""
-    feed = prometheus.PrometheusFeed(url, rate_window=rate_window)
+    feed = promfeed.PrometheusFeed(url, rate_window=rate_window)
 
     async def collect() -> dict[tuple[str, str], float]:
         try:

@@ -21,7 +21,7 @@ import sources_servers as srv
 
 from selfheal import config, errors
 from selfheal.engine import serve
-from selfheal.sources import prometheus
+from selfheal.sources import prometheus, promfeed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -199,7 +199,7 @@ def test_retries_on_5xx_then_gives_up(fail: int, retries: int, answers: bool) ->
 
 
 def test_feed_reports_a_blind_tick_without_samples() -> None:
-    feed = prometheus.PrometheusFeed(f"http://127.0.0.1:{srv.free_port()}", timeout_s=1.0)
+    feed = promfeed.PrometheusFeed(f"http://127.0.0.1:{srv.free_port()}", timeout_s=1.0)
 
     async def collect() -> int:
         try:
@@ -216,7 +216,7 @@ def test_feed_reports_a_blind_tick_without_samples() -> None:
 def test_investigation_fails_fast_after_a_blind_tick(tmp_path: Path) -> None:
     """Investigation queries block the loop, so a blind last tick short-circuits them."""
     down = f"http://127.0.0.1:{srv.free_port()}"
-    feed = prometheus.PrometheusFeed(down, timeout_s=1.0)
+    feed = promfeed.PrometheusFeed(down, timeout_s=1.0)
     slept: list[float] = []
     source = prometheus.PrometheusSource(down, retries=2, sleep=slept.append)
     store = serve.PrometheusBackedStore(f"sqlite:///{tmp_path / 'db'}", source, feed)

@@ -154,6 +154,10 @@ class Bank:
         self.size = need
         return idx
 
+    def set_limit(self, row: int, limit: float | None) -> None:
+        """The value series `row` must not reach (its time-to-limit forecast); None: none."""
+        self._a["limit"][row] = np.inf if limit is None else limit
+
     @property
     def capacity(self) -> int:
         """Series the arrays hold room for (`size` of them registered)."""

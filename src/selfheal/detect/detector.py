@@ -42,6 +42,7 @@ class Detector:
         self._seen = np.zeros(0)
         self._forget_at: float | None = None  # when `forget_s` is next applied
         self._dropped: list[SeriesKey] = []  # by it, not yet taken (`take_dropped`)
+        self._limits: dict[SeriesKey, float] = {}  # a series' own limit (`set_limits`)
 
     @property
     def series(self) -> tuple[SeriesKey, ...]:
@@ -129,7 +130,7 @@ class Detector:
             row = self._bank.add(
                 direction=self.settings.direction(metric),
                 floor=self.settings.floor(metric),
-                limit=self.settings.limit(metric),
+                limit=self.limit(key),
                 rel_floor=self.settings.rel(metric),
             )
             # a service's name is shared by its metrics, a metric's by every service: one
@@ -271,10 +272,40 @@ class Detector:
             out[i] = self._keys[i][0] in ctx.incidents
         return out
 
+    def limit(self, key: SeriesKey) -> float | None:
+        """The value series `key` must not reach: its own (`set_limits`), else its metric's
+        (`Settings.limits`); None when neither is known."""
+        own = self._limits.get(key)
+        return own if own is not None else self.settings.limit(key[1])
+
+    def set_limits(self, metric: str, by_service: Mapping[str, float]
+                   ) -> dict[str, tuple[float | None, float | None]]:
+        """Each service's own limit of `metric` (its memory limit, as where it runs reports
+        it), in place of the metric's limit for that service; a service not in `by_service`
+        (or with a limit that is not a finite number) goes back to the metric's. Applies to
+        series that come later too. Returns the services whose limit changed, with their
+        (old, new) limits."""
+        new = {svc: float(v) for svc, v in by_service.items() if math.isfinite(v)}
+        changed: dict[str, tuple[float | None, float | None]] = {}
+        for svc in {s for s, m in self._limits if m == metric} | set(new):
+            key = (svc, metric)
+            before = self.limit(key)
+            if svc in new:
+                self._limits[key] = new[svc]
+            else:
+                self._limits.pop(key, None)
+            after = self.limit(key)
+            if after != before:
+                changed[svc] = (before, after)
+                row = self._index.get(key)
+                if row is not None:
+                    self._bank.set_limit(row, after)
+        return changed
+
     def _at_limit(self, i: int, observed: float) -> bool:
-        """Is the value at or past its metric's limit (memory at the OOM limit)?"""
+        """Is the value at or past its limit (memory at the OOM limit)?"""
         metric = self._keys[i][1]
-        limit = self.settings.limit(metric)
+        limit = self.limit(self._keys[i])
         return limit is not None and (observed == limit or self._breaks(metric, observed, limit))
 
     def _held_long_enough(self, i: int, t: float, observed: float, started: float) -> bool:
@@ -305,7 +336,7 @@ class Detector:
         if not explained:
             text = ""
         elif detector == "trend":
-            limit = self.settings.limit(metric)
+            limit = self.limit((service, metric))
             ttl_s = float(step.ttl_ticks[i]) * dt
             text = explain.trend(
                 metric, float(step.slope[i]) / dt, baseline, observed,

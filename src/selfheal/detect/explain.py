@@ -66,3 +66,16 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
         f"{metric} {what}: {fmt(metric, observed)}, {verb} its baseline of "
         f"{fmt(metric, baseline)} by {abs(z):.1f} robust standard deviations"
     )
+
+
+def limits(metric: str, changed: dict[str, tuple[float | None, float | None]],
+           source: str) -> str:
+    """What `Detector.set_limits` changed, in one line ("rss_bytes limits from prometheus:
+    auth 2048.0 MiB (was 512.0 MiB), ...")."""
+    def one(value: float | None) -> str:
+        return "none" if value is None else fmt(metric, value)
+
+    shown = [f"{svc} {one(new)} (was {one(old)})"
+             for svc, (old, new) in sorted(changed.items())[:5]]
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return f"{metric} limits from {source}: {', '.join(shown)}{more}"

@@ -24,6 +24,7 @@ import numpy as np
 from selfheal import config as config_mod
 from selfheal import correlate, detect, errors, model, ports
 from selfheal.detect import expiry as expiry_mod
+from selfheal.detect import explain as explain_mod
 from selfheal.detect import fusion as fusion_mod
 from selfheal.detect import settings as detect_settings
 from selfheal.engine import drains, readahead, revive
@@ -203,6 +204,11 @@ class Controller:
         now = self.clock()
         got = await asyncio.gather(*(f.collect(now) for f in self.feeds))
         samples = [s for c in got for s in c.samples]
+        for feed, collected in zip(self.feeds, got, strict=True):
+            for metric, by_service in collected.limits.items():
+                changed = self.detector.set_limits(metric, by_service)
+                if changed:
+                    self.emit("config", explain_mod.limits(metric, changed, feed.name))
         self.store.add_samples(samples)
         self.store.add_logs([r for c in got for r in c.logs])
         for change in self.platform.changes():

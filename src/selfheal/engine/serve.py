@@ -29,7 +29,7 @@ from selfheal import config as config_mod
 from selfheal import errors, model, policy, ports
 from selfheal.detect import persist
 from selfheal.engine import controller as controller_mod
-from selfheal.sources import alertmanager, otlp, prometheus
+from selfheal.sources import alertmanager, otlp, prometheus, promfeed
 from selfheal.store import sql
 
 OBSERVE_POLICY = """\
@@ -114,7 +114,7 @@ class PrometheusBackedStore(sql.SqlStore):
     """
 
     def __init__(self, url: str, source: prometheus.PrometheusSource,
-                 feed: prometheus.PrometheusFeed | None = None) -> None:
+                 feed: promfeed.PrometheusFeed | None = None) -> None:
         super().__init__(url)
         self.source = source
         self.feed = feed
@@ -175,7 +175,7 @@ class MeteredController(controller_mod.Controller):
 
     metrics: ServeMetrics | None = None
     last_tick: float | None = None
-    prometheus_feed: prometheus.PrometheusFeed | None = None
+    prometheus_feed: promfeed.PrometheusFeed | None = None
 
     async def tick(self) -> None:
         started = time.perf_counter()
@@ -290,7 +290,7 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     prom_cfg = cfg.sources.prometheus
     source = prometheus.PrometheusSource.from_config(prom_cfg) if prom_cfg else None
-    prom_feed = prometheus.PrometheusFeed.from_config(prom_cfg) if prom_cfg else None
+    prom_feed = promfeed.PrometheusFeed.from_config(prom_cfg) if prom_cfg else None
     store: sql.SqlStore = (PrometheusBackedStore(cfg.database_url(), source, prom_feed)
                            if source else sql.SqlStore(cfg.database_url()))
     feeds: list[ports.Feed] = []

@@ -1,25 +1,20 @@
-"""Prometheus as a source: its HTTP API behind a `MetricSource`, and a `Feed` of PromQL signals.
+"""Prometheus as a source: its HTTP API behind a `MetricSource`, the scrape cadence, history.
 
 Used by `selfheal serve` (and `selfheal demo --prometheus`) when a Prometheus server already
-scrapes the services. Two roles:
-
-- `PrometheusFeed` runs one instant query per derived signal (`rss_bytes`, `p99_latency_s`,
-  `error_ratio`, `request_rate`, `gc_pause_s`, configurable PromQL) on each controller tick and
-  returns service-level samples, the same names the embedded scraper produces, so detection
-  and diagnosis do not care where the numbers came from.
-- `PrometheusSource` answers `query(service, metric, start, end)` with `/api/v1/query_range`
-  over an investigation window, plus `series`, `targets` and raw `instant`/`range` queries.
+scrapes the services. `PrometheusSource` answers `query(service, metric, start, end)` with
+`/api/v1/query_range` over an investigation window, plus `series`, `targets`, raw
+`instant`/`range` queries and the chunks of history a first start learns from; `cadence`
+fits selfheal's tick and rate window to how often Prometheus scrapes. The per-tick feed of
+signals is `selfheal.sources.promfeed`.
 
 Every call has a timeout and retries with backoff on transport errors, 5xx and 429; a bad
 query (4xx) is not retried. When Prometheus cannot answer, the call raises
 `errors.DataUnavailable` naming the query and the upstream error, so investigators report
-NO_DATA instead of "all good". The feed does not raise: a blind tick yields no samples and
-`last_error` says why.
+NO_DATA instead of "all good".
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import math
@@ -211,7 +206,7 @@ def _value(raw: Any) -> float:
         return math.nan
 
 
-def _series(data: Any, what: str) -> list[Series]:
+def series_of(data: Any, what: str) -> list[Series]:
     try:
         return _parse_series(data, what)
     except (TypeError, ValueError, AttributeError) as exc:  # a proxy's or a broken answer
@@ -287,7 +282,7 @@ def _points(values: Any) -> tuple[F64, F64]:
             np.array([v for _, v in pts], np.float64).reshape(-1))
 
 
-class _Retrying:
+class Retrying:
     """Timeout, retries and error mapping shared by the sync and async clients."""
 
     def __init__(self, url: str, *, timeout_s: float, retries: int, backoff_s: float) -> None:
@@ -322,7 +317,7 @@ class _Retrying:
                                       f"attempt(s): {what}: {last}")
 
 
-class PrometheusSource(_Retrying):
+class PrometheusSource(Retrying):
     """Blocking client of the HTTP API; implements `ports.MetricSource`.
 
     Investigations ask for every (service, signal) pair over the same window; one
@@ -376,11 +371,11 @@ class PrometheusSource(_Retrying):
 
     def instant(self, expr: str, t: float | None = None) -> list[Series]:
         params = {"query": expr} | ({} if t is None else {"time": f"{t:.3f}"})
-        return _series(self._get("/api/v1/query", params), f"query {expr!r}")
+        return series_of(self._get("/api/v1/query", params), f"query {expr!r}")
 
     def range(self, expr: str, start: float, end: float, step_s: float | None = None,
               timeout_s: float | None = None) -> list[Series]:
-        return _series(self._get("/api/v1/query_range",
+        return series_of(self._get("/api/v1/query_range",
                                  self._range_params(expr, start, end, step_s), timeout_s),
                        f"query_range {expr!r}")
 
@@ -525,72 +520,3 @@ def _chunk(found: Sequence[tuple[tuple[str, str], F64, F64]]) -> ports.HistoryCh
         present[at, col] = True
     return ports.HistoryChunk(keys=tuple(keys), t=grid, values=values, present=present,
                               rank=rank)
-
-
-class PrometheusFeed(_Retrying):
-    """Instant PromQL queries once a tick, as service-level samples; implements `ports.Feed`."""
-
-    name = "prometheus"
-    kinds = frozenset({model.SignalKind.METRICS})
-
-    def __init__(self, url: str, *, queries: Mapping[str, str] | None = None,
-                 service_label: str = "service", rate_window: str = "15s",
-                 timeout_s: float = 5.0, retries: int = 0, backoff_s: float = 0.5) -> None:
-        super().__init__(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
-        self.queries = dict(config_mod.DEFAULT_PROMQL if queries is None else queries)
-        self.service_label = service_label
-        self.rate_window = rate_window
-        self.last_error = ""
-        self.blind = False
-        """True when every query of the last tick failed: Prometheus itself is unreachable."""
-        self._http = httpx.AsyncClient(timeout=timeout_s)
-
-    @classmethod
-    def from_config(cls, cfg: config_mod.PrometheusSource) -> PrometheusFeed:
-        # A tick is short: at most one retry, the next tick is the real retry.
-        return cls(cfg.url, queries=cfg.queries, service_label=cfg.service_label,
-                   rate_window=cfg.rate_window, timeout_s=cfg.timeout_s,
-                   retries=min(cfg.retries, 1), backoff_s=cfg.backoff_s)
-
-    async def instant(self, expr: str, t: float) -> list[Series]:
-        params = {"query": expr, "time": f"{t:.3f}"}
-        what = self.describe("/api/v1/query", params)
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-            try:
-                r = await self._http.get(self.url + "/api/v1/query", params=params)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            retry, data = self.check(r, what)
-            if not retry:
-                return _series(data, f"query {expr!r}")
-            last = data
-        raise self.give_up(what, last)
-
-    async def _signal(self, metric: str, expr: str, now: float) -> list[model.Sample]:
-        result = await self.instant(expand(expr, self.rate_window), now)
-        return [model.Sample(t=now, service=s.label(self.service_label), metric=metric,
-                             value=s.points[-1][1])
-                for s in result if s.label(self.service_label) and s.points]
-
-    async def collect(self, now: float) -> ports.Collected:
-        got = await asyncio.gather(*(self._signal(m, e, now) for m, e in self.queries.items()),
-                                   return_exceptions=True)
-        samples: list[model.Sample] = []
-        problems = []
-        for metric, res in zip(self.queries, got, strict=True):
-            if isinstance(res, errors.DataUnavailable):
-                problems.append(f"{metric}: {res}")
-            elif isinstance(res, BaseException):
-                raise res
-            else:
-                samples.extend(res)
-        self.last_error = "; ".join(problems)
-        self.blind = bool(self.queries) and len(problems) == len(self.queries)
-        return ports.Collected(samples=tuple(samples))
-
-    async def close(self) -> None:
-        await self._http.aclose()

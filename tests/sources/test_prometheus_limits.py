@@ -1,0 +1,100 @@
+"""Each service's own limit of a signal (its memory limit), read from a real Prometheus.
+
+The exporters expose cAdvisor's `container_spec_memory_limit_bytes` as a kubelet does: one row
+per container, the pause container (`POD`) and the pod's own cgroup (`container=""`) beside
+the app's, and 0 for a container without a limit. The default limit query keeps the apps'
+limits, per service, and drops the unlimited ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import prometheus_client
+import pytest
+import sources_servers as srv
+
+from selfheal import config, ports
+from selfheal.sources import prometheus, promfeed
+
+pytestmark = pytest.mark.timeout(120)
+
+GIB = 1024.0 ** 3
+
+
+@pytest.fixture
+def limited(prometheus_server: Callable[..., srv.Server],
+            exporter: Callable[[], srv.Exporter]) -> Iterator[srv.Server]:
+    """Prometheus scraping auth's two replicas (a 2 GiB limit each) and cart's one (none)."""
+    targets = []
+    for service, replica, limit in (("auth", "auth-0", 2 * GIB), ("auth", "auth-1", 2 * GIB),
+                                    ("cart", "cart-0", 0.0)):
+        e = exporter()
+        e.rss.set(300e6)
+        gauge = prometheus_client.Gauge("container_spec_memory_limit_bytes", "cgroup limit",
+                                        ["container"], registry=e.registry)
+        gauge.labels(container="app").set(limit)
+        gauge.labels(container="POD").set(0.0)
+        gauge.labels(container="").set(4 * GIB)  # the pod's cgroup: app and sidecars
+        targets.append((e.url, {"service": service, "replica": replica}))
+    server = prometheus_server(targets)
+    src = prometheus.PrometheusSource(server.url)
+    try:
+        srv.wait_until(lambda: len(src.instant("container_spec_memory_limit_bytes")) == 9, 30,
+                       "every replica's limits scraped", server.proc, server.log)
+    finally:
+        src.close()
+    yield server
+
+
+def _ticks(feed: promfeed.PrometheusFeed, times: list[float]) -> list[ports.Collected]:
+    async def run() -> list[ports.Collected]:
+        try:
+            return [await feed.collect(t) for t in times]
+        finally:
+            await feed.close()
+    return asyncio.run(run())
+
+
+def test_the_feed_reads_each_services_limit_at_start_and_every_refresh(
+        limited: srv.Server) -> None:
+    now = time.time()
+    feed = promfeed.PrometheusFeed(limited.url, rate_window="5s", limit_refresh_s=2.0)
+    first, between, refreshed = _ticks(feed, [now, now + 1.0, now + 2.0])
+    assert first.limits == {"rss_bytes": {"auth": 2 * GIB}}, "cart has no limit"
+    assert between.limits == {}, "a limit is asked once a refresh, not every tick"
+    assert refreshed.limits == first.limits
+    assert ("auth", "rss_bytes") in {(s.service, s.metric) for s in first.samples}
+    assert feed.last_error == ""
+
+
+def test_a_limit_query_that_fails_is_named_and_the_signals_still_come(
+        limited: srv.Server) -> None:
+    feed = promfeed.PrometheusFeed(limited.url, rate_window="5s",
+                                   limit_queries={"rss_bytes": "min by (service) ("})
+    (tick,) = _ticks(feed, [time.time()])
+    assert tick.limits == {}
+    assert feed.last_error.startswith("rss_bytes limit: ")
+    assert "bad_data" in feed.last_error  # Prometheus's own word for the bad query
+    assert feed.blind is False
+    assert ("auth", "rss_bytes") in {(s.service, s.metric) for s in tick.samples}
+
+
+def test_selfheal_serve_says_which_limits_it_took(limited: srv.Server, tmp_path: Path) -> None:
+    port = srv.free_port()
+    proc, log = srv.serve(tmp_path, limited.url, port, "5s", scrape={"interval_s": 1})
+    with srv.running(proc):
+        srv.wait_until(lambda: "limits from" in log.read_text(), 60,
+                       "the limits event", proc, log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    said = " ".join(log.read_text().split())  # the console wraps its lines
+    assert "rss_bytes limits from prometheus: auth 2048.0 MiB (was 512.0 MiB)" in said
+
+
+def test_the_default_limit_query_is_a_signal_of_the_default_queries() -> None:
+    assert set(config.DEFAULT_LIMIT_PROMQL) <= set(config.DEFAULT_PROMQL)
