@@ -33,6 +33,7 @@ from selfheal.engine import controller
     ("detect: {min_scale: {error_ratio: .inf}}\n", "detect.min_scale"),
     ("sources: {prometheus: {url: 'http://p:9090', limit_queries: {memory: 'x'}}}\n",
      "sources.prometheus"),
+    ("detect: {limit_warning_s: 0}\n", "detect.limit_warning_s"),
     ("sources: {prometheus: {url: 'http://p:9090', limit_refresh_s: 0}}\n",
      "sources.prometheus.limit_refresh_s"),
 ])

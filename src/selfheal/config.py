@@ -91,10 +91,13 @@ class Detect(_Strict):
     are far smoother, and a lower floor lets a jump page at its first sample."""
     limits: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> the hard limit of every service's series of that metric (a memory limit, a
-    disk's size), over the default (rss_bytes 512 MiB): a trend that would reach it within the
-    hour is reported, however slow it looks, and the report says in how many minutes. Set it
-    to your services' memory limit: a slow leak far from a limit it will not reach soon is
-    reported only once it moves its series by 25% in 10 minutes."""
+    disk's size), over the default (rss_bytes 512 MiB): a trend that would reach it within
+    `limit_warning_s` is reported, however slow it looks, and the report says in how many
+    minutes. Set it to your services' memory limit (or let Prometheus give each service's:
+    `sources.prometheus.limit_queries`): a slow leak far from a limit it will not reach soon
+    is reported only once it moves its series by 25% in 10 minutes."""
+    limit_warning_s: float = pydantic.Field(default=3600.0, ge=60, le=7 * 86_400)
+    """A steady trend is reported once it would reach its limit within this time."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,

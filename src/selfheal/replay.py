@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import math
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from selfheal import errors, model, ports
@@ -231,10 +231,14 @@ def run(
     maintenance: Sequence[tuple[float, float, str]] = (),
     settle_s: float = 15.0,
     progress: Callable[[int, int], None] | None = None,
+    limits: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Result:
     """Step a fresh product `Detector` over `samples`, tick by tick, with the changes of the
-    last `RECENT_CHANGES_S` as context, and fuse each tick's anomalies per service."""
+    last `RECENT_CHANGES_S` as context, and fuse each tick's anomalies per service. `limits`:
+    metric -> service -> its own limit (`Detector.set_limits`), for the whole run."""
     det = Detector(settings)
+    for metric, by_service in (limits or {}).items():
+        det.set_limits(metric, by_service)
     episodes: dict[str, Episode] = {}
     open_before: set[str] = set()
     incidents = 0

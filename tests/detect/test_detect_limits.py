@@ -21,13 +21,13 @@ TICK_S = 60.0
 KEY = ("auth", "rss_bytes")
 
 
-def _leak(own_limit: float | None, *, restart: bool = False
+def _leak(own_limit: float | None, *, restart: bool = False, warning_s: float = 3600.0
           ) -> tuple[float | None, float, str]:
     """A day of a flat 1 GiB (noise 2 MiB), then 5%/h more for a day; the minutes from the
     leak's start to its first report (None: never), the value then, and its explanation.
     With `restart`, the detector is saved and loaded as the leak starts, and only then told
     the limit (limits are not saved: the source gives them again)."""
-    settings = controller.detector_settings(config.Detect())
+    settings = controller.detector_settings(config.Detect(limit_warning_s=warning_s))
     det = detect.Detector(settings)
     if own_limit is not None and not restart:
         det.set_limits("rss_bytes", {"auth": own_limit})
@@ -55,6 +55,15 @@ def test_a_leak_is_found_before_the_services_own_limit() -> None:
     assert minutes is not None
     assert value < 2048 * MIB, "reported before the service reached its limit"
     assert "to the 2048.0 MiB limit" in text
+
+
+def test_the_warning_comes_as_long_before_the_limit_as_the_config_asks() -> None:
+    hour, value_hour, _ = _leak(2048 * MIB)
+    six, value_six, text = _leak(2048 * MIB, warning_s=6 * 3600.0)
+    assert hour is not None and six is not None
+    # 51 MiB an hour: six hours before the limit is ~300 MiB below it, one hour ~50 MiB
+    assert 2048 * MIB - value_six > 4 * (2048 * MIB - value_hour)
+    assert "h to the 2048.0 MiB limit" in text
 
 
 def test_limits_apply_to_later_series_and_go_back_to_the_metrics() -> None:

@@ -9,7 +9,9 @@ limits, per service, and drops the unlimited ones.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import prometheus_client
 import pytest
 import sources_servers as srv
+import yaml
 
 from selfheal import config, ports
 from selfheal.sources import prometheus, promfeed
@@ -98,3 +101,52 @@ def test_selfheal_serve_says_which_limits_it_took(limited: srv.Server, tmp_path:
 
 def test_the_default_limit_query_is_a_signal_of_the_default_queries() -> None:
     assert set(config.DEFAULT_LIMIT_PROMQL) <= set(config.DEFAULT_PROMQL)
+
+
+def test_selfheal_detect_forecasts_against_each_services_limit(
+        tmp_path: Path, prometheus_server: Callable[..., srv.Server],
+        exporter: Callable[[], srv.Exporter], selfheal_cmd: list[str]) -> None:
+    """Two days of auth's memory kept by Prometheus (backfilled): a flat day at 1 GiB, then a
+    leak of 5% an hour; its 2 GiB limit is scraped live. The leak is forecast against that
+    limit; without the limit query (the control) the day's leak is never reported."""
+    end = int(time.time()) - 3600
+    start = end - 2 * 86_400
+    rows = []
+    for t in range(start, end, 60):
+        leak_h = max(0.0, (t - start - 86_400) / 3600)
+        wobble = ((t * 7919) % 97 - 48) / 48 * 2 * 1024 ** 2  # +-2 MiB, deterministic
+        rows.append(f'process_resident_memory_bytes{{service="auth"}} '
+                    f'{GIB * (1 + 0.05 * leak_h) + wobble:.0f} {t}')
+    history = "\n".join(["# TYPE process_resident_memory_bytes gauge", *rows, "# EOF", ""])
+    e = exporter()
+    e.registry.unregister(e.rss)  # only the limit is live; the memory is the history's
+    prometheus_client.Gauge("container_spec_memory_limit_bytes", "cgroup limit", ["container"],
+                            registry=e.registry).labels(container="app").set(2 * GIB)
+    prom = prometheus_server([(e.url, {"service": "auth"})], history=history)
+    src = prometheus.PrometheusSource(prom.url)
+    try:
+        srv.wait_until(lambda: bool(src.instant("container_spec_memory_limit_bytes")), 30,
+                       "the limit scraped", prom.proc, prom.log)
+    finally:
+        src.close()
+    days = f"{(time.time() - start) / 86_400:.3f}"
+    found = {}
+    for arm, section in (("limit", {}), ("control", {"limit_queries": {}})):
+        cfg = tmp_path / f"{arm}.yaml"
+        cfg.write_text(yaml.safe_dump({"sources": {"prometheus": {
+            "url": prom.url, "rate_window": "1m", **section}}}))
+        res = subprocess.run([*selfheal_cmd, "detect", "--prometheus", prom.url, "--config",
+                              str(cfg), "--days", days, "--step", "60", "--json"],
+                             capture_output=True, text=True, timeout=180, check=False)
+        assert res.returncode == 0, res.stderr
+        episodes = json.loads(res.stdout.strip().splitlines()[-1])["episodes"]
+        found[arm] = [ep for ep in episodes if ep["metric"] == "rss_bytes"
+                      and ep["started_at"] > start + 86_400]
+        if arm == "limit":
+            said = " ".join(res.stderr.split())
+            assert "rss_bytes limits of 1 service(s) from Prometheus" in said
+    assert found["control"] == []
+    assert found["limit"], "the leak is forecast against auth's own limit"
+    first = found["limit"][0]
+    assert first["observed"] < 2 * GIB
+    assert "to the 2048.0 MiB limit" in first["explanation"]

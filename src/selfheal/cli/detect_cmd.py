@@ -78,8 +78,9 @@ def detect(
     except errors.SelfhealError as exc:
         render.say(f"detect: {exc}")
         raise typer.Exit(2) from exc
+    limits: dict[str, dict[str, float]] = {}
     if prometheus_url is not None:
-        samples = _from_prometheus(cfg, prometheus_url, days, step, err)
+        samples, limits = _from_prometheus(cfg, prometheus_url, days, step, err)
     maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
     if samples.spacing_s > replay.COARSE_S and not cfg.detect.min_scale:
         render.say(
@@ -94,7 +95,7 @@ def detect(
             f"{len(samples.series)} series, {len(samples.ticks)} ticks", total=1)
         result = replay.run(
             samples, detector_settings(cfg.detect), change_list, maintenance,
-            settle_s=cfg.detect.settle_s,
+            settle_s=cfg.detect.settle_s, limits=limits,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
     drawn = None
     if plot is not None:
@@ -140,8 +141,9 @@ def detect(
 
 
 def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
-                     err: Console) -> replay.Samples:
-    """The series `selfheal serve` would watch, as Prometheus kept them over the last days."""
+                     err: Console) -> tuple[replay.Samples, dict[str, dict[str, float]]]:
+    """The series `selfheal serve` would watch, as Prometheus kept them over the last days,
+    and each service's limits as they are now (`limit_queries`)."""
     given = cfg.sources.prometheus
     try:
         section = config_mod.PrometheusSource(**{
@@ -167,11 +169,29 @@ def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
                 for note in fit.notes:
                     render.say(f"detect: {note}")
         with err.status(f"[bold]detect[/bold] reading {days:g} days from {url}"):
-            return replay.from_history(
+            samples = replay.from_history(
                 source, end - days * 86_400, end, step, skip=expiry.WHAT,
                 on_skip=lambda signal, why: render.say(f"detect: {signal} left out: {why}"))
+        return samples, _limits(source, section, end)
     except errors.DataUnavailable as exc:
         render.say(f"detect: {exc}")
         raise typer.Exit(1) from exc
     finally:
         source.close()
+
+
+def _limits(source: prometheus.PrometheusSource, section: config_mod.PrometheusSource,
+            t: float) -> dict[str, dict[str, float]]:
+    """Each service's limits at `t`, by metric; a query that fails is said and left out."""
+    out: dict[str, dict[str, float]] = {}
+    for metric, expr in section.limit_queries.items():
+        try:
+            found = source.instant(prometheus.expand(expr, source.rate_window), t)
+        except errors.DataUnavailable as exc:
+            render.say(f"detect: {metric} limits left out: {exc}")
+            continue
+        out[metric] = prometheus.limits_of(found, section.service_label)
+        if out[metric]:
+            render.say(f"detect: {metric} limits of {len(out[metric])} service(s) from "
+                       "Prometheus, as they are now")
+    return out

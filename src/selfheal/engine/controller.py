@@ -77,6 +77,7 @@ def detector_settings(cfg: config_mod.Detect) -> detect.Settings:
         directions={**d.DEFAULT_DIRECTIONS, "up": -1},
         min_scale={**d.DEFAULT_MIN_SCALE, "up": 0.05, **cfg.min_scale},
         limits={**d.DEFAULT_LIMITS, **cfg.limits},
+        ttl_horizon_s=cfg.limit_warning_s,
         hold_s={**d.DEFAULT_HOLD_S, "up": cfg.down_hold_s},
         report_z=cfg.report_z,
         slo=dict(cfg.slo),

@@ -87,6 +87,17 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
           "y": 31536000.0}
 
 
+def limits_of(found: Sequence[Series], service_label: str) -> dict[str, float]:
+    """Each service's limit from a limit query's answer: the smallest finite value a series
+    labelled with it has (a service's replicas may differ; the first to reach it fails)."""
+    out: dict[str, float] = {}
+    for s in found:
+        svc = s.label(service_label)
+        if svc and s.points and math.isfinite(s.points[-1][1]):
+            out[svc] = min(out.get(svc, math.inf), s.points[-1][1])
+    return out
+
+
 def duration_s(text: str) -> float:
     """Seconds of a Prometheus duration ("15s", "1m30s", "500ms"); NaN when it is not one."""
     matches = list(re.finditer(r"([0-9]+)(ms|s|m|h|d|w|y)", text))

@@ -78,13 +78,8 @@ class PrometheusFeed(prometheus.Retrying):
                 for s in result if s.label(self.service_label) and s.points]
 
     async def _limits(self, expr: str, now: float) -> dict[str, float]:
-        """Each service's limit: the smallest finite value the query gives it."""
-        out: dict[str, float] = {}
-        for s in await self.instant(prometheus.expand(expr, self.rate_window), now):
-            svc = s.label(self.service_label)
-            if svc and s.points and math.isfinite(s.points[-1][1]):
-                out[svc] = min(out.get(svc, math.inf), s.points[-1][1])
-        return out
+        found = await self.instant(prometheus.expand(expr, self.rate_window), now)
+        return prometheus.limits_of(found, self.service_label)
 
     async def collect(self, now: float) -> ports.Collected:
         """The signals at `now`; and, on the first tick and every `limit_refresh_s`, the
