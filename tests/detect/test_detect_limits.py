@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from selfheal import config, detect
+from selfheal.detect import explain
 from selfheal.engine import controller
 
 MIB = 1024.0 * 1024.0
@@ -70,16 +71,36 @@ def test_limits_apply_to_later_series_and_go_back_to_the_metrics() -> None:
     det = detect.Detector(controller.detector_settings(config.Detect()))
     default = det.settings.limit("rss_bytes")
     assert default is not None
-    changed = det.set_limits("rss_bytes", {"auth": 2048 * MIB, "cart": math.nan})
-    assert changed == {"auth": (default, 2048 * MIB)}, "a limit that is not a number is none"
+    did = det.set_limits("rss_bytes", {"auth": 2048 * MIB, "cart": math.nan})
+    assert did.changed == {"auth": (default, 2048 * MIB)}, "a limit that is not a number: none"
     det.update(T0, {KEY: 100 * MIB, ("cart", "rss_bytes"): 100 * MIB})
     assert det.limit(KEY) == 2048 * MIB
     assert det.limit(("cart", "rss_bytes")) == default
     assert det.limit(("auth", "p99_latency_s")) is None, "a limit is the metric's only"
     # the same limits again change nothing; a service left out goes back to the metric's
-    assert det.set_limits("rss_bytes", {"auth": 2048 * MIB}) == {}
-    assert det.set_limits("rss_bytes", {}) == {"auth": (2048 * MIB, default)}
+    assert det.set_limits("rss_bytes", {"auth": 2048 * MIB}).changed == {}
+    assert det.set_limits("rss_bytes", {}).changed == {"auth": (2048 * MIB, default)}
     assert det.limit(KEY) == default
+
+
+def test_a_limit_its_service_is_already_far_past_is_not_used() -> None:
+    """A limit query in the wrong unit (CPU cores for memory, MiB for bytes) would report
+    every memory episode at once as 'at its limit'; such a limit is refused and named."""
+    det = detect.Detector(controller.detector_settings(config.Detect()))
+    default = det.settings.limit("rss_bytes")
+    did = det.set_limits("rss_bytes", {"auth": 2048.0, "cart": 512 * MIB, "web": 200 * MIB},
+                         observed={"auth": 300 * MIB, "cart": 300 * MIB, "web": 300 * MIB})
+    assert did.refused == {"auth": (2048.0, 300 * MIB), "web": (200 * MIB, 300 * MIB)}
+    assert did.changed == {}, "cart's equals the metric's limit; the others are refused"
+    assert det.limit(KEY) == default
+    # within a quarter past it is believed: a process's RSS may pass its cgroup's count
+    assert det.set_limits("rss_bytes", {"auth": 280 * MIB},
+                          observed={"auth": 300 * MIB}).refused == {}
+    assert det.limit(KEY) == 280 * MIB
+    text = explain.limits("rss_bytes", {}, did.refused, "prometheus")
+    assert text == ("rss_bytes limits from prometheus: not used, as the value is already "
+                    "past it (check the query's unit): auth's 0.0 MiB (now 300.0 MiB), "
+                    "web's 200.0 MiB (now 300.0 MiB)")
 
 
 def test_a_restored_series_takes_the_limit_given_after_the_restart() -> None:

@@ -32,10 +32,11 @@ GIB = 1024.0 ** 3
 @pytest.fixture
 def limited(prometheus_server: Callable[..., srv.Server],
             exporter: Callable[[], srv.Exporter]) -> Iterator[srv.Server]:
-    """Prometheus scraping auth's two replicas (a 2 GiB limit each) and cart's one (none)."""
+    """Prometheus scraping auth's two replicas (a 2 GiB limit each), cart's one (none) and
+    web's one, whose limit is in the wrong unit (0.5, CPU cores)."""
     targets = []
     for service, replica, limit in (("auth", "auth-0", 2 * GIB), ("auth", "auth-1", 2 * GIB),
-                                    ("cart", "cart-0", 0.0)):
+                                    ("cart", "cart-0", 0.0), ("web", "web-0", 0.5)):
         e = exporter()
         e.rss.set(300e6)
         gauge = prometheus_client.Gauge("container_spec_memory_limit_bytes", "cgroup limit",
@@ -47,7 +48,7 @@ def limited(prometheus_server: Callable[..., srv.Server],
     server = prometheus_server(targets)
     src = prometheus.PrometheusSource(server.url)
     try:
-        srv.wait_until(lambda: len(src.instant("container_spec_memory_limit_bytes")) == 9, 30,
+        srv.wait_until(lambda: len(src.instant("container_spec_memory_limit_bytes")) == 12, 30,
                        "every replica's limits scraped", server.proc, server.log)
     finally:
         src.close()
@@ -68,7 +69,7 @@ def test_the_feed_reads_each_services_limit_at_start_and_every_refresh(
     now = time.time()
     feed = promfeed.PrometheusFeed(limited.url, rate_window="5s", limit_refresh_s=2.0)
     first, between, refreshed = _ticks(feed, [now, now + 1.0, now + 2.0])
-    assert first.limits == {"rss_bytes": {"auth": 2 * GIB}}, "cart has no limit"
+    assert first.limits == {"rss_bytes": {"auth": 2 * GIB, "web": 0.5}}, "cart has none"
     assert between.limits == {}, "a limit is asked once a refresh, not every tick"
     assert refreshed.limits == first.limits
     assert ("auth", "rss_bytes") in {(s.service, s.metric) for s in first.samples}
@@ -96,7 +97,9 @@ def test_selfheal_serve_says_which_limits_it_took(limited: srv.Server, tmp_path:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     said = " ".join(log.read_text().split())  # the console wraps its lines
-    assert "rss_bytes limits from prometheus: auth 2048.0 MiB (was 512.0 MiB)" in said
+    assert ("rss_bytes limits from prometheus: auth 2048.0 MiB (was 512.0 MiB); not used, as "
+            "the value is already past it (check the query's unit): web's 0.0 MiB (now "
+            "286.1 MiB)") in said
 
 
 def test_the_default_limit_query_is_a_signal_of_the_default_queries() -> None:

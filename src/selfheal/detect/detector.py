@@ -7,6 +7,7 @@ series that fire into `model.Anomaly` values with a human explanation and the co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,6 +26,19 @@ SeriesKey = tuple[str, str]
 
 FORGET_EVERY_S = 3600.0
 """How often `update` looks for series idle for `Settings.forget_s` (an O(series) check)."""
+
+
+IMPLAUSIBLE = 0.25
+"""A limit its series is already past by this fraction of it is not believed (`set_limits`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitChange:
+    """What `Detector.set_limits` did: services whose limit changed, (old, new); services
+    whose limit was not used because their value was already past it, (limit, value)."""
+
+    changed: dict[str, tuple[float | None, float | None]]
+    refused: dict[str, tuple[float, float]]
 
 
 class Detector:
@@ -278,14 +292,20 @@ class Detector:
         own = self._limits.get(key)
         return own if own is not None else self.settings.limit(key[1])
 
-    def set_limits(self, metric: str, by_service: Mapping[str, float]
-                   ) -> dict[str, tuple[float | None, float | None]]:
+    def set_limits(self, metric: str, by_service: Mapping[str, float],
+                   observed: Mapping[str, float] | None = None) -> LimitChange:
         """Each service's own limit of `metric` (its memory limit, as where it runs reports
         it), in place of the metric's limit for that service; a service not in `by_service`
         (or with a limit that is not a finite number) goes back to the metric's. Applies to
-        series that come later too. Returns the services whose limit changed, with their
-        (old, new) limits."""
-        new = {svc: float(v) for svc, v in by_service.items() if math.isfinite(v)}
+        series that come later too. A limit that its service's `observed` value (the same
+        moment's) already passes by a quarter is not used: a process cannot be far past a
+        memory limit it would be stopped at, so the query is wrong (its unit, its label)."""
+        slack = IMPLAUSIBLE if self.settings.direction(metric) >= 0 else -IMPLAUSIBLE
+        refused = {svc: (float(v), observed[svc]) for svc, v in by_service.items()
+                   if observed and svc in observed and math.isfinite(v)
+                   and self._breaks(metric, observed[svc], v + abs(v) * slack)}
+        new = {svc: float(v) for svc, v in by_service.items()
+               if math.isfinite(v) and svc not in refused}
         changed: dict[str, tuple[float | None, float | None]] = {}
         for svc in {s for s, m in self._limits if m == metric} | set(new):
             key = (svc, metric)
@@ -300,7 +320,7 @@ class Detector:
                 row = self._index.get(key)
                 if row is not None:
                     self._bank.set_limit(row, after)
-        return changed
+        return LimitChange(changed, refused)
 
     def _at_limit(self, i: int, observed: float) -> bool:
         """Is the value at or past its limit (memory at the OOM limit)?"""

@@ -69,13 +69,22 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
 
 
 def limits(metric: str, changed: dict[str, tuple[float | None, float | None]],
-           source: str) -> str:
-    """What `Detector.set_limits` changed, in one line ("rss_bytes limits from prometheus:
-    auth 2048.0 MiB (was 512.0 MiB), ...")."""
+           refused: dict[str, tuple[float, float]], source: str) -> str:
+    """What `Detector.set_limits` did, in one line ("rss_bytes limits from prometheus: auth
+    2048.0 MiB (was 512.0 MiB), ...; not used: cart's 0.5 MiB, below its 300.0 MiB")."""
     def one(value: float | None) -> str:
         return "none" if value is None else fmt(metric, value)
 
-    shown = [f"{svc} {one(new)} (was {one(old)})"
-             for svc, (old, new) in sorted(changed.items())[:5]]
-    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-    return f"{metric} limits from {source}: {', '.join(shown)}{more}"
+    def listed(items: list[str]) -> str:
+        more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+        return ", ".join(items[:5]) + more
+
+    parts = []
+    if changed:
+        parts.append(listed([f"{svc} {one(new)} (was {one(old)})"
+                             for svc, (old, new) in sorted(changed.items())]))
+    if refused:
+        parts.append("not used, as the value is already past it (check the query's unit): "
+                     + listed([f"{svc}'s {one(lim)} (now {one(value)})"
+                               for svc, (lim, value) in sorted(refused.items())]))
+    return f"{metric} limits from {source}: {'; '.join(parts)}"

@@ -207,9 +207,12 @@ class Controller:
         samples = [s for c in got for s in c.samples]
         for feed, collected in zip(self.feeds, got, strict=True):
             for metric, by_service in collected.limits.items():
-                changed = self.detector.set_limits(metric, by_service)
-                if changed:
-                    self.emit("config", explain_mod.limits(metric, changed, feed.name))
+                now_at = {s.service: s.value for s in collected.samples
+                          if s.metric == metric and not s.replica}
+                did = self.detector.set_limits(metric, by_service, now_at)
+                if did.changed or did.refused:
+                    self.emit("config", explain_mod.limits(metric, did.changed, did.refused,
+                                                           feed.name))
         self.store.add_samples(samples)
         self.store.add_logs([r for c in got for r in c.logs])
         for change in self.platform.changes():
