@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
 import yaml
@@ -171,12 +171,15 @@ DEFAULT_PROMQL: dict[str, str] = {
 must return one series per service, labelled by `service_label`."""
 
 DEFAULT_LIMIT_PROMQL: dict[str, str] = {
-    "rss_bytes": 'min by (service) (container_spec_memory_limit_bytes'
-                 '{service!="", container!="", container!="POD"} > 0)',
+    "rss_bytes": "min by (service) ((container_spec_memory_limit_bytes{container!=\"\", "
+                 "container!=\"POD\"} > 0) * on (namespace, pod, container) group_left (service) "
+                 "(0 * process_resident_memory_bytes{service!=\"\"} + 1))",
 }
 """One PromQL query per signal whose value must stay below a per-service limit: the memory
-limit cAdvisor reports for each container (0, no limit, is left out). A service the query does
-not return keeps `detect.limits`."""
+limit cAdvisor reports for the container whose memory `rss_bytes` reads (matched on its
+namespace, pod and container labels, which also give it its service; a sidecar's limit is not
+the app's, and 0, no limit, is left out). A service the query does not return keeps
+`detect.limits`."""
 
 
 _RATE_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -193,11 +196,17 @@ class PrometheusSource(_Strict):
     timeout_s: float = pydantic.Field(default=5.0, gt=0, le=120)
     retries: int = pydantic.Field(default=2, ge=0, le=10)
     backoff_s: float = pydantic.Field(default=0.5, ge=0, le=60)
-    limit_queries: dict[str, str] = pydantic.Field(
-        default_factory=lambda: dict(DEFAULT_LIMIT_PROMQL))
+    limit_queries: dict[str, Annotated[str, pydantic.StringConstraints(min_length=1)]] = \
+        pydantic.Field(default_factory=lambda: dict(DEFAULT_LIMIT_PROMQL))
     """Signal -> a PromQL query giving each service's limit of it (its memory limit), read at
     start and every `limit_refresh_s`; over `detect.limits` for the services it returns."""
     limit_refresh_s: float = pydantic.Field(default=300.0, ge=1, le=86400)
+
+    @property
+    def watched_limit_queries(self) -> dict[str, str]:
+        """The limit queries of the signals `queries` reads (a default one of a signal left
+        out of `queries` is not asked)."""
+        return {m: q for m, q in self.limit_queries.items() if m in self.queries}
 
     @pydantic.model_validator(mode="after")
     def _limits_of_signals(self) -> PrometheusSource:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from selfheal import errors, model, ports
-from selfheal.detect import Context, Detector, Settings, fusion
+from selfheal.detect import Context, Detector, Settings, explain, fusion
 
 SAMPLE_COLUMNS = ("timestamp", "service", "metric", "value")
 CHANGE_COLUMNS = ("timestamp", "service", "kind")
@@ -83,6 +83,8 @@ class Result:
     incidents: int
     """Times a service's finding would open an incident where it had none at the tick
     before: the pages."""
+    limit_notes: tuple[str, ...] = ()
+    """What was done with the `limits` given (`explain.limits`): those taken and refused."""
 
 
 RECENT_CHANGES_S = 600.0
@@ -237,8 +239,19 @@ def run(
     last `RECENT_CHANGES_S` as context, and fuse each tick's anomalies per service. `limits`:
     metric -> service -> its own limit (`Detector.set_limits`), for the whole run."""
     det = Detector(settings)
+    notes = []
     for metric, by_service in (limits or {}).items():
-        det.set_limits(metric, by_service)
+        # checked against each service's last value, as the engine checks the tick's
+        last: dict[str, float] = {}
+        for _, values in reversed(samples.ticks):
+            if len(last) >= len(by_service) and set(by_service) <= set(last):
+                break
+            for (svc, m), v in values.items():
+                if m == metric and svc not in last and math.isfinite(v):
+                    last[svc] = v
+        did = det.set_limits(metric, by_service, last)
+        if did.changed or did.refused:
+            notes.append(explain.limits(metric, did.changed, did.refused, "prometheus"))
     episodes: dict[str, Episode] = {}
     open_before: set[str] = set()
     incidents = 0
@@ -270,4 +283,5 @@ def run(
             progress(n, total)
     return Result(
         episodes=tuple(episodes.values()), series=len(samples.series), ticks=total,
-        first_t=samples.ticks[0][0], last_t=samples.ticks[-1][0], incidents=incidents)
+        first_t=samples.ticks[0][0], last_t=samples.ticks[-1][0], incidents=incidents,
+        limit_notes=tuple(notes))

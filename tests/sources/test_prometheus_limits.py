@@ -21,35 +21,52 @@ import pytest
 import sources_servers as srv
 import yaml
 
-from selfheal import config, ports
+from selfheal import config, model, policy, ports
+from selfheal.engine import controller as controller_mod
+from selfheal.engine import serve
 from selfheal.sources import prometheus, promfeed
+from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(120)
 
 GIB = 1024.0 ** 3
 
 
+KUBELET = (  # (pod, container, limit): what cAdvisor reports on the node
+    ("auth-0", "app", 2 * GIB), ("auth-0", "istio-proxy", 1 * GIB),  # a sidecar's is not auth's
+    ("auth-0", "POD", 0.0), ("auth-0", "", 4 * GIB),  # the pause container; the pod's cgroup
+    ("auth-1", "app", 2 * GIB), ("auth-1", "istio-proxy", 1 * GIB),
+    ("cart-0", "app", 0.0),  # no limit
+    ("web-0", "app", 0.5),  # the wrong unit: CPU cores
+)
+
+
 @pytest.fixture
 def limited(prometheus_server: Callable[..., srv.Server],
             exporter: Callable[[], srv.Exporter]) -> Iterator[srv.Server]:
-    """Prometheus scraping auth's two replicas (a 2 GiB limit each), cart's one (none) and
-    web's one, whose limit is in the wrong unit (0.5, CPU cores)."""
-    targets = []
-    for service, replica, limit in (("auth", "auth-0", 2 * GIB), ("auth", "auth-1", 2 * GIB),
-                                    ("cart", "cart-0", 0.0), ("web", "web-0", 0.5)):
+    """Prometheus scraping a kubelet's cAdvisor limits and the apps of auth (two replicas,
+    2 GiB each, beside a 1 GiB sidecar), cart (no limit) and web (a limit in CPU cores), each
+    app target labelled with its service, namespace, pod and container, as Kubernetes service
+    discovery labels them."""
+    kubelet = exporter()
+    kubelet.registry.unregister(kubelet.rss)
+    gauge = prometheus_client.Gauge("container_spec_memory_limit_bytes", "cgroup limit",
+                                    ["namespace", "pod", "container"], registry=kubelet.registry)
+    for pod, container, limit in KUBELET:
+        gauge.labels(namespace="shop", pod=pod, container=container).set(limit)
+    targets: list[tuple[str, dict[str, str]]] = [(kubelet.url, {})]
+    for service, pod in (("auth", "auth-0"), ("auth", "auth-1"), ("cart", "cart-0"),
+                         ("web", "web-0")):
         e = exporter()
         e.rss.set(300e6)
-        gauge = prometheus_client.Gauge("container_spec_memory_limit_bytes", "cgroup limit",
-                                        ["container"], registry=e.registry)
-        gauge.labels(container="app").set(limit)
-        gauge.labels(container="POD").set(0.0)
-        gauge.labels(container="").set(4 * GIB)  # the pod's cgroup: app and sidecars
-        targets.append((e.url, {"service": service, "replica": replica}))
+        targets.append((e.url, {"service": service, "namespace": "shop", "pod": pod,
+                                "container": "app"}))
     server = prometheus_server(targets)
     src = prometheus.PrometheusSource(server.url)
     try:
-        srv.wait_until(lambda: len(src.instant("container_spec_memory_limit_bytes")) == 12, 30,
-                       "every replica's limits scraped", server.proc, server.log)
+        srv.wait_until(lambda: len(src.instant("container_spec_memory_limit_bytes")) == 8
+                       and len(src.instant('process_resident_memory_bytes{service!=""}')) == 4,
+                       30, "the limits and the apps scraped", server.proc, server.log)
     finally:
         src.close()
     yield server
@@ -69,23 +86,52 @@ def test_the_feed_reads_each_services_limit_at_start_and_every_refresh(
     now = time.time()
     feed = promfeed.PrometheusFeed(limited.url, rate_window="5s", limit_refresh_s=2.0)
     first, between, refreshed = _ticks(feed, [now, now + 1.0, now + 2.0])
-    assert first.limits == {"rss_bytes": {"auth": 2 * GIB, "web": 0.5}}, "cart has none"
+    # the app's own container, not its sidecar; cart has none
+    assert first.limits == {"rss_bytes": {"auth": 2 * GIB, "web": 0.5}}
     assert between.limits == {}, "a limit is asked once a refresh, not every tick"
     assert refreshed.limits == first.limits
     assert ("auth", "rss_bytes") in {(s.service, s.metric) for s in first.samples}
-    assert feed.last_error == ""
+    assert feed.last_error == feed.limits_error == ""
 
 
-def test_a_limit_query_that_fails_is_named_and_the_signals_still_come(
+def _asked(feed: promfeed.PrometheusFeed) -> list[float]:
+    """The times the feed asks its limit queries (a spy on the real call)."""
+    times: list[float] = []
+    real = feed._limits
+
+    async def spy(expr: str, now: float) -> dict[str, float]:
+        times.append(now)
+        return await real(expr, now)
+
+    feed._limits = spy  # type: ignore[method-assign]
+    return times
+
+
+def test_a_limit_query_that_fails_is_named_until_it_answers_and_asked_again_soon(
         limited: srv.Server) -> None:
     feed = promfeed.PrometheusFeed(limited.url, rate_window="5s",
                                    limit_queries={"rss_bytes": "min by (service) ("})
-    (tick,) = _ticks(feed, [time.time()])
-    assert tick.limits == {}
-    assert feed.last_error.startswith("rss_bytes limit: ")
-    assert "bad_data" in feed.last_error  # Prometheus's own word for the bad query
-    assert feed.blind is False
-    assert ("auth", "rss_bytes") in {(s.service, s.metric) for s in tick.samples}
+    asked = _asked(feed)
+    now = time.time()
+    ticks = _ticks(feed, [now, now + 1.0, now + 31.0])
+    assert [t.limits for t in ticks] == [{}, {}, {}]
+    assert asked == [now, now + 31.0], "asked again 30 s later, not every tick nor 300 s later"
+    assert feed.limits_error.startswith("rss_bytes limit: ")
+    assert "bad_data" in feed.limits_error  # Prometheus's own word for the bad query
+    # the signals answered: Prometheus is up, and its signals' health says so
+    assert feed.last_error == "" and feed.blind is False
+    assert ("auth", "rss_bytes") in {(s.service, s.metric) for s in ticks[-1].samples}
+
+
+def test_limits_are_read_again_when_the_clock_is_set_back(limited: srv.Server) -> None:
+    feed = promfeed.PrometheusFeed(limited.url, rate_window="5s")
+    asked = _asked(feed)
+    now = time.time()
+    ticks = _ticks(feed, [now, now + 15.0, now - 3600.0, now - 3585.0])
+    assert asked == [now, now - 3600.0]
+    # an hour ago nothing was scraped yet: the query answers that no service has a limit
+    assert [t.limits for t in ticks] == [{"rss_bytes": {"auth": 2 * GIB, "web": 0.5}}, {},
+                                         {"rss_bytes": {}}, {}]
 
 
 def test_selfheal_serve_says_which_limits_it_took(limited: srv.Server, tmp_path: Path) -> None:
@@ -98,8 +144,9 @@ def test_selfheal_serve_says_which_limits_it_took(limited: srv.Server, tmp_path:
         assert proc.wait(timeout=30) == 0
     said = " ".join(log.read_text().split())  # the console wraps its lines
     assert ("rss_bytes limits from prometheus: auth 2048.0 MiB (was 512.0 MiB); not used, as "
-            "the value is already past it (check the query's unit): web's 0.0 MiB (now "
-            "286.1 MiB)") in said
+            "the value is already past it (check the query's unit): web's 0.5 (0.0 MiB), now "
+            "286.1 MiB") in said
+    assert said.count("limits from") == 1, "said once, not at every refresh"
 
 
 def test_the_default_limit_query_is_a_signal_of_the_default_queries() -> None:
@@ -110,25 +157,34 @@ def test_selfheal_detect_forecasts_against_each_services_limit(
         tmp_path: Path, prometheus_server: Callable[..., srv.Server],
         exporter: Callable[[], srv.Exporter], selfheal_cmd: list[str]) -> None:
     """Two days of auth's memory kept by Prometheus (backfilled): a flat day at 1 GiB, then a
-    leak of 5% an hour; its 2 GiB limit is scraped live. The leak is forecast against that
-    limit; without the limit query (the control) the day's leak is never reported."""
+    leak of 5% an hour until the kernel stops it at its 2 GiB limit and it starts again at
+    1 GiB. Its app and the kubelet's limits are scraped live. The leak is forecast against
+    that limit before the stop; without the limit query (the control) it is never reported."""
     end = int(time.time()) - 3600
     start = end - 2 * 86_400
     rows = []
+    value = GIB
     for t in range(start, end, 60):
         leak_h = max(0.0, (t - start - 86_400) / 3600)
         wobble = ((t * 7919) % 97 - 48) / 48 * 2 * 1024 ** 2  # +-2 MiB, deterministic
-        rows.append(f'process_resident_memory_bytes{{service="auth"}} '
-                    f'{GIB * (1 + 0.05 * leak_h) + wobble:.0f} {t}')
+        value = GIB * (1 + 0.05 * leak_h) + wobble
+        if value >= 2 * GIB:  # out of memory: the restarted process leaks again from 1 GiB
+            value -= GIB
+        rows.append(f'process_resident_memory_bytes{{service="auth"}} {value:.0f} {t}')
     history = "\n".join(["# TYPE process_resident_memory_bytes gauge", *rows, "# EOF", ""])
-    e = exporter()
-    e.registry.unregister(e.rss)  # only the limit is live; the memory is the history's
-    prometheus_client.Gauge("container_spec_memory_limit_bytes", "cgroup limit", ["container"],
-                            registry=e.registry).labels(container="app").set(2 * GIB)
-    prom = prometheus_server([(e.url, {"service": "auth"})], history=history)
+    app, kubelet = exporter(), exporter()
+    app.rss.set(value)
+    kubelet.registry.unregister(kubelet.rss)
+    prometheus_client.Gauge(
+        "container_spec_memory_limit_bytes", "cgroup limit", ["namespace", "pod", "container"],
+        registry=kubelet.registry).labels(namespace="shop", pod="auth-0",
+                                          container="app").set(2 * GIB)
+    prom = prometheus_server([(app.url, {"service": "auth", "namespace": "shop",
+                                         "pod": "auth-0", "container": "app"}),
+                              (kubelet.url, {})], history=history)
     src = prometheus.PrometheusSource(prom.url)
     try:
-        srv.wait_until(lambda: bool(src.instant("container_spec_memory_limit_bytes")), 30,
+        srv.wait_until(lambda: bool(src.instant(config.DEFAULT_LIMIT_PROMQL["rss_bytes"])), 30,
                        "the limit scraped", prom.proc, prom.log)
     finally:
         src.close()
@@ -151,5 +207,60 @@ def test_selfheal_detect_forecasts_against_each_services_limit(
     assert found["control"] == []
     assert found["limit"], "the leak is forecast against auth's own limit"
     first = found["limit"][0]
-    assert first["observed"] < 2 * GIB
+    stopped = start + 86_400 + 20 * 3600  # 1 GiB more at 5% an hour
+    assert first["observed"] < 2 * GIB and first["started_at"] < stopped
     assert "to the 2048.0 MiB limit" in first["explanation"]
+
+
+class _Feed:
+    """A feed whose ticks the test writes: the samples and the limits it brings."""
+
+    name = "prometheus"
+    kinds = frozenset({model.SignalKind.METRICS})
+
+    def __init__(self) -> None:
+        self.next = ports.Collected()
+
+    async def collect(self, now: float) -> ports.Collected:
+        return self.next
+
+    async def close(self) -> None:
+        pass
+
+
+def test_the_engine_says_what_it_did_with_the_limits_once_and_writes_it_down(
+        tmp_path: Path) -> None:
+    now = 1_800_000_000.0
+    cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(
+        services={"auth": [], "cart": []}))
+    store = sql.SqlStore(cfg.database_url())
+    feed = _Feed()
+    events: list[str] = []
+    ctl = controller_mod.Controller(
+        cfg, serve.ObservedPlatform({"auth": [], "cart": []}), store,
+        policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {"auth": (), "cart": ()},
+        lambda: now, lambda e: events.append(e.message), feeds=[feed])
+    rss = tuple(model.Sample(t=now, service=svc, metric="rss_bytes", value=300e6)
+                for svc in ("auth", "cart"))
+
+    def tick(limits: dict[str, dict[str, float]]) -> list[str]:
+        feed.next = ports.Collected(samples=rss, limits=limits)
+        before = len(events)
+        asyncio.run(ctl.tick())
+        return [m for m in events[before:] if "limits from" in m]
+
+    # a query that gives none of the services watched (no `service` on its series) is said
+    assert tick({"rss_bytes": {}}) == [
+        "rss_bytes limits from prometheus: the limit query gave none of the 2 service(s) "
+        "watched, so their limit is the 512.0 MiB of detect.limits (is `service` on its "
+        "series?)"]
+    assert tick({"rss_bytes": {}}) == [], "once, not at every refresh"
+    said = tick({"rss_bytes": {"auth": 2 * GIB, "cart": 0.5}})
+    assert said == ["rss_bytes limits from prometheus: auth 2048.0 MiB (was 512.0 MiB); not "
+                    "used, as the value is already past it (check the query's unit): cart's "
+                    "0.5 (0.0 MiB), now 286.1 MiB"]
+    assert tick({"rss_bytes": {"auth": 2 * GIB, "cart": 0.5}}) == []
+    written = [e.payload for e in store.ledger() if e.kind == "signal.limits"]
+    assert [w["limits"] for w in written] == [{}, {"auth": 2 * GIB, "cart": 0.5}]
+    assert written[1]["refused"] == {"cart": 0.5}
+    store.close()

@@ -97,6 +97,8 @@ def detect(
             samples, detector_settings(cfg.detect), change_list, maintenance,
             settle_s=cfg.detect.settle_s, limits=limits,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
+    for note in result.limit_notes:
+        render.say(f"detect: {note}")
     drawn = None
     if plot is not None:
         try:
@@ -184,14 +186,13 @@ def _limits(source: prometheus.PrometheusSource, section: config_mod.PrometheusS
             t: float) -> dict[str, dict[str, float]]:
     """Each service's limits at `t`, by metric; a query that fails is said and left out."""
     out: dict[str, dict[str, float]] = {}
-    for metric, expr in section.limit_queries.items():
+    for metric, expr in section.watched_limit_queries.items():
         try:
             found = source.instant(prometheus.expand(expr, source.rate_window), t)
         except errors.DataUnavailable as exc:
             render.say(f"detect: {metric} limits left out: {exc}")
             continue
         out[metric] = prometheus.limits_of(found, section.service_label)
-        if out[metric]:
-            render.say(f"detect: {metric} limits of {len(out[metric])} service(s) from "
-                       "Prometheus, as they are now")
+        render.say(f"detect: {metric} limits of {len(out[metric])} service(s) from "
+                   "Prometheus, as they are now, for the whole range")
     return out

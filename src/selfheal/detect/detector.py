@@ -28,8 +28,10 @@ FORGET_EVERY_S = 3600.0
 """How often `update` looks for series idle for `Settings.forget_s` (an O(series) check)."""
 
 
-IMPLAUSIBLE = 0.25
-"""A limit its series is already past by this fraction of it is not believed (`set_limits`)."""
+IMPLAUSIBLE = 0.02
+"""A limit its series is past by more than this fraction of it is no limit of that series: a
+process is stopped at its memory limit, it does not live beyond it (`set_limits`,
+`_at_limit`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +39,8 @@ class LimitChange:
     """What `Detector.set_limits` did: services whose limit changed, (old, new); services
     whose limit was not used because their value was already past it, (limit, value)."""
 
-    changed: dict[str, tuple[float | None, float | None]]
-    refused: dict[str, tuple[float, float]]
+    changed: Mapping[str, tuple[float | None, float | None]]
+    refused: Mapping[str, tuple[float, float]]
 
 
 class Detector:
@@ -296,16 +298,17 @@ class Detector:
                    observed: Mapping[str, float] | None = None) -> LimitChange:
         """Each service's own limit of `metric` (its memory limit, as where it runs reports
         it), in place of the metric's limit for that service; a service not in `by_service`
-        (or with a limit that is not a finite number) goes back to the metric's. Applies to
-        series that come later too. A limit that its service's `observed` value (the same
-        moment's) already passes by a quarter is not used: a process cannot be far past a
-        memory limit it would be stopped at, so the query is wrong (its unit, its label)."""
-        slack = IMPLAUSIBLE if self.settings.direction(metric) >= 0 else -IMPLAUSIBLE
-        refused = {svc: (float(v), observed[svc]) for svc, v in by_service.items()
-                   if observed and svc in observed and math.isfinite(v)
-                   and self._breaks(metric, observed[svc], v + abs(v) * slack)}
-        new = {svc: float(v) for svc, v in by_service.items()
-               if math.isfinite(v) and svc not in refused}
+        (or with a limit that is not a finite number, or not above 0 for a metric whose rise
+        is bad) goes back to the metric's. Applies to series that come later too. A limit
+        that its service's `observed` value (the same moment's) is already past
+        (`IMPLAUSIBLE`) is not used: a process is stopped at its memory limit, so the query
+        is wrong (its unit, its label). `_at_limit` checks every value so."""
+        rising = self.settings.direction(metric) >= 0
+        usable = {svc: float(v) for svc, v in by_service.items()
+                  if math.isfinite(v) and (v > 0 or not rising)}
+        refused = {svc: (v, observed[svc]) for svc, v in usable.items()
+                   if observed and svc in observed and self._past(metric, observed[svc], v)}
+        new = {svc: v for svc, v in usable.items() if svc not in refused}
         changed: dict[str, tuple[float | None, float | None]] = {}
         for svc in {s for s, m in self._limits if m == metric} | set(new):
             key = (svc, metric)
@@ -323,10 +326,18 @@ class Detector:
         return LimitChange(changed, refused)
 
     def _at_limit(self, i: int, observed: float) -> bool:
-        """Is the value at or past its limit (memory at the OOM limit)?"""
+        """Is the value at its limit (memory at the OOM limit)? A value far past it says the
+        limit is not this series' (the metric's default, a wrong query): no."""
         metric = self._keys[i][1]
         limit = self.limit(self._keys[i])
-        return limit is not None and (observed == limit or self._breaks(metric, observed, limit))
+        return limit is not None and (observed == limit or self._breaks(metric, observed, limit)) \
+            and not self._past(metric, observed, limit)
+
+    def _past(self, metric: str, observed: float, limit: float) -> bool:
+        """Is `observed` past `limit` by more than `IMPLAUSIBLE` of it?"""
+        slack = abs(limit) * IMPLAUSIBLE
+        return self._breaks(metric, observed,
+                            limit - slack if self.settings.direction(metric) < 0 else limit + slack)
 
     def _held_long_enough(self, i: int, t: float, observed: float, started: float) -> bool:
         """Has the episode lasted its metric's hold (or does it break the SLO already)?"""

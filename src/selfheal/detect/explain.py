@@ -6,6 +6,7 @@ Called by `Detector` for the few series that fire; pure string formatting.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 _MIB = 1024.0 * 1024.0
 
@@ -68,10 +69,10 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
     )
 
 
-def limits(metric: str, changed: dict[str, tuple[float | None, float | None]],
-           refused: dict[str, tuple[float, float]], source: str) -> str:
+def limits(metric: str, changed: Mapping[str, tuple[float | None, float | None]],
+           refused: Mapping[str, tuple[float, float]], source: str) -> str:
     """What `Detector.set_limits` did, in one line ("rss_bytes limits from prometheus: auth
-    2048.0 MiB (was 512.0 MiB), ...; not used: cart's 0.5 MiB, below its 300.0 MiB")."""
+    2048.0 MiB (was 512.0 MiB), ...; not used, ...: web's 0.5 (0.0 MiB), now 300.0 MiB")."""
     def one(value: float | None) -> str:
         return "none" if value is None else fmt(metric, value)
 
@@ -85,6 +86,13 @@ def limits(metric: str, changed: dict[str, tuple[float | None, float | None]],
                              for svc, (old, new) in sorted(changed.items())]))
     if refused:
         parts.append("not used, as the value is already past it (check the query's unit): "
-                     + listed([f"{svc}'s {one(lim)} (now {one(value)})"
+                     + listed([f"{svc}'s {lim:.15g} ({one(lim)}), now {one(value)}"
                                for svc, (lim, value) in sorted(refused.items())]))
     return f"{metric} limits from {source}: {'; '.join(parts)}"
+
+
+def no_limits(metric: str, watched: int, fallback: float | None, source: str) -> str:
+    """A limit query that gave none of the services watched (a missing label, most often)."""
+    then = f"the {fmt(metric, fallback)} of detect.limits" if fallback is not None else "none"
+    return (f"{metric} limits from {source}: the limit query gave none of the {watched} "
+            f"service(s) watched, so their limit is {then} (is `service` on its series?)")

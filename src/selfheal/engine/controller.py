@@ -137,6 +137,7 @@ class Controller:
         self.drained: dict[str, drains.Drain] = drains.restore(store)
         now = clock()
         self._seen_changes = {c.id for c in store.changes_between(now - 7 * 86_400, now)}
+        self._limits_said: dict[str, str] = {}  # metric -> what was wrong with its limits
         self._maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
         self._state_saved_at = now
         self._saving: asyncio.Task[None] | None = None
@@ -201,18 +202,38 @@ class Controller:
 
     # -- the tick --------------------------------------------------------------------------
 
+    def _take_limits(self, source: str, metric: str, by_service: Mapping[str, float],
+                     samples: Sequence[model.Sample], now: float) -> None:
+        """Each service's own limit of `metric` from a feed, checked against the same tick's
+        values; what changed, what was refused and a query that gave none of the services
+        watched is said (once, until it changes) and written to the ledger."""
+        now_at = {s.service: s.value for s in samples if s.metric == metric and not s.replica}
+        did = self.detector.set_limits(metric, by_service, now_at)
+        none = bool(now_at) and not set(by_service) & set(now_at)
+        # what is wrong with the answer is said when it changes, not at every refresh
+        wrong = f"none of {len(now_at)}" if none else repr(sorted(did.refused))
+        new_wrong = self._limits_said.get(metric) != wrong and (none or bool(did.refused))
+        self._limits_said[metric] = wrong
+        if did.changed or (new_wrong and did.refused):
+            text = explain_mod.limits(metric, did.changed, did.refused if new_wrong else {},
+                                      source)
+        elif new_wrong:
+            text = explain_mod.no_limits(metric, len(now_at),
+                                         self.detector.settings.limit(metric), source)
+        else:
+            return
+        self.emit("config", text)
+        self.store.append_ledger(now, "", "signal.limits", {
+            "metric": metric, "source": source, "limits": dict(by_service),
+            "refused": {k: v[0] for k, v in did.refused.items()}})
+
     async def tick(self) -> None:
         now = self.clock()
         got = await asyncio.gather(*(f.collect(now) for f in self.feeds))
         samples = [s for c in got for s in c.samples]
         for feed, collected in zip(self.feeds, got, strict=True):
             for metric, by_service in collected.limits.items():
-                now_at = {s.service: s.value for s in collected.samples
-                          if s.metric == metric and not s.replica}
-                did = self.detector.set_limits(metric, by_service, now_at)
-                if did.changed or did.refused:
-                    self.emit("config", explain_mod.limits(metric, did.changed, did.refused,
-                                                           feed.name))
+                self._take_limits(feed.name, metric, by_service, collected.samples, now)
         self.store.add_samples(samples)
         self.store.add_logs([r for c in got for r in c.logs])
         for change in self.platform.changes():

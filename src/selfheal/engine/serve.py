@@ -332,6 +332,8 @@ async def run(cfg: config_mod.Config, pol: policy.Policy, make_app: AppFactory,
                                      if c.incident.state not in controller_mod.TERMINAL)}
         if prom_feed is not None:
             state["prometheus"] = prom_feed.last_error or "ok"
+            if prom_feed.limit_queries:
+                state["prometheus_limits"] = prom_feed.limits_error or "ok"
         return state
 
     app = make_app(Parts(body_limit_bytes=cfg.serve.body_limit_bytes,

@@ -218,6 +218,8 @@ def _value(raw: Any) -> float:
 
 
 def series_of(data: Any, what: str) -> list[Series]:
+    """The series of a query's `data` (a vector or a matrix); `errors.DataUnavailable`
+    naming `what` when it is not one."""
     try:
         return _parse_series(data, what)
     except (TypeError, ValueError, AttributeError) as exc:  # a proxy's or a broken answer

@@ -20,6 +20,9 @@ from selfheal import config as config_mod
 from selfheal import errors, model, ports
 from selfheal.sources import prometheus
 
+LIMIT_RETRY_S = 30.0
+"""How soon limits that could not be read are asked again (at most `limit_refresh_s`)."""
+
 
 class PrometheusFeed(prometheus.Retrying):
     """Instant PromQL queries once a tick, as service-level samples; implements `ports.Feed`."""
@@ -40,9 +43,13 @@ class PrometheusFeed(prometheus.Retrying):
         self.service_label = service_label
         self.rate_window = rate_window
         self.last_error = ""
+        """Why the signal queries of the last tick failed ("" when they answered)."""
+        self.limits_error = ""
+        """Why the limits could not be read, until they are read again ("" when they were)."""
         self.blind = False
-        """True when every query of the last tick failed: Prometheus itself is unreachable."""
-        self._limits_at = -math.inf  # when the limits were last read
+        """True when every signal query of the last tick failed: Prometheus is unreachable."""
+        self._limits_due = -math.inf  # when the limits are to be read next
+        self._limits_at = -math.inf  # when they were asked last
         self._http = httpx.AsyncClient(timeout=timeout_s)
 
     @classmethod
@@ -51,7 +58,8 @@ class PrometheusFeed(prometheus.Retrying):
         return cls(cfg.url, queries=cfg.queries, service_label=cfg.service_label,
                    rate_window=cfg.rate_window, timeout_s=cfg.timeout_s,
                    retries=min(cfg.retries, 1), backoff_s=cfg.backoff_s,
-                   limit_queries=cfg.limit_queries, limit_refresh_s=cfg.limit_refresh_s)
+                   limit_queries=cfg.watched_limit_queries,
+                   limit_refresh_s=cfg.limit_refresh_s)
 
     async def instant(self, expr: str, t: float) -> list[prometheus.Series]:
         params = {"query": expr, "time": f"{t:.3f}"}
@@ -83,18 +91,20 @@ class PrometheusFeed(prometheus.Retrying):
 
     async def collect(self, now: float) -> ports.Collected:
         """The signals at `now`; and, on the first tick and every `limit_refresh_s`, the
-        limits of those signals that have a limit query (a query that fails is asked again at
-        the next refresh, and the limits it gave before stay)."""
-        limits = self.limit_queries if now - self._limits_at >= self.limit_refresh_s else {}
+        limits of those signals that have a limit query. Limits that could not be read are
+        asked again `LIMIT_RETRY_S` later (the ones read before stay); a clock set back asks
+        at once."""
+        due = now >= self._limits_due or now < self._limits_at
+        limits = self.limit_queries if due else {}
         if limits:
             self._limits_at = now
+            self._limits_due = now + self.limit_refresh_s
         got, bounds = await asyncio.gather(
             asyncio.gather(*(self._signal(m, e, now) for m, e in self.queries.items()),
                            return_exceptions=True),
             asyncio.gather(*(self._limits(e, now) for e in limits.values()),
                            return_exceptions=True))
         samples: list[model.Sample] = []
-        found: dict[str, dict[str, float]] = {}
         problems: list[str] = []
         for metric, res in zip(self.queries, got, strict=True):
             if isinstance(res, BaseException):
@@ -102,17 +112,22 @@ class PrometheusFeed(prometheus.Retrying):
             else:
                 samples.extend(res)
         self.blind = bool(self.queries) and len(problems) == len(self.queries)
+        self.last_error = "; ".join(problems)
+        found: dict[str, dict[str, float]] = {}
+        failed: list[str] = []
         for metric, by_service in zip(limits, bounds, strict=True):
             if isinstance(by_service, BaseException):
-                problems.append(f"{metric} limit: {_unavailable(by_service)}")
+                failed.append(f"{metric} limit: {_unavailable(by_service)}")
             else:
                 found[metric] = by_service
-        self.last_error = "; ".join(problems)
+        if limits:
+            self.limits_error = "; ".join(failed)
+            if failed:
+                self._limits_due = now + min(LIMIT_RETRY_S, self.limit_refresh_s)
         return ports.Collected(samples=tuple(samples), limits=found)
 
     async def close(self) -> None:
         await self._http.aclose()
-
 
 
 def _unavailable(exc: BaseException) -> errors.DataUnavailable:
