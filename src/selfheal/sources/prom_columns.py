@@ -74,11 +74,35 @@ def _points(values: Any) -> tuple[F64, F64]:
             np.array([v for _, v in pts], np.float64).reshape(-1))
 
 
+GRID_TOLERANCE_S = 1e-3
+"""How far a point's time may be from its query's step grid (Prometheus answers times in
+milliseconds) before `on_grid` refuses the answer."""
+
+
+def on_grid(got: Sequence[tuple[model.Params, F64, F64]], t0: float, step_s: float, n: int,
+            what: str) -> None:
+    """Refuse (`errors.DataUnavailable`) a query_range answer with a point off its grid,
+    `t0 + k * step_s` for 0 <= k < n. Prometheus answers on it; a proxy's or a broken answer
+    may not, and `chunk` holds the times of all its series: distinct times a series would
+    make it grow as the points squared (times x series), not as the points."""
+    count, first = 0, math.nan
+    for _, times, _ in got:
+        k = np.rint((times - t0) / step_s)
+        off = (k < 0) | (k >= n) | (np.abs(times - (t0 + k * step_s)) > GRID_TOLERANCE_S)
+        if off.any():
+            count, first = count + int(off.sum()), first if count else float(times[off][0])
+    if count:
+        raise errors.DataUnavailable(
+            f"Prometheus answered {what} with {count} points off the step grid ({n} points "
+            f"every {step_s:g} s from {t0:.3f}; the first at {first:.3f}): the answer is "
+            "refused")
+
+
 def chunk(found: Sequence[tuple[tuple[str, str], F64, F64]]) -> ports.HistoryChunk:
     """The series of one chunk (in the order the queries answered them) as columns on the
-    times any of them has: a name met twice takes the later series' value where both have
-    one (as a dict a tick would), and its place in each tick's order from the first series
-    present there (`rank`)."""
+    times any of them has (their step grid: `on_grid`): a name met twice takes the later
+    series' value where both have one (as a dict a tick would), and its place in each tick's
+    order from the first series present there (`rank`)."""
     keys: dict[tuple[str, str], int] = {}
     for key, _, _ in found:
         keys.setdefault(key, len(keys))

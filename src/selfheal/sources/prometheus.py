@@ -409,8 +409,9 @@ class PrometheusSource(_Retrying):
         stays under Prometheus's 11,000 points a series.
         A point Prometheus has no value for (a signal or a service missing at that time) is
         not `present` in its chunk. A signal whose query fails (a 422 "too many samples" of
-        a histogram over a big fleet, a timeout) is left out from there on, `on_skip(signal,
-        why)` says so, and the others go on; `errors.DataUnavailable` when every one failed.
+        a histogram over a big fleet, a timeout, an answer off the step grid) is left out
+        from there on, `on_skip(signal, why)` says so, and the others go on;
+        `errors.DataUnavailable` when every one failed.
         Each query may take `HISTORY_TIMEOUT_S` (6 hours of a fleet, not an investigation's
         minutes)."""
         exprs = {m: expand(e, self.rate_window) for m, e in self.queries.items()
@@ -428,6 +429,7 @@ class PrometheusSource(_Retrying):
                 try:
                     got = self.range_columns(expr, t0, t0 + (n - 1) * step_s, step_s,
                                              timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
+                    prom_columns.on_grid(got, t0, step_s, n, f"query_range {expr!r}")
                 except errors.DataUnavailable as exc:
                     del exprs[metric]
                     if not exprs:
