@@ -501,18 +501,76 @@ def test_history_read_ahead_says_and_ends_as_read_in_line() -> None:
     assert told(lambda on_skip: readahead.read_ahead(read, on_skip)) == in_line
 
 
+def _new_readers(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "history-read-ahead"
+            and t not in before]
+
+
 def test_a_halt_lets_the_history_reader_go() -> None:
     def endless(on_skip: Any) -> Any:
         while True:
             yield "chunk"
 
+    before = set(threading.enumerate())
     chunks = readahead.read_ahead(endless, lambda signal, why: None)
     assert next(chunks) == "chunk"
+    readers = _new_readers(before)
+    assert len(readers) == 1  # the reader this read_ahead started
     chunks.close()
-    for thread in threading.enumerate():
-        if thread.name == "history-read-ahead":
-            thread.join(timeout=5)
-            assert not thread.is_alive()
+    readers[0].join(timeout=30)
+    assert not readers[0].is_alive()
+
+
+class _Stalled:
+    """A metric source's history whose first query never answers until `answer` is set (a
+    Prometheus evaluating a fleet's week): `asked` is set once it is in flight."""
+
+    def __init__(self) -> None:
+        self.asked, self.answer = threading.Event(), threading.Event()
+
+    def chunks(self, start: float, end: float, step_s: float, skip: Any = (),
+               on_skip: Any = None) -> Any:
+        self.asked.set()
+        self.answer.wait()
+        yield ports.HistoryChunk(keys=(("auth", "request_rate"),), t=np.array([start]),
+                                 values=np.array([[1.0]]), present=np.ones((1, 1), np.bool_))
+
+    def history(self, start: float, end: float, step_s: float, skip: Any = (),
+                on_skip: Any = None) -> Any:
+        for chunk in self.chunks(start, end, step_s, skip, on_skip):
+            yield from chunk.ticks()
+
+
+def test_a_halt_ends_a_first_start_while_its_history_query_is_in_flight(
+        tmp_path: Path) -> None:
+    # a SIGTERM during a first start: warm_start learns history in the serve's worker thread
+    # and the controller's halt() comes from the event loop while the query is in flight
+    events: list[str] = []
+    source = _Stalled()
+    cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(services={}),
+                        detect=config.Detect(history_s=86_400),
+                        scrape=config.Scrape(interval_s=60.0))
+    ctl = controller_mod.Controller(
+        cfg, serve.ObservedPlatform({}), sql.SqlStore(cfg.database_url()),
+        policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {}, lambda: NOW,
+        lambda e: events.append(e.message), feeds=[], history=source)
+    before = set(threading.enumerate())
+    learner = threading.Thread(target=ctl.warm_start)
+    learner.start()
+    try:
+        assert source.asked.wait(timeout=30)
+        readers = _new_readers(before)  # the query is in flight in this one
+        ctl.halt()
+        learner.join(timeout=30)  # bounded for a loaded machine; it returns within ~0.2 s
+        returned = not learner.is_alive()
+    finally:
+        source.answer.set()  # the query answers at last: the reader thread goes
+    assert returned, "warm_start waited for the query in flight"
+    assert "history stopped after 0 ticks: selfheal is stopping" in events, events
+    assert ctl.detector.series == ()  # the answer that came after the halt is not learned
+    assert len(readers) == 1
+    readers[0].join(timeout=30)
+    assert not readers[0].is_alive()
 
 
 def test_a_halt_ends_the_wait_for_a_chunk_still_being_read() -> None:
