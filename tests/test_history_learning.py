@@ -8,6 +8,7 @@ query is in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from selfheal import config, errors, policy, ports
+from selfheal import config, detect, errors, policy, ports
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import readahead, serve
 from selfheal.store import sql
@@ -49,11 +50,36 @@ class _Fleet:
             yield from chunk.ticks()
 
 
+def _tick_by_tick(chunk: ports.HistoryChunk, cfg: config.Detect, paging: bool = True
+                  ) -> tuple[bytes, str]:
+    """What history taught before it was held as columns (119768a's `_learn_history`): each
+    tick as a dict to `Detector.update`, and who is under an incident (a service whose
+    finding would have opened one, for `HISTORY_INCIDENT_S`) worked out again at every tick;
+    with `paging=False`, nobody is. The detectors' saved state and the "learned" line."""
+    det = detect.Detector(controller_mod.detector_settings(cfg))
+    context = detect.Context(settle_s=cfg.settle_s)
+    paged: dict[str, float] = {}
+    names: set[tuple[str, str]] = set()
+    ticks = 0
+    for t, values in chunk.ticks():
+        found = det.update(t, values, context)
+        for finding in detect.fuse(found, weights=controller_mod.FUSE_WEIGHTS):
+            if finding.open_incident:
+                paged[finding.service] = t + controller_mod.HISTORY_INCIDENT_S
+        under = frozenset(s for s, until in paged.items() if until > t and paging)
+        if under != context.incidents:
+            context = dataclasses.replace(context, incidents=under)
+        names.update(values)
+        ticks += 1
+    return det.save(), f"learned {ticks} ticks of history ({len(names)} series"
+
+
 def test_history_learned_from_columns_is_learned_as_tick_by_tick(tmp_path: Path) -> None:
     """Points missing, points that are NaN, a series that appears late, one that goes quiet
-    for longer than `forget_after_s` (dropped part way, so the rows move) and comes back, and
-    two series that the source met in another order at some ticks (`rank`): learned from one
-    chunk of columns, the detectors end exactly as fed a tick at a time."""
+    for longer than `forget_after_s` (dropped part way, so the rows move) and comes back,
+    two series that the source met in another order at some ticks (`rank`), and episodes
+    that would have opened incidents: learned from one chunk of columns, or from one chunk a
+    tick, the detectors end exactly as fed a dict a tick by the loop before columns."""
     n, step = 2400, 60.0
     t = NOW - 2 * 86_400 + step * np.arange(n)
     rng = np.random.default_rng(5)
@@ -63,6 +89,10 @@ def test_history_learned_from_columns_is_learned_as_tick_by_tick(tmp_path: Path)
                        np.abs(rng.normal(0.01, 0.002, n)), 30 + rng.normal(0, 1, n),
                        np.abs(rng.normal(0.02, 0.003, n)), 10 + rng.normal(0, 1, n)], axis=1)
     values[1500:1520, 0] += 60  # an episode
+    values[1505:1515, 1] = 0.3  # auth's errors with it, and cart's later: incidents then
+    values[2000:2030, 3] = 0.4
+    values[1560:1570, 0] += 60  # episodes once the incidents are over: learned as routine
+    values[2100:2110, 2] += 20
     present = np.ones(values.shape, np.bool_)
     present[rng.random(values.shape) < 0.03] = False  # points missing
     values[rng.random(values.shape) < 0.03] = math.nan  # points that are NaN (no requests)
@@ -90,9 +120,15 @@ def test_history_learned_from_columns_is_learned_as_tick_by_tick(tmp_path: Path)
         return ctl.detector.save(), events
 
     columns, ticks = learned(False), learned(True)
-    assert any(m.startswith(f"learned {n} ticks of history (5 series") for m in columns[1])
     assert columns[1] == ticks[1]
     assert columns[0] == ticks[0]
+    detect_cfg = config.Detect(history_s=2 * 86_400, forget_after_s=7200)
+    reference, line = _tick_by_tick(chunk, detect_cfg)
+    assert line == f"learned {n} ticks of history (5 series"
+    assert any(m.startswith(line) for m in columns[1]), columns[1]
+    assert columns[0] == reference
+    # (the incidents count: learned as if nobody had been paged, the state differs)
+    assert _tick_by_tick(chunk, detect_cfg, paging=False)[0] != reference
 
 
 def test_history_read_ahead_says_and_ends_as_read_in_line() -> None:
