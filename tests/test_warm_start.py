@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from selfheal import config, detect, errors, model, policy, ports
+from selfheal import config, detect, model, policy, ports
 from selfheal.detect import settings as detect_settings
 from selfheal.engine import controller as controller_mod
-from selfheal.engine import readahead, serve
+from selfheal.engine import serve
 from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(60)
@@ -403,135 +403,3 @@ def test_the_loop_says_which_idle_series_it_dropped(tmp_path: Path) -> None:
     assert said == ["1 series with no value for 0.0416667 days dropped from the detectors: "
                     "old/request_rate"]
     store.close()
-
-
-class _Fleet:
-    """A metric source's history (`ports.History`), as one chunk of columns or one chunk a
-    tick: the same points either way."""
-
-    def __init__(self, chunk: ports.HistoryChunk, by_tick: bool) -> None:
-        self.chunk = chunk
-        self.by_tick = by_tick
-
-    def chunks(self, start: float, end: float, step_s: float, skip: Any = (),
-               on_skip: Any = None) -> Any:
-        if not self.by_tick:
-            yield self.chunk
-            return
-        for t, values in self.chunk.ticks():  # each tick's keys in the order the source met them
-            yield ports.HistoryChunk(
-                keys=tuple(values), t=np.array([t]), values=np.array([list(values.values())]),
-                present=np.ones((1, len(values)), np.bool_))
-
-    def history(self, start: float, end: float, step_s: float, skip: Any = (),
-                on_skip: Any = None) -> Any:
-        for chunk in self.chunks(start, end, step_s, skip, on_skip):
-            yield from chunk.ticks()
-
-
-def test_history_learned_from_columns_is_learned_as_tick_by_tick(tmp_path: Path) -> None:
-    """Points missing, points that are NaN, a series that appears late, one that goes quiet
-    for longer than `forget_after_s` (dropped part way, so the rows move) and comes back, and
-    two series that the source met in another order at some ticks (`rank`): learned from one
-    chunk of columns, the detectors end exactly as fed a tick at a time."""
-    n, step = 2400, 60.0
-    t = NOW - 2 * 86_400 + step * np.arange(n)
-    rng = np.random.default_rng(5)
-    keys = (("auth", "request_rate"), ("auth", "error_ratio"), ("cart", "request_rate"),
-            ("cart", "error_ratio"), ("pay", "request_rate"))
-    values = np.stack([50 + 20 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 2, n),
-                       np.abs(rng.normal(0.01, 0.002, n)), 30 + rng.normal(0, 1, n),
-                       np.abs(rng.normal(0.02, 0.003, n)), 10 + rng.normal(0, 1, n)], axis=1)
-    values[1500:1520, 0] += 60  # an episode
-    present = np.ones(values.shape, np.bool_)
-    present[rng.random(values.shape) < 0.03] = False  # points missing
-    values[rng.random(values.shape) < 0.03] = math.nan  # points that are NaN (no requests)
-    present[:700, 2:] = False  # cart and pay appear late, together
-    present[1000:1300, 2:4] = False  # cart quiet for 5 hours, more than forget_after_s
-    present[[700, 1300], 2:] = True
-    values[~present] = math.nan
-    rank = np.tile(np.arange(len(keys)), (n, 1))
-    rank[700:, 3:] -= 10  # from then on the source met cart's errors and pay first
-    chunk = ports.HistoryChunk(keys=keys, t=t, values=values, present=present, rank=rank)
-
-    def learned(by_tick: bool) -> tuple[bytes, list[str]]:
-        events: list[str] = []
-        cfg = config.Config(workdir=tmp_path / str(by_tick),
-                            platform=config.PlatformSettings(services={}),
-                            detect=config.Detect(history_s=2 * 86_400, forget_after_s=7200),
-                            scrape=config.Scrape(interval_s=step))
-        cfg.workdir.mkdir()
-        ctl = controller_mod.Controller(
-            cfg, serve.ObservedPlatform({}), sql.SqlStore(cfg.database_url()),
-            policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {}, lambda: NOW,
-            lambda e: events.append(e.message.split(") in ")[0]), feeds=[],
-            history=_Fleet(chunk, by_tick))
-        ctl.warm_start()
-        return ctl.detector.save(), events
-
-    columns, ticks = learned(False), learned(True)
-    assert any(m.startswith(f"learned {n} ticks of history (5 series") for m in columns[1])
-    assert columns[1] == ticks[1]
-    assert columns[0] == ticks[0]
-
-
-def test_history_read_ahead_says_and_ends_as_read_in_line() -> None:
-    """The next chunk is read in a thread while the last is learned: what the source said
-    about a signal it left out comes before the chunk it came with, and the error that ended
-    the reading where the reading ended."""
-    def read(on_skip: Any) -> Any:
-        yield "first"
-        on_skip("p99_latency_s", "bad_data")
-        yield "second"
-        on_skip("rss_bytes", "timeout")
-        raise errors.DataUnavailable("Prometheus went away")
-
-    def told(chunks: Any) -> list[str]:
-        out: list[str] = []
-        try:
-            for chunk in chunks(lambda signal, why: out.append(f"{signal}: {why}")):
-                out.append(chunk)
-        except errors.DataUnavailable as exc:
-            out.append(str(exc))
-        return out
-
-    in_line = told(read)
-    assert in_line == ["first", "p99_latency_s: bad_data", "second", "rss_bytes: timeout",
-                       "Prometheus went away"]
-    assert told(lambda on_skip: readahead.read_ahead(read, on_skip)) == in_line
-
-
-def test_a_halt_lets_the_history_reader_go() -> None:
-    def endless(on_skip: Any) -> Any:
-        while True:
-            yield "chunk"
-
-    chunks = readahead.read_ahead(endless, lambda signal, why: None)
-    assert next(chunks) == "chunk"
-    chunks.close()
-    for thread in threading.enumerate():
-        if thread.name == "history-read-ahead":
-            thread.join(timeout=5)
-            assert not thread.is_alive()
-
-
-def test_a_halt_ends_the_wait_for_a_chunk_still_being_read() -> None:
-    # the query for the next chunk is in flight (it can take a minute): a halt must not wait
-    # for it, or a SIGTERM during a first start outlasts the grace period
-    in_flight, halting = threading.Event(), threading.Event()
-
-    def slow(on_skip: Any) -> Any:
-        yield "first"
-        in_flight.wait()  # the answer never comes while the test runs
-        yield "second"
-
-    got: list[str] = []
-    learner = threading.Thread(target=lambda: got.extend(
-        readahead.read_ahead(slow, lambda signal, why: None, stop=halting.is_set)))
-    learner.start()
-    halting.set()
-    learner.join(timeout=30)
-    alive = learner.is_alive()
-    in_flight.set()  # let the reader go
-    assert not alive
-    assert got in (["first"], [])  # what was read before the halt, nothing after

@@ -67,22 +67,33 @@ def test_the_profile_enters_the_baseline_from_the_second_day() -> None:
     assert weekly[2 * DAY:].mean() < 0.6 * off[2 * DAY:].mean()
 
 
+def _firing(cfg: detect.Settings, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the series fires at each row, and whether its trend is what fires."""
+    bank = core.Bank(cfg)
+    bank.add()
+    steps = [bank.step(T0 + i * STEP, np.array([v])) for i, v in enumerate(x)]
+    firing = np.array([bool(st.firing[0]) for st in steps])
+    return firing, firing & np.array([int(st.detector[0]) == core.TREND for st in steps])
+
+
 def test_the_daily_ramp_is_no_trend_once_the_profile_has_learnt_it() -> None:
     x = _traffic(3, 6)
     firing = {}
     for season in ("weekly", "off"):
-        # the trend's horizon 600 ticks (50 hours), as before it was counted in seconds: the
-        # 10 minutes it is now never see a daily ramp as a trend, profile or not
-        bank = core.Bank(detect.Settings(**settings_mod.season_overrides(season),
-                                         trend_horizon_s=None))
-        bank.add()
-        firing[season] = np.array([bool(bank.step(T0 + i * STEP, np.array([v])).firing[0])
-                                   for i, v in enumerate(x)])
+        # the trend's horizon 600 ticks (50 hours), as before it was counted in seconds
+        firing[season], _ = _firing(detect.Settings(**settings_mod.season_overrides(season),
+                                                    trend_horizon_s=None), x)
     late = slice(3 * DAY, None)  # days 4 to 6
     # a flat baseline calls the morning climb and the evening fall a trend, every day
     assert firing["off"][late].mean() > 0.3
     # the trend is fitted to the value less the profile: a routine day fires nothing
     assert not firing["weekly"][late].any()
+    # the product's horizon, 600 s (two rows here), never sees the daily ramp as a trend,
+    # profile or not, from the first day; and from day 4 nothing fires
+    for season in ("weekly", "off"):
+        default, trend = _firing(detect.Settings(**settings_mod.season_overrides(season)), x)
+        assert not trend.any(), (season, np.flatnonzero(trend)[:10])
+        assert not default[late].any(), season
 
 
 def _reported_minutes(cfg: detect.Settings, tick_s: float, days: int) -> list[int]:

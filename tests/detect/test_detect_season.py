@@ -86,6 +86,36 @@ def test_weekly_pattern_is_expected_with_the_weekly_profile() -> None:
     assert with_week[last].mean() < 0.5 * daily_only[last].mean()
 
 
+def test_read_between_its_bins_the_weekly_profile_learns_each_bin_from_its_own_value(
+) -> None:
+    # the weekly pattern above at a 30 s tick, where the profiles are read between their
+    # bins (30 ticks a bin: `season_between_ticks`); each bin learns what its own value
+    # leaves, not what the read between two bins does (that drags every bin toward its
+    # neighbour, and the week's profile flattens). A 6-hour "day" keeps it to 20,000 ticks;
+    # the product's other defaults (the trend's 600 s horizon) as they are.
+    period, tick = 6 * 3600.0, 30.0
+    day = int(period / tick)
+    week = 7 * day
+    n = week * 3
+    i = np.arange(n)
+    weekend = i % week >= 5 * day
+    pattern = 100.0 + 30.0 * np.sin(2 * np.pi * i / day + np.where(weekend, np.pi, 0.0))
+    x = pattern + np.random.default_rng(5).normal(0.0, 1.0, n)
+    error = {}
+    for weekly in (False, True):
+        cfg = Settings(directions={}, min_scale={}, rel_floor=0.0, long_floor=1.0,
+                       season_period_s=period, season_shrink=10.0, weekly_profile=weekly)
+        assert period / cfg.season_bins / tick >= cfg.season_between_ticks  # read between
+        bank = core.Bank(cfg)
+        bank.add_many(1)
+        expected = np.array([bank.step(k * tick, np.array([v])).expected[0]
+                             for k, v in enumerate(x)])
+        error[weekly] = np.abs(expected - pattern)[weekend & (i >= 2 * week)].mean()
+    # on the third weekend: daily only ~8 (the weekend is news to it), weekly ~2.9; learnt
+    # from the read between, the weekly profile was ~7.6
+    assert error[True] < 0.5 * error[False]
+
+
 def test_no_weekly_pattern_no_weekly_offset() -> None:
     # a daily pattern and noise: the weekly bins learn the noise, and earn no weight
     rng = np.random.default_rng(6)

@@ -238,15 +238,19 @@ class Bank:
 
     # ------------------------------------------------------------------ the tick
     def step(
-        self, t: float | npt.ArrayLike, x: npt.ArrayLike, dt: float | None = None
+        self, t: float | npt.ArrayLike, x: npt.ArrayLike, dt: float | None = None,
+        spacing: float | None = None,
     ) -> Step:
         """Score `x` (one value per series, NaN = missing) at time `t`, then learn from it.
 
         `t` is one time for all series or one per series (seconds; it places the value in its
-        seasonal phase and dates episodes). `dt` is the seconds per tick (by default, each
-        series' time since its previous value): it turns slopes per tick into time to the limit
-        and scales the seasonal learning rates to the ticks a phase bin holds. The score of a
-        value depends on past values only: the state is updated after scoring.
+        seasonal phase and dates episodes). `dt` is the seconds since the last tick (by
+        default, each series' time since its previous value): it scales the seasonal learning
+        rates to the ticks a phase bin holds. `spacing` is the usual seconds per tick (by
+        default `dt`): it turns the trend's slopes per tick into a move over `trend_horizon_s`
+        and a time to the limit, so that one late tick does not weaken its trend nor one
+        early tick strengthen it. The score of a value depends on past values only: the state
+        is updated after scoring.
         """
         s = self.settings
         n_ = self.size
@@ -267,6 +271,8 @@ class Bank:
             step_s = np.where(np.isfinite(gap) & (gap > 0), gap, 1.0)
         else:
             step_s = np.full(n_, max(float(dt), _TINY))
+        # the regression's ticks are the usual spacing apart, whatever this tick's gap
+        tick_s = step_s if spacing is None else np.full(n_, max(float(spacing), _TINY))
         a["last_t"][:] = np.where(valid, tt, a["last_t"])
         first = valid & (a["n"] == 0)
         if first.any():
@@ -407,12 +413,12 @@ class Bank:
         tb = np.where(d > 0, tstat, np.where(d < 0, -tstat, np.abs(tstat)))
         material = np.maximum(s.trend_rel * np.abs(a["mu"]), s.z_spike * scale)
         horizon = (s.trend_horizon_ticks if s.trend_horizon_s is None
-                   else s.trend_horizon_s / step_s)
+                   else s.trend_horizon_s / tick_s)
         r_mag = sb * horizon / material
         toward = (d > 0) & (slope > 0) & (a["limit"] > xv)
         with np.errstate(divide="ignore", invalid="ignore"):
             ttl = np.where(toward, (a["limit"] - xv) / np.where(toward, slope, 1.0), np.inf)
-        r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * step_s, _TINY), 0.0)
+        r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * tick_s, _TINY), 0.0)
         # only a line heading away from the baseline is news: one climbing back after a dip
         # is a recovery (its fitted value now is nearer the baseline than its mean is)
         base_y = a["mu"] - a["origin"]

@@ -228,7 +228,9 @@ class Detector:
             self._dt = dt if self._dt is None else 0.9 * self._dt + 0.1 * dt
         self._last_t = t
         seen[np.isfinite(x) | np.isnan(seen)] = t
-        step = self._bank.step(t, x, dt)
+        # the trend's slopes are per tick of the usual spacing, not of this tick's gap
+        spacing = dt if self._dt is None else self._dt
+        step = self._bank.step(t, x, dt, spacing)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
         if ctx.incidents:
@@ -236,7 +238,7 @@ class Detector:
             # (an alert rule slower than the detector) was no routine
             self._news.unlearn([int(i) for i in self._news.pending()
                                 if self._keys[i][0] in ctx.incidents])
-        news = self._news.step(step.firing, step.strength, step.ttl_ticks * dt,
+        news = self._news.step(step.firing, step.strength, step.ttl_ticks * spacing,
                                self._excused(step, t, ctx), t=t, dt=dt)
         ready: list[int] = []
         held: list[int] = []
@@ -252,8 +254,8 @@ class Detector:
         corroborated = {self._keys[i][0] for i in ready}
         ready += [i for i in held if self._keys[i][0] in corroborated]
         self._news.mark([i for i in ready if not news[i]])
-        found = [self._anomaly(i, t, float(x[i]), dt=dt, step=step, ctx=ctx, explained=explained)
-                 for i in ready]
+        found = [self._anomaly(i, t, float(x[i]), spacing=spacing, step=step, ctx=ctx,
+                               explained=explained) for i in ready]
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         self._forget_idle(t)
         return found
@@ -357,7 +359,7 @@ class Detector:
         return observed > bound
 
     def _anomaly(
-        self, i: int, t: float, observed: float, *, dt: float, step: core.Step,
+        self, i: int, t: float, observed: float, *, spacing: float, step: core.Step,
         ctx: context_mod.Context, explained: bool = True,
     ) -> model.Anomaly:
         service, metric = self._keys[i]
@@ -368,9 +370,9 @@ class Detector:
             text = ""
         elif detector == "trend":
             limit = self.limit((service, metric))
-            ttl_s = float(step.ttl_ticks[i]) * dt
+            ttl_s = float(step.ttl_ticks[i]) * spacing
             text = explain.trend(
-                metric, float(step.slope[i]) / dt, baseline, observed,
+                metric, float(step.slope[i]) / spacing, baseline, observed,
                 limit=limit, ttl_s=ttl_s if math.isfinite(ttl_s) else math.inf,
             )
         else:

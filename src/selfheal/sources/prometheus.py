@@ -24,11 +24,12 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypedDict
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 
 from selfheal import config as config_mod
 from selfheal import errors, model, ports
+from selfheal.sources import prom_columns
+
+F64 = prom_columns.F64
 
 _RETRY_STATUS = frozenset({429, 502, 503, 504, 500})
 
@@ -210,13 +211,6 @@ def _most(n: int, of: int) -> str:
     return "all" if n == of else f"{n} of {of}"
 
 
-def _value(raw: Any) -> float:
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def series_of(data: Any, what: str) -> list[Series]:
     """The series of a query's `data` (a vector or a matrix); `errors.DataUnavailable`
     naming `what` when it is not one."""
@@ -235,64 +229,17 @@ def _parse_series(data: Any, what: str) -> list[Series]:
     for item in result if isinstance(result, list) else []:
         labels = tuple(sorted((str(k), str(v)) for k, v in (item.get("metric") or {}).items()))
         if kind == "matrix":
-            pts = tuple((float(t), _value(v)) for t, v in item.get("values") or [])
+            pts = tuple((float(t), prom_columns.value(v)) for t, v in item.get("values") or [])
         elif kind == "vector":
             t, v = item.get("value") or (math.nan, math.nan)
-            pts = ((float(t), _value(v)),)
+            pts = ((float(t), prom_columns.value(v)),)
         else:
             continue
         out.append(Series(labels=labels, points=pts))
     if kind == "scalar" and isinstance(result, list) and len(result) == 2:
-        out.append(Series(labels=(), points=((float(result[0]), _value(result[1])),)))
+        point = (float(result[0]), prom_columns.value(result[1]))
+        out.append(Series(labels=(), points=(point,)))
     return out
-
-
-F64 = npt.NDArray[np.float64]
-
-
-def _columns(data: Any, what: str) -> list[tuple[model.Params, F64, F64]]:
-    """A query_range answer as (labels, times, values) arrays per series: what `history`
-    reads, a fleet's hours at a time, where a tuple of floats a point would cost ~10x more.
-    Refused like `_series` (and a time that is not a finite number is refused too)."""
-    try:
-        # nothing but what a range query answers: a matrix (a list of series, each with a list
-        # of points); anything else would be learned as no data, silently
-        if not (isinstance(data, dict) and data.get("resultType") == "matrix"
-                and isinstance(data.get("result"), list)):
-            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"not a range (matrix) result but {kind!r}")
-        if not all(isinstance(item, dict) and isinstance(item.get("values", []), list)
-                   for item in data["result"]):
-            raise ValueError("a series' values are not a list of points")
-        out = [(labels, *_points(item.get("values") or []))
-               for item, labels in ((item, _labels(item)) for item in data["result"])]
-        for _, times, _ in out:
-            if not np.isfinite(times).all():
-                raise ValueError("a point's time is not a finite number")
-    except (TypeError, ValueError, AttributeError) as exc:  # a proxy's or a broken answer
-        raise errors.DataUnavailable(f"Prometheus answered {what} with a malformed result: "
-                                     f"{exc}") from exc
-    return out
-
-
-def _labels(item: Any) -> model.Params:
-    return tuple(sorted((str(k), str(v)) for k, v in (item.get("metric") or {}).items()))
-
-
-def _points(values: Any) -> tuple[F64, F64]:
-    """The [[t, "v"], ...] of one series as two arrays, read as `_parse_series` reads them
-    (`float(t)`, `_value(v)`), without a Python tuple a point."""
-    n = len(values)
-    if set(map(type, values)) <= {list} and set(map(len, values)) <= {2}:
-        times = np.fromiter(map(float, [p[0] for p in values]), np.float64, n)
-        raw = [p[1] for p in values]
-        try:
-            return times, np.fromiter(map(float, raw), np.float64, n)
-        except (TypeError, ValueError):  # "NaN" is read; anything float() refuses is NaN
-            return times, np.fromiter(map(_value, raw), np.float64, n)
-    pts = [(float(t), _value(v)) for t, v in values]  # raises as `_parse_series` does
-    return (np.array([t for t, _ in pts], np.float64).reshape(-1),
-            np.array([v for _, v in pts], np.float64).reshape(-1))
 
 
 class Retrying:
@@ -395,9 +342,9 @@ class PrometheusSource(Retrying):
     def range_columns(self, expr: str, start: float, end: float, step_s: float | None = None,
                       timeout_s: float | None = None) -> list[tuple[model.Params, F64, F64]]:
         """`range`, each series as (labels, times, values) arrays (a fleet's history)."""
-        return _columns(self._get("/api/v1/query_range",
-                                  self._range_params(expr, start, end, step_s), timeout_s),
-                        f"query_range {expr!r}")
+        return prom_columns.columns(
+            self._get("/api/v1/query_range", self._range_params(expr, start, end, step_s),
+                      timeout_s), f"query_range {expr!r}")
 
     def _range_params(self, expr: str, start: float, end: float, step_s: float | None
                       ) -> dict[str, str]:
@@ -470,8 +417,9 @@ class PrometheusSource(Retrying):
         stays under Prometheus's 11,000 points a series.
         A point Prometheus has no value for (a signal or a service missing at that time) is
         not `present` in its chunk. A signal whose query fails (a 422 "too many samples" of
-        a histogram over a big fleet, a timeout) is left out from there on, `on_skip(signal,
-        why)` says so, and the others go on; `errors.DataUnavailable` when every one failed.
+        a histogram over a big fleet, a timeout, an answer off the step grid) is left out
+        from there on, `on_skip(signal, why)` says so, and the others go on;
+        `errors.DataUnavailable` when every one failed.
         Each query may take `HISTORY_TIMEOUT_S` (6 hours of a fleet, not an investigation's
         minutes)."""
         exprs = {m: expand(e, self.rate_window) for m, e in self.queries.items()
@@ -489,6 +437,7 @@ class PrometheusSource(Retrying):
                 try:
                     got = self.range_columns(expr, t0, t0 + (n - 1) * step_s, step_s,
                                              timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
+                    prom_columns.on_grid(got, t0, step_s, n, f"query_range {expr!r}")
                 except errors.DataUnavailable as exc:
                     del exprs[metric]
                     if not exprs:
@@ -500,36 +449,8 @@ class PrometheusSource(Retrying):
                     service = dict(labels).get(self.service_label, "")
                     if service and times.size:
                         found.append(((service, metric), times, values))
-            chunk = _chunk(found)
+            chunk = prom_columns.chunk(found)
             if chunk.t.size:
                 yield chunk
             t0 += n * step_s
             size = max(1, min(per_chunk, HISTORY_CHUNK_POINTS // max(len(chunk.keys), 1)))
-
-
-def _chunk(found: Sequence[tuple[tuple[str, str], F64, F64]]) -> ports.HistoryChunk:
-    """The series of one chunk (in the order the queries answered them) as columns on the
-    times any of them has: a name met twice takes the later series' value where both have
-    one (as a dict a tick would), and its place in each tick's order from the first series
-    present there (`rank`)."""
-    keys: dict[tuple[str, str], int] = {}
-    for key, _, _ in found:
-        keys.setdefault(key, len(keys))
-    grid = np.unique(np.concatenate([times for _, times, _ in found])) if found \
-        else np.zeros(0)
-    values = np.full((grid.size, len(keys)), np.nan)
-    present = np.zeros((grid.size, len(keys)), np.bool_)
-    rank = None if len(keys) == len(found) else np.full(present.shape, len(found), np.int64)
-    for k, (key, times, given) in enumerate(found):
-        col = keys[key]
-        at, vals = np.searchsorted(grid, times), given
-        if at.size > 1 and not (np.diff(times) > 0).all():
-            # a time given twice (or out of order): its last value, as a dict keeps it
-            at, last = np.unique(at[::-1], return_index=True)
-            vals = given[::-1][last]
-        if rank is not None:
-            rank[at, col] = np.where(present[at, col], rank[at, col], k)
-        values[at, col] = vals
-        present[at, col] = True
-    return ports.HistoryChunk(keys=tuple(keys), t=grid, values=values, present=present,
-                              rank=rank)
