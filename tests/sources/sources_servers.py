@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import http.server
 import shutil
 import signal
 import socket
@@ -160,3 +161,11 @@ def feed_tick(url: str, rate_window: str
         return {(s.service, s.metric): s.value for s in got.samples}
 
     return asyncio.run(collect()), feed
+
+
+def send_json(handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+    """Answer a test server's request with 200 and a JSON `body`."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sources_servers as srv
 
 from selfheal import config, errors, policy
 from selfheal.engine import controller as controller_mod
@@ -52,10 +53,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
                   for j in range(SERVICES)]
         body = json.dumps({"status": "success",
                            "data": {"resultType": "matrix", "result": result}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
+        srv.send_json(self, body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass

@@ -169,10 +169,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"overloaded")
             return
         body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
+        srv.send_json(self, body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
@@ -240,10 +237,7 @@ class _Garbage(http.server.BaseHTTPRequestHandler):
     body = b""
 
     def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(type(self).body)
+        srv.send_json(self, type(self).body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
