@@ -83,6 +83,17 @@ def test_up_is_the_share_of_replicas_that_answered_this_tick() -> None:
     assert not [s for s in out if s.replica == "cart-2" and s.metric != "up"]
 
 
+def test_a_services_memory_is_its_highest_replicas() -> None:
+    """Each replica has its own memory limit: the one nearest it is the service's memory (an
+    average would halve one replica's leak beside a steady one)."""
+    a = ports.Target("cart", "cart-1", "1.0", "http://a")
+    b = ports.Target("cart", "cart-2", "1.0", "http://b")
+    snaps = {"cart-1": [scrape.parse(_exposition([0.001], 0, 9e7), t=t) for t in (9.0, 10.0)],
+             "cart-2": [scrape.parse(_exposition([0.001], 0, 3e7), t=t) for t in (9.0, 10.0)]}
+    out = scrape.derive(snaps, {"cart-1": a, "cart-2": b}, t=10.0, window_s=6.0)
+    rss = {s.replica: s.value for s in out if s.metric == "rss_bytes"}
+    assert rss == {"cart-1": 9e7, "cart-2": 3e7, "": 9e7}
+
 def test_exported_expiry_dates_become_time_to_expiry_soonest_first() -> None:
     a = ports.Target("auth", "auth-1", "1.0", "http://a")
     b = ports.Target("auth", "auth-2", "1.0", "http://b")

@@ -153,7 +153,7 @@ class Demo(_Strict):
 
 
 DEFAULT_PROMQL: dict[str, str] = {
-    "rss_bytes": 'avg by (service) (process_resident_memory_bytes{service!=""})',
+    "rss_bytes": 'max by (service) (process_resident_memory_bytes{service!=""})',
     "p99_latency_s": "histogram_quantile(0.99, sum by (le, service) "
                      "(rate(shop_request_duration_seconds_bucket[{window}])))",
     "error_ratio": '(sum by (service) (rate(shop_requests_total{code=~"5.."}[{window}])) '

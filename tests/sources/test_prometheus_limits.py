@@ -44,10 +44,10 @@ KUBELET = (  # (pod, container, limit): what cAdvisor reports on the node
 @pytest.fixture
 def limited(prometheus_server: Callable[..., srv.Server],
             exporter: Callable[[], srv.Exporter]) -> Iterator[srv.Server]:
-    """Prometheus scraping a kubelet's cAdvisor limits and the apps of auth (two replicas,
-    2 GiB each, beside a 1 GiB sidecar), cart (no limit) and web (a limit in CPU cores), each
-    app target labelled with its service, namespace, pod and container, as Kubernetes service
-    discovery labels them."""
+    """Prometheus scraping a kubelet's cAdvisor limits and the apps of auth (two replicas at
+    400 and 300 MB, 2 GiB each, beside a 1 GiB sidecar), cart (no limit) and web (a limit in
+    CPU cores), each app target labelled with its service, namespace, pod and container, as
+    Kubernetes service discovery labels them."""
     kubelet = exporter()
     kubelet.registry.unregister(kubelet.rss)
     gauge = prometheus_client.Gauge("container_spec_memory_limit_bytes", "cgroup limit",
@@ -58,7 +58,7 @@ def limited(prometheus_server: Callable[..., srv.Server],
     for service, pod in (("auth", "auth-0"), ("auth", "auth-1"), ("cart", "cart-0"),
                          ("web", "web-0")):
         e = exporter()
-        e.rss.set(300e6)
+        e.rss.set(400e6 if pod == "auth-0" else 300e6)
         targets.append((e.url, {"service": service, "namespace": "shop", "pod": pod,
                                 "container": "app"}))
     server = prometheus_server(targets)
@@ -90,7 +90,9 @@ def test_the_feed_reads_each_services_limit_at_start_and_every_refresh(
     assert first.limits == {"rss_bytes": {"auth": 2 * GIB, "web": 0.5}}
     assert between.limits == {}, "a limit is asked once a refresh, not every tick"
     assert refreshed.limits == first.limits
-    assert ("auth", "rss_bytes") in {(s.service, s.metric) for s in first.samples}
+    # a service's memory is its highest replica's, the one nearest its (per container) limit
+    rss = {s.service: s.value for s in first.samples if s.metric == "rss_bytes"}
+    assert rss == {"auth": 400e6, "cart": 300e6, "web": 300e6}
     assert feed.last_error == feed.limits_error == ""
 
 

@@ -6,7 +6,8 @@ replica and merged per service, so detectors and diagnosis see `rss_bytes`, `p99
 `error_ratio`, `request_rate` and `gc_pause_s` whatever exporter produced them. A target that
 cannot be scraped yields no sample (missing data is not good news), never a zero; what it does
 yield is `up` 0, as Prometheus records for a failed scrape, and the service's `up` is the
-fraction of its replicas that answered. Expiry dates a replica exports become time-to-expiry
+fraction of its replicas that answered; its `rss_bytes` is its highest replica's (the one
+nearest its memory limit). Expiry dates a replica exports become time-to-expiry
 series (`cert_ttl_s`, `credential_ttl_s`; the service's is its soonest replica's).
 """
 
@@ -163,7 +164,7 @@ def derive(history: Mapping[str, Sequence[Snapshot]], target_of: Mapping[str, po
         span = max(r[4] for r in rows)  # > 0: each row spans two distinct scrapes
         rss = [r[5] for r in rows if not math.isnan(r[5])]
         values = {
-            "rss_bytes": sum(rss) / len(rss) if rss else math.nan,
+            "rss_bytes": max(rss) if rss else math.nan,  # the replica nearest its limit
             "p99_latency_s": quantile(0.99, sorted(merged.items())),
             "error_ratio": errs / reqs if reqs else math.nan,
             "request_rate": reqs / span,
