@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import random
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from selfheal import config, replay
 from selfheal.cli import main
+from selfheal.engine import controller
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -174,3 +177,42 @@ def test_coarse_samples_with_the_default_floors_get_a_hint(tmp_path: Path) -> No
     _, _, text = _run(str(here / "metrics.csv"), "--config", str(here / "selfheal.yaml"),
                       "--top", "0")
     assert "min_scale" not in text
+
+
+def test_limits_as_they_were_apply_from_their_time_on() -> None:
+    """A replay takes each service's limit as it was at each tick: a leak against the 1 GiB
+    limit it had is forecast before that limit; the raise to 2 GiB is said at its time; a
+    limit the value is already past is refused, and a time with no limit goes back to the
+    metric's."""
+    mib = 1024.0 ** 2
+    answer = [[("auth", T0 + h * 3600.0, (1024 if h < 10 else 2048) * mib) for h in range(12)],
+              [("auth", T0 + 3600.0, 1000 * mib)],  # a second replica's, lower, for an hour
+              [("web", T0, 0.5), ("web", T0 + 3600.0, 0.5), ("web", T0 + 7200.0, math.nan)],
+              [("", T0, 7.0)]]  # a series without the service label: nobody's
+    steps = replay.limit_steps(answer)
+    assert [(t - T0, dict(d)) for t, d in steps] == [
+        (0.0, {"auth": 1024 * mib, "web": 0.5}), (3600.0, {"auth": 1000 * mib, "web": 0.5}),
+        (7200.0, {"auth": 1024 * mib}), (36_000.0, {"auth": 2048 * mib})]
+    rng = np.random.default_rng(3)
+    ticks = []
+    for i in range(12 * 60):
+        t = T0 + 60.0 * i
+        leak = 600 * mib * (1 + 0.1 * i / 60) if i < 600 else 600 * mib
+        ticks.append((t, {("auth", "rss_bytes"): leak + rng.normal(0, mib),
+                          ("web", "rss_bytes"): 300 * mib + rng.normal(0, mib)}))
+    samples = replay.Samples(ticks=tuple(ticks), series=tuple(ticks[0][1]), rows=2 * 720)
+    settings = controller.detector_settings(config.Detect())
+    result = replay.run(samples, settings, limits={"rss_bytes": steps})
+    leaks = [e for e in result.episodes if e.first.metric == "rss_bytes"
+             and e.first.service == "auth" and e.first.started_at < T0 + 600 * 60]
+    assert leaks and "to the 1024.0 MiB limit" in leaks[0].first.explanation
+    assert leaks[0].first.observed < 1024 * mib
+    notes = "\n".join(result.limit_notes)
+    assert "auth 1024.0 MiB (was 512.0 MiB)" in notes
+    assert "web's 0.5 (0.0 MiB)" in notes  # refused: the value is past it
+    assert f"{dt.datetime.fromtimestamp(T0 + 36_000, dt.UTC):%Y-%m-%d %H:%M} rss_bytes " \
+           "limits from prometheus: auth 2048.0 MiB (was 1024.0 MiB)" in notes
+    # the same replay with today's limit for the whole range: the leak is no news before it
+    today = replay.run(samples, settings, limits={"rss_bytes": [(T0, {"auth": 2048 * mib})]})
+    assert not [e for e in today.episodes if e.first.metric == "rss_bytes"
+                and e.first.service == "auth" and e.first.started_at < T0 + 600 * 60]

@@ -17,6 +17,7 @@ is a missing sample (the detector is told so).
 
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import datetime as dt
@@ -84,7 +85,35 @@ class Result:
     """Times a service's finding would open an incident where it had none at the tick
     before: the pages."""
     limit_notes: tuple[str, ...] = ()
-    """What was done with the `limits` given (`explain.limits`): those taken and refused."""
+    """What was done with the `limits` given (`explain.limits`), when: those taken, changed
+    and refused."""
+
+
+LimitSteps = Mapping[str, Sequence[tuple[float, Mapping[str, float]]]]
+"""metric -> each service's own limit of it over time: (t, {service: limit}) in time order,
+each in force from t until the next; a service missing from one goes back to the metric's
+limit (`Settings.limits`)."""
+
+
+def limit_steps(found: Sequence[Sequence[tuple[str, float, float]]]) -> list[
+        tuple[float, dict[str, float]]]:
+    """The limits of one metric over time from a range query's answer, one (service, t,
+    value) list per series: at each time, each service's smallest finite value (its replicas
+    may differ; the first to reach its limit fails); a time no series has a value at keeps
+    none. Consecutive equal sets are kept once."""
+    at: dict[float, dict[str, float]] = {}
+    for points in found:
+        for svc, t, v in points:
+            if svc and math.isfinite(v):
+                now = at.setdefault(t, {})
+                now[svc] = min(now.get(svc, math.inf), v)
+            else:
+                at.setdefault(t, {})
+    steps: list[tuple[float, dict[str, float]]] = []
+    for t in sorted(at):
+        if not steps or steps[-1][1] != at[t]:
+            steps.append((t, at[t]))
+    return steps
 
 
 RECENT_CHANGES_S = 600.0
@@ -233,25 +262,16 @@ def run(
     maintenance: Sequence[tuple[float, float, str]] = (),
     settle_s: float = 15.0,
     progress: Callable[[int, int], None] | None = None,
-    limits: Mapping[str, Mapping[str, float]] | None = None,
+    limits: LimitSteps | None = None,
 ) -> Result:
     """Step a fresh product `Detector` over `samples`, tick by tick, with the changes of the
     last `RECENT_CHANGES_S` as context, and fuse each tick's anomalies per service. `limits`:
-    metric -> service -> its own limit (`Detector.set_limits`), for the whole run."""
+    each service's own limits as they were (`Detector.set_limits` at the first tick at or
+    after each step, checked against that tick's values, as the engine checks them)."""
     det = Detector(settings)
     notes = []
-    for metric, by_service in (limits or {}).items():
-        # checked against each service's last value, as the engine checks the tick's
-        last: dict[str, float] = {}
-        for _, values in reversed(samples.ticks):
-            if len(last) >= len(by_service) and set(by_service) <= set(last):
-                break
-            for (svc, m), v in values.items():
-                if m == metric and svc not in last and math.isfinite(v):
-                    last[svc] = v
-        did = det.set_limits(metric, by_service, last)
-        if did.changed or did.refused:
-            notes.append(explain.limits(metric, did.changed, did.refused, "prometheus"))
+    steps = {m: list(s) for m, s in (limits or {}).items() if s}
+    taken = dict.fromkeys(steps, 0)  # the steps of each metric applied so far
     episodes: dict[str, Episode] = {}
     open_before: set[str] = set()
     incidents = 0
@@ -264,6 +284,17 @@ def run(
             lo += 1
         ctx = Context(changes=tuple(changes[lo:hi]), maintenance=tuple(maintenance),
                       settle_s=settle_s)
+        for metric, todo in steps.items():
+            k = bisect.bisect_right(todo, t, key=lambda step: step[0])
+            if k > taken[metric]:
+                taken[metric] = k
+                seen = {svc: v for (svc, m), v in values.items()
+                        if m == metric and math.isfinite(v)}
+                did = det.set_limits(metric, todo[k - 1][1], seen)
+                if did.changed or did.refused:
+                    notes.append(f"{dt.datetime.fromtimestamp(t, dt.UTC):%Y-%m-%d %H:%M} "
+                                 + explain.limits(metric, did.changed, did.refused,
+                                                  "prometheus"))
         found = det.update(t, values, ctx)
         findings = {f.service: f for f in fusion.fuse(found)}
         opening = {s for s, f in findings.items() if f.open_incident}

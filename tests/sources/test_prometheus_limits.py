@@ -155,27 +155,31 @@ def test_the_default_limit_query_is_a_signal_of_the_default_queries() -> None:
     assert set(config.DEFAULT_LIMIT_PROMQL) <= set(config.DEFAULT_PROMQL)
 
 
-def test_selfheal_detect_forecasts_against_each_services_limit(
+def test_selfheal_detect_forecasts_against_each_services_limit_as_it_was(
         tmp_path: Path, prometheus_server: Callable[..., srv.Server],
         exporter: Callable[[], srv.Exporter], selfheal_cmd: list[str]) -> None:
-    """Two days of auth's memory kept by Prometheus (backfilled): a flat day at 1 GiB, then a
-    leak of 5% an hour until the kernel stops it at its 2 GiB limit and it starts again at
-    1 GiB. Its app and the kubelet's limits are scraped live. The leak is forecast against
-    that limit before the stop; without the limit query (the control) it is never reported."""
+    """Two days of auth's memory and of its limit kept by Prometheus (backfilled): a flat day
+    at 600 MiB under a 1 GiB limit, then a leak of 5% an hour until the kernel stops it at
+    that limit; after the stop its owner raised the limit to 2 GiB, as it is now (scraped
+    live). The leak is forecast against the limit it had then, before the stop; against
+    today's 2 GiB (the old reading), or without the limit query (the control), it is not."""
     end = int(time.time()) - 3600
     start = end - 2 * 86_400
-    rows = []
-    value = GIB
+    stopped = start + 86_400 + int(0.7 / 0.05 * 3600)  # 600 MiB + 70% at 5% an hour
+    app_labels = 'namespace="shop",pod="auth-0",container="app"'
+    rss, limit = [], []
     for t in range(start, end, 60):
-        leak_h = max(0.0, (t - start - 86_400) / 3600)
+        leak_h = max(0.0, (t - start - 86_400) / 3600) if t < stopped else 0.0
         wobble = ((t * 7919) % 97 - 48) / 48 * 2 * 1024 ** 2  # +-2 MiB, deterministic
-        value = GIB * (1 + 0.05 * leak_h) + wobble
-        if value >= 2 * GIB:  # out of memory: the restarted process leaks again from 1 GiB
-            value -= GIB
-        rows.append(f'process_resident_memory_bytes{{service="auth"}} {value:.0f} {t}')
-    history = "\n".join(["# TYPE process_resident_memory_bytes gauge", *rows, "# EOF", ""])
+        value = 600 * 1024 ** 2 * (1 + 0.05 * leak_h) + wobble
+        rss.append(f'process_resident_memory_bytes{{service="auth",{app_labels}}} '
+                   f'{value:.0f} {t}')
+        limit.append(f"container_spec_memory_limit_bytes{{{app_labels}}} "
+                     f"{GIB if t < stopped else 2 * GIB:.0f} {t}")
+    history = "\n".join(["# TYPE process_resident_memory_bytes gauge", *rss,
+                         "# TYPE container_spec_memory_limit_bytes gauge", *limit, "# EOF", ""])
     app, kubelet = exporter(), exporter()
-    app.rss.set(value)
+    app.rss.set(600 * 1024 ** 2)
     kubelet.registry.unregister(kubelet.rss)
     prometheus_client.Gauge(
         "container_spec_memory_limit_bytes", "cgroup limit", ["namespace", "pod", "container"],
@@ -191,7 +195,6 @@ def test_selfheal_detect_forecasts_against_each_services_limit(
     finally:
         src.close()
     days = f"{(time.time() - start) / 86_400:.3f}"
-    stopped = start + 86_400 + 20 * 3600  # 1 GiB more at 5% an hour: the stop
     found = {}
     for arm, section in (("limit", {}), ("control", {"limit_queries": {}})):
         cfg = tmp_path / f"{arm}.yaml"
@@ -207,12 +210,15 @@ def test_selfheal_detect_forecasts_against_each_services_limit(
                       and start + 86_400 < ep["started_at"] < stopped]
         if arm == "limit":
             said = " ".join(res.stderr.split())
-            assert "rss_bytes limits of 1 service(s) from Prometheus" in said
+            assert ("rss_bytes limits of 1 service(s) from Prometheus, as they were over the "
+                    "range (read every 300 s)") in said
+            assert "auth 1024.0 MiB (was 512.0 MiB)" in said
+            assert "auth 2048.0 MiB (was 1024.0 MiB)" in said, "the raise is said, when"
     assert found["control"] == []
-    assert found["limit"], "the leak is forecast against auth's own limit"
+    assert found["limit"], "the leak is forecast against the limit auth had then"
     first = found["limit"][0]
-    assert first["observed"] < 2 * GIB
-    assert "to the 2048.0 MiB limit" in first["explanation"]
+    assert first["observed"] < GIB
+    assert "to the 1024.0 MiB limit" in first["explanation"]
 
 
 class _Feed:
