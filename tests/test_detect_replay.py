@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from selfheal import config, replay
 from selfheal.cli import main
+from selfheal.detect import limitsteps
 from selfheal.engine import controller
 
 pytestmark = pytest.mark.timeout(120)
@@ -189,7 +190,7 @@ def test_limits_as_they_were_apply_from_their_time_on() -> None:
               [("auth", T0 + 3600.0, 1000 * mib)],  # a second replica's, lower, for an hour
               [("web", T0, 0.5), ("web", T0 + 3600.0, 0.5), ("web", T0 + 7200.0, math.nan)],
               [("", T0, 7.0)]]  # a series without the service label: nobody's
-    steps = replay.limit_steps(answer)
+    steps = limitsteps.steps_of(answer)
     assert [(t - T0, dict(d)) for t, d in steps] == [
         (0.0, {"auth": 1024 * mib, "web": 0.5}), (3600.0, {"auth": 1000 * mib, "web": 0.5}),
         (7200.0, {"auth": 1024 * mib}), (36_000.0, {"auth": 2048 * mib})]

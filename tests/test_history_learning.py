@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,15 @@ import numpy as np
 import pytest
 
 from selfheal import config, detect, errors, policy, ports
+from selfheal.detect import limitsteps
 from selfheal.engine import controller as controller_mod
 from selfheal.engine import readahead, serve
 from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(60)
 NOW = 1_800_000_000.0
+MIB = 1024.0 ** 2
+GIB = 1024.0 ** 3
 
 
 class _Fleet:
@@ -50,18 +54,22 @@ class _Fleet:
             yield from chunk.ticks()
 
 
-def _tick_by_tick(chunk: ports.HistoryChunk, cfg: config.Detect, paging: bool = True
-                  ) -> tuple[bytes, str]:
+def _tick_by_tick(chunk: ports.HistoryChunk, cfg: config.Detect, paging: bool = True,
+                  limits: limitsteps.Steps | None = None) -> tuple[bytes, str]:
     """What history taught before it was held as columns (119768a's `_learn_history`): each
     tick as a dict to `Detector.update`, and who is under an incident (a service whose
     finding would have opened one, for `HISTORY_INCIDENT_S`) worked out again at every tick;
-    with `paging=False`, nobody is. The detectors' saved state and the "learned" line."""
+    with `paging=False`, nobody is; `limits` as they were, each given at its time. The
+    detectors' saved state and the "learned" line."""
     det = detect.Detector(controller_mod.detector_settings(cfg))
+    replayer = limitsteps.Replayer(limits)
     context = detect.Context(settle_s=cfg.settle_s)
     paged: dict[str, float] = {}
     names: set[tuple[str, str]] = set()
     ticks = 0
     for t, values in chunk.ticks():
+        replayer.apply(det, t, lambda metric, now=values: {
+            svc: v for (svc, m), v in now.items() if m == metric})
         found = det.update(t, values, context)
         for finding in detect.fuse(found, weights=controller_mod.FUSE_WEIGHTS):
             if finding.open_incident:
@@ -71,6 +79,7 @@ def _tick_by_tick(chunk: ports.HistoryChunk, cfg: config.Detect, paging: bool = 
             context = dataclasses.replace(context, incidents=under)
         names.update(values)
         ticks += 1
+    replayer.forget(det)
     return det.save(), f"learned {ticks} ticks of history ({len(names)} series"
 
 
@@ -129,6 +138,61 @@ def test_history_learned_from_columns_is_learned_as_tick_by_tick(tmp_path: Path)
     assert columns[0] == reference
     # (the incidents count: learned as if nobody had been paged, the state differs)
     assert _tick_by_tick(chunk, detect_cfg, paging=False)[0] != reference
+
+
+class _Halves:
+    """History in two chunks, each with the limits as they were over it (`limits(a, b)`)."""
+
+    def __init__(self, chunk: ports.HistoryChunk,
+                 limits: Callable[[float, float], limitsteps.Steps]) -> None:
+        self.chunk, self.limits = chunk, limits
+
+    def chunks(self, start: float, end: float, step_s: float, skip: Any = (),
+               on_skip: Any = None) -> Any:
+        c, half = self.chunk, self.chunk.t.size // 2
+        for part in (slice(0, half), slice(half, None)):
+            t = c.t[part]
+            yield ports.HistoryChunk(keys=c.keys, t=t, values=c.values[part],
+                                     present=c.present[part],
+                                     limits=self.limits(float(t[0]), float(t[-1])))
+
+
+def test_history_is_learned_with_each_services_limits_as_they_were(tmp_path: Path) -> None:
+    """History that comes with each service's limits as they were (Prometheus's limit
+    queries) is learned with them, each from its time on: auth's leak towards the 1 GiB
+    limit it had then would have paged, and what it teaches differs from history read with
+    the metric's limit alone. After history the metric's limit is back: the limits of now
+    come with the first tick, which says them."""
+    n, step = 2 * 1440, 60.0
+    t = NOW - 2 * 86_400 + step * np.arange(n)
+    rng = np.random.default_rng(6)
+    hours = np.maximum(0.0, (t - t[0] - 86_400) / 3600)
+    leak = np.where(hours < 7.5, 600 * MIB * (1 + 0.05 * hours), 600 * MIB)  # stopped at 1 GiB
+    values = np.stack([leak + rng.normal(0, MIB, n), 300 * MIB + rng.normal(0, MIB, n)], 1)
+    keys = (("auth", "rss_bytes"), ("cart", "rss_bytes"))
+    chunk = ports.HistoryChunk(keys=keys, t=t, values=values,
+                               present=np.ones(values.shape, np.bool_))
+    raised = float(t[0] + 86_400 + 7.5 * 3600)
+
+    def as_they_were(a: float, b: float) -> limitsteps.Steps:
+        every = 300.0
+        grid = np.arange(np.floor(a / every) * every, b + 1, every)
+        return {"rss_bytes": limitsteps.steps_of(
+            [[("auth", x, GIB if x < raised else 2 * GIB) for x in grid.tolist()],
+             [("cart", x, 0.25) for x in grid.tolist()]])}  # cart's: the wrong unit
+
+    cfg = config.Config(workdir=tmp_path, platform=config.PlatformSettings(services={}),
+                        detect=config.Detect(history_s=2 * 86_400),
+                        scrape=config.Scrape(interval_s=step))
+    ctl = controller_mod.Controller(
+        cfg, serve.ObservedPlatform({}), sql.SqlStore(cfg.database_url()),
+        policy.Gate(policy.parse(serve.OBSERVE_POLICY, "test")), {}, lambda: NOW,
+        lambda e: None, feeds=[], history=_Halves(chunk, as_they_were))
+    ctl.warm_start()
+    assert ctl.detector.limit(("auth", "rss_bytes")) == 512 * MIB
+    with_limits, _ = _tick_by_tick(chunk, cfg.detect, limits=as_they_were(t[0], t[-1]))
+    assert ctl.detector.save() == with_limits
+    assert _tick_by_tick(chunk, cfg.detect)[0] != with_limits
 
 
 def test_history_read_ahead_says_and_ends_as_read_in_line() -> None:

@@ -127,6 +127,15 @@ class HistoryChunk:
     values: npt.NDArray[np.float64]
     present: npt.NDArray[np.bool_]
     rank: npt.NDArray[np.int64] | None = None
+    limits: Mapping[str, Sequence[tuple[float, Mapping[str, float]]]] = \
+        dataclasses.field(default_factory=dict)
+    """Each service's own limits as they were over the chunk, when the source reads them
+    (`detect.limitsteps.Steps`)."""
+
+    def observed(self, i: int, metric: str) -> dict[str, float]:
+        """Each service's finite value of `metric` at tick `i`."""
+        return {svc: float(self.values[i, j]) for j, (svc, m) in enumerate(self.keys)
+                if m == metric and self.present[i, j] and np.isfinite(self.values[i, j])}
 
     def order(self, i: int, cols: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """`cols` (column indexes, ascending) in the order the source met them at tick `i`."""

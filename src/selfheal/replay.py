@@ -17,17 +17,17 @@ is a missing sample (the detector is told so).
 
 from __future__ import annotations
 
-import bisect
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import itertools
 import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from selfheal import errors, model, ports
-from selfheal.detect import Context, Detector, Settings, explain, fusion
+from selfheal.detect import Context, Detector, Settings, fusion, limitsteps
 
 SAMPLE_COLUMNS = ("timestamp", "service", "metric", "value")
 CHANGE_COLUMNS = ("timestamp", "service", "kind")
@@ -42,6 +42,8 @@ class Samples:
     ticks: tuple[tuple[float, dict[tuple[str, str], float]], ...]
     series: tuple[tuple[str, str], ...]
     rows: int
+    limits: limitsteps.Steps = dataclasses.field(default_factory=dict)
+    """Each service's own limits as they were, when the source knows them (Prometheus)."""
 
     @property
     def spacing_s(self) -> float:
@@ -87,33 +89,6 @@ class Result:
     limit_notes: tuple[str, ...] = ()
     """What was done with the `limits` given (`explain.limits`), when: those taken, changed
     and refused."""
-
-
-LimitSteps = Mapping[str, Sequence[tuple[float, Mapping[str, float]]]]
-"""metric -> each service's own limit of it over time: (t, {service: limit}) in time order,
-each in force from t until the next; a service missing from one goes back to the metric's
-limit (`Settings.limits`)."""
-
-
-def limit_steps(found: Sequence[Sequence[tuple[str, float, float]]]) -> list[
-        tuple[float, dict[str, float]]]:
-    """The limits of one metric over time from a range query's answer, one (service, t,
-    value) list per series: at each time, each service's smallest finite value (its replicas
-    may differ; the first to reach its limit fails); a time no series has a value at keeps
-    none. Consecutive equal sets are kept once."""
-    at: dict[float, dict[str, float]] = {}
-    for points in found:
-        for svc, t, v in points:
-            if svc and math.isfinite(v):
-                now = at.setdefault(t, {})
-                now[svc] = min(now.get(svc, math.inf), v)
-            else:
-                at.setdefault(t, {})
-    steps: list[tuple[float, dict[str, float]]] = []
-    for t in sorted(at):
-        if not steps or steps[-1][1] != at[t]:
-            steps.append((t, at[t]))
-    return steps
 
 
 RECENT_CHANGES_S = 600.0
@@ -231,16 +206,21 @@ def from_history(source: ports.History, start: float, end: float, step_s: float,
                  on_skip: Callable[[str, str], None] | None = None) -> Samples:
     """The series a metric source keeps (Prometheus), `step_s` apart from `start` to `end`:
     what `selfheal serve` would have watched, read as the history it learns at a first start
-    (a signal the source refuses is left out, told to `on_skip`).
+    (a signal the source refuses is left out, told to `on_skip`), with each service's own
+    limits as they were when the source reads them (`HistoryChunk.limits`).
     `errors.DataUnavailable` when the source cannot answer or has nothing."""
-    ticks = tuple(source.history(start, end, step_s, skip=skip, on_skip=on_skip))
+    ticks: list[tuple[float, dict[tuple[str, str], float]]] = []
+    limits = limitsteps.Replayer()
+    for chunk in source.chunks(start, end, step_s, skip=skip, on_skip=on_skip):
+        ticks.extend(chunk.ticks())
+        limits.extend(chunk.limits)
     rows = sum(len(values) for _, values in ticks)
     if not rows:
         raise errors.DataUnavailable(
             f"no samples between {dt.datetime.fromtimestamp(start, dt.UTC):%Y-%m-%d %H:%M} "
             f"and {dt.datetime.fromtimestamp(end, dt.UTC):%Y-%m-%d %H:%M} UTC")
     series = sorted({k for _, values in ticks for k in values})
-    return Samples(ticks=ticks, series=tuple(series), rows=rows)
+    return Samples(ticks=tuple(ticks), series=tuple(series), rows=rows, limits=limits.steps)
 
 
 def read_changes(path: Path) -> tuple[model.Change, ...]:
@@ -255,6 +235,11 @@ def read_changes(path: Path) -> tuple[model.Change, ...]:
     return tuple(sorted(out, key=lambda c: c.t))
 
 
+def _observed(values: Mapping[tuple[str, str], float], metric: str) -> dict[str, float]:
+    """Each service's finite value of `metric` in one tick's `values`."""
+    return {svc: v for (svc, m), v in values.items() if m == metric and math.isfinite(v)}
+
+
 def run(
     samples: Samples,
     settings: Settings,
@@ -262,16 +247,15 @@ def run(
     maintenance: Sequence[tuple[float, float, str]] = (),
     settle_s: float = 15.0,
     progress: Callable[[int, int], None] | None = None,
-    limits: LimitSteps | None = None,
+    limits: limitsteps.Steps | None = None,
 ) -> Result:
     """Step a fresh product `Detector` over `samples`, tick by tick, with the changes of the
     last `RECENT_CHANGES_S` as context, and fuse each tick's anomalies per service. `limits`:
-    each service's own limits as they were (`Detector.set_limits` at the first tick at or
-    after each step, checked against that tick's values, as the engine checks them)."""
+    each service's own limits as they were (`limitsteps.Replayer`; by default the ones the
+    samples came with)."""
     det = Detector(settings)
     notes = []
-    steps = {m: list(s) for m, s in (limits or {}).items() if s}
-    taken = dict.fromkeys(steps, 0)  # the steps of each metric applied so far
+    replayer = limitsteps.Replayer(samples.limits if limits is None else limits)
     episodes: dict[str, Episode] = {}
     open_before: set[str] = set()
     incidents = 0
@@ -284,17 +268,7 @@ def run(
             lo += 1
         ctx = Context(changes=tuple(changes[lo:hi]), maintenance=tuple(maintenance),
                       settle_s=settle_s)
-        for metric, todo in steps.items():
-            k = bisect.bisect_right(todo, t, key=lambda step: step[0])
-            if k > taken[metric]:
-                taken[metric] = k
-                seen = {svc: v for (svc, m), v in values.items()
-                        if m == metric and math.isfinite(v)}
-                did = det.set_limits(metric, todo[k - 1][1], seen)
-                if did.changed or did.refused:
-                    notes.append(f"{dt.datetime.fromtimestamp(t, dt.UTC):%Y-%m-%d %H:%M} "
-                                 + explain.limits(metric, did.changed, did.refused,
-                                                  "prometheus"))
+        notes += replayer.apply(det, t, functools.partial(_observed, values))
         found = det.update(t, values, ctx)
         findings = {f.service: f for f in fusion.fuse(found)}
         opening = {s for s, f in findings.items() if f.open_incident}

@@ -78,9 +78,8 @@ def detect(
     except errors.SelfhealError as exc:
         render.say(f"detect: {exc}")
         raise typer.Exit(2) from exc
-    limits: replay.LimitSteps = {}
     if prometheus_url is not None:
-        samples, limits = _from_prometheus(cfg, prometheus_url, days, step, err)
+        samples = _from_prometheus(cfg, prometheus_url, days, step, err)
     maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
     if samples.spacing_s > replay.COARSE_S and not cfg.detect.min_scale:
         render.say(
@@ -95,7 +94,7 @@ def detect(
             f"{len(samples.series)} series, {len(samples.ticks)} ticks", total=1)
         result = replay.run(
             samples, detector_settings(cfg.detect), change_list, maintenance,
-            settle_s=cfg.detect.settle_s, limits=limits,
+            settle_s=cfg.detect.settle_s,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
     for note in result.limit_notes:
         render.say(f"detect: {note}")
@@ -143,9 +142,9 @@ def detect(
 
 
 def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
-                     err: Console) -> tuple[replay.Samples, replay.LimitSteps]:
+                     err: Console) -> replay.Samples:
     """The series `selfheal serve` would watch, as Prometheus kept them over the last days,
-    and each service's limits as they were (`limit_queries`)."""
+    with each service's limits as they were (`limit_queries`)."""
     given = cfg.sources.prometheus
     try:
         section = config_mod.PrometheusSource(**{
@@ -174,31 +173,15 @@ def _from_prometheus(cfg: config_mod.Config, url: str, days: float, step: float,
             samples = replay.from_history(
                 source, end - days * 86_400, end, step, skip=expiry.WHAT,
                 on_skip=lambda signal, why: render.say(f"detect: {signal} left out: {why}"))
-        return samples, _limits(source, section, end - days * 86_400, end)
+        for metric in section.watched_limit_queries:
+            if metric in samples.limits:
+                services = {svc for _, now in samples.limits[metric] for svc in now}
+                render.say(f"detect: {metric} limits of {len(services)} service(s) from "
+                           "Prometheus, as they were over the range (read every "
+                           f"{section.limit_refresh_s:g} s)")
+        return samples
     except errors.DataUnavailable as exc:
         render.say(f"detect: {exc}")
         raise typer.Exit(1) from exc
     finally:
         source.close()
-
-
-def _limits(source: prometheus.PrometheusSource, section: config_mod.PrometheusSource,
-            start: float, end: float) -> dict[str, list[tuple[float, dict[str, float]]]]:
-    """Each service's limits as they were from `start` to `end`, by metric, read every
-    `limit_refresh_s` as `serve` reads them (coarser over a range that would pass
-    Prometheus's 11,000 points a series); a query that fails is said and left out."""
-    every = max(section.limit_refresh_s, math.ceil((end - start) / 10_000))
-    out: dict[str, list[tuple[float, dict[str, float]]]] = {}
-    for metric, expr in section.watched_limit_queries.items():
-        try:
-            found = source.range(prometheus.expand(expr, source.rate_window),
-                                 math.floor(start / every) * every, end, every)
-        except errors.DataUnavailable as exc:
-            render.say(f"detect: {metric} limits left out: {exc}")
-            continue
-        out[metric] = replay.limit_steps(
-            [[(s.label(section.service_label), t, v) for t, v in s.points] for s in found])
-        services = {svc for _, by_service in out[metric] for svc in by_service}
-        render.say(f"detect: {metric} limits of {len(services)} service(s) from Prometheus, "
-                   f"as they were over the range (read every {every:g} s)")
-    return out

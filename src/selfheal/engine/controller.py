@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import functools
 import math
 import threading
 import time
@@ -26,6 +27,7 @@ from selfheal import correlate, detect, errors, model, ports
 from selfheal.detect import expiry as expiry_mod
 from selfheal.detect import explain as explain_mod
 from selfheal.detect import fusion as fusion_mod
+from selfheal.detect import limitsteps
 from selfheal.detect import settings as detect_settings
 from selfheal.engine import drains, readahead, revive
 from selfheal.engine import executor as executor_mod
@@ -485,6 +487,7 @@ class Controller:
         names: set[tuple[str, str]] = set()
         paged: dict[str, float] = {}
         lapse = math.inf  # when the next of them stops counting as under an incident
+        limits = limitsteps.Replayer()  # each service's limits as they were then
         context = detect.Context(maintenance=self._maintenance,
                                  settle_s=self.cfg.detect.settle_s, incidents=troubled)
         try:
@@ -498,6 +501,7 @@ class Controller:
                 # each column's detector row, found once a chunk; a series is added at its
                 # first point, as `Detector.update` adds it
                 rows = self.detector.rows(chunk.keys)
+                limits.extend(chunk.limits)
                 fed, halted = 0, False
                 for i, t in enumerate(chunk.t.tolist()):
                     known = bisect.bisect_right(changes, t, key=lambda c: c.t)
@@ -514,6 +518,7 @@ class Controller:
                     size = self.detector.size
                     x = np.full(size, np.nan)
                     x[rows[here]] = chunk.values[i, here]
+                    limits.apply(self.detector, t, functools.partial(chunk.observed, i))
                     found = self.detector.update_rows(t, x, context, explained=False)
                     if self.detector.size < size:  # it dropped idle series: rows moved
                         rows = self.detector.rows(chunk.keys)
@@ -541,6 +546,7 @@ class Controller:
         except errors.DataUnavailable as exc:
             self.emit("detect", f"history stopped after {ticks} ticks: {exc}; the detectors "
                       "keep what they learned and watch from now")
+        limits.forget(self.detector)  # the limits of now come with the first tick
         if ticks:
             self.emit("detect", f"learned {ticks} ticks of history ({len(names)} series, "
                       f"the first {(self.clock() - first) / 3600:.1f} h ago) in "

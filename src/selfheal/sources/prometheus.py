@@ -27,6 +27,7 @@ import httpx
 
 from selfheal import config as config_mod
 from selfheal import errors, model, ports
+from selfheal.detect import limitsteps
 from selfheal.sources import prom_columns
 
 F64 = prom_columns.F64
@@ -287,9 +288,15 @@ class PrometheusSource(Retrying):
     def __init__(self, url: str, *, queries: Mapping[str, str] | None = None,
                  service_label: str = "service", rate_window: str = "15s",
                  step_s: float = 5.0, timeout_s: float = 5.0, retries: int = 2,
-                 backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep,
+                 limit_queries: Mapping[str, str] | None = None,
+                 limit_refresh_s: float = 300.0) -> None:
         super().__init__(url, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s)
         self.queries = dict(config_mod.DEFAULT_PROMQL if queries is None else queries)
+        self.limit_queries = dict(limit_queries or {})
+        """Each service's limit of a signal (`PrometheusSource.limit_queries` of the config):
+        history comes with the limits as they were (`HistoryChunk.limits`)."""
+        self.limit_refresh_s = limit_refresh_s
         self.service_label = service_label
         self.rate_window = rate_window
         self.step_s = step_s
@@ -302,7 +309,8 @@ class PrometheusSource(Retrying):
     def from_config(cls, cfg: config_mod.PrometheusSource) -> PrometheusSource:
         return cls(cfg.url, queries=cfg.queries, service_label=cfg.service_label,
                    rate_window=cfg.rate_window, step_s=cfg.step_s, timeout_s=cfg.timeout_s,
-                   retries=cfg.retries, backoff_s=cfg.backoff_s)
+                   retries=cfg.retries, backoff_s=cfg.backoff_s,
+                   limit_queries=cfg.watched_limit_queries, limit_refresh_s=cfg.limit_refresh_s)
 
     def close(self) -> None:
         self._http.close()
@@ -398,6 +406,27 @@ class PrometheusSource(Retrying):
                 for t, v in s.points]
 
 
+    def _limit_steps(self, start: float, end: float,
+                     on_skip: Callable[[str, str], None] | None) -> limitsteps.Steps:
+        """Each service's limits from `start` to `end` as they were, one point every
+        `limit_refresh_s` (as `serve` reads them; the first at or before `start`). A limit
+        query that fails is left out from then on, told to `on_skip`."""
+        every = self.limit_refresh_s
+        out = {}
+        for metric, expr in list(self.limit_queries.items()):
+            try:
+                found = self.range(expand(expr, self.rate_window),
+                                   math.floor(start / every) * every, end, every,
+                                   timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
+            except errors.DataUnavailable as exc:
+                del self.limit_queries[metric]
+                if on_skip is not None:
+                    on_skip(f"{metric} limits", str(exc))
+                continue
+            out[metric] = limitsteps.steps_of(
+                [(s.label(self.service_label), t, v) for t, v in s.points] for s in found)
+        return out
+
     # -- ports.History -----------------------------------------------------------------------
 
     def history(self, start: float, end: float, step_s: float, skip: Collection[str] = (),
@@ -451,6 +480,7 @@ class PrometheusSource(Retrying):
                         found.append(((service, metric), times, values))
             chunk = prom_columns.chunk(found)
             if chunk.t.size:
-                yield chunk
+                yield dataclasses.replace(chunk, limits=self._limit_steps(
+                    t0, t0 + (n - 1) * step_s, on_skip)) if self.limit_queries else chunk
             t0 += n * step_s
             size = max(1, min(per_chunk, HISTORY_CHUNK_POINTS // max(len(chunk.keys), 1)))
