@@ -21,7 +21,7 @@ import pytest
 from selfheal import config, detect, errors, policy, ports
 from selfheal.detect import limitsteps
 from selfheal.engine import controller as controller_mod
-from selfheal.engine import readahead, serve
+from selfheal.engine import learn, readahead, serve
 from selfheal.store import sql
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,9 +71,9 @@ def _tick_by_tick(chunk: ports.HistoryChunk, cfg: config.Detect, paging: bool = 
         replayer.apply(det, t, lambda metric, now=values: {
             svc: v for (svc, m), v in now.items() if m == metric})
         found = det.update(t, values, context)
-        for finding in detect.fuse(found, weights=controller_mod.FUSE_WEIGHTS):
+        for finding in detect.fuse(found, weights=controller_mod.FUSE_WEIGHTS, limit_of=det.limit):
             if finding.open_incident:
-                paged[finding.service] = t + controller_mod.HISTORY_INCIDENT_S
+                paged[finding.service] = t + learn.HISTORY_INCIDENT_S
         under = frozenset(s for s, until in paged.items() if until > t and paging)
         if under != context.incidents:
             context = dataclasses.replace(context, incidents=under)

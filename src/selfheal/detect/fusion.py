@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from selfheal import model
 
@@ -23,6 +23,13 @@ DEFAULT_WEIGHTS: Mapping[str, float] = types.MappingProxyType(
     }
 )
 """How much one metric's anomaly counts on its own (traffic alone is rarely an incident)."""
+
+LIMITED_ALONE: Mapping[str, float] = types.MappingProxyType({"rss_bytes": 0.5})
+"""Metrics that hurt only near their limit (memory: the kernel stops a process at its limit,
+and below it a rise harms nobody) -> how much an anomaly of theirs counts that neither is a
+trend (a forecast to reach the limit, or a runaway) nor comes within `near_limit` of the
+series' limit: it opens an incident only with another signal of the service (a nightly batch
+that raises memory 20% is no page; a leak, or memory near its limit, is)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +54,9 @@ def fuse(
     open_threshold: float = 0.7,
     fresh_spike_s: float = 3.0,
     fresh_spike_weight: float = 0.5,
+    limit_of: Callable[[tuple[str, str]], float | None] | None = None,
+    limited_alone: Mapping[str, float] = LIMITED_ALONE,
+    near_limit: float = 0.9,
 ) -> list[ServiceFinding]:
     """One finding per service that has anomalies, highest fused score first.
 
@@ -67,6 +77,10 @@ def fuse(
             w = min(1.0, max(0.0, weights.get(a.metric, default_weight)))
             if a.detector == "spike" and a.detected_at - a.started_at < fresh_spike_s:
                 w *= fresh_spike_weight
+            if a.metric in limited_alone and a.detector != "trend":
+                limit = limit_of((a.service, a.metric)) if limit_of is not None else None
+                if limit is None or not a.observed >= near_limit * limit:
+                    w = min(w, limited_alone[a.metric])
             keep *= 1.0 - w * min(1.0, max(0.0, a.score))
         score = 1.0 - keep
         opened = bool(live) and score >= open_threshold

@@ -9,27 +9,20 @@ workflow, or in the adapters.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import dataclasses
-import functools
-import math
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 from selfheal import config as config_mod
 from selfheal import correlate, detect, errors, model, ports
 from selfheal.detect import expiry as expiry_mod
 from selfheal.detect import explain as explain_mod
 from selfheal.detect import fusion as fusion_mod
-from selfheal.detect import limitsteps
 from selfheal.detect import settings as detect_settings
-from selfheal.engine import drains, readahead, revive
+from selfheal.engine import drains, learn, revive
 from selfheal.engine import executor as executor_mod
 from selfheal.engine import workflow as workflow_mod
 from selfheal.policy import gate as gate_mod
@@ -56,14 +49,6 @@ RESTORE_LAG = 3.0
 """Nor one learned from ticks more than this many times further apart: a loop whose ticks
 lag under load learns a spacing longer than its tick, and keeps its state."""
 
-HISTORY_MAX_TICKS = 100_800
-"""At most this many ticks of history are read at a first start (a week at 6 s a tick, 28
-hours at 1 s): ~2 minutes of learning for a small fleet."""
-
-HISTORY_INCIDENT_S = 900.0
-"""While learning history (`detect.history_s`), a service whose fused finding would have opened
-an incident counts as under one for this long after: its episodes of that time are not learned
-as its routine, as they would not be live."""
 
 FUSE_WEIGHTS = {**fusion_mod.DEFAULT_WEIGHTS, "up": 1.0}
 """A replica that stopped answering is an incident on its own (nothing else can show it: a hung
@@ -204,6 +189,11 @@ class Controller:
 
     # -- the tick --------------------------------------------------------------------------
 
+    def _fuse(self, found: Sequence[model.Anomaly]) -> list[detect.ServiceFinding]:
+        """Each service's finding (`detect.fuse`); memory counts on its own only near its
+        limit (`fusion.LIMITED_ALONE`), as the detectors know it now."""
+        return detect.fuse(found, weights=FUSE_WEIGHTS, limit_of=self.detector.limit)
+
     def _take_limits(self, source: str, metric: str, by_service: Mapping[str, float],
                      samples: Sequence[model.Sample], now: float) -> None:
         """Each service's own limit of `metric` from a feed, checked against the same tick's
@@ -282,7 +272,7 @@ class Controller:
         anomalies += self.expiry.update(
             now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
         result = correlate.correlate(
-            detect.fuse(anomalies, weights=FUSE_WEIGHTS), open_incidents=active,
+            self._fuse(anomalies), open_incidents=active,
             topology=self.topology, quiet_until=self.quiet_until, now=now,
             new_id=lambda: model.IncidentId(f"inc-{uuid.uuid4().hex[:8]}"))
         for inc in result.new:  # first: a finding of this same tick may join one of them
@@ -405,7 +395,7 @@ class Controller:
         since = self.detector.last_t
         start = now - lookback_s
         if since is None:
-            self._learn_history(start)
+            learn.learn_history(self, start)
         if since is not None:
             start = min(start, max(since, now - REPLAY_MAX_S))
         by_t: dict[float, dict[tuple[str, str], float]] = {}
@@ -455,106 +445,6 @@ class Controller:
         done = {state.value for state in TERMINAL}
         return frozenset(row["service"] for row in self.store.incidents()
                          if row["updated_at"] >= since or row["state"] not in done)
-
-    def _learn_history(self, end: float) -> int:
-        """At a start with nothing saved, learn each series' rhythm from the days of history
-        the metric source keeps (`detect.history_s` before `end`, at most `HISTORY_MAX_TICKS`
-        of them, a tick apart: memories counted in ticks do not carry over from another
-        spacing, so a `history_step_s` unlike the tick reads nothing), as
-        `warm_start` replays, except that nothing handled what fired then: an episode whose
-        service's finding would have opened an incident is not learned as routine
-        (`HISTORY_INCIDENT_S`). A source that stops answering part way, or a `halt`, leaves
-        what was learned until then. Returns the ticks learned."""
-        tick = self.cfg.scrape.interval_s
-        step = self.cfg.detect.history_step_s or tick
-        span = min(self.cfg.detect.history_s, HISTORY_MAX_TICKS * step)
-        if self.history is None or span <= 0:
-            return 0
-        if max(step, tick) > 1.25 * min(step, tick):
-            # the level's, the noise's and the report gate's memories are counted in ticks:
-            # learned a minute apart, they misjudge values a second apart (measured: more
-            # reports than no history at all)
-            self.emit("detect", f"history not read: its points would be {step:g} s apart and "
-                      f"selfheal ticks every {tick:g} s (scrape.interval_s); leave "
-                      "detect.history_step_s unset to read it at the tick")
-            return 0
-        clock = time.monotonic()
-        changes = sorted(self.store.changes_between(end - span - 600, end), key=lambda c: c.t)
-        troubled = self._troubled(end - span)
-        self.emit("detect", f"learning each series' rhythm from the last {span / 86_400:g} "
-                  f"days of history, one point every {step:g} s")
-        ticks, first = 0, end
-        names: set[tuple[str, str]] = set()
-        paged: dict[str, float] = {}
-        lapse = math.inf  # when the next of them stops counting as under an incident
-        limits = limitsteps.Replayer()  # each service's limits as they were then
-        context = detect.Context(maintenance=self._maintenance,
-                                 settle_s=self.cfg.detect.settle_s, incidents=troubled)
-        try:
-            source = self.history
-            for chunk in readahead.read_ahead(
-                    lambda on_skip: source.chunks(end - span, end, step, skip=expiry_mod.WHAT,
-                                                  on_skip=on_skip),
-                    lambda signal, why: self.emit(
-                        "detect", f"history of {signal} left out: {why}"),
-                    stop=self._halting.is_set):
-                # each column's detector row, found once a chunk; a series is added at its
-                # first point, as `Detector.update` adds it
-                rows = self.detector.rows(chunk.keys)
-                limits.extend(chunk.limits)
-                fed, halted = 0, False
-                for i, t in enumerate(chunk.t.tolist()):
-                    known = bisect.bisect_right(changes, t, key=lambda c: c.t)
-                    if len(context.changes) != known:
-                        context = dataclasses.replace(context, changes=tuple(changes[:known]))
-                    if self._halting.is_set():
-                        halted = True
-                        break
-                    here = chunk.present[i]
-                    if (rows < 0).any():
-                        new = chunk.order(i, np.flatnonzero(here & (rows < 0)))
-                        if new.size:
-                            rows[new] = self.detector.add([chunk.keys[j] for j in new])
-                    size = self.detector.size
-                    x = np.full(size, np.nan)
-                    x[rows[here]] = chunk.values[i, here]
-                    limits.apply(self.detector, t, functools.partial(chunk.observed, i))
-                    found = self.detector.update_rows(t, x, context, explained=False)
-                    if self.detector.size < size:  # it dropped idle series: rows moved
-                        rows = self.detector.rows(chunk.keys)
-                    # what would have opened an incident then is no routine, as live: its
-                    # service counts as under an incident for a while (its episodes are not
-                    # learned)
-                    for finding in detect.fuse(found, weights=FUSE_WEIGHTS) if found else ():
-                        if finding.open_incident:
-                            paged[finding.service] = t + HISTORY_INCIDENT_S
-                            lapse = t  # (a new one lapses later than any before)
-                    if t >= lapse:  # who is under one changes only now
-                        under = troubled | {s for s, until in paged.items() if until > t}
-                        lapse = min((u for u in paged.values() if u > t), default=math.inf)
-                        if under != context.incidents:
-                            context = dataclasses.replace(context, incidents=under)
-                    first = min(first, t)
-                    fed += 1
-                ticks += fed
-                names.update(chunk.keys[j] for j in np.flatnonzero(chunk.present[:fed].any(0)))
-                if halted:
-                    break
-            if self._halting.is_set():  # in a chunk, or while waiting for the next one
-                self.emit("detect", f"history stopped after {ticks} ticks: selfheal is "
-                          "stopping")
-        except errors.DataUnavailable as exc:
-            self.emit("detect", f"history stopped after {ticks} ticks: {exc}; the detectors "
-                      "keep what they learned and watch from now")
-        limits.forget(self.detector)  # the limits of now come with the first tick
-        if ticks:
-            self.emit("detect", f"learned {ticks} ticks of history ({len(names)} series, "
-                      f"the first {(self.clock() - first) / 3600:.1f} h ago) in "
-                      f"{time.monotonic() - clock:.1f} s")
-        else:
-            self.emit("detect", "no history to learn from: the first day's rhythm will be "
-                      "learned as it comes")
-        return ticks
 
     async def run(self) -> None:
         """Tick until `stop()`; a tick failing on the outside world is reported and the loop

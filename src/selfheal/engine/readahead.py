@@ -1,6 +1,6 @@
 """Read the next chunk of history while the detectors learn the last one.
 
-At a first start `Controller._learn_history` reads a week of history a chunk at a time and
+At a first start `learn.learn_history` reads a week of history a chunk at a time and
 learns each chunk tick by tick. Reading a chunk is mostly waiting for Prometheus to evaluate
 its queries (measured: 5 of 16 s for 50 services, 18 of 45 s for 200), time in which the
 learning could go on. `read_ahead` runs the source's iterator in a thread, one chunk ahead,
