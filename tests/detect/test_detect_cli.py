@@ -137,6 +137,8 @@ def test_bench_detect_scale_cli_nab_configuration() -> None:
          "synthetic/s1.csv, line 2: '2024-01-01 00:00:00+01:00' is not a timestamp"),
         ("data/synthetic/s1.csv", "timestamp,value\n2024-02-30 00:00:00,1\n",
          "synthetic/s1.csv, line 2: '2024-02-30 00:00:00' is not a timestamp"),
+        ("data/synthetic/s1.csv", "timestamp,value\n",
+         "synthetic/s1.csv: no rows under the header"),
         ("labels/combined_windows.json", "{not json", "combined_windows.json: not readable JSON"),
         ("labels/combined_windows.json", '{"synthetic/s0.csv": [["now", "2024-01-02 00:00:00"]]}',
          "synthetic/s0.csv: 'now' is not a timestamp"),
