@@ -248,3 +248,13 @@ def test_bench_nab_replaces_its_own_results_whole(tmp_path: Path) -> None:
     assert (out / "plots" / "index.html").is_file()
     assert (out / "mine.txt").read_text() == "kept\n"  # not ours: left alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nab", "out"]
+
+
+@pytest.mark.timeout(60)
+def test_bench_detect_scale_says_in_one_line_when_the_series_do_not_fit_in_memory() -> None:
+    # a trillion series (~1 PB of state): numpy cannot allocate it, and says so at once
+    res = CliRunner().invoke(main.app, ["bench", "detect-scale", "--series", str(10**12),
+                                        "--ticks", "1"])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith("detect-scale: not enough memory for 1,000,000,000,000 series")
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output

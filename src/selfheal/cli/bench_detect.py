@@ -327,9 +327,14 @@ def detect_scale_command(
     else:
         cfg = settings_mod.Settings(**settings_mod.season_overrides(season.value))
         title = "product defaults" + ("" if season is Season.WEEKLY else f", season {season}")
-    result = detect_scale.run(
-        series=series, ticks=ticks, settings=cfg, novel=nab.NOVELTY if nab_config else None
-    )
+    try:
+        result = detect_scale.run(
+            series=series, ticks=ticks, settings=cfg, novel=nab.NOVELTY if nab_config else None
+        )
+    except MemoryError as exc:
+        render.say(f"detect-scale: not enough memory for {series:,} series ({exc}); try "
+                   "fewer --series")
+        raise typer.Exit(1) from exc
     table = Table(title=f"detection at scale (one core, NumPy, {title})")
     for col in ("series", "ticks", "seconds", "updates/s", "bytes/series", "firing"):
         table.add_column(col, justify="right")
