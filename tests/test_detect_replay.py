@@ -217,3 +217,27 @@ def test_limits_as_they_were_apply_from_their_time_on() -> None:
     today = replay.run(samples, settings, limits={"rss_bytes": [(T0, {"auth": 2048 * mib})]})
     assert not [e for e in today.episodes if e.first.metric == "rss_bytes"
                 and e.first.service == "auth" and e.first.started_at < T0 + 600 * 60]
+
+
+def test_series_scraped_at_other_moments_are_read_on_one_grid(tmp_path: Path) -> None:
+    """Two exporters scraped 5 s apart, every 10 s: each distinct timestamp was one tick, so
+    the ticks came every 5 s and api's memory, seen at every other tick, was read as a trend
+    twice as steep as it is and half as far from its limit (a page, "~84 min to the 512 MiB
+    limit", where there are 2.7 h). Read on one 10 s grid, web's moment changes nothing."""
+    rng = np.random.default_rng(0)
+    mib = 1024.0 * 1024.0
+    rows: dict[float, list[list[str]]] = {0.0: [], 5.0: []}
+    for i in range(1600):
+        t = T0 + 10.0 * i
+        rss = 200 * mib + rng.normal(0.0, 0.5 * mib) + max(0, i - 1000) * 0.3 * mib
+        web = 50.0 + rng.normal()
+        for offset in rows:
+            rows[offset] += [[f"{t:.0f}", "api", "rss_bytes", f"{rss:.0f}"],
+                             [f"{t + offset:.0f}", "web", "request_rate", f"{web:.3f}"]]
+    header = ["timestamp", "service", "metric", "value"]
+    _, same, _ = _run(str(_write(tmp_path / "same.csv", header, rows[0.0])), "--json")
+    code, later, said = _run(str(_write(tmp_path / "later.csv", header, rows[5.0])), "--json")
+    assert code == 0 and same is not None and later is not None
+    assert later["ticks"] == same["ticks"] == 1600
+    assert "aligned to one 10 s grid" in said
+    assert same["episodes"] and later["episodes"] == same["episodes"]

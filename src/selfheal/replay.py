@@ -44,6 +44,10 @@ class Samples:
     rows: int
     limits: limitsteps.Steps = dataclasses.field(default_factory=dict)
     """Each service's own limits as they were, when the source knows them (Prometheus)."""
+    aligned_s: float = 0.0
+    """The grid the timestamps were put on (`align`), 0 when they were kept as given."""
+    merged: int = 0
+    """Samples that fell on a grid point their series already had (the later one is kept)."""
 
     @property
     def spacing_s(self) -> float:
@@ -198,7 +202,48 @@ def read_samples(path: Path) -> Samples:
     if not rows:
         raise errors.DataUnavailable(f"{path}: no samples (only a header)")
     series = sorted({k for tick in at.values() for k in tick})
-    return Samples(ticks=tuple(sorted(at.items())), series=tuple(series), rows=rows)
+    return align(Samples(ticks=tuple(sorted(at.items())), series=tuple(series), rows=rows))
+
+
+def align(samples: Samples) -> Samples:
+    """`samples` on one grid when their series were sampled at different moments.
+
+    The detector takes one tick per distinct timestamp, and its ticks' spacing for every
+    series' (a trend's slope per tick becomes a rate and a time to the limit with it): two
+    exporters scraped 5 s apart every 10 s made 5 s ticks, at which each series was seen every
+    other tick, so its trends read twice as steep as they are. When there are markedly more
+    timestamps than the most samples of one series, each sample is put on the grid of the
+    series' usual spacing (Unix-time multiples of it, as a Prometheus range query steps): on
+    the point nearest to it less its series' own moment in the step (a circular mean, so a
+    series scraped at :59.9 and :00.1 is one series at :00), so that jitter and a moment half
+    a step off move no sample by a tick; of two samples of one series on one point, the later
+    is kept (`merged`)."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for t, values in samples.ticks:
+        for key in values:
+            times.setdefault(key, []).append(t)
+    most = max(len(ts) for ts in times.values())
+    if len(samples.ticks) <= 1.1 * most:
+        return samples
+    usual = sorted(gaps[len(gaps) // 2] for ts in times.values() if len(ts) > 1
+                   for gaps in [sorted(b - a for a, b in itertools.pairwise(ts))])
+    step = usual[len(usual) // 2] if usual else 0.0
+    if step <= 0.0:
+        return samples
+    moment = {}
+    for key, ts in times.items():
+        turns = [2.0 * math.pi * math.fmod(t, step) / step for t in ts]
+        mean = math.atan2(sum(map(math.sin, turns)), sum(map(math.cos, turns)))
+        moment[key] = mean / (2.0 * math.pi) * step
+    at: dict[float, dict[tuple[str, str], float]] = {}
+    merged = 0
+    for t, values in samples.ticks:
+        for key, value in values.items():
+            tick = at.setdefault(round((t - moment[key]) / step) * step, {})
+            merged += key in tick
+            tick[key] = value
+    return dataclasses.replace(samples, ticks=tuple(sorted(at.items())), aligned_s=step,
+                               merged=merged)
 
 
 def from_history(source: ports.History, start: float, end: float, step_s: float,

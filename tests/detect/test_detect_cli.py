@@ -137,6 +137,8 @@ def test_bench_detect_scale_cli_nab_configuration() -> None:
          "synthetic/s1.csv, line 2: '2024-01-01 00:00:00+01:00' is not a timestamp"),
         ("data/synthetic/s1.csv", "timestamp,value\n2024-02-30 00:00:00,1\n",
          "synthetic/s1.csv, line 2: '2024-02-30 00:00:00' is not a timestamp"),
+        ("data/synthetic/s1.csv", "timestamp,value\n",
+         "synthetic/s1.csv: no rows under the header"),
         ("labels/combined_windows.json", "{not json", "combined_windows.json: not readable JSON"),
         ("labels/combined_windows.json", '{"synthetic/s0.csv": [["now", "2024-01-02 00:00:00"]]}',
          "synthetic/s0.csv: 'now' is not a timestamp"),
@@ -207,3 +209,52 @@ def test_bench_detect_scale_cli_measures_each_seasonality() -> None:
         sizes[season] = last["bytes_per_series"]
     # each profile costs state: the weekly one on top of the daily one
     assert sizes["off"] < sizes["daily"] < sizes["weekly"] <= 1024
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_bench_nab_says_in_one_line_when_out_cannot_be_a_folder(tmp_path: Path,
+                                                               where: str) -> None:
+    """--out that cannot be written (a regular file, or a path under one): one line, exit
+    2 before anything runs, no traceback, and nothing left beside it."""
+    _nab_folder(tmp_path / "nab")
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder\n")
+    out = blocker if where == "a file" else blocker / "results"
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nab"), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("nab: --out ") and "Traceback" not in res.output, res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert blocker.read_text() == "not a folder\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nab", "taken"]
+
+
+@pytest.mark.timeout(120)
+def test_bench_nab_replaces_its_own_results_whole(tmp_path: Path) -> None:
+    """A second run into the same --out leaves its results only (no stale file of a
+    corpus file that is gone), and no temporary folder beside it."""
+    _nab_folder(tmp_path / "nab")
+    out = tmp_path / "out"
+    stale = out / "selfheal" / "synthetic" / "selfheal_gone.csv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("timestamp,value,anomaly_score,label\n")
+    (out / "mine.txt").write_text("kept\n")
+    res = CliRunner().invoke(
+        main.app, ["bench", "nab", "--data", str(tmp_path / "nab"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert not stale.exists()
+    assert (out / "selfheal" / "synthetic" / "selfheal_s0.csv").is_file()
+    assert (out / "plots" / "index.html").is_file()
+    assert (out / "mine.txt").read_text() == "kept\n"  # not ours: left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nab", "out"]
+
+
+@pytest.mark.timeout(60)
+def test_bench_detect_scale_says_in_one_line_when_the_series_do_not_fit_in_memory() -> None:
+    # a trillion series (~1 PB of state): numpy cannot allocate it, and says so at once
+    res = CliRunner().invoke(main.app, ["bench", "detect-scale", "--series", str(10**12),
+                                        "--ticks", "1"])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith("detect-scale: not enough memory for 1,000,000,000,000 series")
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.output

@@ -1,8 +1,8 @@
 """The NAB corpus as files on disk: a NAB-layout folder read into `NabFile` values.
 
 `bench.nab` (the scoring) and `selfheal bench nab` (cli/bench_detect.py) read the corpus
-through `load` and `missing`. Every row is checked: a malformed file (a bad header, a value
-that is not a number, a timestamp that is not `YYYY-MM-DD HH:MM:SS`, timestamps going
+through `load` and `missing`. Every row is checked: a malformed file (a bad header, no rows, a
+value that is not a number, a timestamp that is not `YYYY-MM-DD HH:MM:SS`, timestamps going
 backwards) or label file is refused whole with `errors.DataUnavailable` naming the file and
 line, so nothing is ever scored from a corpus that is partly unreadable.
 """
@@ -82,6 +82,9 @@ def _read_series(path: Path, name: str) -> tuple[tuple[str, ...], F64, F64]:
         raise errors.DataUnavailable(f"{name}: cannot read it: {exc}") from exc
     if not rows or [c.strip() for c in rows[0][:2]] != ["timestamp", "value"]:
         raise errors.DataUnavailable(f"{name}: the header must be 'timestamp,value'")
+    if len(rows) < 2:
+        # nothing to score, and a corpus of nothing has no threshold to choose
+        raise errors.DataUnavailable(f"{name}: no rows under the header")
     values = []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) < 2:

@@ -10,8 +10,11 @@ import dataclasses
 import enum
 import json
 import math
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +54,9 @@ def _print_json(obj: Any) -> None:
 def nab_command(
     data: Annotated[Path, typer.Option(help="NAB-layout folder: data/<category>/*.csv, labels/")],
     out: Annotated[
-        Path | None, typer.Option(help="Write NAB result CSVs under this folder")
+        Path | None, typer.Option(
+            help="Write NAB result CSVs under this folder (its selfheal/ and plots/ are "
+            "replaced whole when the run is done; nothing else in it is touched)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object last")] = False,
     robustness: Annotated[
@@ -104,6 +109,10 @@ def nab_command(
         render.say("nab: --robustness measures the neighbours of the NAB configuration; "
                    "it does not apply to --config product")
         raise typer.Exit(2)
+    blocked = _unwritable(out) if out is not None else None
+    if blocked:
+        render.say(f"nab: --out {out}: {blocked}")
+        raise typer.Exit(2)
     try:
         files = nab.load(data)
     except errors.SelfhealError as exc:
@@ -137,10 +146,15 @@ def nab_command(
         results = nab_score.score_all(files, scores)
     standard = results[0]
     breakdown = nab_score.per_file(files, scores, nab_score.PROFILES[0], standard.threshold)
+    # the halves choose a threshold on one half for the other: the product has none to choose
+    split = [] if product else nab_score.halves(files, scores)
     index = None
     if out is not None:
-        nab.write_results(out, files, scores)
-        index = nab_plot.write(out, files, scores, standard, breakdown)
+        try:
+            index = _write_out(out, files, scores, standard, breakdown)
+        except OSError as exc:
+            render.say(f"nab: --out {out}: cannot write the results: {exc.strerror or exc}")
+            raise typer.Exit(1) from exc
 
     table = Table(title=f"NAB: {len(files)} files, {sum(len(f.windows) for f in files)} windows")
     table.add_column("detector")
@@ -163,8 +177,6 @@ def nab_command(
             r.profile, f"{r.threshold:.4f}", f"{r.raw:.2f}", str(r.tp), str(r.fn), str(r.fp)
         )
     console.print(detail)
-    # the halves choose a threshold on one half for the other: the product has none to choose
-    split = [] if product else nab_score.halves(files, scores)
     halves_table = Table(
         title="halves (alternate files): own threshold / threshold chosen on the other half"
     )
@@ -256,6 +268,39 @@ def nab_command(
         )
 
 
+def _unwritable(out: Path) -> str | None:
+    """Why `--out` cannot be the results' folder (checked before the run), or None."""
+    if out.exists() and not out.is_dir():
+        return "exists and is not a folder"
+    for above in out.parents:
+        if above.exists():
+            return None if above.is_dir() else f"{above} is not a folder"
+    return None
+
+
+def _write_out(out: Path, files: Sequence[nab.NabFile], scores: Sequence[nab.F64],
+               standard: nab_score.ProfileScore, breakdown: Sequence[nab_score.FileScore]
+               ) -> Path:
+    """The result CSVs and the pictures, written beside `out` first and moved into it once
+    all are written: a failure part-way leaves the folder as it was. Returns the index page."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        nab.write_results(tmp, files, scores)
+        index = nab_plot.write(tmp, files, scores, standard, breakdown)
+        out.mkdir(exist_ok=True)
+        for part in sorted(tmp.iterdir()):
+            target = out / part.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            part.rename(target)
+        return out / index.relative_to(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def detect_scale_command(
     series: Annotated[int, typer.Option(help="How many series to update each tick")] = 100_000,
     ticks: Annotated[int, typer.Option(help="Timed ticks")] = 100,
@@ -282,9 +327,14 @@ def detect_scale_command(
     else:
         cfg = settings_mod.Settings(**settings_mod.season_overrides(season.value))
         title = "product defaults" + ("" if season is Season.WEEKLY else f", season {season}")
-    result = detect_scale.run(
-        series=series, ticks=ticks, settings=cfg, novel=nab.NOVELTY if nab_config else None
-    )
+    try:
+        result = detect_scale.run(
+            series=series, ticks=ticks, settings=cfg, novel=nab.NOVELTY if nab_config else None
+        )
+    except MemoryError as exc:
+        render.say(f"detect-scale: not enough memory for {series:,} series ({exc}); try "
+                   "fewer --series")
+        raise typer.Exit(1) from exc
     table = Table(title=f"detection at scale (one core, NumPy, {title})")
     for col in ("series", "ticks", "seconds", "updates/s", "bytes/series", "firing"):
         table.add_column(col, justify="right")

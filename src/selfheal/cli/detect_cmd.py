@@ -80,6 +80,11 @@ def detect(
         raise typer.Exit(2) from exc
     if prometheus_url is not None:
         samples = _from_prometheus(cfg, prometheus_url, days, step, err)
+    if samples.aligned_s:
+        merged = f" ({samples.merged} sample(s) on a point their series had: the later kept)" \
+            if samples.merged else ""
+        render.say(f"detect: the series were sampled at different moments: aligned to one "
+                   f"{samples.aligned_s:g} s grid, one tick a point{merged}")
     maintenance = tuple((m.start, m.end, m.service) for m in cfg.maintenance)
     if samples.spacing_s > replay.COARSE_S and not cfg.detect.min_scale:
         render.say(
