@@ -256,11 +256,6 @@ class Detector:
         seen[np.isfinite(x) | np.isnan(seen)] = t
         # the trend's slopes are per tick of the usual spacing, not of this tick's gap
         spacing = dt if self._dt is None else self._dt
-        grows = self._growth.rows
-        mu = n = np.zeros(0)
-        if grows.size:  # the tracked series' level and count before the tick (`_rises`)
-            before = self._bank.arrays()
-            mu, n = before["a.mu"][grows], before["a.n"][grows]
         step = self._bank.step(t, x, dt, spacing)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
@@ -287,31 +282,27 @@ class Detector:
         self._news.mark([i for i in ready if not news[i]])
         found = [self._anomaly(i, t, float(x[i]), spacing=spacing, step=step, ctx=ctx,
                                explained=explained) for i in ready]
-        if grows.size:
-            found += self._rises(t, x, step, mu, n, spacing, ctx,
-                                 {(a.service, a.metric) for a in found}, explained)
+        if self._growth.size:
+            found += self._rises(t, x, spacing, ctx, {(a.service, a.metric) for a in found},
+                                 explained)
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         self._forget_idle(t)
         return found
 
-    def _rises(self, t: float, x: npt.NDArray[np.float64], step: core.Step,
-               mu: npt.NDArray[np.float64], n: npt.NDArray[np.float64], spacing: float,
+    def _rises(self, t: float, x: npt.NDArray[np.float64], spacing: float,
                ctx: context_mod.Context, reported: set[SeriesKey], explained: bool
                ) -> list[model.Anomaly]:
         """The steady rises of limit-type series with no usable limit (`growth`), each
         reported once (an expected one, in a maintenance window say, again at the next
-        bucket). `mu` and `n` are the tracked series' level and count before this tick."""
+        bucket)."""
         s = self.settings
         rows = self._growth.rows
         after = self._bank.arrays()
         xs = x[rows]
-        # the value less the seasonal offset the core applied (none before a first value)
-        xd = xs - np.where(n > 0, step.expected[rows] - mu, 0.0)
         limit = after["a.limit"][rows]
         usable = np.isfinite(limit) & ~(xs > limit + np.abs(limit) * IMPLAUSIBLE)
-        warm = s.season_warmup_periods * s.season_period_s if s.season_period_s > 0 else 0.0
-        rise = self._growth.step(t, xs, xd, s.growth_bucket_s / max(spacing, 1e-9), usable,
-                                 after["a.born"][rows] + warm)
+        rise = self._growth.step(t, xs, s.growth_bucket_s / max(spacing, 1e-9), usable,
+                                 after["a.born"][rows])
         out: list[model.Anomaly] = []
         told: list[int] = []
         for j, i in enumerate(int(i) for i in rise.rows):

@@ -6,22 +6,28 @@ above the metric's default limit) gets no forecast, and at a coarse tick a slow 
 too little in the trend's horizon to fire (a 1 GiB service leaking 5% an hour at 60 s: never in
 24 h). So `Detector` keeps, only for the series of metrics with an entry in `Settings.limits`
 (whose rise towards a limit is the danger: memory, a disk's used bytes), a ring of the means
-of the last `growth_buckets` buckets of `growth_bucket_s` (an hour) of the value less its
-seasonal offset, and reports a rise when, over the last `growth_min_buckets` or more buckets:
+of its last buckets of `growth_bucket_s` (an hour): `growth_buckets` of them, and the same
+buckets a seasonal period (a day) before. Each bucket is judged less the same bucket a day
+before, so that memory following the day's traffic (up all afternoon, every day) is no rise:
+a leak is a rise over yesterday's rhythm. (The core's seasonal offset cannot serve: its level
+follows a daily swing within the hour, so the profile holds only the level's lag.) A rise is
+reported when, over the last `growth_min_buckets` or more buckets:
 
 - it is material: the last bucket is `growth_rel` of the first one's level above it;
 - it is steady: no bucket falls back by more than half the window's average step, each step
   but one in five (none in a window of fewer than six buckets) rises by at least a quarter of
-  it, and no step holds more than half of the rise (a deploy's step up, a cache warming up and
-  levelling off, a sawtooth, a rise that stopped, are not steady rises);
+  it, no step holds more than half of the rise, and its later half rose at least half as much
+  as its earlier half (a deploy's step up, a cache or a JVM heap warming up and levelling
+  off, a sawtooth, a rise that stopped, are not steady rises);
 - its slope is significant against the buckets' scatter about a line (t >= `growth_t`);
-- the series was watched long enough for its seasonal profile to apply over the whole window
-  (`Settings.season_warmup_periods`): a daily swing of memory following traffic rises for
-  hours, and only its profile tells it from a leak.
+- the whole window, and the day before it, was watched (a series is judged from its second
+  day), and the window lies after the series' last re-baseline (`core.Bank`: a restart's
+  fall), so that a rise is judged within one regime.
 
-A rise is said once: the series is quiet until its rise has stalled (no new high bucket) for
-`REARM_BUCKETS` buckets. The per-tick work is two additions per tracked series; the checks run
-once per bucket. Pure and vectorised like `core.Bank`; no state for any other series.
+A rise is said once: the series is quiet until its rise has stalled (its last `REARM_BUCKETS`
+buckets rose less than half as fast as the slowest rise the ring can judge). The per-tick work
+is two additions per tracked series; the checks run once per bucket. Pure and vectorised like
+`core.Bank`; no state for any other series.
 """
 
 from __future__ import annotations
@@ -45,12 +51,15 @@ STALL = 0.25
 """A step up of less than this fraction of the average step is a stall (one in five allowed)."""
 JUMP = 0.5
 """A step holding more than this fraction of the whole rise is a jump, not a steady rise."""
+LEVEL = 0.5
+"""A rise whose later half rose less than this fraction of its earlier half is levelling off
+(a cache, a JVM heap warming up after a start), not a steady rise."""
 FILL = 0.5
 """A bucket with values for less than this fraction of its ticks counts as missing."""
 REARM_BUCKETS = 3
 """Buckets without a new high after which a reported rise is over (the next one is news)."""
 
-_FLOATS = ("sum", "raw", "n", "high")
+_FLOATS = ("sum", "n")
 _TINY = 1e-12
 
 
@@ -82,12 +91,10 @@ class GrowthBank:
         self._floor = np.zeros(0)  # the smallest material rise, from the config: not saved
         self._bucket = np.zeros(0, np.int64)  # the bucket each accumulator is for (-1: none)
         self._f: dict[str, F64] = {k: np.zeros(0) for k in _FLOATS}
-        self._stall = np.zeros(0, np.uint8)
         self._told = np.zeros(0, np.bool_)
-        # the buckets' means of the value less its seasonal offset (judged), and as measured
-        # (said); the last column is the bucket that ended last
-        self._ring = np.zeros((0, self.buckets))
-        self._said = np.zeros((0, self.buckets))
+        # the buckets' means, the last column the bucket that ended last: `buckets` of them,
+        # and the same buckets a season before (`lag`)
+        self._ring = np.zeros((0, self.width))
 
     @property
     def on(self) -> bool:
@@ -96,6 +103,20 @@ class GrowthBank:
     @property
     def buckets(self) -> int:
         return self.settings.growth_buckets
+
+    @property
+    def lag(self) -> int:
+        """Buckets in a seasonal period (0: none): a rise is judged against the same buckets
+        a period before, so that memory following the day's traffic is no rise."""
+        s = self.settings
+        if s.season_period_s <= 0 or s.growth_bucket_s <= 0:
+            return 0
+        return max(1, round(s.season_period_s / s.growth_bucket_s))
+
+    @property
+    def width(self) -> int:
+        """Buckets each ring holds."""
+        return self.buckets + self.lag
 
     @property
     def size(self) -> int:
@@ -115,12 +136,9 @@ class GrowthBank:
         self._rows = np.append(self._rows, np.int64(row))
         self._floor = np.append(self._floor, max(0.0, floor))
         self._bucket = np.append(self._bucket, np.int64(-1))
-        self._f = {k: np.append(v, np.nan if k == "high" else 0.0)
-                   for k, v in self._f.items()}
-        self._stall = np.append(self._stall, np.uint8(0))
+        self._f = {k: np.append(v, 0.0) for k, v in self._f.items()}
         self._told = np.append(self._told, False)
-        self._ring = np.concatenate([self._ring, np.full((1, self.buckets), np.nan)])
-        self._said = np.concatenate([self._said, np.full((1, self.buckets), np.nan)])
+        self._ring = np.concatenate([self._ring, np.full((1, self.width), np.nan)])
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Every array of state (views): what `Detector` saves and `load` takes back, keyed
@@ -128,8 +146,7 @@ class GrowthBank:
         still loads."""
         return {"rows": self._rows, "bucket": self._bucket,
                 **{f"f.{k}": v for k, v in self._f.items()},
-                "stall": self._stall, "told": self._told, "ring": self._ring,
-                "said": self._said}
+                "told": self._told, "ring": self._ring}
 
     def load(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         """Take the state of the series saved in `arrays` (as `arrays()` gives it) that are
@@ -145,7 +162,7 @@ class GrowthBank:
         for name, value in arrays.items():
             want = (n, *mine[name].shape[1:])
             if value.dtype != mine[name].dtype or value.shape != want:
-                if name in ("ring", "said") and value.ndim == 2 and value.shape[0] == n:
+                if name == "ring" and value.ndim == 2 and value.shape[0] == n:
                     return  # saved with another `growth_buckets`: start afresh
                 raise errors.StateUnusable(f"the saved growth state's {name} does not fit")
         pos = np.searchsorted(self._rows, arrays["rows"])
@@ -158,16 +175,15 @@ class GrowthBank:
     def nbytes_per_tracked(self) -> float:
         """Bytes held per tracked series (none for any other)."""
         arrays: list[npt.NDArray[Any]] = [self._rows, self._floor, self._bucket,
-                                          *self._f.values(), self._stall, self._told]
-        return float(sum(a.itemsize for a in arrays) + 2 * self.buckets * self._ring.itemsize)
+                                          *self._f.values(), self._told]
+        return float(sum(a.itemsize for a in arrays) + self.width * self._ring.itemsize)
 
-    def step(self, t: float, x: F64, xd: F64, ticks: float, usable: B, judged_from: F64
-             ) -> Rise:
-        """One tick: `x` is each tracked series' value (NaN: missing), `xd` the same less its
-        seasonal offset, `ticks` the ticks a bucket holds at the usual spacing, `usable` whether the
-        series has a limit its time-to-limit forecast can use (no growth report then), and
-        `judged_from` the time from which its values are judged (its seasonal profile
-        applies). Returns the rises found at `t` (each reported once: `tell`)."""
+    def step(self, t: float, x: F64, ticks: float, usable: B, judged_from: F64) -> Rise:
+        """One tick: `x` is each tracked series' value (NaN: missing), `ticks` the ticks a
+        bucket holds at the usual spacing, `usable` whether the series has a limit its
+        time-to-limit forecast can use (no growth report then), and `judged_from` the time
+        from which its values are judged (its last re-baseline: a rise is judged within one
+        regime). Returns the rises found at `t` (each reported once: `tell`)."""
         s = self.settings
         if not self.on or not self.size:
             return _none()
@@ -179,16 +195,14 @@ class GrowthBank:
             full = self._f["n"][idx] >= FILL * max(ticks, 1.0)
             count = np.maximum(self._f["n"][idx], 1.0)
             gap = np.minimum(b - self._bucket[idx], self.buckets + 1)
-            for ring, total in ((self._ring, "sum"), (self._said, "raw")):
-                self._shift(ring, idx, gap,
-                            np.where(full, self._f[total][idx] / count, np.nan))
-                self._f[total][idx] = 0.0
+            self._shift(self._ring, idx, gap,
+                        np.where(full, self._f["sum"][idx] / count, np.nan))
+            self._f["sum"][idx] = 0.0
             self._f["n"][idx] = 0.0
             out = self._judge(idx, int(b), usable[idx], judged_from[idx])
         self._bucket[self._bucket < b] = b
-        valid = np.isfinite(xd)
-        self._f["sum"] += np.where(valid, xd, 0.0)
-        self._f["raw"] += np.where(valid, x, 0.0)
+        valid = np.isfinite(x)
+        self._f["sum"] += np.where(valid, x, 0.0)
         self._f["n"] += valid
         return out
 
@@ -196,11 +210,11 @@ class GrowthBank:
         """Move each of `idx`'s ring in `table` on by its `gap` in buckets (the last column
         is the bucket just ended; the ones skipped are missing) and write the ended bucket's
         `mean`."""
-        k = self.buckets
+        k = self.width
         for g in np.unique(gap):
             sel = gap == g
             rows = idx[sel]
-            if g <= k:
+            if g < k:
                 ring = np.concatenate([table[rows, g:], np.full((rows.size, g), np.nan)],
                                       axis=1)
                 ring[:, k - g] = mean[sel]
@@ -212,11 +226,12 @@ class GrowthBank:
         """Check the rings of `idx` (their last bucket just ended, before bucket `b`)."""
         s = self.settings
         k = self.buckets
-        ring = self._ring[idx]
-        said = self._said[idx]
+        said = self._ring[idx, self.lag:]
+        # each bucket less the same bucket a season before (its rhythm), as measured (said)
+        ring = said - self._ring[idx, :k] if self.lag else said
         fire = np.zeros(idx.size, np.bool_)
         first = last = span = start = strength = np.zeros(idx.size)
-        for width in range(s.growth_min_buckets, k + 1):
+        for width in range(k, s.growth_min_buckets - 1, -1):
             w = ring[:, k - width:]
             begin = (b - width) * s.growth_bucket_s
             ok = np.isfinite(w).all(axis=1) & (begin >= judged_from)
@@ -225,12 +240,15 @@ class GrowthBank:
             rise = m1 - m0
             steps = np.diff(w, axis=1)
             avg = rise / (width - 1)
-            material = np.maximum(s.growth_rel * np.abs(m0), self._floor[idx])
+            half = (width - 1) // 2
+            level = np.where(ok, said[:, k - width], 0.0)
+            material = np.maximum(s.growth_rel * np.abs(level), self._floor[idx])
             steady = (
                 (rise > 0)
                 & (steps >= -DIP * avg[:, None]).all(axis=1)
                 & ((steps < STALL * avg[:, None]).sum(axis=1) <= (width - 1) // 5)
                 & (steps.max(axis=1) <= JUMP * rise)
+                & (m1 - w[:, width - 1 - half] >= LEVEL * (w[:, half] - m0))
             )
             # least squares through the buckets' means, and its slope's t against their
             # scatter about the line
@@ -239,25 +257,22 @@ class GrowthBank:
             slope = (w - w.mean(axis=1, keepdims=True)) @ kk / sxx
             resid = w - w.mean(axis=1, keepdims=True) - slope[:, None] * kk
             se = np.sqrt(np.sum(resid * resid, axis=1) / max(width - 2, 1) / sxx)
-            tstat = slope / np.maximum(se, _TINY + 1e-9 * np.abs(m0))
+            tstat = slope / np.maximum(se, _TINY + 1e-9 * np.abs(level))
             r = np.minimum(rise / np.maximum(material, _TINY), tstat / s.growth_t)
             now = ok & steady & (rise >= material) & (tstat >= s.growth_t)
-            # the widest window that holds a steady rise describes it best
+            # the narrowest window that holds a steady rise says how it goes now
             first = np.where(now, said[:, k - width], first)
             last = np.where(now, said[:, -1], last)
             span = np.where(now, (width - 1) * s.growth_bucket_s, span)
             start = np.where(now, begin, start)
             strength = np.where(now, r, strength)
             fire |= now
-        # a reported rise is over once it has stalled for `REARM_BUCKETS` buckets
-        newest = ring[:, -1]
-        told = self._told[idx]
-        high = self._f["high"][idx]
-        higher = np.isfinite(newest) & ~(newest <= high)
-        self._f["high"][idx] = np.where(told & higher, newest, high)
-        stall = np.where(told & ~higher, self._stall[idx].astype(np.int64) + 1, 0)
-        self._stall[idx] = np.minimum(stall, 255).astype(np.uint8)
-        self._told[idx] = told & (stall < REARM_BUCKETS)
+        # a reported rise is over once its last `REARM_BUCKETS` buckets rose less than half
+        # as fast as the slowest rise the ring can judge (or a bucket is missing)
+        before = ring[:, -1 - REARM_BUCKETS]
+        slow = np.maximum(s.growth_rel * np.abs(before), self._floor[idx]) / (k - 1)
+        going = ring[:, -1] - before > 0.5 * REARM_BUCKETS * slow
+        self._told[idx] &= going
         found = fire & ~self._told[idx] & ~usable
         return Rise(rows=self._rows[idx[found]], first=first[found], last=last[found],
                     span_s=span[found], start=start[found], strength=strength[found])
@@ -266,8 +281,6 @@ class GrowthBank:
         """These series' rises were reported: quiet until each is over (`REARM_BUCKETS`)."""
         slots = np.searchsorted(self._rows, np.asarray(rows, dtype=np.int64))
         self._told[slots] = True
-        self._f["high"][slots] = self._ring[slots, -1]
-        self._stall[slots] = 0
 
 
 def _none() -> Rise:
