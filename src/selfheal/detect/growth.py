@@ -259,7 +259,9 @@ class GrowthBank:
             se = np.sqrt(np.sum(resid * resid, axis=1) / max(width - 2, 1) / sxx)
             tstat = slope / np.maximum(se, _TINY + 1e-9 * np.abs(level))
             r = np.minimum(rise / np.maximum(material, _TINY), tstat / s.growth_t)
-            now = ok & steady & (rise >= material) & (tstat >= s.growth_t)
+            # and the value itself rose as much (not only against the day before)
+            grew = said[:, -1] - level >= material
+            now = ok & steady & (rise >= material) & grew & (tstat >= s.growth_t)
             # the narrowest window that holds a steady rise says how it goes now
             first = np.where(now, said[:, k - width], first)
             last = np.where(now, said[:, -1], last)
