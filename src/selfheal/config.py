@@ -98,6 +98,12 @@ class Detect(_Strict):
     is reported only once it moves its series by 25% in 10 minutes."""
     limit_warning_s: float = pydantic.Field(default=3600.0, ge=60, le=7 * 86_400)
     """A steady trend is reported once it would reach its limit within this time."""
+    growth_rel: float = pydantic.Field(default=0.1, ge=0, le=10)
+    """A series of a metric in `limits` whose limit is unknown, or one it is already past
+    (so no time to the limit can be forecast), is reported once when it rises steadily, over
+    at least 5 hours and against the same hours of the day before, by this fraction of its
+    level (0.1: 10%; 0: never). Measured at a 60 s tick, a 1 GiB service leaking 5% an hour
+    with no limit is reported 5 hours in."""
     slo: dict[str, float] = pydantic.Field(default_factory=dict)
     """metric -> SLO bound of every service's series of that metric (a ceiling; a floor for a
     metric where only a fall is bad, like `up`): an anomaly beyond it is reported at once,

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from selfheal import model
+from selfheal import errors, model
 from selfheal.detect import context as context_mod
 from selfheal.detect import core, explain, persist
+from selfheal.detect import growth as growth_mod
 from selfheal.detect import news as news_mod
 from selfheal.detect import settings as settings_mod
 
@@ -32,6 +33,10 @@ IMPLAUSIBLE = 0.02
 """A limit its series is past by more than this fraction of it is no limit of that series: a
 process is stopped at its memory limit, it does not live beyond it (`set_limits`,
 `_at_limit`)."""
+
+
+GROWTH_SCORE = 0.75
+"""The least score of a steady rise with no usable limit (`growth`): a finding on its own."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +59,8 @@ class Detector:
         self._last_t: float | None = None
         self._dt: float | None = None  # the usual spacing of ticks (smoothed)
         self._news = news_mod.NewsBank(self.settings)
+        # only the series of limit-type metrics: a steady rise with no usable limit
+        self._growth = growth_mod.GrowthBank(self.settings)
         # per row: the time of the series' last value (the time it appeared, before one)
         self._seen = np.zeros(0)
         self._forget_at: float | None = None  # when `forget_s` is next applied
@@ -108,12 +115,22 @@ class Detector:
         for them; `errors.StateUnusable` if they do not fit) in place of what this holds."""
         self._bank = core.Bank(self.settings, capacity=max(1, len(keys)))
         self._news = news_mod.NewsBank(self.settings)
+        self._growth = growth_mod.GrowthBank(self.settings)
         self._index, self._keys, self._seen = {}, [], np.zeros(0)
         for key in keys:
             self._row(key)
+        # the growth rings are keyed by row, and absent from a state saved before them
+        grown = {k.removeprefix("growth."): v for k, v in arrays.items()
+                 if k.startswith("growth.")}
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("growth.")}
         bins = self._news.bins
-        persist.check(arrays, self._arrays(),
+        persist.check(arrays, persist.arrays(self._bank, self._news, self._seen),
                       below={"news.start_bin": bins, "news.undo.bin": bins} if bins else None)
+        if grown and ("rows" not in grown or grown["rows"].dtype != np.int64
+                      or (grown["rows"].size and not 0 <= grown["rows"].min()
+                          <= grown["rows"].max() < len(keys))):
+            raise errors.StateUnusable("the saved growth state's rows do not fit its series")
+        self._growth.load(grown)
         kept = {k: v for k, v in arrays.items() if k not in persist.FROM_CONFIG}
         self._bank.load({k.removeprefix("core."): v for k, v in kept.items()
                          if k.startswith("core.")})
@@ -122,7 +139,9 @@ class Detector:
         self._seen[: len(keys)] = kept["seen"]
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return persist.arrays(self._bank, self._news, self._seen)
+        out = persist.arrays(self._bank, self._news, self._seen)
+        out.update({f"growth.{k}": v for k, v in self._growth.arrays().items()})
+        return out
 
     def forget(self, before: float) -> list[SeriesKey]:
         """Drop every series with no value since `before` (and that appeared before it):
@@ -134,7 +153,12 @@ class Detector:
         if not gone.any():
             return []
         keep = np.flatnonzero(~gone)
-        arrays = {k: v[keep] for k, v in self._arrays().items()}  # copies
+        arrays = {k: v[keep] for k, v in self._arrays().items()
+                  if not k.startswith("growth.")}  # copies
+        grown = self._growth.arrays()
+        kept = np.isin(grown["rows"], keep)
+        arrays.update({f"growth.{k}": v[kept] for k, v in grown.items()})
+        arrays["growth.rows"] = np.searchsorted(keep, grown["rows"][kept]).astype(np.int64)
         dropped = [self._keys[i] for i in np.flatnonzero(gone)]
         self._adopt([self._keys[i] for i in keep], arrays)
         return dropped
@@ -149,6 +173,8 @@ class Detector:
                 limit=self.limit(key),
                 rel_floor=self.settings.rel(metric),
             )
+            if metric in self.settings.limits and self.settings.direction(metric) >= 0:
+                self._growth.track(row, self.settings.z_spike * self.settings.floor(metric))
             # a service's name is shared by its metrics, a metric's by every service: one
             # copy of each (at 100,000 series, ~90 bytes a series); only plain strings, so
             # the key stored is always the key looked up
@@ -256,9 +282,53 @@ class Detector:
         self._news.mark([i for i in ready if not news[i]])
         found = [self._anomaly(i, t, float(x[i]), spacing=spacing, step=step, ctx=ctx,
                                explained=explained) for i in ready]
+        if self._growth.size:
+            found += self._rises(t, x, spacing, ctx, {(a.service, a.metric) for a in found},
+                                 explained)
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         self._forget_idle(t)
         return found
+
+    def _rises(self, t: float, x: npt.NDArray[np.float64], spacing: float,
+               ctx: context_mod.Context, reported: set[SeriesKey], explained: bool
+               ) -> list[model.Anomaly]:
+        """The steady rises of limit-type series with no usable limit (`growth`), each
+        reported once (an expected one, in a maintenance window say, again at the next
+        bucket)."""
+        s = self.settings
+        rows = self._growth.rows
+        after = self._bank.arrays()
+        xs = x[rows]
+        limit = after["a.limit"][rows]
+        usable = np.isfinite(limit) & ~(xs > limit + np.abs(limit) * IMPLAUSIBLE)
+        rise = self._growth.step(t, xs, s.growth_bucket_s / max(spacing, 1e-9), usable,
+                                 after["a.born"][rows])
+        out: list[model.Anomaly] = []
+        told: list[int] = []
+        for j, i in enumerate(int(i) for i in rise.rows):
+            service, metric = self._keys[i]
+            if (service, metric) in reported:
+                continue  # one anomaly a series a tick: the rise is judged again next bucket
+            started = float(rise.start[j])
+            r = float(rise.strength[j])
+            text = explain.growth(metric, service, float(rise.first[j]), float(rise.last[j]),
+                                  float(rise.span_s[j]), float(x[i]),
+                                  limit=self.limit((service, metric))) if explained else ""
+            verdict = context_mod.judge(ctx, service, started, t)
+            if verdict.reason and explained:
+                text += f" ({verdict.reason})"
+            if not verdict.expected:
+                told.append(i)
+            out.append(model.Anomaly(
+                id=model.AnomalyId(f"{service}/{metric}/{started:.3f}"), service=service,
+                metric=metric, detector="growth", started_at=started, detected_at=t,
+                # a steady material rise with nothing to forecast it against is a finding
+                # on its own (`fuse` opens an incident from 0.7)
+                score=round(max(GROWTH_SCORE, r * r / (1.0 + r * r)), 4),
+                baseline=float(rise.first[j]), observed=float(x[i]), explanation=text,
+                expected=verdict.expected, expected_reason=verdict.reason))
+        self._growth.tell(told)
+        return out
 
     def _forget_idle(self, t: float) -> None:
         """Hourly: drop the series with no value for `Settings.forget_s`."""

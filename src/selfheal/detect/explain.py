@@ -60,6 +60,23 @@ def trend(
     return text
 
 
+def growth(metric: str, service: str, first: float, last: float, span_s: float,
+           observed: float, *, limit: float | None) -> str:
+    """A steady rise of a series with no usable limit, from the mean of its first hour to
+    that of its last ("rss_bytes of web rose 31% in 6.0 h, steadily (+5.2%/h), from 1024.0
+    MiB to 1342.5 MiB (now 1350.0 MiB); no limit is known for it, so no time to OOM")."""
+    level = abs(first) if first else 1.0
+    rel = (last - first) / level * 100
+    text = (f"{metric} of {service} rose {rel:.0f}% in {fmt_duration(span_s)}, steadily "
+            f"({rel / max(span_s / 3600, 1e-9):+.1f}%/h), "
+            f"from {fmt(metric, first)} to {fmt(metric, last)} (now {fmt(metric, observed)})")
+    what = "OOM" if "rss" in metric or "mem" in metric else "the limit"
+    if limit is None or not math.isfinite(limit):
+        return text + f"; no limit is known for it, so no time to {what}"
+    return (text + f"; it is past the {fmt(metric, limit)} limit, which cannot be its own, "
+            f"so no time to {what}")
+
+
 def level(metric: str, detector: str, baseline: float, observed: float, z: float) -> str:
     verb = "above" if observed >= baseline else "below"
     what = "spike" if detector == "spike" else "level shift"

@@ -143,6 +143,20 @@ class Settings:
     ttl_horizon_s: float = 3600.0
     """A trend that reaches its limit sooner than this fires, however small it looks."""
 
+    # Long-horizon growth of a limit-type signal with no usable limit (`growth`).
+    growth_bucket_s: float = 3600.0
+    """`growth`: the series of a metric in `limits` whose limit is unknown (or one it is
+    already past) keep the mean of each bucket of this many seconds (0: no growth check)."""
+    growth_buckets: int = 12
+    """How many buckets each keeps: the longest rise judged at once (12 h)."""
+    growth_min_buckets: int = 5
+    """The fewest buckets a steady rise must span to be reported (5 h)."""
+    growth_rel: float = 0.1
+    """A steady rise is material once its last bucket is this fraction of its first one's
+    level above it (0: no growth check)."""
+    growth_t: float = 5.0
+    """t-statistic of the buckets' slope (against their scatter about a line) it needs."""
+
     # Seasonality: a profile of the level by phase of a period in seconds (0 = off). The
     # product learns the day and the week (`SEASONS`), weighed by what they predict, from the
     # second day a series is watched.
@@ -252,6 +266,15 @@ class Settings:
             raise ValueError("trend_horizon_s must be a finite number of seconds > 0, or None")
         if not 0.0 <= self.season_warmup_periods < float("inf"):
             raise ValueError("season_warmup_periods must be a finite number >= 0")
+        if not 0.0 <= self.growth_bucket_s < float("inf"):
+            raise ValueError("growth_bucket_s must be a finite number of seconds >= 0")
+        if not 3 <= self.growth_min_buckets <= self.growth_buckets <= 1000:
+            raise ValueError("growth_min_buckets must be at least 3 and at most "
+                             "growth_buckets (at most 1000)")
+        if not 0.0 <= self.growth_rel < float("inf"):
+            raise ValueError("growth_rel must be a finite fraction >= 0")
+        if not 0.0 < self.growth_t < float("inf"):
+            raise ValueError("growth_t must be a finite number > 0")
 
     def direction(self, metric: str) -> int:
         return int(self.directions.get(metric, self.default_direction))

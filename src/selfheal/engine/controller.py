@@ -65,6 +65,7 @@ def detector_settings(cfg: config_mod.Detect) -> detect.Settings:
         min_scale={**d.DEFAULT_MIN_SCALE, "up": 0.05, **cfg.min_scale},
         limits={**d.DEFAULT_LIMITS, **cfg.limits},
         ttl_horizon_s=cfg.limit_warning_s,
+        growth_rel=cfg.growth_rel,
         hold_s={**d.DEFAULT_HOLD_S, "up": cfg.down_hold_s},
         report_z=cfg.report_z,
         slo=dict(cfg.slo),
