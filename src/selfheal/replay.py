@@ -315,7 +315,7 @@ def run(
                       settle_s=settle_s)
         notes += replayer.apply(det, t, functools.partial(_observed, values))
         found = det.update(t, values, ctx)
-        findings = {f.service: f for f in fusion.fuse(found)}
+        findings = {f.service: f for f in fusion.fuse(found, limit_of=det.limit)}
         opening = {s for s, f in findings.items() if f.open_incident}
         incidents += len(opening - open_before)
         open_before = opening

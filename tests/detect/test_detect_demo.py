@@ -130,8 +130,19 @@ def test_fuse_weighs_signals() -> None:
     assert two_weak[0].score > one_weak[0].score
     expected = detect.fuse([anomaly("rss_bytes", 0.99, expected=True)])
     assert not expected[0].open_incident and expected[0].score == 0.0
-    strong = detect.fuse([anomaly("rss_bytes", 0.95)])
+    strong = detect.fuse([anomaly("p99_latency_s", 0.95)])
     assert strong[0].open_incident
+    # memory hurts only near its limit: a strong rise alone far below it is no incident; a
+    # trend, a growth with no limit known, or a value within 90% of its limit is
+    near = {("svc", "rss_bytes"): 2.1}.get
+    far = {("svc", "rss_bytes"): 20.0}.get
+    assert not detect.fuse([anomaly("rss_bytes", 0.95)])[0].open_incident
+    assert not detect.fuse([anomaly("rss_bytes", 0.95)], limit_of=far)[0].open_incident
+    assert detect.fuse([anomaly("rss_bytes", 0.95)], limit_of=near)[0].open_incident
+    for leak in ("trend", "growth"):
+        assert detect.fuse([anomaly("rss_bytes", 0.95, detector=leak)])[0].open_incident
+    assert detect.fuse([anomaly("rss_bytes", 0.95),  # with another signal of the service
+                        anomaly("p99_latency_s", 0.55)])[0].open_incident
     fresh_spike = detect.fuse([anomaly("p99_latency_s", 0.95, detector="spike")])
     assert not fresh_spike[0].open_incident
     two_fresh_spikes = detect.fuse([anomaly("p99_latency_s", 0.95, detector="spike"),
