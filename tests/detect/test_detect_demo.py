@@ -139,6 +139,8 @@ def test_fuse_weighs_signals() -> None:
     assert not detect.fuse([anomaly("rss_bytes", 0.95)])[0].open_incident
     assert not detect.fuse([anomaly("rss_bytes", 0.95)], limit_of=far)[0].open_incident
     assert detect.fuse([anomaly("rss_bytes", 0.95)], limit_of=near)[0].open_incident
+    past = {("svc", "rss_bytes"): 1.0}.get  # 2.0 is far past it: not the series' own limit
+    assert not detect.fuse([anomaly("rss_bytes", 0.95)], limit_of=past)[0].open_incident
     for leak in ("trend", "growth"):
         assert detect.fuse([anomaly("rss_bytes", 0.95, detector=leak)])[0].open_incident
     assert detect.fuse([anomaly("rss_bytes", 0.95),  # with another signal of the service

@@ -32,6 +32,10 @@ trend (a forecast to reach the limit, or a runaway) nor a steady growth with no 
 only with another signal of the service (a nightly batch that raises memory 20% is no page;
 a leak, or memory near its limit, is)."""
 
+PAST = 1.02
+"""A value more than 2% past its limit is not near it: that limit is not the series' own (the
+metric's default under a bigger service; `Detector.IMPLAUSIBLE`)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ServiceFinding:
@@ -80,7 +84,8 @@ def fuse(
                 w *= fresh_spike_weight
             if a.metric in limited_alone and a.detector not in ("trend", "growth"):
                 limit = limit_of((a.service, a.metric)) if limit_of is not None else None
-                if limit is None or not a.observed >= near_limit * limit:
+                # (a value far past its limit says the limit is not its own: `Detector`)
+                if limit is None or not near_limit * limit <= a.observed <= PAST * limit:
                     w = min(w, limited_alone[a.metric])
             keep *= 1.0 - w * min(1.0, max(0.0, a.score))
         score = 1.0 - keep
