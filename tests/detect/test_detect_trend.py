@@ -5,12 +5,15 @@ one that comes early does not strengthen it."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
+from selfheal import config
 from selfheal.detect import Settings
 from selfheal.detect import detector as detector_mod
+from selfheal.engine import controller
 
 T0 = 1_700_000_000.0
 RAMP = 600  # the tick (1 s apart) the ramp starts at, after a flat, quiet start
@@ -48,3 +51,27 @@ def test_one_odd_gap_does_not_move_its_trend(arm: str, times: list[float], looke
     assert float(AT) in regular, "the ramp is a trend at the regular spacing"
     # the horizon in ticks followed this tick's gap: half the strength late, double early
     assert odd.get(looked, 0.0) == pytest.approx(regular[float(AT)], rel=0.2), arm
+
+
+def test_a_series_missing_every_other_value_trends_at_its_own_rate() -> None:
+    """A leak seen on every tick and the same leak from a flaky exporter (no value every other
+    tick): the trend's rate and time to the limit are the same. Counted per value, the flaky
+    one's slope was twice as steep ("0.6 MiB/s, ~9 min to the limit" against "0.3 MiB/s,
+    ~16 min"), a page sent early."""
+    mib = 1024.0 ** 2
+    det = detector_mod.Detector(controller.detector_settings(config.Detect()))
+    rng = np.random.default_rng(1)
+    first: dict[str, str] = {}
+    for i in range(1200):
+        x = 200 * mib + max(0, i - 600) * 0.3 * mib
+        values = {("full", "rss_bytes"): x + rng.normal(0, 0.2 * mib),
+                  ("flaky", "rss_bytes"): x + rng.normal(0, 0.2 * mib) if i % 2 else math.nan}
+        for a in det.update(T0 + i, values):
+            if a.detector == "trend":
+                first.setdefault(a.service, a.explanation)
+    rate = {s: re.search(r"rising ([0-9.]+) MiB/s", text) for s, text in first.items()}
+    ttl = {s: re.search(r"~([0-9]+) min to", text) for s, text in first.items()}
+    assert set(first) == {"full", "flaky"}, first
+    assert all(rate.values()) and all(ttl.values()), first
+    assert rate["flaky"][1] == rate["full"][1] == "0.3"  # type: ignore[index]
+    assert abs(int(ttl["flaky"][1]) - int(ttl["full"][1])) <= 3  # type: ignore[index]

@@ -380,15 +380,11 @@ class Bank:
         n1 = lam * (s1 + s0)
         n2 = lam * (s2 + 2.0 * s1 + s0)
         nky = lam * (sky + sy)
-        n0 = lam * s0 + 1.0
-        ny = lam * sy + y
-        nyy = lam * syy + y * y
-        s0 = np.where(valid, n0, s0)
-        s1 = np.where(valid, n1, s1)
-        s2 = np.where(valid, n2, s2)
-        sy = np.where(valid, ny, sy)
-        sky = np.where(valid, nky, sky)
-        syy = np.where(valid, nyy, syy)
+        # ages count ticks: a missing value ages the points without adding one, so a flaky
+        # series' slope is per tick like the others' (not per value: twice as steep at half)
+        yv = np.where(valid, y, 0.0)
+        s0, s1, s2, sky = lam * s0 + valid, n1, n2, nky
+        sy, syy = lam * sy + yv, lam * syy + yv * yv
         w = np.maximum(s0, _TINY)
         mk = s1 / w
         my = sy / w
