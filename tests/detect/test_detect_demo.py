@@ -141,8 +141,11 @@ def test_fuse_weighs_signals() -> None:
     assert detect.fuse([anomaly("rss_bytes", 0.95)], limit_of=near)[0].open_incident
     past = {("svc", "rss_bytes"): 1.0}.get  # 2.0 is far past it: not the series' own limit
     assert not detect.fuse([anomaly("rss_bytes", 0.95)], limit_of=past)[0].open_incident
-    for leak in ("trend", "growth"):
-        assert detect.fuse([anomaly("rss_bytes", 0.95, detector=leak)])[0].open_incident
+    assert detect.fuse([anomaly("rss_bytes", 0.95, detector="trend")])[0].open_incident
+    # a growth with no limit known asks for a look, not an action: no incident on its own
+    assert not detect.fuse([anomaly("rss_bytes", 0.95, detector="growth")])[0].open_incident
+    assert detect.fuse([anomaly("rss_bytes", 0.95, detector="growth"),
+                        anomaly("p99_latency_s", 0.55)])[0].open_incident
     assert detect.fuse([anomaly("rss_bytes", 0.95),  # with another signal of the service
                         anomaly("p99_latency_s", 0.55)])[0].open_incident
     fresh_spike = detect.fuse([anomaly("p99_latency_s", 0.95, detector="spike")])

@@ -36,7 +36,8 @@ process is stopped at its memory limit, it does not live beyond it (`set_limits`
 
 
 GROWTH_SCORE = 0.75
-"""The least score of a steady rise with no usable limit (`growth`): a finding on its own."""
+"""The least score of a steady rise with no usable limit (`growth`): always reported (an
+incident opens only with another signal of its service: `fusion.LIMITED_ALONE`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,8 +323,8 @@ class Detector:
             out.append(model.Anomaly(
                 id=model.AnomalyId(f"{service}/{metric}/{started:.3f}"), service=service,
                 metric=metric, detector="growth", started_at=started, detected_at=t,
-                # a steady material rise with nothing to forecast it against is a finding
-                # on its own (`fuse` opens an incident from 0.7)
+                # a steady material rise with nothing to forecast it against is reported
+                # (`fuse` counts it at memory's weight alone: no incident on its own)
                 score=round(max(GROWTH_SCORE, r * r / (1.0 + r * r)), 4),
                 baseline=float(rise.first[j]), observed=float(x[i]), explanation=text,
                 expected=verdict.expected, expected_reason=verdict.reason))

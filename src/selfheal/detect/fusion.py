@@ -27,10 +27,11 @@ DEFAULT_WEIGHTS: Mapping[str, float] = types.MappingProxyType(
 LIMITED_ALONE: Mapping[str, float] = types.MappingProxyType({"rss_bytes": 0.5})
 """Metrics that hurt only near their limit (memory: the kernel stops a process at its limit,
 and below it a rise harms nobody) -> how much an anomaly of theirs counts that is neither a
-trend (a forecast to reach the limit, or a runaway) nor a steady growth with no limit known
-(`growth`), and does not come within `near_limit` of the series' limit: it opens an incident
-only with another signal of the service (a nightly batch that raises memory 20% is no page;
-a leak, or memory near its limit, is)."""
+trend (a forecast to reach the limit, or a runaway) nor comes within `near_limit` of the
+series' limit: it opens an incident only with another signal of the service (a nightly batch
+that raises memory 20% is no page; a leak forecast to its limit, or memory near it, is). A
+steady growth with no limit known (`growth`) is such an anomaly too: reported, with no time to
+the limit to say how urgent it is, it asks for a look, not an action."""
 
 PAST = 1.02
 """A value more than 2% past its limit is not near it: that limit is not the series' own (the
@@ -82,7 +83,7 @@ def fuse(
             w = min(1.0, max(0.0, weights.get(a.metric, default_weight)))
             if a.detector == "spike" and a.detected_at - a.started_at < fresh_spike_s:
                 w *= fresh_spike_weight
-            if a.metric in limited_alone and a.detector not in ("trend", "growth"):
+            if a.metric in limited_alone and a.detector != "trend":
                 limit = limit_of((a.service, a.metric)) if limit_of is not None else None
                 # (a value far past its limit says the limit is not its own: `Detector`)
                 if limit is None or not near_limit * limit <= a.observed <= PAST * limit:
