@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from selfheal import detect, errors
+from selfheal import config, detect, errors
 from selfheal.detect import core, persist
 from selfheal.detect import settings as settings_mod
+from selfheal.engine import controller
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -214,6 +215,55 @@ def test_a_hostile_state_is_refused_before_it_can_hurt(kind: str) -> None:
         det.update(T0 + 60 * i, {("api", "latency_p99"): 100.0 + (i % 5)})
     with pytest.raises(errors.StateUnusable, match="saved detector state"):
         detect.Detector.load(_hostile(det, kind))
+
+
+def _fed_odd_data(settings: detect.Settings) -> detect.Detector:
+    """A detector under `settings` fed what a live one sees: missing values, NaN, inf, a
+    series that comes late, one that stops, one never ticked, a leak past its limit, bursts
+    (so episodes are open), an incident, and a gap."""
+    rng = np.random.default_rng(3)
+    det = detect.Detector(settings)
+    t = T0
+    for i in range(600):
+        t += 3600.0 if i == 400 else 15.0
+        row = {("api", "latency_p99"): float(0.2 + rng.normal(0.0, 0.01)) + (i % 97 < 3),
+               ("api", "error_ratio"): math.nan if i % 7 == 0 else float(rng.random() / 100),
+               ("db", "rss_bytes"): 2e8 + 1e6 * max(0, i - 300) if i % 11 else math.inf}
+        if i >= 200:
+            row[("web", "request_rate")] = float(50.0 + rng.normal(0.0, 1.0))
+        if i < 250:
+            row[("batch", "up")] = 1.0
+        det.update(t, row, detect.Context(incidents=frozenset({"api"}) if i % 100 > 80
+                                          else frozenset()))
+    det.add([("idle", "latency_p99")])  # added, not yet ticked: no last value (NaN)
+    return det
+
+
+@pytest.mark.parametrize("product", [True, False])
+def test_a_state_with_missing_and_odd_values_still_loads(product: bool) -> None:
+    settings = controller.detector_settings(config.Detect()) if product else SHORT_DAY
+    det = _fed_odd_data(settings)
+    arrays = det._arrays()
+    # the non-finite values a live detector does hold are all there
+    assert np.isnan(arrays["core.a.start"]).any() and np.isnan(arrays["seen"]).any()
+    assert np.isposinf(arrays["core.a.cut_age"]).any()
+    assert np.isposinf(arrays["core.a.limit"]).any()
+    data = det.save()
+    assert detect.Detector.load(data, settings).save() == data
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("core.a.mu", math.nan), ("core.a.dev", math.inf), ("core.a.s0", -math.inf),
+    ("core.season", math.nan), ("core.week_p", math.inf), ("news.f.m", math.nan),
+    ("core.a.start", math.inf), ("core.a.cut_age", math.nan), ("seen", math.inf)])
+def test_a_state_with_a_value_no_detector_holds_is_refused_naming_it(
+        name: str, value: float) -> None:
+    det = _fed_odd_data(SHORT_DAY)
+    keys, (last_t, last_dt), arrays = persist.decode(det.save(), SHORT_DAY.season_period_s)
+    arrays[name].flat[-1] = value
+    blob = persist.encode(keys, last_t, last_dt, SHORT_DAY.season_period_s, arrays)
+    with pytest.raises(errors.StateUnusable, match=rf"damaged: its {name} holds"):
+        detect.Detector.load(blob, SHORT_DAY)
 
 
 @pytest.mark.timeout(300)

@@ -207,6 +207,7 @@ class Detector:
         reported with `expected=False` and the reason says so. Pass the services under an open
         incident in `context.incidents`: their episodes are not learned as routine.
         """
+        _check_time(t)  # before `add` registers any new series
         rows = self.add(values)
         x = np.full(self._bank.size, np.nan)
         if rows:
@@ -234,6 +235,7 @@ class Detector:
         holds its values as columns (a chunk of history) and so builds no dict a tick.
         With `explained=False` the anomalies' `explanation` is left empty (for a caller that
         only weighs them, as learning history does: the text is most of their cost)."""
+        _check_time(t)
         ctx = context or context_mod.Context()
         if x.shape != (self._bank.size,):
             raise ValueError(f"expected {self._bank.size} values, got shape {x.shape}")
@@ -473,3 +475,10 @@ class Detector:
             expected=verdict.expected,
             expected_reason=verdict.reason,
         )
+
+
+def _check_time(t: float) -> None:
+    """A tick's time must be a finite number: NaN or inf has no seasonal phase, and would
+    be kept as the last tick's time. Raised before anything of the detector changes."""
+    if not math.isfinite(t):
+        raise ValueError(f"a tick's time must be a finite number of seconds, not {t!r}")

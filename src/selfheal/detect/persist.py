@@ -42,6 +42,13 @@ READS = frozenset({1, FORMAT})
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
 
+NOT_FINITE = {"core.a.start": "nan", "core.a.cut_age": "inf", "seen": "nan"}
+"""The float arrays in which a live detector holds one non-finite value, and which: NaN for
+no episode open (`start`) and for a series added but never ticked (`seen`), +inf before the
+regression's first cut (`cut_age`). Every other float array is always finite (the core clips
+values to `core.HUGE`), and `check` refuses a state with anything else: a NaN level or noise
+scale makes a series score NaN and never report again."""
+
 _HEADER = "header"
 
 PER_SERIES_BYTES = 16 * 1024
@@ -179,8 +186,9 @@ def _time(header: dict[str, Any], key: str) -> float | None:
 def check(arrays: Mapping[str, npt.NDArray[Any]], expected: Mapping[str, npt.NDArray[Any]],
           below: Mapping[str, int] | None = None) -> None:
     """The saved arrays have exactly the names, dtypes and shapes of `expected` (a fresh
-    detector's arrays for the same series under the current config), and the index arrays
-    named in `below` hold only indexes under their bound."""
+    detector's arrays for the same series under the current config), their floats are finite
+    but where `NOT_FINITE` says, and the index arrays named in `below` hold only indexes
+    under their bound."""
     missing = sorted(set(expected) - set(arrays))
     extra = sorted(set(arrays) - set(expected))
     if missing or extra:
@@ -194,6 +202,19 @@ def check(arrays: Mapping[str, npt.NDArray[Any]], expected: Mapping[str, npt.NDA
                 f"the saved detector state does not fit the current config: its {name} is "
                 f"{got.dtype}{list(got.shape)}, this config needs {want.dtype}"
                 f"{list(want.shape)} (was `detect.season` changed?)")
+    for name, got in arrays.items():
+        if got.dtype.kind != "f" or name in FROM_CONFIG:
+            continue
+        allowed = NOT_FINITE.get(name)
+        bad = ~np.isfinite(got)
+        if allowed == "nan":
+            bad &= ~np.isnan(got)
+        elif allowed == "inf":
+            bad &= ~np.isposinf(got)
+        if bad.any():
+            raise errors.StateUnusable(
+                f"the saved detector state is damaged: its {name} holds "
+                f"{float(got[bad].flat[0])!r}, which a detector never holds there")
     for name, bound in (below or {}).items():
         got = arrays[name]
         if got.size and int(got.max()) >= bound:
