@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -259,3 +260,17 @@ def test_settings_refuse_growth_windows_that_cannot_work() -> None:
     with pytest.raises(ValueError, match="growth_rel"):
         detect.Settings(growth_rel=-0.1)
     assert growth.GrowthBank(detect.Settings(growth_rel=0.0)).on is False
+
+
+def test_values_too_big_to_be_memory_overflow_nothing() -> None:
+    """A broken exporter's ±1.7e308 for memory: no overflow (numpy warnings are errors here),
+    every bucket sum stays finite, and the state saves and loads."""
+    det = detect.Detector(controller.detector_settings(config.Detect()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(3 * 360):
+            x = (1.7e308 if i % 2 else -1.7e308) if i % 7 else 1.0
+            det.update(1_800_000_000.0 + 10.0 * i, {("a", "rss_bytes"): x})
+    sums = det._arrays()["growth.f.sum"]
+    assert sums.size and np.isfinite(sums).all()
+    detect.Detector.load(det.save(), det.settings)

@@ -56,6 +56,8 @@ LEVEL = 0.5
 (a cache, a JVM heap warming up after a start), not a steady rise."""
 FILL = 0.5
 """A bucket with values for less than this fraction of its ticks counts as missing."""
+HUGE = 1e300
+"""Values at or past this size are left out of the buckets (a bucket's sum stays finite)."""
 REARM_BUCKETS = 3
 """Buckets without a new high after which a reported rise is over (the next one is news)."""
 
@@ -201,7 +203,9 @@ class GrowthBank:
             self._f["n"][idx] = 0.0
             out = self._judge(idx, int(b), usable[idx], judged_from[idx])
         self._bucket[self._bucket < b] = b
-        valid = np.isfinite(x)
+        # a value past 1e300 is no measurement (a hostile or broken exporter): summed, a
+        # bucket of them would overflow
+        valid = np.abs(x) < HUGE
         self._f["sum"] += np.where(valid, x, 0.0)
         self._f["n"] += valid
         return out
