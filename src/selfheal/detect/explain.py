@@ -16,12 +16,18 @@ def fmt(metric: str, value: float) -> str:
     if not math.isfinite(value):
         return str(value)
     if metric.endswith("_bytes"):
-        return f"{value / _MIB:.1f} MiB"
+        return _num(value / _MIB, ".1f") + " MiB"
     if metric.endswith("_ratio"):
-        return f"{value * 100:.2f}%"
+        return _num(value * 100, ".2f") + "%"
     if metric.endswith("_s") and abs(value) < 10:
         return f"{value * 1000:.1f} ms"
     return f"{value:.4g}"
+
+
+def _num(value: float, spec: str) -> str:
+    """`value` as `spec`, or in four significant digits when it is too big to read so (a
+    broken exporter's 1e300 would be a 300-digit number)."""
+    return f"{value:{spec}}" if abs(value) < 1e9 else f"{value:.4g}"
 
 
 def fmt_duration(seconds: float) -> str:
@@ -82,7 +88,7 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
     what = "spike" if detector == "spike" else "level shift"
     return (
         f"{metric} {what}: {fmt(metric, observed)}, {verb} its baseline of "
-        f"{fmt(metric, baseline)} by {abs(z):.1f} robust standard deviations"
+        f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
 
 
