@@ -144,6 +144,9 @@ def test_bench_detect_scale_cli_nab_configuration() -> None:
          "synthetic/s0.csv: 'now' is not a timestamp"),
         ("labels/combined_windows.json", '{"synthetic/s0.csv": [["2024-01-01 00:00:00"]]}',
          "synthetic/s0.csv: expected [[start, end], ...]"),
+        ("labels/combined_windows.json",
+         '{"synthetic/s0.csv": [["2024-01-01 22:00:00", "2024-01-01 20:00:00"]]}',
+         "synthetic/s0.csv: window 1 ends before it starts"),
     ],
 )
 def test_bench_nab_refuses_a_corrupt_corpus_whole(

@@ -120,6 +120,10 @@ def _read_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
             raise errors.DataUnavailable(f"{where}: {name}: expected [[start, end], ...]")
         ends = _stamps([x for w in spans for x in w], f"{where}: {name}")
         out[str(name)] = [(float(ends[2 * k]), float(ends[2 * k + 1])) for k in range(len(spans))]
+        for k, (lo, hi) in enumerate(out[str(name)]):
+            if lo > hi:  # it would hold no row: the window would vanish from the score
+                raise errors.DataUnavailable(
+                    f"{where}: {name}: window {k + 1} ends before it starts {spans[k]}")
     return out
 
 
