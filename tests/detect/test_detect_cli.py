@@ -147,6 +147,15 @@ def test_bench_detect_scale_cli_nab_configuration() -> None:
         ("labels/combined_windows.json",
          '{"synthetic/s0.csv": [["2024-01-01 22:00:00", "2024-01-01 20:00:00"]]}',
          "synthetic/s0.csv: window 1 ends before it starts"),
+        ("labels/combined_windows.json",
+         '{"synthetic/s0.csv": [["2024-01-02 00:00:00", "2024-01-02 06:00:00"],'
+         ' ["2024-01-01 20:00:00", "2024-01-02 01:00:00"]]}',
+         "synthetic/s0.csv: window 1 ['2024-01-02 00:00:00', '2024-01-02 06:00:00'] overlaps"
+         " window 2"),
+        ("labels/combined_windows.json",
+         '{"synthetic/s0.csv": [["2025-03-01 00:00:00", "2025-03-01 06:00:00"]]}',
+         "synthetic/s0.csv: window [2025-03-01 00:00:00, 2025-03-01 06:00:00] holds no row of"
+         " the file (2024-01-01 00:00:00 .. 2024-01-05 03:55:00)"),
     ],
 )
 def test_bench_nab_refuses_a_corrupt_corpus_whole(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -49,6 +50,11 @@ def _seconds(stamps: Sequence[str]) -> F64:
     """Seconds since the epoch of well-formed stamps (raises ValueError on a bad date)."""
     arr = np.array([s.strip().replace(" ", "T") for s in stamps], dtype="datetime64[us]")
     return arr.astype(np.int64).astype(np.float64) / 1e6
+
+
+def _text(seconds: float) -> str:
+    """A time in seconds since the epoch, as a NAB timestamp."""
+    return str(np.datetime64(round(seconds * 1e6), "us").astype("datetime64[s]")).replace("T", " ")
 
 
 def _stamps(texts: Sequence[str], where: str, first_line: int = 0) -> F64:
@@ -124,6 +130,12 @@ def _read_windows(path: Path) -> dict[str, list[tuple[float, float]]]:
             if lo > hi:  # it would hold no row: the window would vanish from the score
                 raise errors.DataUnavailable(
                     f"{where}: {name}: window {k + 1} ends before it starts {spans[k]}")
+        found = out[str(name)]
+        for a, b in itertools.pairwise(sorted(range(len(found)), key=found.__getitem__)):
+            if found[b][0] <= found[a][1]:  # NAB scores each window apart from the others
+                raise errors.DataUnavailable(
+                    f"{where}: {name}: window {b + 1} {spans[b]} overlaps window {a + 1}")
+        found.sort()
     return out
 
 
@@ -144,8 +156,11 @@ def load(data_dir: Path) -> list[NabFile]:
         spans = []
         for lo, hi in windows.get(name, []):
             idx = np.flatnonzero((t >= lo) & (t <= hi))
-            if idx.size:
-                spans.append((int(idx[0]), int(idx[-1])))
+            if not idx.size:  # a label for rows this file does not have: a wrong file or date
+                raise errors.DataUnavailable(
+                    f"labels/combined_windows.json: {name}: window [{_text(lo)}, {_text(hi)}]"
+                    f" holds no row of the file ({stamps[0]} .. {stamps[-1]})")
+            spans.append((int(idx[0]), int(idx[-1])))
         files.append(NabFile(name, stamps, t, values, tuple(spans)))
     if not files:
         raise errors.DataUnavailable(f"{root}: no CSV files under data/")
