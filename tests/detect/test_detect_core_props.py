@@ -183,3 +183,23 @@ def test_the_nab_score_with_its_jump_height_boost_reads_no_future(
     k = len(head)
     np.testing.assert_array_equal(got[0][:k], got[1][:k])
     assert all(np.all((s >= 0.0) & (s <= 1.0)) for s in got)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("per_series", [False, True])
+def test_the_bank_refuses_a_tick_at_no_finite_time_changing_nothing(
+        bad: float, per_series: bool) -> None:
+    """Called directly (as the NAB bench does), the core refuses a NaN or infinite time, one
+    for all series or one series' own, before any of its state moves."""
+    bank = core.Bank(SEASONAL)
+    bank.add_many(3, direction=0)
+    for i in range(20):
+        bank.step(float(i), np.array([1.0, 2.0, 3.0]) + i % 3)
+    before = {k: v.copy() for k, v in bank.arrays().items()}
+    t = np.array([20.0, bad, 20.0]) if per_series else bad
+    with pytest.raises(ValueError, match="finite number"):
+        bank.step(t, np.array([9.0, 9.0, 9.0]))
+    after = bank.arrays()
+    assert before.keys() == after.keys()
+    for k, v in before.items():
+        np.testing.assert_array_equal(v, after[k], err_msg=k)

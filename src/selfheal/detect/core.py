@@ -261,6 +261,8 @@ class Bank:
         # past 1e150 the squares below do
         x = np.where(np.isfinite(x), np.clip(x, -HUGE, HUGE), np.nan)
         tt = np.broadcast_to(np.asarray(t, dtype=np.float64), (n_,))
+        if not np.isfinite(tt).all():  # no seasonal phase; refused before any change
+            raise ValueError("a tick's time must be a finite number of seconds")
         a = {k: v[:n_] for k, v in self._a.items()}
         d = self.direction[:n_]
         firing = self.firing[:n_]
