@@ -367,6 +367,25 @@ def test_a_series_idle_for_forget_s_is_dropped_and_the_rest_go_on_as_without_it(
     assert had.save() == never.save()
 
 
+def test_an_agent_restarted_every_half_hour_still_drops_an_idle_series() -> None:
+    # saved and loaded every 30 minutes (a crash loop, a busy deploy day), with no gap: the
+    # hourly look for idle series must not restart its hour at each load, or it never comes
+    rng = np.random.default_rng(6)
+    stay = [("api", "latency_p99")]
+    gone = ("batch", "rows_per_s")
+    det = detect.Detector(FORGET)
+    for i in range(5 * 60):
+        if i and i % 30 == 0:
+            det = detect.Detector.load(det.save(), FORGET)
+        extra = {gone: 50.0 + (i % 3)} if i < 60 else {}
+        det.update(T0 + 60.0 * i, {**_fleet(rng, i, stay), **extra})
+        if i == 89:
+            assert gone in det.series
+        if i == 90:  # silent 31 minutes, and the first tick after this load looks
+            assert gone not in det.series
+    assert det.series == tuple(stay)
+
+
 def test_a_dropped_series_that_comes_back_starts_afresh_and_a_rare_one_is_kept() -> None:
     rng = np.random.default_rng(4)
     back, rare, steady = ("batch", "rows_per_s"), ("cron", "duration_s"), ("api", "rps")

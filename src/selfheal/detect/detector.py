@@ -109,6 +109,10 @@ class Detector:
         keys, (last_t, last_dt), arrays = persist.decode(data, det.settings.season_period_s)
         det._adopt(keys, arrays)
         det._last_t, det._dt = last_t, last_dt
+        # the hourly look for idle series is due at the first tick: when was the last one is
+        # not saved, and waiting an hour from each start would never look at all for an
+        # agent restarted more often than hourly
+        det._forget_at = last_t
         return det
 
     def _adopt(self, keys: list[SeriesKey], arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -338,7 +342,7 @@ class Detector:
         forget_s = self.settings.forget_s
         if forget_s <= 0.0:
             return
-        if self._forget_at is None:  # the first tick (of a start, restored or not)
+        if self._forget_at is None:  # the first tick of a fresh detector
             self._forget_at = t + FORGET_EVERY_S
         elif t >= self._forget_at:
             self._forget_at = t + FORGET_EVERY_S
