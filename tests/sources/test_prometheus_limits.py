@@ -276,3 +276,56 @@ def test_the_engine_says_what_it_did_with_the_limits_once_and_writes_it_down(
     assert [w["limits"] for w in written] == [{}, {"auth": 2 * GIB, "cart": 0.5}]
     assert written[1]["refused"] == {"cart": 0.5}
     store.close()
+
+
+def test_history_in_short_chunks_reads_each_limit_a_few_hours_at_a_time(
+        prometheus_server: Callable[..., srv.Server], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big fleet's history comes in chunks of minutes; its limits are read ahead, several
+    hours a query, not once a chunk. Each chunk still brings the limits in force over it,
+    as they were: auth's was raised from 1 to 1.5 GiB, then to 2 GiB, mid-history."""
+    end = int(time.time()) // 300 * 300 - 3600
+    start = end - 8 * 3600
+    raised = (start + 2 * 3600 + 420, start + 5 * 3600 + 60)  # not on the 300 s readings
+
+    def limit_at(t: float) -> float:
+        return GIB * (1.0 + 0.5 * sum(t >= r for r in raised))
+
+    app_labels = 'namespace="shop",pod="auth-0",container="app"'
+    rss = [f'process_resident_memory_bytes{{service="auth",{app_labels}}} {600e6:.0f} {t}'
+           for t in range(start - 600, end + 600, 60)]
+    limit = [f"container_spec_memory_limit_bytes{{{app_labels}}} {limit_at(t):.0f} {t}"
+             for t in range(start - 600, end + 600, 60)]
+    prom = prometheus_server([], history="\n".join([
+        "# TYPE process_resident_memory_bytes gauge", *rss,
+        "# TYPE container_spec_memory_limit_bytes gauge", *limit, "# EOF", ""]))
+    monkeypatch.setattr(prometheus, "HISTORY_CHUNK_POINTS", 40)  # 40 ticks: chunks of minutes
+    src = prometheus.PrometheusSource(
+        prom.url, queries={"rss_bytes": config.DEFAULT_PROMQL["rss_bytes"]},
+        limit_queries=config.DEFAULT_LIMIT_PROMQL, rate_window="1m")
+    asked: list[str] = []
+    real = src.range
+
+    def counted(expr: str, *args: float | None, **kw: float | None) -> list[prometheus.Series]:
+        asked.append(expr)
+        return real(expr, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(src, "range", counted)
+    try:
+        srv.wait_until(lambda: bool(real(config.DEFAULT_LIMIT_PROMQL["rss_bytes"], start,
+                                         start + 600, 300)), 30, "the backfilled blocks read",
+                       prom.proc, prom.log)
+        asked.clear()
+        chunks = list(src.chunks(start, end, 60.0))
+    finally:
+        src.close()
+    assert len(chunks) >= 10
+    assert len(asked) == 2, asked  # 8 hours: two reads of at least 6 hours
+    replayed = 0
+    for chunk in chunks:
+        steps = chunk.limits["rss_bytes"]
+        for t in chunk.t:
+            in_force = [limits for at, limits in steps if at <= t][-1]
+            # what a reading every 300 s saw, as `serve` reads it
+            assert in_force == {"auth": limit_at(t // 300 * 300)}, (t, steps)
+            replayed += 1
+    assert replayed == 8 * 60

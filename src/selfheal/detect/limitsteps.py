@@ -49,6 +49,13 @@ def merged(steps: Iterable[Step]) -> list[Step]:
     return out
 
 
+def within(steps: Sequence[Step], start: float, end: float) -> list[Step]:
+    """The steps (in time order) in force from `start` to `end`: the last at or before
+    `start`, and those after it up to `end`."""
+    k = max(bisect.bisect_right(steps, start, key=lambda step: step[0]) - 1, 0)
+    return [step for step in steps[k:] if step[0] <= end]
+
+
 class Replayer:
     """Applies limit steps to a detector as its ticks pass (`apply` once a tick, in order)."""
 

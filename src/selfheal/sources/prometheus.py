@@ -43,6 +43,18 @@ HISTORY_CHUNK_POINTS = 1_000_000
 answers take ~100 MB more while they are read)."""
 HISTORY_TIMEOUT_S = 60.0
 """How long one of those queries may take."""
+LIMIT_READ_AHEAD_S = HISTORY_CHUNK_S
+"""A query of a limit over history reads at least this far ahead: a big fleet's chunks of
+minutes share one query per limit, not one each (~72 readings a service at the 300 s
+refresh)."""
+
+
+@dataclasses.dataclass
+class _LimitsRead:
+    """The limit steps one pass over history has read, per metric, and up to when."""
+
+    steps: dict[str, list[limitsteps.Step]] = dataclasses.field(default_factory=dict)
+    to: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class ApiResponse(TypedDict, total=False):
@@ -406,25 +418,34 @@ class PrometheusSource(Retrying):
                 for t, v in s.points]
 
 
-    def _limit_steps(self, start: float, end: float,
+    def _limit_steps(self, start: float, end: float, read: _LimitsRead,
                      on_skip: Callable[[str, str], None] | None) -> limitsteps.Steps:
         """Each service's limits from `start` to `end` as they were, one point every
-        `limit_refresh_s` (as `serve` reads them; the first at or before `start`). A limit
-        query that fails is left out from then on, told to `on_skip`."""
+        `limit_refresh_s` (as `serve` reads them; the first at or before `start`), from what
+        `read` holds, read further ahead (`LIMIT_READ_AHEAD_S`) when it ends before `end`.
+        A limit query that fails is left out from then on, told to `on_skip`."""
         every = self.limit_refresh_s
+        first = math.floor(start / every) * every
         out = {}
         for metric, expr in list(self.limit_queries.items()):
-            try:
-                found = self.range(expand(expr, self.rate_window),
-                                   math.floor(start / every) * every, end, every,
-                                   timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
-            except errors.DataUnavailable as exc:
-                del self.limit_queries[metric]
-                if on_skip is not None:
-                    on_skip(f"{metric} limits", str(exc))
-                continue
-            out[metric] = limitsteps.steps_of(
-                [(s.label(self.service_label), t, v) for t, v in s.points] for s in found)
+            if read.to.get(metric, -math.inf) < end:
+                lo = read.to[metric] + every if metric in read.to else first
+                hi = lo + math.ceil(max(end - lo, LIMIT_READ_AHEAD_S) / every) * every
+                try:
+                    found = self.range(expand(expr, self.rate_window), lo, hi, every,
+                                       timeout_s=max(self.timeout_s, HISTORY_TIMEOUT_S))
+                except errors.DataUnavailable as exc:
+                    del self.limit_queries[metric]
+                    if on_skip is not None:
+                        on_skip(f"{metric} limits", str(exc))
+                    continue
+                read.steps[metric] = limitsteps.merged([*read.steps.get(metric, []), *(
+                    limitsteps.steps_of([(s.label(self.service_label), t, v) for t, v in
+                                         s.points] for s in found))])
+                read.to[metric] = hi
+            # chunks come in time order: what is before this one's first step is done with
+            kept = read.steps[metric] = limitsteps.within(read.steps[metric], first, math.inf)
+            out[metric] = [step for step in kept if step[0] <= end]
         return out
 
     # -- ports.History -----------------------------------------------------------------------
@@ -458,6 +479,7 @@ class PrometheusSource(Retrying):
         # series the last one had (a fleet of thousands gets chunks of minutes, not hours)
         size = min(per_chunk, HISTORY_FIRST_TICKS)
         t0 = math.ceil(start / step_s) * step_s
+        read = _LimitsRead()
         while t0 < end:
             # the grid points t0, t0 + step ... before `end`, at most `size` of them
             n = min(size, math.ceil((end - t0) / step_s))
@@ -481,6 +503,6 @@ class PrometheusSource(Retrying):
             chunk = prom_columns.chunk(found)
             if chunk.t.size:
                 yield dataclasses.replace(chunk, limits=self._limit_steps(
-                    t0, t0 + (n - 1) * step_s, on_skip)) if self.limit_queries else chunk
+                    t0, t0 + (n - 1) * step_s, read, on_skip)) if self.limit_queries else chunk
             t0 += n * step_s
             size = max(1, min(per_chunk, HISTORY_CHUNK_POINTS // max(len(chunk.keys), 1)))
