@@ -22,7 +22,7 @@ from selfheal.detect import growth, persist
 from selfheal.engine import controller
 
 MIB = 1024.0 * 1024.0
-T0 = 1_800_000_000.0  # a Wednesday, 8:00 UTC
+T0 = 1_800_000_000.0  # a Friday, 8:00 UTC
 DAY = 86_400.0
 KEY = ("web", "rss_bytes")
 NO_LIMIT = {"rss_bytes": math.inf}
@@ -147,6 +147,47 @@ def _stops(s: float, rng: np.random.Generator) -> float:
 def test_a_daily_swing_of_memory_following_traffic_is_no_growth() -> None:
     _, found = _run(_daily, days=3.0)
     assert found == [], [a.explanation for a in found]
+
+
+def _weekdays(leak_from_day: float = math.inf) -> Callable[[float, np.random.Generator], float]:
+    """Memory following a working week's traffic: +40% from 6:00 to 20:00 on weekdays, +10%
+    at weekends (T0 is a Friday); and a leak of 5% an hour from `leak_from_day` on."""
+    def value(s: float, rng: np.random.Generator) -> float:
+        t = T0 + s
+        monday_first = int((t // DAY + 3) % 7)  # the epoch was a Thursday
+        hour = (t % DAY) / 3600
+        day = max(0.0, math.sin(math.pi * (hour - 6) / 14)) if 6 <= hour <= 20 else 0.0
+        leak = 0.05 * max(0.0, s - leak_from_day * DAY) / 3600
+        return 1024 * MIB * (1 + (0.4 if monday_first < 5 else 0.1) * day + leak) \
+            + rng.normal(0, 2 * MIB)
+    return value
+
+
+def _weekday(a: model.Anomaly) -> str:
+    return ("Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed")[int(a.detected_at // DAY % 7)]
+
+
+@pytest.mark.parametrize("season", ["weekly", "daily"])
+def test_a_monday_morning_rises_over_sunday_but_not_over_last_monday(season: str) -> None:
+    # 13 days from a Friday: two Mondays. Against Sunday alone, each Monday morning is a
+    # steady rise of 28% (the daily seasonality's control); against the Monday before too,
+    # the second is none. The first has no Monday before it to be judged against.
+    _, found = _run(_weekdays(), days=13.0, settings_=_settings(season=season))
+    days = [(_weekday(a), int(a.detected_at // DAY)) for a in found]
+    first_monday = int(T0 // DAY) + 3
+    if season == "weekly":
+        assert days == [("Mon", first_monday)], [a.explanation for a in found]
+    else:
+        assert days == [("Mon", first_monday), ("Mon", first_monday + 7)]
+
+
+def test_a_leak_in_the_second_week_rises_over_both_the_day_and_the_week_before() -> None:
+    # a Saturday leak, 8 days in: judged against Friday and the Saturday before
+    # (the first Monday, with no Monday before it, is reported too: the test above)
+    _, found = _run(_weekdays(leak_from_day=8.0), days=9.0)
+    leak = [a for a in found if a.detected_at > T0 + 8 * DAY]
+    assert len(leak) == 1 and _weekday(leak[0]) == "Sat", [a.explanation for a in found]
+    assert 4 * 3600 <= leak[0].detected_at - (T0 + 8 * DAY) <= 8 * 3600
 
 
 @pytest.mark.parametrize("season", ["weekly", "off"])

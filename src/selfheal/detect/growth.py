@@ -9,9 +9,12 @@ too little in the trend's horizon to fire (a 1 GiB service leaking 5% an hour at
 of its last buckets of `growth_bucket_s` (an hour): `growth_buckets` of them, and the same
 buckets a seasonal period (a day) before. Each bucket is judged less the same bucket a day
 before, so that memory following the day's traffic (up all afternoon, every day) is no rise:
-a leak is a rise over yesterday's rhythm. (The core's seasonal offset cannot serve: its level
-follows a daily swing within the hour, so the profile holds only the level's lag.) A rise is
-reported when, over the last `growth_min_buckets` or more buckets:
+a leak is a rise over yesterday's rhythm. With a weekly profile (`Settings.weekly_profile`,
+the product's default) the ring goes back a week, and once it holds the same buckets a week
+before, the rise must show against them too: a Monday morning rises over Sunday's every week,
+but not over last Monday's. (The core's seasonal offset cannot serve: its level follows a
+daily swing within the hour, so the profile holds only the level's lag.) A rise is reported
+when, over the last `growth_min_buckets` or more buckets:
 
 - it is material: the last bucket is `growth_rel` of the first one's level above it;
 - it is steady: no bucket falls back by more than half the window's average step, each step
@@ -26,8 +29,9 @@ reported when, over the last `growth_min_buckets` or more buckets:
 
 A rise is said once: the series is quiet until its rise has stalled (its last `REARM_BUCKETS`
 buckets rose less than half as fast as the slowest rise the ring can judge). The per-tick work
-is two additions per tracked series; the checks run once per bucket. Pure and vectorised like
-`core.Bank`; no state for any other series.
+is two additions per tracked series; the checks run once per bucket; a week of hourly means
+is 720 bytes a tracked series. Pure and vectorised like `core.Bank`; no state for any other
+series.
 """
 
 from __future__ import annotations
@@ -95,8 +99,9 @@ class GrowthBank:
         self._f: dict[str, F64] = {k: np.zeros(0) for k in _FLOATS}
         self._told = np.zeros(0, np.bool_)
         # the buckets' means, the last column the bucket that ended last: `buckets` of them,
-        # and the same buckets a season before (`lag`)
-        self._ring = np.zeros((0, self.width))
+        # and the ones before them back to the same buckets a week (`back`) before; in
+        # float32 (7 digits: a 1 GiB mean to ~100 bytes), a week of hours is 720 bytes
+        self._ring = np.zeros((0, self.width), np.float32)
 
     @property
     def on(self) -> bool:
@@ -116,9 +121,15 @@ class GrowthBank:
         return max(1, round(s.season_period_s / s.growth_bucket_s))
 
     @property
+    def back(self) -> int:
+        """Buckets from a window back to the oldest one it is judged against: a week when
+        the level has a weekly profile (`Settings.weekly_profile`), else `lag`."""
+        return 7 * self.lag if self.settings.weekly_profile else self.lag
+
+    @property
     def width(self) -> int:
         """Buckets each ring holds."""
-        return self.buckets + self.lag
+        return self.buckets + self.back
 
     @property
     def size(self) -> int:
@@ -140,7 +151,7 @@ class GrowthBank:
         self._bucket = np.append(self._bucket, np.int64(-1))
         self._f = {k: np.append(v, 0.0) for k, v in self._f.items()}
         self._told = np.append(self._told, False)
-        self._ring = np.concatenate([self._ring, np.full((1, self.width), np.nan)])
+        self._ring = np.concatenate([self._ring, np.full((1, self.width), np.nan, np.float32)])
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Every array of state (views): what `Detector` saves and `load` takes back, keyed
@@ -210,7 +221,7 @@ class GrowthBank:
         self._f["n"] += valid
         return out
 
-    def _shift(self, table: F64, idx: I64, gap: I64, mean: F64) -> None:
+    def _shift(self, table: npt.NDArray[np.float32], idx: I64, gap: I64, mean: F64) -> None:
         """Move each of `idx`'s ring in `table` on by its `gap` in buckets (the last column
         is the bucket just ended; the ones skipped are missing) and write the ended bucket's
         `mean`."""
@@ -219,20 +230,45 @@ class GrowthBank:
             sel = gap == g
             rows = idx[sel]
             if g < k:
-                ring = np.concatenate([table[rows, g:], np.full((rows.size, g), np.nan)],
-                                      axis=1)
+                ring = np.concatenate([table[rows, g:],
+                                       np.full((rows.size, g), np.nan, table.dtype)], axis=1)
                 ring[:, k - g] = mean[sel]
             else:
-                ring = np.full((rows.size, k), np.nan)
+                ring = np.full((rows.size, k), np.nan, table.dtype)
             table[rows] = ring
 
     def _judge(self, idx: I64, b: int, usable: B, judged_from: F64) -> Rise:
         """Check the rings of `idx` (their last bucket just ended, before bucket `b`)."""
         s = self.settings
         k = self.buckets
-        said = self._ring[idx, self.lag:]
+        table = self._ring[idx].astype(np.float64)
+        said = table[:, self.back:]
         # each bucket less the same bucket a season before (its rhythm), as measured (said)
-        ring = said - self._ring[idx, :k] if self.lag else said
+        ring = said - table[:, self.back - self.lag:][:, :k] if self.lag else said
+        fire, first, last, span, start, strength = self._rises(ring, said, idx, b, judged_from)
+        if self.back > self.lag:
+            # and less the same bucket a week before, once there is one: a Monday morning
+            # rises over Sunday's every week, and no more than last Monday's
+            week = table[:, :k]
+            known = np.isfinite(week[:, k - s.growth_min_buckets:]).all(axis=1)
+            fire &= ~known | self._rises(said - week, said, idx, b, judged_from)[0]
+        # a reported rise is over once its last `REARM_BUCKETS` buckets rose less than half
+        # as fast as the slowest rise the ring can judge (or a bucket is missing)
+        before = ring[:, -1 - REARM_BUCKETS]
+        slow = np.maximum(s.growth_rel * np.abs(before), self._floor[idx]) / (k - 1)
+        going = ring[:, -1] - before > 0.5 * REARM_BUCKETS * slow
+        self._told[idx] &= going
+        found = fire & ~self._told[idx] & ~usable
+        return Rise(rows=self._rows[idx[found]], first=first[found], last=last[found],
+                    span_s=span[found], start=start[found], strength=strength[found])
+
+    def _rises(self, ring: F64, said: F64, idx: I64, b: int, judged_from: F64
+               ) -> tuple[B, F64, F64, F64, F64, F64]:
+        """Which of `ring` (each bucket less the one it is judged against; `said`: as
+        measured) hold a steady rise over any window of `growth_min_buckets` or more, and
+        the narrowest such window's first and last means, span, start and strength."""
+        s = self.settings
+        k = self.buckets
         fire = np.zeros(idx.size, np.bool_)
         first = last = span = start = strength = np.zeros(idx.size)
         for width in range(k, s.growth_min_buckets - 1, -1):
@@ -273,15 +309,7 @@ class GrowthBank:
             start = np.where(now, begin, start)
             strength = np.where(now, r, strength)
             fire |= now
-        # a reported rise is over once its last `REARM_BUCKETS` buckets rose less than half
-        # as fast as the slowest rise the ring can judge (or a bucket is missing)
-        before = ring[:, -1 - REARM_BUCKETS]
-        slow = np.maximum(s.growth_rel * np.abs(before), self._floor[idx]) / (k - 1)
-        going = ring[:, -1] - before > 0.5 * REARM_BUCKETS * slow
-        self._told[idx] &= going
-        found = fire & ~self._told[idx] & ~usable
-        return Rise(rows=self._rows[idx[found]], first=first[found], last=last[found],
-                    span_s=span[found], start=start[found], strength=strength[found])
+        return fire, first, last, span, start, strength
 
     def tell(self, rows: I64 | list[int]) -> None:
         """These series' rises were reported: quiet until each is over (`REARM_BUCKETS`)."""
