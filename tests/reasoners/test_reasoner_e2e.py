@@ -53,7 +53,10 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(SERVER), "-m", str(MODEL), "--host", "127.0.0.1", "--port", str(port),
-             "-c", "4096", "-t", "2", "-np", "1"],
+             # one thread: llama.cpp's threads spin while they wait for each other, and on a
+             # busy 2-core machine two of them slowed the answer past its 240 s (measured
+             # beside 3 busy processes: 183 s with two threads, 74 s with one; idle 23 / 37 s)
+             "-c", "4096", "-t", "1", "-np", "1"],
             stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
