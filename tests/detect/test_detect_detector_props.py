@@ -95,8 +95,10 @@ def test_the_product_detector_reads_no_future_and_takes_hostile_values(
     """What the product reports at tick i depends on ticks 0..i only: two runs that share
     the first ticks and then differ (another seed, or an exporter that sends the same NaN,
     inf or +-1e308 for up to 30 ticks, in the tail only) report the same anomalies,
-    explanations included, up to the cut. Nothing raises or warns (an overflow would), and
-    every score is in [0, 1]."""
+    explanations included, up to the cut (a detector fed tick by tick cannot see later ticks;
+    this catches state shared between detectors, run one after the other). Nothing raises or
+    warns (an overflow would: the growth overflow of 18bf24b fails it), and every score is in
+    [0, 1]."""
     cfg = PRODUCT if day == "product" else SHORT_DAY
     rows = _rows(seed, n, late=n // 3)
     for start, ticks, j, v in broken:
