@@ -1,18 +1,20 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (34 floats per series, plus the
-seasonal profiles: 850 bytes per series by default, with a daily profile of the level and a
-weekly one whose 168 bins are kept in half precision in units of the series' noise scale; 514
-with the daily profile alone, 274 with none; 1,186 with the optional weekly strength memory)
+`Bank` holds the bounded state of N series in flat arrays (35 floats per series, plus the
+seasonal profiles: 858 bytes per series by default, with a daily profile of the level and a
+weekly one whose 168 bins are kept in half precision in units of the series' noise scale; 522
+with the daily profile alone, 282 with none; 1,194 with the optional weekly strength memory)
 and `Bank.step` scores the new value of each series against its past only, then folds it into
 the state. Three detectors share that state:
 
 - ``spike``: a robust z-score against a Huber-clipped level and mean absolute deviation (plus a
-  seasonal profile by phase of a period, when one is configured);
+  seasonal profile by phase of a period, when one is configured); outliers teach the deviation
+  slowly, and once a short memory of the residual is far below it (after an hour at 100x the
+  level, say) it falls quickly (`Settings.quick_fall`);
 - ``level_shift``: a two-sided CUSUM on the same z-score (change points);
 - ``trend``: an exponentially weighted linear regression whose slope must be both significant
   (t-statistic) and material (moves the series a lot over a horizon, or reaches its limit soon:
-  the time-to-limit forecast).
+  the time-to-limit forecast); `detect.trend`.
 
 Each maps to a strength r (1 = at threshold) and a score r^2/(1+r^2) in [0, 1); the fused score
 is the largest, and its detector explains it. Episodes (firing with hysteresis) are tracked here
@@ -41,6 +43,7 @@ import numpy.typing as npt
 
 from selfheal.detect import settings as settings_mod
 from selfheal.detect import tables
+from selfheal.detect import trend as trend_mod
 
 F64 = npt.NDArray[np.float64]
 I8 = npt.NDArray[np.int8]
@@ -64,7 +67,7 @@ _FIELDS = (
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
-    "e0", "e1", "lpk", "e2", "wunit", "born",
+    "e0", "e1", "lpk", "e2", "wunit", "born", "dquick",
 )  # fmt: skip
 
 
@@ -363,68 +366,11 @@ class Bank:
 
         # the value less the seasonal offset: a daily ramp the profile explains is no trend
         xd = xv - so
-        # --- trend: exponentially weighted regression of y on age (0 = now), restarted at
-        # each change point so that a jump does not pass for a slope (nor hide one)
-        lam = s.trend_lambda
-        h = s.cusum_h
-        cut = valid & (np.maximum(gp, gn) >= h) & (np.maximum(a["gp"], a["gn"]) < h)
-        # the value right after a change point says what it was: back where it came from (a
-        # transient spike, confirmed) or moving on; the move from the jump is scored as such
-        after_cut = valid & (a["cut_age"] == 1.0)
-        if cut.any():
-            a["origin"][cut] = xd[cut]
-            a["cut_x"][cut] = xv[cut]
-            for k in ("s0", "s1", "s2", "sy", "sky", "syy"):
-                a[k][cut] = 0.0
-        a["cut_age"][:] = np.where(cut, 0.0, a["cut_age"] + valid)
-        y = xd - a["origin"]
-        s0, s1, s2, sy, sky, syy = (a[k] for k in ("s0", "s1", "s2", "sy", "sky", "syy"))
-        n1 = lam * (s1 + s0)
-        n2 = lam * (s2 + 2.0 * s1 + s0)
-        nky = lam * (sky + sy)
-        # ages count ticks: a missing value ages the points without adding one, so a flaky
-        # series' slope is per tick like the others' (not per value: twice as steep at half)
-        yv = np.where(valid, y, 0.0)
-        s0, s1, s2, sky = lam * s0 + valid, n1, n2, nky
-        sy, syy = lam * sy + yv, lam * syy + yv * yv
-        w = np.maximum(s0, _TINY)
-        mk = s1 / w
-        my = sy / w
-        vk = np.maximum(s2 / w - mk * mk, 0.0)
-        cov = sky / w - mk * my
-        vy = np.maximum(syy / w - my * my, 0.0)
-        # a line through a handful of points (just after a change point) proves nothing
-        ok = (vk > 1e-9) & (s0 >= s.trend_min_n)
-        vk_safe = np.where(ok, vk, 1.0)
-        slope = np.where(ok, -cov / vk_safe, 0.0)
-        resid = np.maximum(vy - np.where(ok, cov * cov / vk_safe, 0.0), 0.0)
-        # the residual floor keeps a perfectly straight line from an infinite t
-        resid = np.maximum(
-            resid,
-            (s.trend_resid_floor * scale) ** 2
-            + (1e-3 * a["floor"]) ** 2
-            + (1e-6 * np.abs(my)) ** 2,
-        )
-        se = np.sqrt(resid / (vk_safe * w))
-        tstat = np.where(ok, slope / np.maximum(se, _TINY), 0.0)
-        sb = np.where(d > 0, slope, np.where(d < 0, -slope, np.abs(slope)))
-        tb = np.where(d > 0, tstat, np.where(d < 0, -tstat, np.abs(tstat)))
-        material = np.maximum(s.trend_rel * np.abs(a["mu"]), s.z_spike * scale)
-        horizon = (s.trend_horizon_ticks if s.trend_horizon_s is None
-                   else s.trend_horizon_s / tick_s)
-        r_mag = sb * horizon / material
-        toward = (d > 0) & (slope > 0) & (a["limit"] > xv)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ttl = np.where(toward, (a["limit"] - xv) / np.where(toward, slope, 1.0), np.inf)
-        r_ttl = np.where(toward, s.ttl_horizon_s / np.maximum(ttl * tick_s, _TINY), 0.0)
-        # only a line heading away from the baseline is news: one climbing back after a dip
-        # is a recovery (its fitted value now is nearer the baseline than its mean is)
-        base_y = a["mu"] - a["origin"]
-        away = np.abs(my + slope * mk - base_y) >= np.abs(my - base_y)
-        r_trend = np.where(
-            (sb > 0) & away, np.minimum(tb / s.trend_t, np.maximum(r_mag, r_ttl)), 0.0
-        )
-        r_trend = np.maximum(r_trend, 0.0)
+        # --- trend (`detect.trend`), restarted at each change point
+        fitted = trend_mod.fit(s, a, xv, xd, valid, d, scale, gp, gn, tick_s)
+        s0, s1, s2, sy, sky, syy = fitted.sums
+        slope, ttl, toward, r_trend = fitted.slope, fitted.ttl, fitted.toward, fitted.r_trend
+        material, after_cut = fitted.material, fitted.after_cut
         if s.transient_gain > 0:
             move = xv - a["cut_x"]
             back = np.where(d > 0, -move, np.where(d < 0, move, np.abs(move)))
@@ -506,6 +452,12 @@ class Bank:
         mu = np.where(valid, a["mu"] + ab * rc, a["mu"])
         # outliers teach the scale only slowly, so a runaway does not pass for noise
         a_dev = np.where(np.abs(r) > lim, s.outlier_learn * alpha, alpha)
+        if s.quick_fall > 0:
+            rq = np.minimum(np.abs(r), lim)
+            dq = np.where(valid, a["dquick"] + s.alpha_quick * (rq - a["dquick"]), a["dquick"])
+            a["dquick"][:] = dq
+            a_dev = np.where(valid & (dq < s.quick_fall * a["dev"]),
+                             np.maximum(a_dev, s.alpha_quick), a_dev)
         dev = np.where(valid, a["dev"] + a_dev * (np.minimum(np.abs(r), lim) - a["dev"]), a["dev"])
         a_long = np.maximum(1.0 / np.maximum(nn, 1.0), s.alpha_long)
         dlong = np.where(valid, a["dlong"] + a_long * (np.abs(r) - a["dlong"]), a["dlong"])
@@ -545,6 +497,7 @@ class Bank:
             nn = np.where(reset, 1.0, nn)
             mu = np.where(reset, xv, mu)
             dev = np.where(reset, 0.0, dev)
+            a["dquick"][reset] = 0.0
             dlong = np.where(reset, 0.0, dlong)
             a["origin"][reset] = xv[reset]
             for arr in (s1, s2, sky):

@@ -33,11 +33,13 @@ from selfheal import errors
 from selfheal.detect import core
 from selfheal.detect import news as news_mod
 
-FORMAT = 2
+FORMAT = 3
 """Bumped whenever the arrays change meaning; an older state is then not used, unless
 `decode` can still read it."""
-READS = frozenset({1, FORMAT})
-"""Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick."""
+READS = frozenset({1, 2, FORMAT})
+"""Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick;
+1 and 2 had no `core.a.dquick` (the short memory of the residual), taken as the noise scale's
+deviation, so that its quick fall waits until the residuals show it is due."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -139,6 +141,9 @@ def decode(data: bytes, period_s: float
     last_t = _time(header, "last_t")
     if version == 1 and "seen" not in arrays:
         arrays["seen"] = np.full(len(keys), last_t if last_t is not None else np.nan)
+    dev = arrays.get("core.a.dev")
+    if version < 3 and "core.a.dquick" not in arrays and dev is not None:
+        arrays["core.a.dquick"] = dev.copy()
     return keys, (last_t, _time(header, "last_dt")), arrays
 
 
