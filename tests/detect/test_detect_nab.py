@@ -208,6 +208,7 @@ _NOT_PERTURBED = {
     "report_z",  # off: Detector's report gate is not on the ranking score's path
     "trend_horizon_s",  # None: the horizon stays in ticks, as tuned (trend_horizon_ticks)
     "season_between_ticks",  # inf: the profiles read as steps, as tuned
+    "profile_rise_s",  # 0: the profiles learn through the noise scale's clip, as tuned
 }  # fmt: skip
 
 

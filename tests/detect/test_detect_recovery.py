@@ -1,6 +1,7 @@
 """After an extreme stretch (a broken exporter's hour at 100x the level and more), the noise
-scale comes back within minutes once the residuals stay far below it (`quick_fall`), so the
-series' next real anomaly is seen; and steady noise keeps the scale it had."""
+scale comes back within minutes once the residuals stay far below it (`quick_fall`) and the
+hour has not taught the seasonal profiles (`profile_rise_s`), so the series' next real anomaly
+is seen; and steady noise keeps the scale it had."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ KEY = ("api", "p99_latency_s")
 TICK = 15.0
 
 
-def _first_report(settings: detect.Settings, bad: float, after: int) -> int | None:
-    """12.5 h of N(100, 1) at 15 s, an hour at `bad`, `after` ticks back at 100, then a
-    tripling: the tick of the tripling at which it is reported (None: not in 100 ticks)."""
+def _first_report(settings: detect.Settings, bad: float, after: int,
+                  warm: int = 3000) -> int | None:
+    """`warm` ticks (12.5 h) of N(100, 1) at 15 s, an hour at `bad`, `after` ticks back at
+    100, then a tripling: the tick of the tripling at which it is reported (None: not in 100
+    ticks)."""
     det = detect.Detector(settings)
     rng = np.random.default_rng(1)
     i = 0
-    for i in range(3000):
+    for i in range(warm):
         assert not det.update(T0 + TICK * i, {KEY: float(100 + rng.normal())})
     for _ in range(240):
         i += 1
@@ -48,6 +51,16 @@ def test_a_tripling_after_an_absurd_hour_is_reported(bad: float, after: int) -> 
     # without the quick fall the scale is still tens to hundreds of times the noise: unseen
     # (until 50 minutes after 1e4, 75 after 1e29)
     assert _first_report(dataclasses.replace(detect.Settings(), quick_fall=0.0), bad, after) is None
+
+
+def test_an_absurd_hour_on_the_third_day_does_not_teach_the_profiles() -> None:
+    # two days in, the daily and weekly profiles count: the hour at 1e4 left them ~500 off
+    # (the noise is 1), and the tripling 10 minutes later was unseen for 75-100 minutes
+    warm = 2 * 5760
+    got = _first_report(detect.Settings(), 1e4, 40, warm)
+    assert got is not None and got <= 8
+    old = dataclasses.replace(detect.Settings(), profile_rise_s=0.0)
+    assert _first_report(old, 1e4, 40, warm) is None
 
 
 def test_steady_noise_keeps_its_scale() -> None:
@@ -73,7 +86,7 @@ def test_a_state_of_the_last_format_loads_with_its_scale_as_the_short_memory() -
     for i in range(200):
         det.update(T0 + 60 * i, {("api", "latency_p99"): float(100.0 + rng.normal(0.0, 1.0))})
     keys, (last_t, last_dt), arrays = persist.decode(det.save(), det.settings.season_period_s)
-    del arrays["core.a.dquick"]
+    del arrays["core.a.dquick"], arrays["core.a.sslow"]
     header = {"format": 2, "last_t": last_t, "last_dt": last_dt,
               "season_period_s": det.settings.season_period_s, "keys": [list(k) for k in keys]}
     buf = io.BytesIO()
@@ -82,3 +95,4 @@ def test_a_state_of_the_last_format_loads_with_its_scale_as_the_short_memory() -
     restored = detect.Detector.load(buf.getvalue())
     got = persist.decode(restored.save(), det.settings.season_period_s)[2]
     np.testing.assert_array_equal(got["core.a.dquick"], arrays["core.a.dev"])
+    assert (got["core.a.sslow"] == core.HUGE).all()

@@ -1,16 +1,17 @@
 """The vectorised online core: one NumPy update advances every series by one tick.
 
-`Bank` holds the bounded state of N series in flat arrays (35 floats per series, plus the
-seasonal profiles: 858 bytes per series by default, with a daily profile of the level and a
-weekly one whose 168 bins are kept in half precision in units of the series' noise scale; 522
-with the daily profile alone, 282 with none; 1,194 with the optional weekly strength memory)
+`Bank` holds the bounded state of N series in flat arrays (36 floats per series, plus the
+seasonal profiles: 866 bytes per series by default, with a daily profile of the level and a
+weekly one whose 168 bins are kept in half precision in units of the series' noise scale; 530
+with the daily profile alone, 290 with none; 1,202 with the optional weekly strength memory)
 and `Bank.step` scores the new value of each series against its past only, then folds it into
 the state. Three detectors share that state:
 
 - ``spike``: a robust z-score against a Huber-clipped level and mean absolute deviation (plus a
   seasonal profile by phase of a period, when one is configured); outliers teach the deviation
   slowly, and once a short memory of the residual is far below it (after an hour at 100x the
-  level, say) it falls quickly (`Settings.quick_fall`);
+  level, say) it falls quickly (`Settings.quick_fall`), and what the profiles learn is clipped
+  by a scale that rises slowly (`Settings.profile_rise_s`), so such an hour does not teach them;
 - ``level_shift``: a two-sided CUSUM on the same z-score (change points);
 - ``trend``: an exponentially weighted linear regression whose slope must be both significant
   (t-statistic) and material (moves the series a lot over a horizon, or reaches its limit soon:
@@ -67,7 +68,7 @@ _FIELDS = (
     "s0", "s1", "s2", "sy", "sky", "syy",
     "benign", "quiet", "start", "base", "bscale", "floor", "rfloor", "limit",
     "lm", "lv", "ln", "peak", "dlong", "last_t", "cut_x", "cut_age",
-    "e0", "e1", "lpk", "e2", "wunit", "born", "dquick",
+    "e0", "e1", "lpk", "e2", "wunit", "born", "dquick", "sslow",
 )  # fmt: skip
 
 
@@ -476,7 +477,18 @@ class Bank:
             # each bin learns the mean of its phase (however the profile is read)
             col = day_cell
             cnt = tables.cells(self._season_n, sflat)
-            resid_s = np.clip(xv - mu - col, -lim, lim)
+            lim_s = lim
+            if s.profile_rise_s > 0:
+                # what a profile learns is clipped by a scale that rises slowly (it falls with
+                # the noise scale): an hour at 100x the level inflates the noise scale, and
+                # must not teach the profile of its hours
+                prev = a["sslow"]
+                young = a["n"] * s.alpha_level < 1.0
+                rise = np.exp(tick_s / s.profile_rise_s)
+                sref = np.where(young, scale, np.minimum(scale, prev * rise))
+                a["sslow"][:] = np.where(valid, sref, prev)
+                lim_s = s.huber_c * sref
+            resid_s = np.clip(xv - mu - col, -lim_s, lim_s)
             a_visit = 1.0 - (1.0 - s.alpha_season) ** (1.0 / visits)
             a_s = np.maximum(1.0 / (cnt + 1.0), a_visit)
             tables.set_cells(self._season, sflat, np.where(valid, col + a_s * resid_s, col))
@@ -485,7 +497,7 @@ class Bank:
             if weekly:
                 # what the daily profile (as just updated) leaves at this phase of the week
                 day = np.where(valid, col + a_s * resid_s, col)
-                resid_w = np.clip(xv - mu - day - wo_cell, -lim, lim)
+                resid_w = np.clip(xv - mu - day - wo_cell, -lim_s, lim_s)
                 learnt = np.where(valid, wo_cell + a_visit * resid_w, wo_cell)
                 self._store_week(wflat, learnt, np.where(valid, scale, a["wunit"]))
 

@@ -39,7 +39,9 @@ FORMAT = 3
 READS = frozenset({1, 2, FORMAT})
 """Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick;
 1 and 2 had no `core.a.dquick` (the short memory of the residual), taken as the noise scale's
-deviation, so that its quick fall waits until the residuals show it is due."""
+deviation, so that its quick fall waits until the residuals show it is due, nor `core.a.sslow`
+(the slow scale that clips what the profiles learn), taken as no clip beyond the noise
+scale's own until it has risen from there."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -144,6 +146,8 @@ def decode(data: bytes, period_s: float
     dev = arrays.get("core.a.dev")
     if version < 3 and "core.a.dquick" not in arrays and dev is not None:
         arrays["core.a.dquick"] = dev.copy()
+    if version < 3 and "core.a.sslow" not in arrays and dev is not None:
+        arrays["core.a.sslow"] = np.full_like(dev, core.HUGE)
     return keys, (last_t, _time(header, "last_dt")), arrays
 
 

@@ -66,7 +66,7 @@ SEASONS = ("weekly", "daily", "off")
 def season_overrides(season: str) -> dict[str, Any]:
     """The `Settings` fields for one of `SEASONS`: ``weekly`` (the default: a daily profile
     of the level, plus what the hour of the week adds), ``daily`` (the daily profile alone:
-    522 bytes of core state a series instead of 858) or ``off`` (no profile: 282 bytes)."""
+    530 bytes of core state a series instead of 866) or ``off`` (no profile: 290 bytes)."""
     if season == "weekly":
         return {}
     if season == "daily":
@@ -113,6 +113,13 @@ class Settings:
     noise scale, the scale learns at `alpha_quick` too: after an hour at 100x its level (a
     broken exporter) a series' scale comes back within minutes, not hours (0 = off)."""
     alpha_quick: float = 0.2
+    profile_rise_s: float = 5000.0
+    """Seconds in which the scale that clips what the seasonal profiles learn may rise by a
+    factor e (it falls with the noise scale at once): an hour at 100x the level inflates the
+    noise scale, and must not teach the profiles of its hours (2 days into a series at 15 s,
+    a tripling an hour at 1e4 left behind was unseen for 100 minutes, 10 with this). 0 = the
+    noise scale's own clip (the NAB configuration: 78.35 standard with 0, 76.72 with 0.003
+    a tick)."""
     z_spike: float = 6.0
     """z-score at which a single point scores 0.5 (fires)."""
 
