@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -96,3 +97,49 @@ def test_a_state_of_the_last_format_loads_with_its_scale_as_the_short_memory() -
     got = persist.decode(restored.save(), det.settings.season_period_s)[2]
     np.testing.assert_array_equal(got["core.a.dquick"], arrays["core.a.dev"])
     assert (got["core.a.sslow"] == core.HUGE).all()
+    # and its next tick clips the profiles by the noise scale, as a young series' would
+    restored.update(T0 + 60 * 200, {("api", "latency_p99"): 100.0})
+    now = restored._arrays()
+    assert 0.0 < now["core.a.sslow"][0] < core.HUGE
+
+
+def _swing(det: detect.Detector, start: int, days: int) -> None:
+    for i in range(start, start + 288 * days):
+        hour = (i % 288) / 12.0
+        det.update(T0 + 300.0 * i, {("shop", "request_rate"):
+                                    100.0 + 30.0 * np.sin(2 * np.pi * hour / 24.0)})
+
+
+def test_a_state_saved_with_the_clip_off_still_learns_its_profiles() -> None:
+    # saved with profile_rise_s 0 (its slow scale never kept: 0), loaded with the clip on:
+    # the profiles learn on (a slow scale of 0 clipped every lesson to nothing)
+    det = detect.Detector(dataclasses.replace(detect.Settings(), profile_rise_s=0.0))
+    _swing(det, 0, 1)
+    restored = detect.Detector.load(det.save())
+    before = restored._arrays()["core.season"].astype(np.float64).copy()
+    assert (restored._arrays()["core.a.sslow"] == 0.0).all()
+    _swing(restored, 288, 2)
+    moved = np.abs(restored._arrays()["core.season"].astype(np.float64) - before).max()
+    assert moved > 1.0
+
+
+def test_a_tick_after_a_long_gap_keeps_the_state_finite() -> None:
+    bank = core.Bank(detect.Settings())
+    bank.add()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the clip's rise would warn
+        for i in range(100):
+            bank.step(T0 + 15.0 * i, np.array([100.0 + (i % 3)]))
+        bank.step(T0 + 15.0 * 100 + 4e6, np.array([101.0]))  # 46 days later
+    assert all(np.isfinite(v).all() for k, v in bank.state().items()
+               if k not in ("start", "cut_age", "limit"))  # none open, no cut, no limit
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("quick_fall", -0.1), ("quick_fall", 1.0), ("quick_fall", float("nan")),
+    ("alpha_quick", 0.0), ("alpha_quick", 1.5), ("profile_rise_s", -1.0),
+    ("profile_rise_s", float("inf")), ("profile_rise_s", float("nan")),
+])
+def test_settings_out_of_range_are_refused(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        detect.Settings(**{field: value})

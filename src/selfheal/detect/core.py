@@ -482,9 +482,10 @@ class Bank:
                 # what a profile learns is clipped by a scale that rises slowly (it falls with
                 # the noise scale): an hour at 100x the level inflates the noise scale, and
                 # must not teach the profile of its hours
+                # (none yet, or not kept: a state saved with the clip off, is the scale)
                 prev = a["sslow"]
-                young = a["n"] * s.alpha_level < 1.0
-                rise = np.exp(tick_s / s.profile_rise_s)
+                young = (a["n"] * s.alpha_level < 1.0) | ~(prev > 0.0)
+                rise = np.exp(np.minimum(tick_s / s.profile_rise_s, 50.0))  # a 41-day gap
                 sref = np.where(young, scale, np.minimum(scale, prev * rise))
                 a["sslow"][:] = np.where(valid, sref, prev)
                 lim_s = s.huber_c * sref

@@ -113,6 +113,7 @@ class Settings:
     noise scale, the scale learns at `alpha_quick` too: after an hour at 100x its level (a
     broken exporter) a series' scale comes back within minutes, not hours (0 = off)."""
     alpha_quick: float = 0.2
+    """Learning rate of that short memory of the residual (and of the scale's quick fall)."""
     profile_rise_s: float = 5000.0
     """Seconds in which the scale that clips what the seasonal profiles learn may rise by a
     factor e (it falls with the noise scale at once): an hour at 100x the level inflates the
@@ -287,6 +288,12 @@ class Settings:
             raise ValueError("growth_rel must be a finite fraction >= 0")
         if not 0.0 < self.growth_t < float("inf"):
             raise ValueError("growth_t must be a finite number > 0")
+        if not 0.0 <= self.quick_fall < 1.0:
+            raise ValueError("quick_fall must be a fraction of the noise scale from 0 to 1")
+        if not 0.0 < self.alpha_quick <= 1.0:
+            raise ValueError("alpha_quick must be a learning rate above 0, at most 1")
+        if not 0.0 <= self.profile_rise_s < float("inf"):
+            raise ValueError("profile_rise_s must be a finite number of seconds >= 0")
 
     def direction(self, metric: str) -> int:
         return int(self.directions.get(metric, self.default_direction))
