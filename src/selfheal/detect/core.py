@@ -481,11 +481,12 @@ class Bank:
             if s.profile_rise_s > 0:
                 # what a profile learns is clipped by a scale that rises slowly (it falls with
                 # the noise scale): an hour at 100x the level inflates the noise scale, and
-                # must not teach the profile of its hours
-                # (none yet, or not kept: a state saved with the clip off, is the scale)
+                # must not teach the profile of its hours. A series with no slow scale yet
+                # (young, or saved with the clip off: 0) takes the noise scale
                 prev = a["sslow"]
                 young = (a["n"] * s.alpha_level < 1.0) | ~(prev > 0.0)
-                rise = np.exp(np.minimum(tick_s / s.profile_rise_s, 50.0))  # a 41-day gap
+                # e^50 is no clip at all; e^710 (a 41-day gap at 5000 s) overflows
+                rise = np.exp(np.minimum(tick_s / s.profile_rise_s, 50.0))
                 sref = np.where(young, scale, np.minimum(scale, prev * rise))
                 a["sslow"][:] = np.where(valid, sref, prev)
                 lim_s = s.huber_c * sref
