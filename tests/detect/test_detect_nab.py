@@ -209,6 +209,7 @@ _NOT_PERTURBED = {
     "trend_horizon_s",  # None: the horizon stays in ticks, as tuned (trend_horizon_ticks)
     "season_between_ticks",  # inf: the profiles read as steps, as tuned
     "profile_rise_s",  # 0: the profiles learn through the noise scale's clip, as tuned
+    "cold_unclipped",  # a switch: a series' first values clipped, as tuned
 }  # fmt: skip
 
 

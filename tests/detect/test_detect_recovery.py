@@ -143,3 +143,18 @@ def test_a_tick_after_a_long_gap_keeps_the_state_finite() -> None:
 def test_settings_out_of_range_are_refused(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         detect.Settings(**{field: value})
+
+
+@pytest.mark.parametrize("sd", [5.0, 20.0])
+def test_a_new_noisy_series_is_not_reported_while_its_scale_grows(sd: float) -> None:
+    # N(50, sd) from its first value: its level and scale start as the mean and mean absolute
+    # deviation of its first values, not at the noise floor (1% of the level) that the Huber
+    # clip then held down for hours, reporting plain noise all the while
+    def reports(settings: detect.Settings) -> int:
+        det = detect.Detector(settings)
+        rng = np.random.default_rng(3)
+        return sum(len(det.update(T0 + 60.0 * i, {("db", "queue_depth"):
+                                                  float(rng.normal(50.0, sd))}))
+                   for i in range(480))
+    assert reports(detect.Settings()) == 0
+    assert reports(dataclasses.replace(detect.Settings(), cold_unclipped=False)) > 20

@@ -447,6 +447,11 @@ class Bank:
         nn = a["n"] + valid
         alpha = np.maximum(1.0 / np.maximum(nn, 1.0), s.alpha_level)
         lim = s.huber_c * scale
+        if s.cold_unclipped:
+            # while the level is still a plain mean of the first values, so is the deviation:
+            # a scale that starts at the noise floor would clip every lesson to nothing and
+            # take hours to grow, reporting the series' plain noise all the while
+            lim = np.where(a["n"] * s.alpha_level < 1.0, np.inf, lim)
         benign = (d != 0) & (d * r < 0)
         rc = np.where(benign, r, np.clip(r, -lim, lim))
         ab = np.where(benign, np.maximum(alpha, s.alpha_benign), alpha)
