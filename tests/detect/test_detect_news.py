@@ -11,8 +11,6 @@ incident are never learned as routine.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 
 import numpy as np
 import pytest
@@ -414,72 +412,26 @@ def test_update_rows_finds_what_update_does_and_unexplained_only_leaves_out_the_
     assert told and by_rows.save() == by_dict.save()
 
 
-def _spike_days(det: detect.Detector, heights: list[float], first_day: int = 0
-                ) -> dict[int, set[int]]:
-    """Day `first_day + d` of `heights`: N(100, 2) scraped once a minute, with `heights[d]`
-    added at 03:05 for 5 minutes (0: none). Returns day -> hours at which `det` reported."""
-    rng = np.random.default_rng(11 + first_day)
-    reported: dict[int, set[int]] = {}
-    for d, height in enumerate(heights):
-        day = first_day + d
-        for minute in range(1440):
-            x = 100.0 + rng.normal(0.0, 2.0) + (height if 185 <= minute < 190 else 0.0)
-            if det.update(MIDNIGHT + (day * 1440 + minute) * MINUTE, {("db", "disk_io"): x}):
-                reported.setdefault(day, set()).add(minute // 60)
-    return reported
-
-
-ONE_DAY_OFF = detect.Settings(report_one_day_band=float("inf"))
-"""The memory by hour before 2026-12-04: any episode up to an hour's strongest is routine."""
-
-
-@pytest.mark.timeout(120)
-def test_a_one_off_far_beyond_its_hour_does_not_hide_the_next_days_spike_there() -> None:
-    # a broken exporter's 5 minutes at 100x the level, reported and opening nothing, then
-    # a spike of 3x the level at the same time the next day: news, as on any other day
-    heights = [1e4, 200.0, 0.0, 0.0]
-    assert _spike_days(detect.Detector(), heights) == {0: {3}, 1: {3}}
-    # before, the one-off was that hour's routine for `report_days`: the spike went unseen
-    assert _spike_days(detect.Detector(ONE_DAY_OFF), heights) == {0: {3}}
-    # a spike that comes back daily after it is reported once, then it is the hour's rhythm
-    assert _spike_days(detect.Detector(), [1e4] + [200.0] * 4) == {0: {3}, 1: {3}}
-
-
-@pytest.mark.timeout(120)
-def test_a_weekly_big_job_and_small_daily_ones_cost_two_reports_then_are_routine() -> None:
-    # the price of the rule: a full backup on day 0 and 7, small ones between. The first
-    # small night is judged as if the full one had not been (reported: nothing to judge it
-    # by), and takes its place in the hour, so the next full one is reported again; from
-    # then on the hour has seen two days and the week is quiet
-    heights = [1e3] + [60.0] * 6 + [1e3] + [60.0] * 2
-    assert _spike_days(detect.Detector(), heights) == {0: {3}, 1: {3}, 7: {3}}
-    assert _spike_days(detect.Detector(ONE_DAY_OFF), heights) == {0: {3}}
-
-
-@pytest.mark.timeout(120)
-def test_a_state_saved_before_the_one_day_rule_keeps_its_hours_routine() -> None:
-    # saved (format 3) after the one-off, without the bits saying which hours have been seen
-    # on two days: every hour is taken as seen twice, so what it held stays routine
+def _jobs(days: int, jobs: list[tuple[int, int, float]]) -> dict[int, list[int]]:
+    """N(100, 2) once a minute for `days` days, with each (start minute, minutes, height) of
+    `jobs` every night. Returns day -> minutes of the day at which an episode was reported."""
+    rng = np.random.default_rng(11)
     det = detect.Detector()
-    _spike_days(det, [1e4])
-    keys, (last_t, last_dt), arrays = persist.decode(det.save(), det.settings.season_period_s)
-    assert (arrays["news.hour_two"] == 0).all()
-    del arrays["news.hour_two"], arrays["news.undo.two"]
-    header = {"format": 3, "last_t": last_t, "last_dt": last_dt,
-              "season_period_s": det.settings.season_period_s, "keys": [list(k) for k in keys]}
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False,
-             header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
-    restored = detect.Detector.load(buf.getvalue())
-    got = persist.decode(restored.save(), det.settings.season_period_s)[2]
-    assert (got["news.hour_two"] == 255).all()
-    assert _spike_days(restored, [200.0], first_day=1) == {}
-    # the same state in this format: the next day's spike is news
-    assert _spike_days(detect.Detector.load(det.save()), [200.0], first_day=1) == {1: {3}}
+    seen: set[str] = set()
+    out: dict[int, list[int]] = {}
+    for day in range(days):
+        for minute in range(1440):
+            x = 100.0 + rng.normal(0.0, 2.0) + sum(
+                h for m0, n, h in jobs if m0 <= minute < m0 + n)
+            for a in det.update(MIDNIGHT + (day * 1440 + minute) * MINUTE, {("db", "disk_io"): x}):
+                if a.id not in seen:
+                    seen.add(a.id)
+                    out.setdefault(day, []).append(minute)
+    return out
 
 
-def test_the_one_day_band_is_a_log_strength_from_0_to_inf() -> None:
-    for bad in (-0.1, float("nan")):
-        with pytest.raises(ValueError, match="report_one_day_band"):
-            detect.Settings(report_one_day_band=bad)
-    assert detect.Settings(report_one_day_band=0.0).report_one_day_band == 0.0
+@pytest.mark.timeout(120)
+def test_two_nightly_jobs_in_the_same_hour_are_routine_from_the_second_night() -> None:
+    # log rotation at 03:02, a backup at 03:20. The small one, routine, used to stamp the
+    # hour's memory "learned today", and the backup that followed it was reported every night
+    assert _jobs(5, [(182, 3, 25.0), (200, 5, 1000.0)]) == {0: [182, 200]}

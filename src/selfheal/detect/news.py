@@ -25,12 +25,7 @@ next to it, no stronger than one seen there on an earlier day (within `usual_tol
 strength), is routine, whatever the short memory says: a job that was news the first night,
 and opened no incident, is the series' rhythm by the second. A routine episode keeps its
 hour's memory fresh but does not raise it (only a reported one does), so a job that grows a
-little every night is reported again once it has outgrown the last reported night. While an
-hour's strongest has been seen on one day only, it does not cover an episode far weaker than
-itself (`report_one_day_band`): a one-off (a broken exporter's hour at 100x the level, reported,
-opening nothing) does not make the next day's tripling at that hour routine; that episode,
-once ended, takes the one-off's place, and an episode within the band on a later day marks the
-hour as seen on two days, after which anything up to its strongest is routine. Within a
+little every night is reported again once it has outgrown the last reported night. Within a
 day (a demo, a first afternoon) the short memory alone judges, and a failure that recurs every
 night under its open incident stays news. Pure and vectorised like `core.Bank`.
 """
@@ -74,17 +69,13 @@ class NewsBank:
         # (+1; 0: never)
         self._hour_peak = np.zeros((0, self._bins), np.uint8)
         self._hour_day = np.zeros((0, self._bins), np.uint16)
-        # and whether that hour has had learned episodes on two days within the band
-        # (`Settings.report_one_day_band`), a bit per hour
-        self._hour_two = np.zeros((0, (self._bins + 7) // 8), np.uint8)
         # the hour bin in which each series' current episode began
         self._start_bin = np.zeros(0, np.uint8)
         # the last hour memory learned, as it was before (bin, peak, day), and the ticks left
         # in which an incident of the series' service unlearns it (`unlearn`)
         self._undo: dict[str, npt.NDArray[np.unsignedinteger[Any]]] = {
             "bin": np.zeros(0, np.uint8), "peak": np.zeros(0, np.uint8),
-            "day": np.zeros(0, np.uint16), "two": np.zeros(0, np.uint8),
-            "left": np.zeros(0, np.uint16)}
+            "day": np.zeros(0, np.uint16), "left": np.zeros(0, np.uint16)}
 
     @property
     def bins(self) -> int:
@@ -114,7 +105,7 @@ class NewsBank:
             **{f"f.{k}": v for k, v in self._f.items()},
             **{f"b.{k}": v for k, v in self._b.items()},
             "hour_peak": self._hour_peak, "hour_day": self._hour_day,
-            "hour_two": self._hour_two, "start_bin": self._start_bin,
+            "start_bin": self._start_bin,
             **{f"undo.{k}": v for k, v in self._undo.items()}}
         return {k: v[:n] for k, v in every.items()}
 
@@ -128,8 +119,7 @@ class NewsBank:
 
     def nbytes_per_series(self) -> float:
         flat = sum(v.itemsize for v in (*self._f.values(), *self._b.values()))
-        hourly = (self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize)
-                  + self._hour_two.shape[1] * self._hour_two.itemsize)
+        hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize)
         undo = sum(v.itemsize for v in self._undo.values())
         return float(flat + hourly + self._start_bin.itemsize + undo)
 
@@ -149,7 +139,6 @@ class NewsBank:
             pad = ((0, more), (0, 0))
             self._hour_peak = np.pad(self._hour_peak, pad)
             self._hour_day = np.pad(self._hour_day, pad)
-            self._hour_two = np.pad(self._hour_two, pad)
             self._start_bin = np.pad(self._start_bin, (0, more))
             self._undo = {k: np.pad(v, (0, more)) for k, v in self._undo.items()}
 
@@ -159,18 +148,6 @@ class NewsBank:
         day, into = divmod(t, s.season_period_s)
         hour = min(int(into / s.season_period_s * self._bins), self._bins - 1)
         return hour, int(day) % 65535
-
-    def _two(self, rows: npt.NDArray[np.int64], col: npt.NDArray[np.int64]
-             ) -> npt.NDArray[np.bool_]:
-        """Has the hour `col` of each of `rows` been seen on two days (its bit)?"""
-        return ((self._hour_two[rows, col // 8] >> (col % 8).astype(np.uint8)) & 1).astype(
-            np.bool_)
-
-    def _set_two(self, rows: npt.NDArray[np.int64], col: npt.NDArray[np.int64],
-                 value: npt.NDArray[np.bool_]) -> None:
-        byte = self._hour_two[rows, col // 8]
-        bit = (np.uint8(1) << (col % 8).astype(np.uint8)).astype(np.uint8)
-        self._hour_two[rows, col // 8] = np.where(value, byte | bit, byte & ~bit)
 
     def _learn_hours(self, rows: npt.NDArray[np.int64], today: int, undo_ticks: int) -> None:
         """Fold the episodes of `rows` that ended (neither marked nor excused) into their
@@ -182,27 +159,25 @@ class NewsBank:
         u["bin"][rows] = col
         u["peak"][rows] = self._hour_peak[rows, col]
         u["day"][rows] = self._hour_day[rows, col]
-        two = self._two(rows, col)
-        u["two"][rows] = two
         u["left"][rows] = undo_ticks
         old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
         recent = self._recent(self._hour_day[rows, col], today)
-        before = self._recent(self._hour_day[rows, col], today, before=True)
         peak = self._f["peak"][rows].astype(np.float64)
         # an episode that was not reported (routine) refreshes its hour's memory but does not
         # raise it: else a nightly job growing a little each night would ratchet it up
         grows = self._b["told"][rows] | ~recent
-        # on a later day, an episode within the band of the hour's strongest confirms it
-        # (the hour has seen two days); one far weaker than a strongest seen on one day only
-        # takes its place (that was a one-off, not the hour's rhythm)
-        within = peak >= old - self.settings.report_one_day_band
-        replace = before & ~two & ~within
-        stored = np.rint(np.where(
-            replace, peak, np.where(grows, np.maximum(np.where(recent, old, 0.0), peak), old))
-            * _STEPS)
-        self._hour_peak[rows, col] = np.clip(stored, 0, 255).astype(np.uint8)
-        self._hour_day[rows, col] = np.uint16(today + 1)
-        self._set_two(rows, col, recent & (two | (before & within)))
+        stored = np.clip(np.rint(
+            np.where(grows, np.maximum(np.where(recent, old, 0.0), peak), old) * _STEPS),
+            0, 255).astype(np.uint8)
+        # an hour whose strongest was seen on an earlier day, and not raised now, stays seen
+        # on an earlier day (stamped yesterday, which keeps it fresh as well): stamped today,
+        # it covered nothing else today, and a nightly job with a smaller one before it in
+        # the same hour was reported every night
+        kept = self._recent(self._hour_day[rows, col], today, before=True) & (
+            stored <= self._hour_peak[rows, col])
+        self._hour_peak[rows, col] = stored
+        self._hour_day[rows, col] = np.where(kept, np.uint16(today % 65535 or 65535),
+                                             np.uint16(today + 1))
 
     def _recent(self, day: npt.NDArray[np.uint16], today: int, before: bool = False
                 ) -> npt.NDArray[np.bool_]:
@@ -224,11 +199,7 @@ class NewsBank:
             col = np.mod(start + shift, self._bins)
             known = self._recent(self._hour_day[rows, col], today, before=True)
             seen = self._hour_peak[rows, col].astype(np.float64) / _STEPS
-            # an hour whose strongest was seen on one day only does not cover an episode far
-            # weaker than it (`Settings.report_one_day_band`)
-            fits = known & (self._two(rows, col)
-                            | (peak >= seen - self.settings.report_one_day_band))
-            usual = np.where(fits, np.maximum(usual, seen), usual)
+            usual = np.where(known, np.maximum(usual, seen), usual)
         return peak <= usual + s.usual_tolerance
 
     def end_episodes(self) -> None:
@@ -252,7 +223,6 @@ class NewsBank:
         col = u["bin"][idx].astype(np.int64)
         self._hour_peak[idx, col] = u["peak"][idx]
         self._hour_day[idx, col] = u["day"][idx]
-        self._set_two(idx, col, u["two"][idx].astype(np.bool_))
         u["left"][idx] = 0
 
     def step(self, firing: B, strength: npt.NDArray[np.float64],

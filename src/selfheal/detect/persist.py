@@ -33,17 +33,15 @@ from selfheal import errors
 from selfheal.detect import core
 from selfheal.detect import news as news_mod
 
-FORMAT = 4
+FORMAT = 3
 """Bumped whenever the arrays change meaning; an older state is then not used, unless
 `decode` can still read it."""
-READS = frozenset({1, 2, 3, FORMAT})
+READS = frozenset({1, 2, FORMAT})
 """Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick;
 1 and 2 had no `core.a.dquick` (the short memory of the residual), taken as the noise scale's
 deviation, so that its quick fall waits until the residuals show it is due, nor `core.a.sslow`
 (the slow scale that clips what the profiles learn), taken as no clip beyond the noise
-scale's own until it has risen from there. 1-3 had no `news.hour_two` (which hours of the
-day have seen their episodes on two days), taken as every hour: what the memory by hour held
-stays routine as it was, and an hour learned afresh starts on one day."""
+scale's own until it has risen from there."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -150,13 +148,6 @@ def decode(data: bytes, period_s: float
         arrays["core.a.dquick"] = dev.copy()
     if version < 3 and "core.a.sslow" not in arrays and dev is not None:
         arrays["core.a.sslow"] = np.full_like(dev, core.HUGE)
-    hour_peak = arrays.get("news.hour_peak")
-    if version < 4 and hour_peak is not None and hour_peak.ndim == 2:
-        if "news.hour_two" not in arrays:
-            arrays["news.hour_two"] = np.full(
-                (hour_peak.shape[0], (hour_peak.shape[1] + 7) // 8), 255, np.uint8)
-        if "news.undo.two" not in arrays:
-            arrays["news.undo.two"] = np.ones(hour_peak.shape[0], np.uint8)
     return keys, (last_t, _time(header, "last_dt")), arrays
 
 

@@ -242,17 +242,6 @@ class Settings:
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
     after (a nightly job; 8: a weekly one too); 0 turns the memory by hour off (it needs
     `season_period_s` > 0)."""
-    report_one_day_band: float = 1.0
-    """While an hour's strongest episode (`report_days`) has been seen on one day only, an
-    episode more than this much weaker (log strength; 1.0: ~2.7 times) is not routine for it:
-    a one-off (an hour at 100x the level, reported, opening nothing) must not hide the
-    next day's tripling at that hour, as a nightly job's second night is still routine.
-    Such an episode, once ended, takes the one-off's place in the hour; one within the band
-    marks the hour as seen on two days, after which anything up to its strength is routine
-    (a weekly full backup, daily small ones: two reports more, the first small night and
-    the next full one). Strengths are compressed: an hour at 10x the level peaks ~0.3 above
-    a tripling (within the band, still routine), one at 100x ~2.4 above. inf: the memory
-    before 2026-12-04."""
     report_unlearn_s: float = 900.0
     """An episode learned by hour (`report_days`) is unlearned when its service is under an
     incident within this many seconds after it ended (an alert whose rule fires later than
@@ -287,8 +276,6 @@ class Settings:
             raise ValueError("forget_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_unlearn_s < float("inf"):
             raise ValueError("report_unlearn_s must be a finite number of seconds >= 0")
-        if not 0.0 <= self.report_one_day_band <= float("inf"):  # NaN fails too
-            raise ValueError("report_one_day_band must be a log strength >= 0, or inf")
         if not 0.0 <= self.report_days < 65535.0:
             raise ValueError("report_days must be a number of days from 0 to 65534")
         if not 0.0 <= self.season_between_ticks <= float("inf"):  # NaN fails too
