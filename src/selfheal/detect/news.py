@@ -173,10 +173,11 @@ class NewsBank:
         # on an earlier day (stamped yesterday, which keeps it fresh as well): stamped today,
         # it covered nothing else today, and a nightly job with a smaller one before it in
         # the same hour was reported every night
+        # (stamps are the day + 1, 0 for never: yesterday is `today`, and day 0's wraps to 65535)
         kept = self._recent(self._hour_day[rows, col], today, before=True) & (
             stored <= self._hour_peak[rows, col])
         self._hour_peak[rows, col] = stored
-        self._hour_day[rows, col] = np.where(kept, np.uint16(today % 65535 or 65535),
+        self._hour_day[rows, col] = np.where(kept, np.uint16(today or 65535),
                                              np.uint16(today + 1))
 
     def _recent(self, day: npt.NDArray[np.uint16], today: int, before: bool = False
