@@ -435,3 +435,76 @@ def test_two_nightly_jobs_in_the_same_hour_are_routine_from_the_second_night() -
     # log rotation at 03:02, a backup at 03:20. The small one, routine, used to stamp the
     # hour's memory "learned today", and the backup that followed it was reported every night
     assert _jobs(5, [(182, 3, 25.0), (200, 5, 1000.0)]) == {0: [182, 200]}
+
+
+def _days(days: int, events: list[tuple[int | None, int, int, float, int]],
+          settings: detect.Settings | None = None) -> dict[int, list[int]]:
+    """N(100, 2) once a minute for `days` days, with each (day or None for every day, start
+    minute, minutes, height, ramp minutes) of `events` added (rising linearly to its height
+    over its ramp). Returns day -> minutes of the day at which an episode was reported."""
+    rng = np.random.default_rng(11)
+    det = detect.Detector(settings or detect.Settings())
+    seen: set[str] = set()
+    out: dict[int, list[int]] = {}
+    for day in range(days):
+        for minute in range(1440):
+            x = 100.0 + rng.normal(0.0, 2.0) + sum(
+                h * min(1.0, (minute - m0 + 1) / (ramp + 1))
+                for d, m0, n, h, ramp in events
+                if (d is None or d == day) and m0 <= minute < m0 + n)
+            for a in det.update(MIDNIGHT + (day * 1440 + minute) * MINUTE, {("db", "disk_io"): x}):
+                if a.id not in seen:
+                    seen.add(a.id)
+                    out.setdefault(day, []).append(minute)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_a_one_off_hour_does_not_hide_the_next_days_anomaly_at_that_hour() -> None:
+    # a broken exporter: an hour at 100x the level on day 1 at 14:00, reported, opening no
+    # incident; on day 2 the series triples at 14:15 for half an hour
+    events: list[tuple[int | None, int, int, float, int]] = [
+        (1, 840, 60, 9900.0, 0), (2, 855, 30, 200.0, 0)]
+    got = _days(3, events)
+    assert got.get(1) == [840]
+    # the tripling is reported once it has outlasted `report_hold_s` (2 minutes) far weaker
+    # than the one-off: the one-off was seen on one day only
+    assert got.get(2) and 855 + 2 <= got[2][0] <= 855 + 4, got
+    # with a one-day strongest covering all below it (the memory before), it was routine
+    old = _days(3, events, detect.Settings(report_one_day_band=float("inf")))
+    assert 2 not in old and old.get(1) == [840]
+
+
+@pytest.mark.timeout(120)
+def test_a_nightly_job_that_ramps_up_is_routine_from_the_second_night() -> None:
+    # a backup seen through rate(): it climbs to 60x the noise over 4 minutes. Its second
+    # night, far weaker than the first night's peak while it climbs, is young, then near it
+    job: list[tuple[int | None, int, int, float, int]] = [(None, 185, 10, 120.0, 4)]
+    assert _days(4, job) == {0: [185]}
+    # judged as soon as it starts (no hold), it was reported on the second night as well
+    assert _days(4, job, detect.Settings(report_hold_s=0.0)) == {0: [185], 1: [185]}
+
+
+@pytest.mark.timeout(120)
+def test_a_small_job_beside_a_big_one_in_its_hour_is_reported_one_night_more() -> None:
+    # log rotation at 03:02 for 10 minutes beside a backup at 03:25, 40 times as strong: the
+    # rotation's second night is far weaker than the hour's one-day strongest and outlasts
+    # the hold (2 minutes), so it is reported once more, then; from the third night the hour
+    # has seen it on two days (and the backup too), and both are routine
+    jobs: list[tuple[int | None, int, int, float, int]] = [
+        (None, 182, 10, 25.0, 0), (None, 205, 5, 1000.0, 0)]
+    assert _days(5, jobs) == {0: [182, 205], 1: [182 + 2]}
+
+
+@pytest.mark.timeout(180)
+def test_a_weekly_job_stays_routine_among_daily_small_ones() -> None:
+    # a full backup on day 0 and day 7, an incremental one every other day at the same time,
+    # 25 times weaker: the first incremental night is news once it outlasts the hold (far
+    # weaker than a strongest seen once), the full backup's second week is routine (near it),
+    # and nothing else is reported
+    jobs: list[tuple[int | None, int, int, float, int]] = [
+        (0, 185, 10, 1000.0, 0), (7, 185, 10, 1000.0, 0)]
+    jobs += [(d, 185, 10, 40.0, 0) for d in range(1, 10) if d != 7]
+    assert _days(10, jobs) == {0: [185], 1: [185 + 2]}
+    # before, a strongest seen once covered everything below it
+    assert _days(10, jobs, detect.Settings(report_one_day_band=float("inf"))) == {0: [185]}

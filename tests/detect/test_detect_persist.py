@@ -540,3 +540,26 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated() -> None:
         det.update(T0 + 60 * i, {("api", "latency_p99"): 100.0 + (i % 5)})
     with pytest.raises(errors.StateUnusable, match="bytes for each of its 1 series"):
         detect.Detector.load(_hostile(det, "zip bomb"))
+
+
+def test_a_state_of_format_3_loads_with_each_hours_two_day_level_as_its_strongest() -> None:
+    # format 3 had no `news.hour_two`: an hour's strongest covered all below it, as if seen on
+    # two days, and it still does after the upgrade; nothing else of the state changes
+    det = detect.Detector()
+    for i in range(3 * 1440):
+        det.update(T0 + 60.0 * i, {("db", "disk_io"): 100.0 + (i % 7)
+                                   + (500.0 if i % 1440 in range(185, 190) else 0.0)})
+    keys, (last_t, last_dt), arrays = persist.decode(det.save(), det.settings.season_period_s)
+    assert arrays["news.hour_peak"].any()
+    del arrays["news.hour_two"], arrays["news.undo.two"]
+    header = {"format": 3, "last_t": last_t, "last_dt": last_dt,
+              "season_period_s": det.settings.season_period_s, "keys": [list(k) for k in keys]}
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False,
+             header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    got = persist.decode(detect.Detector.load(buf.getvalue()).save(),
+                         det.settings.season_period_s)[2]
+    np.testing.assert_array_equal(got["news.hour_two"], arrays["news.hour_peak"])
+    np.testing.assert_array_equal(got["news.undo.two"], arrays["news.undo.peak"])
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)

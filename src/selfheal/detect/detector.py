@@ -272,7 +272,8 @@ class Detector:
             self._news.unlearn([int(i) for i in self._news.pending()
                                 if self._keys[i][0] in ctx.incidents])
         news = self._news.step(step.firing, step.strength, step.ttl_ticks * spacing,
-                               self._excused(step, t, ctx), t=t, dt=dt)
+                               self._excused(step, t, ctx), t=t, dt=dt,
+                               age_s=t - step.start)
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):

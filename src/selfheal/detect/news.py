@@ -25,7 +25,12 @@ next to it, no stronger than one seen there on an earlier day (within `usual_tol
 strength), is routine, whatever the short memory says: a job that was news the first night,
 and opened no incident, is the series' rhythm by the second. A routine episode keeps its
 hour's memory fresh but does not raise it (only a reported one does), so a job that grows a
-little every night is reported again once it has outgrown the last reported night. Within a
+little every night is reported again once it has outgrown the last reported night. An
+hour's strongest that has been seen on one day only is not yet its rhythm: it covers an
+episode that comes near it (`report_one_day_band`: its second night) or is still young
+(`report_hold_s`: a job ramping up), and below that only the strongest level the hour has
+seen on two days, so a one-off (a broken exporter's hour at 100x the level, reported, opening
+nothing) does not hide the next day's tripling at that hour. Within a
 day (a demo, a first afternoon) the short memory alone judges, and a failure that recurs every
 night under its open incident stays news. Pure and vectorised like `core.Bank`.
 """
@@ -69,13 +74,17 @@ class NewsBank:
         # (+1; 0: never)
         self._hour_peak = np.zeros((0, self._bins), np.uint8)
         self._hour_day = np.zeros((0, self._bins), np.uint16)
+        # and the strongest level it has seen on two days (at most its strongest; same steps
+        # and the same stamp: it is forgotten with the hour)
+        self._hour_two = np.zeros((0, self._bins), np.uint8)
         # the hour bin in which each series' current episode began
         self._start_bin = np.zeros(0, np.uint8)
-        # the last hour memory learned, as it was before (bin, peak, day), and the ticks left
+        # the last hour memory learned, as it was before (bin, peak, two, day), and the ticks left
         # in which an incident of the series' service unlearns it (`unlearn`)
         self._undo: dict[str, npt.NDArray[np.unsignedinteger[Any]]] = {
             "bin": np.zeros(0, np.uint8), "peak": np.zeros(0, np.uint8),
-            "day": np.zeros(0, np.uint16), "left": np.zeros(0, np.uint16)}
+            "two": np.zeros(0, np.uint8), "day": np.zeros(0, np.uint16),
+            "left": np.zeros(0, np.uint16)}
 
     @property
     def bins(self) -> int:
@@ -105,7 +114,7 @@ class NewsBank:
             **{f"f.{k}": v for k, v in self._f.items()},
             **{f"b.{k}": v for k, v in self._b.items()},
             "hour_peak": self._hour_peak, "hour_day": self._hour_day,
-            "start_bin": self._start_bin,
+            "hour_two": self._hour_two, "start_bin": self._start_bin,
             **{f"undo.{k}": v for k, v in self._undo.items()}}
         return {k: v[:n] for k, v in every.items()}
 
@@ -119,7 +128,8 @@ class NewsBank:
 
     def nbytes_per_series(self) -> float:
         flat = sum(v.itemsize for v in (*self._f.values(), *self._b.values()))
-        hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize)
+        hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize
+                               + self._hour_two.itemsize)
         undo = sum(v.itemsize for v in self._undo.values())
         return float(flat + hourly + self._start_bin.itemsize + undo)
 
@@ -139,6 +149,7 @@ class NewsBank:
             pad = ((0, more), (0, 0))
             self._hour_peak = np.pad(self._hour_peak, pad)
             self._hour_day = np.pad(self._hour_day, pad)
+            self._hour_two = np.pad(self._hour_two, pad)
             self._start_bin = np.pad(self._start_bin, (0, more))
             self._undo = {k: np.pad(v, (0, more)) for k, v in self._undo.items()}
 
@@ -158,11 +169,19 @@ class NewsBank:
         u = self._undo
         u["bin"][rows] = col
         u["peak"][rows] = self._hour_peak[rows, col]
+        u["two"][rows] = self._hour_two[rows, col]
         u["day"][rows] = self._hour_day[rows, col]
         u["left"][rows] = undo_ticks
         old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
         recent = self._recent(self._hour_day[rows, col], today)
+        before = self._recent(self._hour_day[rows, col], today, before=True)
         peak = self._f["peak"][rows].astype(np.float64)
+        # after a strongest seen on an earlier day, this episode's day is a second one for
+        # every level up to the weaker of the two; a new hour (or a forgotten one) has none
+        two = np.clip(np.rint(np.minimum(peak, old) * _STEPS), 0, 255).astype(np.uint8)
+        self._hour_two[rows, col] = np.where(
+            before, np.maximum(self._hour_two[rows, col], two),
+            np.where(recent, self._hour_two[rows, col], np.uint8(0)))
         # an episode that was not reported (routine) refreshes its hour's memory but does not
         # raise it: else a nightly job growing a little each night would ratchet it up
         grows = self._b["told"][rows] | ~recent
@@ -174,8 +193,7 @@ class NewsBank:
         # it covered nothing else today, and a nightly job with a smaller one before it in
         # the same hour was reported every night
         # (stamps are the day + 1, 0 for never: yesterday is `today`, and day 0's wraps to 65535)
-        kept = self._recent(self._hour_day[rows, col], today, before=True) & (
-            stored <= self._hour_peak[rows, col])
+        kept = before & (stored <= self._hour_peak[rows, col])
         self._hour_peak[rows, col] = stored
         self._hour_day[rows, col] = np.where(kept, np.uint16(today or 65535),
                                              np.uint16(today + 1))
@@ -187,10 +205,13 @@ class NewsBank:
         age = np.mod(today + 1 - day.astype(np.int64), 65535)
         return (day > 0) & (age <= self.settings.report_days) & (age >= (1 if before else 0))
 
-    def _routine_hour(self, rows: npt.NDArray[np.int64], today: int) -> npt.NDArray[np.bool_]:
-        """Is the current episode of each of `rows` no stronger than the strongest recent
-        learned episode that began in its start hour or an hour next to it, on an earlier
-        day? (What happened an hour ago is the short memory's to judge: this one is about
+    def _routine_hour(self, rows: npt.NDArray[np.int64], today: int,
+                      young: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Is the current episode of each of `rows` no stronger than what a recent learned
+        episode that began in its start hour or an hour next to it, on an earlier day, covers?
+        An hour covers up to its strongest an episode near that (`report_one_day_band`) or
+        `young` (`report_hold_s`), and any other up to the strongest level it has seen on two
+        days. (What happened an hour ago is the short memory's to judge: this one is about
         what comes back every day.)"""
         s = self.settings
         peak = self._f["peak"][rows].astype(np.float64)
@@ -200,7 +221,9 @@ class NewsBank:
             col = np.mod(start + shift, self._bins)
             known = self._recent(self._hour_day[rows, col], today, before=True)
             seen = self._hour_peak[rows, col].astype(np.float64) / _STEPS
-            usual = np.where(known, np.maximum(usual, seen), usual)
+            near = young | (peak >= seen - s.report_one_day_band)
+            cover = np.where(near, seen, self._hour_two[rows, col].astype(np.float64) / _STEPS)
+            usual = np.where(known, np.maximum(usual, cover), usual)
         return peak <= usual + s.usual_tolerance
 
     def end_episodes(self) -> None:
@@ -223,19 +246,23 @@ class NewsBank:
             return
         col = u["bin"][idx].astype(np.int64)
         self._hour_peak[idx, col] = u["peak"][idx]
+        self._hour_two[idx, col] = u["two"][idx]
         self._hour_day[idx, col] = u["day"][idx]
         u["left"][idx] = 0
 
     def step(self, firing: B, strength: npt.NDArray[np.float64],
              ttl_s: npt.NDArray[np.float64], excused: B | None = None,
-             t: float | None = None, dt: float = 1.0) -> B:
+             t: float | None = None, dt: float = 1.0,
+             age_s: npt.NDArray[np.float64] | None = None) -> B:
         """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
         seconds until a trend's limit (inf when none), `excused` the firing episodes that are
         part of something known (`context.excused`: never learned; also given for the
         episodes that ended at the previous tick, `was_firing`, as they are learned now), `t`
         the time in seconds (without it, the memory by hour of the day is neither used nor
-        learned), `dt` the seconds since the last tick (for `report_unlearn_s`)."""
+        learned), `dt` the seconds since the last tick (for `report_unlearn_s`), `age_s` how
+        long each firing episode has lasted (`core.Step.start`; without it, none is young for
+        `report_hold_s`)."""
         s = self.settings
         size = len(firing)
         self._grow(size)
@@ -284,7 +311,9 @@ class NewsBank:
             # short memory last saw it
             rows = np.flatnonzero(firing & ~b["told"])
             usual = np.zeros(len(firing), dtype=np.bool_)
-            usual[rows] = self._routine_hour(rows, today)
+            young = (np.zeros(rows.size, np.bool_) if age_s is None
+                     else np.asarray(age_s)[rows] < s.report_hold_s)
+            usual[rows] = self._routine_hour(rows, today, young)
             strong &= ~usual
             judged = judged | usual
         other = (ttl_s <= s.ttl_horizon_s) | odd

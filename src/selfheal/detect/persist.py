@@ -33,15 +33,17 @@ from selfheal import errors
 from selfheal.detect import core
 from selfheal.detect import news as news_mod
 
-FORMAT = 3
+FORMAT = 4
 """Bumped whenever the arrays change meaning; an older state is then not used, unless
 `decode` can still read it."""
-READS = frozenset({1, 2, FORMAT})
+READS = frozenset({1, 2, 3, FORMAT})
 """Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick;
 1 and 2 had no `core.a.dquick` (the short memory of the residual), taken as the noise scale's
 deviation, so that its quick fall waits until the residuals show it is due, nor `core.a.sslow`
 (the slow scale that clips what the profiles learn), taken as no clip beyond the noise
-scale's own until it has risen from there."""
+scale's own until it has risen from there. 1-3 had no `news.hour_two` (the strongest level
+each hour has seen on two days), taken as its strongest, as they used it, and likewise for the
+last learned hour's undo."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -148,6 +150,10 @@ def decode(data: bytes, period_s: float
         arrays["core.a.dquick"] = dev.copy()
     if version < 3 and "core.a.sslow" not in arrays and dev is not None:
         arrays["core.a.sslow"] = np.full_like(dev, core.HUGE)
+    # copies of arrays the blob holds: nothing larger than what was already read
+    for two, peak in (("news.hour_two", "news.hour_peak"), ("news.undo.two", "news.undo.peak")):
+        if version < 4 and two not in arrays and peak in arrays:
+            arrays[two] = arrays[peak].copy()
     return keys, (last_t, _time(header, "last_dt")), arrays
 
 

@@ -242,6 +242,20 @@ class Settings:
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
     after (a nightly job; 8: a weekly one too); 0 turns the memory by hour off (it needs
     `season_period_s` > 0)."""
+    report_one_day_band: float = 1.0
+    """An hour's strongest episode (`report_days`) that has been seen on one day only covers,
+    on a later day, an episode that comes within this much of it (log strength; 1.0: ~2.7
+    times) or is still younger than `report_hold_s`, not one that stays far weaker: a one-off
+    (an hour at 100x the level, reported, opening nothing) must not hide the next day's
+    tripling at that hour, while a nightly job's second night is still routine. Below it,
+    the hour covers the strongest level it has seen on two days. Strengths are compressed: an
+    hour at 10x the level peaks ~0.3 above a tripling (within the band: still routine), one
+    at 100x ~2.4 above. inf: one day covers all below it (the memory before 2026-12-04)."""
+    report_hold_s: float = 120.0
+    """How long an episode weaker than its hour's one-day strongest is still taken as that
+    one coming back (a job that ramps up) before it is judged as on any other hour
+    (`report_one_day_band`): what the one-off hid is reported this much late, no longer
+    never."""
     report_unlearn_s: float = 900.0
     """An episode learned by hour (`report_days`) is unlearned when its service is under an
     incident within this many seconds after it ended (an alert whose rule fires later than
@@ -274,6 +288,10 @@ class Settings:
             raise ValueError("gap_ticks must be a finite number of ticks above 1")
         if not 0.0 <= self.forget_s < float("inf"):
             raise ValueError("forget_s must be a finite number of seconds >= 0")
+        if not 0.0 <= self.report_one_day_band <= float("inf"):  # NaN fails too
+            raise ValueError("report_one_day_band must be a log strength >= 0, or inf")
+        if not 0.0 <= self.report_hold_s < float("inf"):
+            raise ValueError("report_hold_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_unlearn_s < float("inf"):
             raise ValueError("report_unlearn_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_days < 65535.0:
