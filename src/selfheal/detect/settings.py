@@ -242,15 +242,17 @@ class Settings:
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
     after (a nightly job; 8: a weekly one too); 0 turns the memory by hour off (it needs
     `season_period_s` > 0)."""
-    report_one_day_band: float = 1.0
+    report_one_day_band: float = 2.0
     """An hour's strongest episode (`report_days`) that has been seen on one day only covers,
-    on a later day, an episode that comes within this much of it (log strength; 1.0: ~2.7
+    on a later day, an episode that comes within this much of it (log strength; 2.0: ~7.4
     times) or is still younger than `report_hold_s`, not one that stays far weaker: a one-off
     (an hour at 100x the level, reported, opening nothing) must not hide the next day's
     tripling at that hour, while a nightly job's second night is still routine. Below it,
     the hour covers the strongest level it has seen on two days. Strengths are compressed: an
     hour at 10x the level peaks ~0.3 above a tripling (within the band: still routine), one
-    at 100x ~2.4 above. inf: one day covers all below it (the memory before 2026-12-04)."""
+    at 100x ~2.4 above. A band of 1.0 added two false alarms over NAB's 30 files (the day
+    after an anomalous day, its echo in the daily profile; a Twitter burst), 2.0 none. inf:
+    one day covers all below it (the memory before 2026-12-04)."""
     report_hold_s: float = 120.0
     """How long an episode weaker than its hour's one-day strongest is still taken as that
     one coming back (a job that ramps up) before it is judged as on any other hour
