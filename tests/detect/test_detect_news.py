@@ -474,7 +474,7 @@ def test_a_nightly_job_that_ramps_up_is_routine_from_the_second_night() -> None:
 
 @pytest.mark.timeout(180)
 def test_a_weekly_job_stays_routine_among_daily_small_ones() -> None:
-    # a full backup on day 0 and day 7, an incremental one every other day at the same time,
+    # a full backup on day 0 and day 7, an incremental one on every other day at that time,
     # 25 times weaker: the first incremental night is news once it outlasts the hold (far
     # weaker than a strongest seen once), the full backup's second week is routine (near it),
     # and nothing else is reported

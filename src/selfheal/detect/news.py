@@ -178,9 +178,13 @@ class NewsBank:
         peak = self._f["peak"][rows].astype(np.float64)
         # after a strongest seen on an earlier day, this episode's day is a second one for
         # every level up to the weaker of the two; a new hour (or a forgotten one) has none
+        # (raised, like the strongest, only by a reported episode or one that came near the
+        # strongest, not by one it covered itself: else it crept up with a growing job)
         two = np.clip(np.rint(np.minimum(peak, old) * _STEPS), 0, 255).astype(np.uint8)
+        lifts = before & (self._b["told"][rows]
+                          | (peak >= old - self.settings.report_one_day_band))
         self._hour_two[rows, col] = np.where(
-            before, np.maximum(self._hour_two[rows, col], two),
+            lifts, np.maximum(self._hour_two[rows, col], two),
             np.where(recent, self._hour_two[rows, col], np.uint8(0)))
         # an episode that was not reported (routine) refreshes its hour's memory but does not
         # raise it: else a nightly job growing a little each night would ratchet it up
