@@ -11,6 +11,7 @@ import math
 import zipfile
 
 import numpy as np
+import older
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -549,16 +550,9 @@ def test_a_state_of_format_3_loads_with_each_hours_two_day_level_as_its_stronges
     for i in range(3 * 1440):
         det.update(T0 + 60.0 * i, {("db", "disk_io"): 100.0 + (i % 7)
                                    + (500.0 if i % 1440 in range(185, 190) else 0.0)})
-    keys, (last_t, last_dt), arrays = persist.decode(det.save(), det.settings.season_period_s)
+    arrays, blob = older.as_format(det, 3, "news.hour_two", "news.undo.two")
     assert arrays["news.hour_peak"].any()
-    del arrays["news.hour_two"], arrays["news.undo.two"]
-    header = {"format": 3, "last_t": last_t, "last_dt": last_dt,
-              "season_period_s": det.settings.season_period_s, "keys": [list(k) for k in keys]}
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False,
-             header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
-    got = persist.decode(detect.Detector.load(buf.getvalue()).save(),
-                         det.settings.season_period_s)[2]
+    got = persist.decode(detect.Detector.load(blob).save(), det.settings.season_period_s)[2]
     np.testing.assert_array_equal(got["news.hour_two"], arrays["news.hour_peak"])
     np.testing.assert_array_equal(got["news.undo.two"], arrays["news.undo.peak"])
     for name, value in arrays.items():

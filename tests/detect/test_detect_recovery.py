@@ -6,11 +6,10 @@ is seen; and steady noise keeps the scale it had."""
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import warnings
 
 import numpy as np
+import older
 import pytest
 
 from selfheal import detect
@@ -86,14 +85,8 @@ def test_a_state_of_the_last_format_loads_with_its_scale_as_the_short_memory() -
     rng = np.random.default_rng(4)
     for i in range(200):
         det.update(T0 + 60 * i, {("api", "latency_p99"): float(100.0 + rng.normal(0.0, 1.0))})
-    keys, (last_t, last_dt), arrays = persist.decode(det.save(), det.settings.season_period_s)
-    del arrays["core.a.dquick"], arrays["core.a.sslow"]
-    header = {"format": 2, "last_t": last_t, "last_dt": last_dt,
-              "season_period_s": det.settings.season_period_s, "keys": [list(k) for k in keys]}
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False,
-             header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
-    restored = detect.Detector.load(buf.getvalue())
+    arrays, blob = older.as_format(det, 2, "core.a.dquick", "core.a.sslow")
+    restored = detect.Detector.load(blob)
     got = persist.decode(restored.save(), det.settings.season_period_s)[2]
     np.testing.assert_array_equal(got["core.a.dquick"], arrays["core.a.dev"])
     assert (got["core.a.sslow"] == core.HUGE).all()
