@@ -484,3 +484,22 @@ def test_a_weekly_job_stays_routine_among_daily_small_ones() -> None:
     assert _days(10, jobs) == {0: [185], 1: [185 + 2]}
     # before, a strongest seen once covered everything below it
     assert _days(10, jobs, detect.Settings(report_one_day_band=float("inf"))) == {0: [185]}
+
+
+@pytest.mark.timeout(120)
+def test_an_incident_soon_after_a_second_night_takes_back_its_two_day_level() -> None:
+    # a job on two nights: the second one's end teaches its hour a two-day level; an incident
+    # of the service 5 minutes later unlearns that night, and the level goes back with it
+    rng = np.random.default_rng(11)
+    det = detect.Detector()
+    hours: list[np.ndarray] = []
+    for i in range(2 * 1440 + 200):
+        day, minute = divmod(i, 1440)
+        x = 100.0 + rng.normal(0.0, 2.0) + (500.0 if 185 <= minute < 190 else 0.0)
+        incident = frozenset({"db"}) if day == 1 and minute >= 200 else frozenset()
+        det.update(MIDNIGHT + i * MINUTE, {("db", "disk_io"): x},
+                   detect.Context(incidents=incident))
+        if day == 1 and minute in (199, 201):
+            hours.append(det._news.arrays(1)["hour_two"][0].copy())
+    assert hours[0][3] > 0  # learned at the end of the second night
+    assert not hours[1].any()  # and taken back with it
