@@ -248,16 +248,18 @@ class Settings:
     times) or is still younger than `report_hold_s`, not one that stays far weaker: a one-off
     (an hour at 100x the level, reported, opening nothing) must not hide the next day's
     tripling at that hour, while a nightly job's second night is still routine. Below it,
-    the hour covers the strongest level it has seen on two days. Strengths are compressed: an
-    hour at 10x the level peaks ~0.3 above a tripling (within the band: still routine), one
-    at 100x ~2.4 above. A band of 1.0 added two false alarms over NAB's 30 files (the day
-    after an anomalous day, its echo in the daily profile; a Twitter burst), 2.0 none. inf:
-    one day covers all below it (the memory before 2026-12-04)."""
+    the hour covers the strongest level it has seen on two days. Strengths are compressed,
+    most for a metric with a relative noise floor (p99 latency): there an hour at 10x the
+    level peaks ~0.3 above a tripling (within the band: still routine), one at 100x ~2.4
+    above; for a disk's I/O the 10x hour is 1.3-1.5 above. A band of 1.0 added two false
+    alarms over NAB's 30 files (the day after an anomalous day, its echo in the daily
+    profile; a Twitter burst), 2.0 none. inf: one day covers all below it (the memory before
+    2026-12-04)."""
     report_hold_s: float = 120.0
     """How long an episode weaker than its hour's one-day strongest is still taken as that
     one coming back (a job that ramps up) before it is judged as on any other hour
     (`report_one_day_band`): what the one-off hid is reported this much late, no longer
-    never."""
+    never, if it lasts longer than this (one that ends sooner is still routine there)."""
     report_unlearn_s: float = 900.0
     """An episode learned by hour (`report_days`) is unlearned when its service is under an
     incident within this many seconds after it ended (an alert whose rule fires later than
