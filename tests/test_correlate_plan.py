@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from selfheal import correlate, detect, model, plan
+from selfheal.shop import spec
 
 TOPOLOGY = {"frontend": ("auth", "checkout"), "checkout": ("cart",), "auth": (), "cart": ()}
 
@@ -92,3 +93,17 @@ def test_a_finding_may_join_an_incident_opened_in_the_same_tick() -> None:
     assert [i.service for i in out.new] == ["cart"]
     assert {f.service for _, f in out.joined} == {"checkout", "frontend"}
     assert all(i in known for i, _ in out.joined)
+
+
+def test_a_remedy_disturbs_its_callers_its_callees_and_its_callers_other_callees() -> None:
+    topology = spec.dependencies(regions=True)
+    # frontend and checkout call cart: a hung cart stalls them, and its restart sends their
+    # other callees (auth, catalog) the requests they held back
+    assert correlate.around("cart", topology) == {"cart", "frontend", "checkout", "auth",
+                                                  "catalog"}
+    # catalog alone calls the regions: a traffic shift between them disturbs the other one,
+    # and every caller up the graph, but not auth or cart
+    assert correlate.around("inventory-east", topology) == {
+        "inventory-east", "inventory-west", "catalog", "frontend", "checkout"}
+    assert correlate.around("checkout", TOPOLOGY) == {"checkout", "frontend", "cart", "auth"}
+    assert correlate.around("auth", {"auth": ()}) == {"auth"}

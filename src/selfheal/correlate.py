@@ -62,5 +62,16 @@ def correlate(findings: Sequence[detect.ServiceFinding], *,
     return Correlation(new=tuple(new), joined=tuple(joined))
 
 
+def around(service: str, topology: Mapping[str, Sequence[str]]) -> set[str]:
+    """What a remedy of `service` disturbs: the service, every service that calls it and every
+    one it calls (directly or through others), and every other service its direct callers
+    call. A remedy moves traffic every way: its callers stop failing, its callees get their
+    calls back, and a caller that was stalled on it (users who waited on a hung cart) sends
+    its other callees a rebound of the requests it held back."""
+    direct = [c for c, callees in topology.items() if service in callees]
+    siblings = {s for c in direct for s in topology.get(c, ())}
+    return {service} | _callers(service, topology) | upstream_of(service, topology) | siblings
+
+
 def _callers(service: str, topology: Mapping[str, Sequence[str]]) -> set[str]:
     return {c for c in topology if service in upstream_of(c, topology)}

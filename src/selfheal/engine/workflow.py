@@ -102,11 +102,11 @@ class Workflow:
             self.quiet_around(case.incident.service, ctl.clock() + ctl.cfg.detect.settle_s)
 
     def quiet_around(self, svc: str, until: float) -> None:
-        """Nothing new opens on `svc`, its callers or its callees until `until`: a remedy
-        moves traffic both ways (callers stop failing, callees get their calls back)."""
+        """Nothing new opens on what a remedy of `svc` disturbs (`correlate.around`: its
+        callers, its callees, and its direct callers' other callees) until `until`; an
+        anomaly there that outlasts it opens then."""
         ctl = self.ctl
-        callers = [c for c in ctl.topology if svc in correlate.upstream_of(c, ctl.topology)]
-        for s in [svc, *callers, *correlate.upstream_of(svc, ctl.topology)]:
+        for s in correlate.around(svc, ctl.topology):
             ctl.quiet_until[s] = max(ctl.quiet_until.get(s, 0.0), until)
 
     def check_revoked(self, work: Work) -> None:
