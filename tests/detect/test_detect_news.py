@@ -503,3 +503,23 @@ def test_an_incident_soon_after_a_second_night_takes_back_its_two_day_level() ->
             hours.append(det._news.arrays(1)["hour_two"][0].copy())
     assert hours[0][3] > 0  # learned at the end of the second night
     assert not hours[1].any()  # and taken back with it
+
+
+def test_an_outage_reported_while_the_memory_is_young_is_not_learned_as_routine() -> None:
+    gate = news.NewsBank(detect.Settings())
+    never = np.array([np.inf])
+
+    def episode(strength: float) -> bool:
+        told = False
+        for _ in range(3):
+            told |= bool(gate.step(np.array([True]), np.array([strength]), never)[0])
+        gate.step(np.array([False]), np.array([0.0]), never)
+        return told
+
+    episode(2.0)
+    episode(2.0)  # two routine episodes, decayed to just under `report_min_episodes`
+    assert episode(200.0)  # reported: too little memory to judge by (the bootstrap)
+    for _ in range(3):
+        episode(2.0)  # the routine, learned
+    assert not episode(2.0)  # and now judged
+    assert episode(200.0)  # the outage again: still news, not taught routine by its first time

@@ -7,6 +7,10 @@ its peak so far stands `report_z` standard deviations above that mean; while the
 fewer than `report_min_episodes` episodes (nothing to judge by); or when a trend reaches its
 limit within `ttl_horizon_s`. Once reported, an episode stays reported until it ends.
 
+While the memory is that small, every episode is reported and learned, but not one that
+already stands above what it holds once that is one episode's weight (a young series' first
+outage must not teach it that outages are routine).
+
 Only episodes that nothing remarked on are learned: not news by their strength or trend, not
 reported for another reason (an SLO breach, corroboration: `mark`), not excused (an open
 incident of the service, a change's settle window, a maintenance window: `context.excused`).
@@ -309,7 +313,13 @@ class NewsBank:
         f["peak"][...] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
                              0.0).astype(np.float32)
         judged = f["n"] >= s.report_min_episodes
-        strong = judged & (f["peak"] >= self._threshold(size))
+        # while the memory is too small to judge, every episode is reported and learned (the
+        # bootstrap), but not one that already stands above the memory it has, once that holds
+        # an episode's weight: a young series' first outage, reported, must not teach it that
+        # outages are routine (below one episode's weight the memory is mostly forgotten and
+        # is learned afresh: a series whose routine moved up is not news for ever)
+        strong = (f["n"] >= min(1.0, s.report_min_episodes)) \
+            & (f["peak"] >= self._threshold(size))
         if hourly:
             # what the series does at this hour every day is routine, however long ago the
             # short memory last saw it
