@@ -210,14 +210,9 @@ def test_a_routine_strength_is_news_when_its_trend_reaches_the_limit_within_the_
 
 def test_a_strength_that_is_not_a_number_does_not_poison_the_memory() -> None:
     gate = news.NewsBank(detect.Settings())
-    never = np.array([np.inf])
 
     def episode(strength: float) -> bool:
-        told = False
-        for _ in range(3):
-            told |= bool(gate.step(np.array([True]), np.array([strength]), never)[0])
-        gate.step(np.array([False]), np.array([0.0]), never)
-        return told
+        return _episode(gate, strength)
 
     for odd in (np.nan, np.inf, -np.inf):
         episode(odd)  # learned while there is nothing to judge by
@@ -507,14 +502,9 @@ def test_an_incident_soon_after_a_second_night_takes_back_its_two_day_level() ->
 
 def test_an_outage_reported_while_the_memory_is_young_is_not_learned_as_routine() -> None:
     gate = news.NewsBank(detect.Settings())
-    never = np.array([np.inf])
 
     def episode(strength: float) -> bool:
-        told = False
-        for _ in range(3):
-            told |= bool(gate.step(np.array([True]), np.array([strength]), never)[0])
-        gate.step(np.array([False]), np.array([0.0]), never)
-        return told
+        return _episode(gate, strength)
 
     episode(2.0)
     episode(2.0)  # two routine episodes, decayed to just under `report_min_episodes`
@@ -523,3 +513,14 @@ def test_an_outage_reported_while_the_memory_is_young_is_not_learned_as_routine(
         episode(2.0)  # the routine, learned
     assert not episode(2.0)  # and now judged
     assert episode(200.0)  # the outage again: still news, not taught routine by its first time
+
+
+def _episode(gate: news.NewsBank, strength: float) -> bool:
+    """One episode of three ticks at `strength` on a single series, then a quiet tick (no
+    trend, no time): was it reported?"""
+    never = np.array([np.inf])
+    told = False
+    for _ in range(3):
+        told |= bool(gate.step(np.array([True]), np.array([strength]), never)[0])
+    gate.step(np.array([False]), np.array([0.0]), never)
+    return told
