@@ -95,15 +95,29 @@ def test_a_finding_may_join_an_incident_opened_in_the_same_tick() -> None:
     assert all(i in known for i, _ in out.joined)
 
 
-def test_a_remedy_disturbs_its_callers_its_callees_and_its_callers_other_callees() -> None:
+def test_a_remedy_disturbs_its_callers_its_callees_and_its_stalled_callers_other_callees(
+) -> None:
     topology = spec.dependencies(regions=True)
-    # frontend and checkout call cart: a hung cart stalls them, and its restart sends their
-    # other callees (auth, catalog) the requests they held back
-    assert correlate.around("cart", topology) == {"cart", "frontend", "checkout", "auth",
-                                                  "catalog"}
+    # frontend and checkout call cart; stalled on a hung cart (symptoms of its incident), they
+    # send their other callees (auth, catalog) the requests they held back once it is healed
+    assert correlate.around("cart", topology, stalled={"frontend", "checkout"}) == {
+        "cart", "frontend", "checkout", "auth", "catalog"}
+    # a caller that was not a symptom held nothing back: no rebound through it
+    assert correlate.around("cart", topology, stalled={"checkout"}) == {
+        "cart", "frontend", "checkout", "catalog"}
+    assert correlate.around("cart", topology) == {"cart", "frontend", "checkout"}
     # catalog alone calls the regions: a traffic shift between them disturbs the other one,
     # and every caller up the graph, but not auth or cart
-    assert correlate.around("inventory-east", topology) == {
+    assert correlate.around("inventory-east", topology, stalled={"catalog"}) == {
         "inventory-east", "inventory-west", "catalog", "frontend", "checkout"}
-    assert correlate.around("checkout", TOPOLOGY) == {"checkout", "frontend", "cart", "auth"}
-    assert correlate.around("auth", {"auth": ()}) == {"auth"}
+    assert correlate.around("auth", {"auth": ()}, stalled={"frontend"}) == {"auth"}
+
+
+def test_an_anomaly_that_outlasts_the_quiet_opens_its_incident_then() -> None:
+    quiet = {"auth": 20.0}
+    during = correlate.correlate([_finding("auth")], open_incidents={}, topology=TOPOLOGY,
+                                 quiet_until=quiet, now=19.0, new_id=_ids)
+    after = correlate.correlate([_finding("auth")], open_incidents={}, topology=TOPOLOGY,
+                                quiet_until=quiet, now=20.0, new_id=_ids)
+    assert during.new == () and during.joined == ()
+    assert [i.service for i in after.new] == ["auth"]

@@ -10,7 +10,7 @@ latency is auth's incident. Nothing opens during the quiet period after an incid
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from selfheal import detect, model
 
@@ -62,13 +62,15 @@ def correlate(findings: Sequence[detect.ServiceFinding], *,
     return Correlation(new=tuple(new), joined=tuple(joined))
 
 
-def around(service: str, topology: Mapping[str, Sequence[str]]) -> set[str]:
+def around(service: str, topology: Mapping[str, Sequence[str]],
+           stalled: Collection[str] = ()) -> set[str]:
     """What a remedy of `service` disturbs: the service, every service that calls it and every
-    one it calls (directly or through others), and every other service its direct callers
-    call. A remedy moves traffic every way: its callers stop failing, its callees get their
-    calls back, and a caller that was stalled on it (users who waited on a hung cart) sends
-    its other callees a rebound of the requests it held back."""
-    direct = [c for c, callees in topology.items() if service in callees]
+    one it calls (directly or through others), and every other service called by a direct
+    caller of it that was `stalled` on it (a symptom of its incident). A remedy moves traffic
+    every way: its callers stop failing, its callees get their calls back, and a caller that
+    was stalled on it (users who waited on a hung cart) sends its other callees a rebound of
+    the requests it held back."""
+    direct = [c for c, callees in topology.items() if service in callees and c in stalled]
     siblings = {s for c in direct for s in topology.get(c, ())}
     return {service} | _callers(service, topology) | upstream_of(service, topology) | siblings
 

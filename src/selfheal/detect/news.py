@@ -8,8 +8,10 @@ fewer than `report_min_episodes` episodes (nothing to judge by); or when a trend
 limit within `ttl_horizon_s`. Once reported, an episode stays reported until it ends.
 
 While the memory is that small, every episode is reported and learned, but not one that
-already stands above what it holds once that is one episode's weight (a young series' first
-outage must not teach it that outages are routine).
+already stands above what it holds once that is one episode's weight (two recent episodes; one
+alone decays below it at once): an outage reported then must not teach the short memory that
+outages are routine. The cost: a routine that moves up for good is learned only once the
+memory has decayed below that weight (693 ticks more than at `report_min_episodes`).
 
 Only episodes that nothing remarked on are learned: not news by their strength or trend, not
 reported for another reason (an SLO breach, corroboration: `mark`), not excused (an open
@@ -315,9 +317,9 @@ class NewsBank:
         judged = f["n"] >= s.report_min_episodes
         # while the memory is too small to judge, every episode is reported and learned (the
         # bootstrap), but not one that already stands above the memory it has, once that holds
-        # an episode's weight: a young series' first outage, reported, must not teach it that
-        # outages are routine (below one episode's weight the memory is mostly forgotten and
-        # is learned afresh: a series whose routine moved up is not news for ever)
+        # an episode's weight: an outage reported then must not teach it that outages are
+        # routine (below one episode's weight the memory is mostly forgotten and is learned
+        # afresh: a series whose routine moved up is not news for ever)
         strong = (f["n"] >= min(1.0, s.report_min_episodes)) \
             & (f["peak"] >= self._threshold(size))
         if hourly:

@@ -99,14 +99,17 @@ class Workflow:
                     del ctl.remediating[svc]
             # The remedy is a change too: the service and its neighbours settle before
             # anything new may open on them.
-            self.quiet_around(case.incident.service, ctl.clock() + ctl.cfg.detect.settle_s)
+            self.quiet_around(case, case.incident.service,
+                              ctl.clock() + ctl.cfg.detect.settle_s, acted=work.acted)
 
-    def quiet_around(self, svc: str, until: float) -> None:
-        """Nothing new opens on what a remedy of `svc` disturbs (`correlate.around`: its
-        callers, its callees, and its direct callers' other callees) until `until`; an
-        anomaly there that outlasts it opens then."""
+    def quiet_around(self, case: Case, svc: str, until: float, acted: bool = True) -> None:
+        """Nothing new opens on what a remedy of `svc` disturbs until `until`: its callers,
+        its callees, and, after an action, the other callees of its direct callers that were
+        symptoms of `case` (`correlate.around`: the rebound of the requests they held back).
+        An anomaly there that outlasts the quiet opens an incident then."""
         ctl = self.ctl
-        for s in correlate.around(svc, ctl.topology):
+        stalled = case.detail.get("related", []) if acted else ()
+        for s in correlate.around(svc, ctl.topology, stalled):
             ctl.quiet_until[s] = max(ctl.quiet_until.get(s, 0.0), until)
 
     def check_revoked(self, work: Work) -> None:
@@ -442,7 +445,7 @@ class Workflow:
             acted_at = ctl.clock()
             # While the remedy settles and is verified, its neighbours' transients are its
             # own doing, not new incidents (verification judges the service itself).
-            self.quiet_around(action.service, acted_at + ctl.cfg.signal_window_s() + 1.0
+            self.quiet_around(case, action.service, acted_at + ctl.cfg.signal_window_s() + 1.0
                               + vcfg.observe_s * (1 + vcfg.extra_looks)
                               + ctl.cfg.detect.settle_s)
         else:
