@@ -210,17 +210,13 @@ def test_a_routine_strength_is_news_when_its_trend_reaches_the_limit_within_the_
 
 def test_a_strength_that_is_not_a_number_does_not_poison_the_memory() -> None:
     gate = news.NewsBank(detect.Settings())
-
-    def episode(strength: float) -> bool:
-        return _episode(gate, strength)
-
     for odd in (np.nan, np.inf, -np.inf):
-        episode(odd)  # learned while there is nothing to judge by
+        _episode(gate, odd)  # learned while there is nothing to judge by
     for _ in range(10):
-        episode(2.0)
+        _episode(gate, 2.0)
     assert all(np.all(np.isfinite(v)) for v in gate.state().values())
-    assert not episode(2.0)  # the routine is still routine
-    assert episode(200.0)  # and a far stronger episode still news
+    assert not _episode(gate, 2.0)  # the routine is still routine
+    assert _episode(gate, 200.0)  # and a far stronger episode still news
 
 
 MIDNIGHT = 1_699_920_000.0  # 2023-11-14 00:00 UTC
@@ -502,17 +498,13 @@ def test_an_incident_soon_after_a_second_night_takes_back_its_two_day_level() ->
 
 def test_an_outage_reported_while_the_memory_is_young_is_not_learned_as_routine() -> None:
     gate = news.NewsBank(detect.Settings())
-
-    def episode(strength: float) -> bool:
-        return _episode(gate, strength)
-
-    episode(2.0)
-    episode(2.0)  # two routine episodes, decayed to just under `report_min_episodes`
-    assert episode(200.0)  # reported: too little memory to judge by (the bootstrap)
+    _episode(gate, 2.0)
+    _episode(gate, 2.0)  # two routine episodes, decayed to just under `report_min_episodes`
+    assert _episode(gate, 200.0)  # reported: too little memory to judge by (the bootstrap)
     for _ in range(3):
-        episode(2.0)  # the routine, learned
-    assert not episode(2.0)  # and now judged
-    assert episode(200.0)  # the outage again: still news, not taught routine by its first time
+        _episode(gate, 2.0)  # the routine, learned
+    assert not _episode(gate, 2.0)  # and now judged
+    assert _episode(gate, 200.0)  # the outage again: still news, not taught routine by the first
 
 
 def _episode(gate: news.NewsBank, strength: float) -> bool:
