@@ -507,36 +507,6 @@ def test_an_outage_reported_while_the_memory_is_young_is_not_learned_as_routine(
     assert _episode(gate, 200.0)  # the outage again: still news, not taught routine by the first
 
 
-def test_an_episode_at_the_strength_cap_is_reported_and_not_learned() -> None:
-    # the first move of a series that never moved has no noise scale: its strength is no
-    # measure of anything, and learned, it would set the routine at the cap
-    gate = news.NewsBank(detect.Settings())
-    assert _episode(gate, 1e13)
-    for _ in range(4):
-        _episode(gate, 2.0)
-    assert not _episode(gate, 2.0)  # the routine, judged
-    assert _episode(gate, 40.0)  # twenty times the routine is news
-
-
-@pytest.mark.timeout(60)
-def test_a_series_flat_at_zero_between_bursts_learns_them_and_reports_a_larger_one() -> None:
-    # a dead-letter queue: 0, and a burst of 20 every BURST_EVERY ticks; its robust noise
-    # scale is 0, so only the long memory of its deviations (bursts included) gives its
-    # bursts a finite strength, and a burst 20 times larger a larger one
-    n, big = 1600, 1400
-    x = np.zeros(n)
-    for k in range(BURST_EVERY, n, BURST_EVERY):
-        x[k : k + 2] = 20.0
-    x[big : big + 2] = 400.0
-    key = ("api", "dead_letters")
-    told = _reports(detect.Settings(), {key: x})[key]
-    assert any(big <= t < big + 4 for t in told)
-    # the routine is learned: none of the ten bursts before the large one is reported, nor
-    # any after it
-    assert _bursts_reported([t for t in told if not big <= t < big + 4],
-                            big - 10 * BURST_EVERY) == 0
-
-
 def _episode(gate: news.NewsBank, strength: float) -> bool:
     """One episode of three ticks at `strength` on a single series, then a quiet tick (no
     trend, no time): was it reported?"""

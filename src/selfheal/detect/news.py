@@ -13,10 +13,6 @@ alone decays below it at once): an outage reported then must not teach the short
 outages are routine. The cost: a routine that moves up for good is learned only once the
 memory has decayed below that weight (693 ticks more than at `report_min_episodes`).
 
-An episode at the strength cap (`_STRONG`) is reported and never learned, like a strength that
-is not a number: it measures no noise scale (the first move of a series that never moved has
-none), and learned, it would set the routine at the cap and hide every later episode.
-
 Only episodes that nothing remarked on are learned: not news by their strength or trend, not
 reported for another reason (an SLO breach, corroboration: `mark`), not excused (an open
 incident of the service, a change's settle window, a maintenance window: `context.excused`).
@@ -336,11 +332,7 @@ class NewsBank:
             usual[rows] = self._routine_hour(rows, today, young)
             strong &= ~usual
             judged = judged | usual
-        # an episode at the strength cap is reported and never learned, like one that is not a
-        # number: its strength measures no noise scale (the first move of a series that never
-        # moved is "infinitely" strong), and learned, it would teach the memory a routine at
-        # the cap's height that hides every later episode
-        other = (ttl_s <= s.ttl_horizon_s) | odd | (strength >= _STRONG)
+        other = (ttl_s <= s.ttl_horizon_s) | odd
         b["remarked"][...] = firing & (b["remarked"] | strong | other)
         b["marked"][...] = firing & (b["marked"] | other)
         b["told"][...] = firing & (b["told"] | b["remarked"] | ~judged)

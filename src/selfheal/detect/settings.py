@@ -103,10 +103,8 @@ class Settings:
     alpha_level: float = 0.02
     alpha_benign: float = 0.3
     alpha_long: float = 0.002
-    long_floor: float = 0.25
-    """The scale is at least this fraction of the long-memory mean absolute deviation
-    (outliers included): a series flat between bursts (a queue at 0, an error counter) keeps
-    a noise scale, so its bursts have a finite strength and a larger one is stronger."""
+    long_floor: float = 0.0
+    """The scale is at least this fraction of the long-memory mean absolute deviation."""
     huber_c: float = 3.0
     outlier_learn: float = 0.1
     """Fraction of the learning rate at which points beyond huber_c teach the scale."""
