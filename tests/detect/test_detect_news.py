@@ -507,6 +507,29 @@ def test_an_outage_reported_while_the_memory_is_young_is_not_learned_as_routine(
     assert _episode(gate, 200.0)  # the outage again: still news, not taught routine by the first
 
 
+@pytest.mark.timeout(60)
+def test_a_series_flat_at_zero_between_bursts_is_told_to_set_a_floor_and_is_judged_with_it(
+        ) -> None:
+    # a dead-letter queue: 0, and a burst of 20 every BURST_EVERY ticks. With no floor for
+    # its metric its noise scale is 0 and its bursts cannot be ranked: the report says so and
+    # names the setting; with that floor the routine bursts are learned and one 20 times
+    # larger is reported
+    n, big = 1600, 1400
+    x = np.zeros(n)
+    for k in range(BURST_EVERY, n, BURST_EVERY):
+        x[k : k + 2] = 20.0
+    x[big : big + 2] = 400.0
+    key = ("api", "dead_letters")
+    det = detect.Detector()
+    first = next(a for i in range(n) for a in det.update(float(i), {key: float(x[i])}))
+    assert "set detect.min_scale.dead_letters" in first.explanation
+    floored = detect.Settings(min_scale={"dead_letters": 1.0})
+    told = _reports(floored, {key: x})[key]
+    assert any(big <= t < big + 4 for t in told)
+    assert _bursts_reported([t for t in told if not big <= t < big + 4],
+                            big - 10 * BURST_EVERY) == 0
+
+
 def _episode(gate: news.NewsBank, strength: float) -> bool:
     """One episode of three ticks at `strength` on a single series, then a quiet tick (no
     trend, no time): was it reported?"""

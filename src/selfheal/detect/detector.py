@@ -455,7 +455,8 @@ class Detector:
             )
         else:
             z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
-            text = explain.level(metric, detector, baseline, observed, z)
+            text = explain.level(metric, detector, baseline, observed, z,
+                                 floored=self.settings.floor(metric) > 0)
         verdict = context_mod.judge(ctx, service, started, t)
         bound = self.settings.slo.get(metric)
         if verdict.expected and bound is not None and self._breaks(metric, observed, bound):

@@ -83,13 +83,27 @@ def growth(metric: str, service: str, first: float, last: float, span_s: float,
             f"so no time to {what}")
 
 
-def level(metric: str, detector: str, baseline: float, observed: float, z: float) -> str:
+UNRANKED_Z = 1e6
+"""A move of more than this many robust standard deviations says that the series has no noise
+scale to measure it by (a series flat at 0 between bursts), not how strong the move is."""
+
+
+def level(metric: str, detector: str, baseline: float, observed: float, z: float,
+          *, floored: bool = True) -> str:
+    """A spike or level shift in words; for a metric with no noise floor (`floored` False)
+    whose scale is nothing beside the move, also what to set so that its moves can be ranked."""
     verb = "above" if observed >= baseline else "below"
     what = "spike" if detector == "spike" else "level shift"
-    return (
+    text = (
         f"{metric} {what}: {fmt(metric, observed)}, {verb} its baseline of "
         f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
+    if not floored and abs(z) >= UNRANKED_Z:
+        text += (f" (its noise scale is next to nothing beside this move and detect.min_scale "
+                 f"sets no floor for {metric}: the move cannot be ranked, and learned as the "
+                 f"series' routine it can hide larger ones; set detect.min_scale.{metric} to "
+                 f"the smallest move worth one standard deviation)")
+    return text
 
 
 def limits(metric: str, changed: Mapping[str, tuple[float | None, float | None]],
