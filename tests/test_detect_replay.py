@@ -208,7 +208,7 @@ def test_limits_as_they_were_apply_from_their_time_on() -> None:
              and e.first.service == "auth" and e.first.started_at < T0 + 600 * 60]
     assert leaks and "to the 1024.0 MiB limit" in leaks[0].first.explanation
     assert leaks[0].first.observed < 1024 * mib
-    notes = "\n".join(result.limit_notes)
+    notes = "\n".join(result.notes)
     assert "auth 1024.0 MiB (was 512.0 MiB)" in notes
     assert "web's 0.5 (0.0 MiB)" in notes  # refused: the value is past it
     assert f"{dt.datetime.fromtimestamp(T0 + 36_000, dt.UTC):%Y-%m-%d %H:%M} rss_bytes " \
@@ -241,3 +241,19 @@ def test_series_scraped_at_other_moments_are_read_on_one_grid(tmp_path: Path) ->
     assert later["ticks"] == same["ticks"] == 1600
     assert "aligned to one 10 s grid" in said
     assert same["episodes"] and later["episodes"] == same["episodes"]
+
+
+def test_a_series_with_no_noise_scale_is_named_in_the_notes(tmp_path: Path) -> None:
+    # a dead-letter queue at 0 with a burst every 40 minutes, beside a latency that has a floor
+    rows = []
+    for i in range(240):
+        stamp = f"{T0 + 60.0 * i:.0f}"
+        rows.append([stamp, "api", "dead_letters", "20" if i % 40 in (38, 39) else "0"])
+        rows.append([stamp, "api", "p99_latency_s", "0.05"])
+    path = _write(tmp_path / "m.csv", ["timestamp", "service", "metric", "value"], rows)
+    code, out, text = _run(str(path), "--json")
+    assert code == 0 and out is not None
+    notes = out["notes"]
+    assert isinstance(notes, list) and len(notes) == 1
+    assert "api/dead_letters" in notes[0] and "set detect.min_scale.dead_letters" in notes[0]
+    assert "detect.min_scale.dead_letters" in text  # said on the terminal too

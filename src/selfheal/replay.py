@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from selfheal import errors, model, ports
-from selfheal.detect import Context, Detector, Settings, fusion, limitsteps
+from selfheal.detect import Context, Detector, Settings, explain, fusion, limitsteps
 
 SAMPLE_COLUMNS = ("timestamp", "service", "metric", "value")
 CHANGE_COLUMNS = ("timestamp", "service", "kind")
@@ -90,9 +90,10 @@ class Result:
     incidents: int
     """Times a service's finding would open an incident where it had none at the tick
     before: the pages."""
-    limit_notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     """What was done with the `limits` given (`explain.limits`), when: those taken, changed
-    and refused."""
+    and refused; and each series whose moves no noise scale measured (`explain.unranked_note`,
+    once a series)."""
 
 
 RECENT_CHANGES_S = 600.0
@@ -315,6 +316,7 @@ def run(
                       settle_s=settle_s)
         notes += replayer.apply(det, t, functools.partial(_observed, values))
         found = det.update(t, values, ctx)
+        notes += [explain.unranked_note(svc, metric) for svc, metric in det.take_unranked()]
         findings = {f.service: f for f in fusion.fuse(found, limit_of=det.limit)}
         opening = {s for s, f in findings.items() if f.open_incident}
         incidents += len(opening - open_before)
@@ -334,4 +336,4 @@ def run(
     return Result(
         episodes=tuple(episodes.values()), series=len(samples.series), ticks=total,
         first_t=samples.ticks[0][0], last_t=samples.ticks[-1][0], incidents=incidents,
-        limit_notes=tuple(notes))
+        notes=tuple(notes))

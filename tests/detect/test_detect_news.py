@@ -523,11 +523,32 @@ def test_a_series_flat_at_zero_between_bursts_is_told_to_set_a_floor_and_is_judg
     det = detect.Detector()
     first = next(a for i in range(n) for a in det.update(float(i), {key: float(x[i])}))
     assert "set detect.min_scale.dead_letters" in first.explanation
+    for i in range(n):
+        det.update(float(n + i), {key: float(x[i])})
+    assert det.take_unranked() == [key]  # said once, however many bursts
+    assert det.take_unranked() == []
     floored = detect.Settings(min_scale={"dead_letters": 1.0})
     told = _reports(floored, {key: x})[key]
+    det = detect.Detector(floored)
+    for i in range(n):
+        det.update(float(i), {key: float(x[i])})
+    assert det.take_unranked() == []
     assert any(big <= t < big + 4 for t in told)
     assert _bursts_reported([t for t in told if not big <= t < big + 4],
                             big - 10 * BURST_EVERY) == 0
+
+
+def test_a_queue_whose_scale_collapses_burst_by_burst_is_named_once_it_has() -> None:
+    # it starts with a burst, so its first values give it a scale, which then shrinks with
+    # every burst the clip keeps from teaching it: named when no scale measures them any more
+    key = ("api", "dead_letters")
+    det = detect.Detector()
+    named = []
+    for i in range(1, 2000):
+        det.update(float(i), {key: 20.0 if i % BURST_EVERY in (0, 1) else 0.0})
+        named += [(i, k) for k in det.take_unranked()]
+    assert len(named) == 1 and named[0][1] == key
+    assert 10 * BURST_EVERY < named[0][0] < 2000
 
 
 def _episode(gate: news.NewsBank, strength: float) -> bool:

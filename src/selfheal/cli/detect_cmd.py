@@ -101,7 +101,7 @@ def detect(
             samples, detector_settings(cfg.detect), change_list, maintenance,
             settle_s=cfg.detect.settle_s,
             progress=lambda done, total: progress.update(task, completed=done, total=total))
-    for note in result.limit_notes:
+    for note in result.notes:
         render.say(f"detect: {note}")
     drawn = None
     if plot is not None:
@@ -137,6 +137,7 @@ def detect(
             "first_t": result.first_t,
             "last_t": result.last_t,
             "incidents": result.incidents,
+            "notes": list(result.notes),
             "episodes": [
                 {**dataclasses.asdict(e.first), "last_t": e.last_t, "peak_score": e.peak_score,
                  "reports": e.reports, "expected": e.expected, "expected_reason": e.reason,

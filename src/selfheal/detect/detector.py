@@ -66,6 +66,10 @@ class Detector:
         self._seen = np.zeros(0)
         self._forget_at: float | None = None  # when `forget_s` is next applied
         self._dropped: list[SeriesKey] = []  # by it, not yet taken (`take_dropped`)
+        # series that fired with a move no noise scale measured (`take_unranked`): not yet
+        # taken, and every one ever (each is said once a process)
+        self._unranked: list[SeriesKey] = []
+        self._unranked_said: set[SeriesKey] = set()
         self._limits: dict[SeriesKey, float] = {}  # a series' own limit (`set_limits`)
 
     @property
@@ -266,6 +270,7 @@ class Detector:
         step = self._bank.step(t, x, dt, spacing)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
+        self._note_unranked(shown, x, step)
         if ctx.incidents:
             # an episode learned as routine shortly before its service came under an incident
             # (an alert rule slower than the detector) was no routine
@@ -353,6 +358,26 @@ class Detector:
         """The series `update` dropped as idle (`Settings.forget_s`) since the last call."""
         dropped, self._dropped = self._dropped, []
         return dropped
+
+    def take_unranked(self) -> list[SeriesKey]:
+        """The series that fired since the last call with a move that no noise scale
+        measured (`explain.unranked`: a metric with no floor, flat before the move), each
+        once: its moves cannot be ranked until `Settings.min_scale` gives it a floor."""
+        unranked, self._unranked = self._unranked, []
+        return unranked
+
+    def _note_unranked(self, shown: npt.NDArray[np.bool_], x: npt.NDArray[np.float64],
+                       step: core.Step) -> None:
+        """Keep for `take_unranked` each series firing, reported or not, with a move that no
+        noise scale measured, once: a series whose strengths grow as its scale collapses is
+        soon no longer reported (its bursts are learned), so its reports cannot say it."""
+        far = shown & (np.abs(x - step.base)
+                       >= explain.UNRANKED_Z * np.maximum(step.base_scale, 1e-12))
+        for i in (int(i) for i in np.flatnonzero(far)):
+            key = self._keys[i]
+            if self.settings.floor(key[1]) <= 0 and key not in self._unranked_said:
+                self._unranked_said.add(key)
+                self._unranked.append(key)
 
     def _excused(self, step: core.Step, t: float, ctx: context_mod.Context
                  ) -> npt.NDArray[np.bool_] | None:

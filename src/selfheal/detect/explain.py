@@ -88,6 +88,20 @@ UNRANKED_Z = 1e6
 scale to measure it by (a series flat at 0 between bursts), not how strong the move is."""
 
 
+def unranked(z: float, *, floored: bool) -> bool:
+    """Is a move of `z` robust standard deviations one that no noise scale measured (a
+    metric with no floor whose series sat flat before it)?"""
+    return not floored and abs(z) >= UNRANKED_Z
+
+
+def unranked_note(service: str, metric: str) -> str:
+    """What to do about such a series, said once (`Detector.take_unranked`)."""
+    return (f"{service}/{metric} has no noise scale (flat between its moves, no floor in "
+            f"detect.min_scale): its moves cannot be ranked, and one learned as routine can "
+            f"hide a larger one; set detect.min_scale.{metric} to the smallest move worth one "
+            f"standard deviation")
+
+
 def level(metric: str, detector: str, baseline: float, observed: float, z: float,
           *, floored: bool = True) -> str:
     """A spike or level shift in words; for a metric with no noise floor (`floored` False)
@@ -98,7 +112,7 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
         f"{metric} {what}: {fmt(metric, observed)}, {verb} its baseline of "
         f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
-    if not floored and abs(z) >= UNRANKED_Z:
+    if unranked(z, floored=floored):
         text += (f" (its noise scale is next to nothing beside this move and detect.min_scale "
                  f"sets no floor for {metric}: the move cannot be ranked, and learned as the "
                  f"series' routine it can hide larger ones; set detect.min_scale.{metric} to "
