@@ -371,9 +371,10 @@ class Detector:
         """Keep for `take_unranked` each series firing, reported or not, with a move that no
         noise scale measured, once: a series whose strengths grow as its scale collapses is
         soon no longer reported (its bursts are learned), so its reports cannot say it."""
-        far = shown & (np.abs(x - step.base)
-                       >= explain.UNRANKED_Z * np.maximum(step.base_scale, 1e-12))
-        for i in (int(i) for i in np.flatnonzero(far)):
+        rows = np.flatnonzero(shown)  # few: the firing series
+        far = rows[np.abs(x[rows] - step.base[rows])
+                   >= explain.UNRANKED_Z * np.maximum(step.base_scale[rows], 1e-12)]
+        for i in (int(i) for i in far):
             key = self._keys[i]
             if self.settings.floor(key[1]) <= 0 and key not in self._unranked_said:
                 self._unranked_said.add(key)
