@@ -96,8 +96,9 @@ def unranked(z: float, *, floored: bool) -> bool:
 
 def unranked_note(service: str, metric: str) -> str:
     """What to do about such a series, said once (`Detector.take_unranked`)."""
-    return (f"{service}/{metric} has no noise scale (flat between its moves, no floor in "
-            f"detect.min_scale): its moves cannot be ranked, and one learned as routine can "
+    return (f"{service}/{metric} moved by more than a million times its noise scale, and "
+            f"detect.min_scale has no floor for {metric} (a series flat between bursts has no "
+            f"scale of its own): its moves cannot be ranked, and one learned as routine can "
             f"hide a larger one; set detect.min_scale.{metric} to the smallest move worth one "
             f"standard deviation")
 
