@@ -28,14 +28,3 @@ def test_a_value_too_big_to_read_is_said_in_four_digits(metric: str, value: floa
     assert explain.fmt(metric, value) == shown
     text = explain.level(metric, "level_shift", 0.01, value, 1e300)
     assert len(text) < 160 and "by 1e+300 robust" in text
-
-
-@pytest.mark.parametrize(("z", "floored", "hint"), [
-    (2e13, False, True),   # a series flat at 0 between bursts, no floor for its metric
-    (2e13, True, False),   # a floor was set: the number is the move's own size
-    (75.0, False, False),  # a scale to measure by
-])
-def test_a_move_beyond_any_noise_scale_says_which_floor_to_set(
-        z: float, floored: bool, hint: bool) -> None:
-    text = explain.level("dead_letters", "spike", 0.0, 20.0, z, floored=floored)
-    assert ("set detect.min_scale.dead_letters" in text) is hint

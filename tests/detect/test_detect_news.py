@@ -538,19 +538,6 @@ def test_a_series_flat_at_zero_between_bursts_is_told_to_set_a_floor_and_is_judg
                             big - 10 * BURST_EVERY) == 0
 
 
-def test_a_queue_whose_scale_collapses_burst_by_burst_is_named_once_it_has() -> None:
-    # it starts with a burst, so its first values give it a scale, which then shrinks with
-    # every burst the clip keeps from teaching it: named when no scale measures them any more
-    key = ("api", "dead_letters")
-    det = detect.Detector()
-    named = []
-    for i in range(1, 2000):
-        det.update(float(i), {key: 20.0 if i % BURST_EVERY in (0, 1) else 0.0})
-        named += [(i, k) for k in det.take_unranked()]
-    assert len(named) == 1 and named[0][1] == key
-    assert 10 * BURST_EVERY < named[0][0] < 2000
-
-
 def _episode(gate: news.NewsBank, strength: float) -> bool:
     """One episode of three ticks at `strength` on a single series, then a quiet tick (no
     trend, no time): was it reported?"""

@@ -101,6 +101,9 @@ class Step:
     """The baseline level when the current episode began."""
     base_scale: F64
     """The noise scale when the current episode began."""
+    spread: F64
+    """The long-memory mean absolute residual (outliers included) before this tick's value:
+    on a series flat between bursts it is all bursts, far above the noise scale."""
 
 
 class Bank:
@@ -539,6 +542,7 @@ class Bank:
         a["n"][:] = nn
         a["mu"][:] = mu
         a["dev"][:] = dev
+        spread = a["dlong"].copy()
         a["dlong"][:] = dlong
         a["gp"][:] = gp
         a["gn"][:] = gn
@@ -561,4 +565,5 @@ class Bank:
             start=np.where(new_firing, a["start"], np.nan),
             base=a["base"].copy(),
             base_scale=a["bscale"].copy(),
+            spread=spread,
         )

@@ -270,7 +270,7 @@ class Detector:
         step = self._bank.step(t, x, dt, spacing)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
-        self._note_unranked(shown, x, step)
+        self._note_unranked(shown, t, x, step)
         if ctx.incidents:
             # an episode learned as routine shortly before its service came under an incident
             # (an alert rule slower than the detector) was no routine
@@ -361,20 +361,25 @@ class Detector:
 
     def take_unranked(self) -> list[SeriesKey]:
         """The series that fired since the last call with a move that no noise scale
-        measured (`explain.unranked`: a metric with no floor, flat before the move), each
+        measured (`_note_unranked`: a metric with no floor, flat before the move), each
         once: its moves cannot be ranked until `Settings.min_scale` gives it a floor."""
         unranked, self._unranked = self._unranked, []
         return unranked
 
-    def _note_unranked(self, shown: npt.NDArray[np.bool_], x: npt.NDArray[np.float64],
-                       step: core.Step) -> None:
-        """Keep for `take_unranked` each series firing, reported or not, with a move that no
-        noise scale measured, once: a series whose strengths grow as its scale collapses is
-        soon no longer reported (its bursts are learned), so its reports cannot say it."""
-        rows = np.flatnonzero(shown)  # few: the firing series
-        far = rows[np.abs(x[rows] - step.base[rows])
-                   >= explain.UNRANKED_Z * np.maximum(step.base_scale[rows], 1e-12)]
-        for i in (int(i) for i in far):
+    def _note_unranked(self, shown: npt.NDArray[np.bool_], t: float,
+                       x: npt.NDArray[np.float64], step: core.Step) -> None:
+        """Keep for `take_unranked`, once, each series with no floor for its metric, flat
+        before it (`explain.FLAT`), whose episode began now with a move beyond
+        `explain.UNRANKED_Z` noise scales. Reported or not: a series whose scale collapses
+        burst by burst is soon no longer reported (its bursts are learned). Judged at an
+        episode's first tick only, by what the series did before it: an absurd hour of a
+        noisy series fills its long residual by its second tick."""
+        rows = np.flatnonzero(shown & (step.start == t))  # the episodes that began now: few
+        scale = np.maximum(step.base_scale[rows], 1e-12)
+        spread = step.spread[rows]
+        far = np.abs(x[rows] - step.base[rows]) >= explain.UNRANKED_Z * scale
+        flat = (spread <= 0.0) | (scale <= explain.FLAT * spread)
+        for i in (int(i) for i in rows[far & flat]):
             key = self._keys[i]
             if self.settings.floor(key[1]) <= 0 and key not in self._unranked_said:
                 self._unranked_said.add(key)
@@ -482,7 +487,7 @@ class Detector:
         else:
             z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
             text = explain.level(metric, detector, baseline, observed, z,
-                                 floored=self.settings.floor(metric) > 0)
+                                 unranked=(service, metric) in self._unranked_said)
         verdict = context_mod.judge(ctx, service, started, t)
         bound = self.settings.slo.get(metric)
         if verdict.expected and bound is not None and self._breaks(metric, observed, bound):

@@ -84,40 +84,39 @@ def growth(metric: str, service: str, first: float, last: float, span_s: float,
 
 
 UNRANKED_Z = 1e6
-"""A move of more than this many robust standard deviations says that the series has no noise
-scale to measure it by (a series flat at 0 between bursts), not how strong the move is."""
-
-
-def unranked(z: float, *, floored: bool) -> bool:
-    """Is a move of `z` robust standard deviations one that no noise scale measured (a
-    metric with no floor whose series sat flat before it)?"""
-    return not floored and abs(z) >= UNRANKED_Z
+"""A move of more than this many robust standard deviations, on a series flat before it,
+says that the series has no noise scale to measure it by (a series at 0 between bursts), not
+how strong the move is."""
+FLAT = 1e-3
+"""A series is flat between its moves when its noise scale is below this fraction of its
+long mean absolute residual, moves included (or that is 0: it never moved)."""
 
 
 def unranked_note(service: str, metric: str) -> str:
-    """What to do about such a series, said once (`Detector.take_unranked`)."""
-    return (f"{service}/{metric} moved by more than a million times its noise scale, and "
-            f"detect.min_scale has no floor for {metric} (a series flat between bursts has no "
-            f"scale of its own): its moves cannot be ranked, and one learned as routine can "
-            f"hide a larger one; set detect.min_scale.{metric} to the smallest move worth one "
-            f"standard deviation")
+    """What to do about a series whose moves no noise scale measures, said once
+    (`Detector.take_unranked`)."""
+    return (f"{service}/{metric} is flat between its moves and moved by more than a million "
+            f"times its noise scale, and detect.min_scale has no floor for {metric}: its moves "
+            f"cannot be ranked, and one learned as routine can hide a larger one; set "
+            f"detect.min_scale.{metric} to the smallest move worth one standard deviation")
 
 
 def level(metric: str, detector: str, baseline: float, observed: float, z: float,
-          *, floored: bool = True) -> str:
-    """A spike or level shift in words; for a metric with no noise floor (`floored` False)
-    whose scale is nothing beside the move, also what to set so that its moves can be ranked."""
+          *, unranked: bool = False) -> str:
+    """A spike or level shift in words; for a series whose moves no noise scale measures
+    (`unranked`: `Detector.take_unranked`), also what to set so that they can be ranked."""
     verb = "above" if observed >= baseline else "below"
     what = "spike" if detector == "spike" else "level shift"
     text = (
         f"{metric} {what}: {fmt(metric, observed)}, {verb} its baseline of "
         f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
-    if unranked(z, floored=floored):
-        text += (f" (its noise scale is next to nothing beside this move and detect.min_scale "
-                 f"sets no floor for {metric}: the move cannot be ranked, and learned as the "
-                 f"series' routine it can hide larger ones; set detect.min_scale.{metric} to "
-                 f"the smallest move worth one standard deviation)")
+    if unranked:
+        text += (f" (the series is flat between its moves, its noise scale is next to "
+                 f"nothing beside this one, and detect.min_scale sets no floor for {metric}: "
+                 f"its moves cannot be ranked, and one learned as routine can hide larger "
+                 f"ones; set detect.min_scale.{metric} to the smallest move worth one standard "
+                 f"deviation)")
     return text
 
 
