@@ -39,6 +39,14 @@ GROWTH_SCORE = 0.75
 """The least score of a steady rise with no usable limit (`growth`): always reported (an
 incident opens only with another signal of its service: `fusion.LIMITED_ALONE`)."""
 
+UNRANKED_Z = 1e6
+"""A move of more than this many robust standard deviations, on a series flat before it,
+says that the series has no noise scale to measure it by (a series at 0 between bursts), not
+how strong the move is (`take_unranked`)."""
+FLAT = 1e-3
+"""A series is flat between its moves when its noise scale is below this fraction of its
+long mean absolute residual, moves included (or that is 0: it never moved)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class LimitChange:
@@ -369,16 +377,16 @@ class Detector:
     def _note_unranked(self, shown: npt.NDArray[np.bool_], t: float,
                        x: npt.NDArray[np.float64], step: core.Step) -> None:
         """Keep for `take_unranked`, once, each series with no floor for its metric, flat
-        before it (`explain.FLAT`), whose episode began now with a move beyond
-        `explain.UNRANKED_Z` noise scales. Reported or not: a series whose scale collapses
+        before it (`FLAT`), whose episode began now with a move beyond `UNRANKED_Z` noise
+        scales. Reported or not: a series whose scale collapses
         burst by burst is soon no longer reported (its bursts are learned). Judged at an
         episode's first tick only, by what the series did before it: an absurd hour of a
         noisy series fills its long residual by its second tick."""
         rows = np.flatnonzero(shown & (step.start == t))  # the episodes that began now: few
         scale = np.maximum(step.base_scale[rows], 1e-12)
         spread = step.spread[rows]
-        far = np.abs(x[rows] - step.base[rows]) >= explain.UNRANKED_Z * scale
-        flat = (spread <= 0.0) | (scale <= explain.FLAT * spread)
+        far = np.abs(x[rows] - step.base[rows]) >= UNRANKED_Z * scale
+        flat = (spread <= 0.0) | (scale <= FLAT * spread)
         for i in (int(i) for i in rows[far & flat]):
             key = self._keys[i]
             if self.settings.floor(key[1]) <= 0 and key not in self._unranked_said:

@@ -83,22 +83,17 @@ def growth(metric: str, service: str, first: float, last: float, span_s: float,
             f"so no time to {what}")
 
 
-UNRANKED_Z = 1e6
-"""A move of more than this many robust standard deviations, on a series flat before it,
-says that the series has no noise scale to measure it by (a series at 0 between bursts), not
-how strong the move is."""
-FLAT = 1e-3
-"""A series is flat between its moves when its noise scale is below this fraction of its
-long mean absolute residual, moves included (or that is 0: it never moved)."""
+def _no_scale(metric: str) -> str:
+    return (f"is flat between its moves, its noise scale is next to nothing beside them, and "
+            f"detect.min_scale sets no floor for {metric}: its moves cannot be ranked, and one "
+            f"learned as routine can hide a larger one; set detect.min_scale.{metric} to the "
+            f"smallest move worth one standard deviation")
 
 
 def unranked_note(service: str, metric: str) -> str:
     """What to do about a series whose moves no noise scale measures, said once
     (`Detector.take_unranked`)."""
-    return (f"{service}/{metric} is flat between its moves and moved by more than a million "
-            f"times its noise scale, and detect.min_scale has no floor for {metric}: its moves "
-            f"cannot be ranked, and one learned as routine can hide a larger one; set "
-            f"detect.min_scale.{metric} to the smallest move worth one standard deviation")
+    return f"{service}/{metric} {_no_scale(metric)}"
 
 
 def level(metric: str, detector: str, baseline: float, observed: float, z: float,
@@ -112,11 +107,7 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
         f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
     if unranked:
-        text += (f" (the series is flat between its moves, its noise scale is next to "
-                 f"nothing beside this one, and detect.min_scale sets no floor for {metric}: "
-                 f"its moves cannot be ranked, and one learned as routine can hide larger "
-                 f"ones; set detect.min_scale.{metric} to the smallest move worth one standard "
-                 f"deviation)")
+        text += f" (the series {_no_scale(metric)})"
     return text
 
 
