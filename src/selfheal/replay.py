@@ -316,8 +316,7 @@ def run(
                       settle_s=settle_s)
         notes += replayer.apply(det, t, functools.partial(_observed, values))
         found = det.update(t, values, ctx)
-        notes += [explain.unranked_note(svc, metric, det.auto_floor((svc, metric)))
-                  for svc, metric in det.take_unranked()]
+        notes += [explain.unranked_note(svc, metric) for svc, metric in det.take_unranked()]
         findings = {f.service: f for f in fusion.fuse(found, limit_of=det.limit)}
         opening = {s for s, f in findings.items() if f.open_incident}
         incidents += len(opening - open_before)

@@ -165,15 +165,6 @@ class Bank:
         """The value series `row` must not reach (its time-to-limit forecast); None: none."""
         self._a["limit"][row] = np.inf if limit is None else limit
 
-    def raise_floor(self, row: int, floor: float) -> None:
-        """Series `row`'s absolute noise floor becomes at least `floor` (for this process:
-        the floors saved with the state are the config's)."""
-        self._a["floor"][row] = max(self._a["floor"][row], floor)
-
-    def floor(self, row: int) -> float:
-        """Series `row`'s absolute noise floor."""
-        return float(self._a["floor"][row])
-
     @property
     def capacity(self) -> int:
         """Series the arrays hold room for (`size` of them registered)."""

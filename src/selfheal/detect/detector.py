@@ -46,11 +46,6 @@ how strong the move is (`take_unranked`)."""
 FLAT = 1e-3
 """A series is flat between its moves when its noise scale is below this fraction of its
 long mean absolute residual, moves included (or that is 0: it never moved)."""
-STILL_TICKS = 10
-"""A series sat still before a move when its value was exactly the same for this many ticks
-before it: a queue at 0 between bursts does, a noisy series does not (nor one rounded to
-integers, but once in ~1e5 ticks at a standard deviation of 1), whatever absurd values it was
-sent."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +79,6 @@ class Detector:
         self._unranked: list[SeriesKey] = []
         self._unranked_said: set[SeriesKey] = set()
         self._limits: dict[SeriesKey, float] = {}  # a series' own limit (`set_limits`)
-        # per row: its last value, and for how many ticks it has been exactly that (`_still`;
-        # not saved: after a restart a series sits still for `STILL_TICKS` anew)
-        self._last_x = np.zeros(0)
-        self._still = np.zeros(0, np.float32)
-        # the floors `_note_unranked` gave (kept over `forget`, which rebuilds the rows)
-        self._auto_floor: dict[SeriesKey, float] = {}
 
     @property
     def series(self) -> tuple[SeriesKey, ...]:
@@ -145,7 +134,6 @@ class Detector:
         self._news = news_mod.NewsBank(self.settings)
         self._growth = growth_mod.GrowthBank(self.settings)
         self._index, self._keys, self._seen = {}, [], np.zeros(0)
-        self._last_x, self._still = np.zeros(0), np.zeros(0, np.float32)
         for key in keys:
             self._row(key)
         # the growth rings are keyed by row, and absent from a state saved before them
@@ -166,9 +154,6 @@ class Detector:
         self._news.load({k.removeprefix("news."): v for k, v in kept.items()
                          if k.startswith("news.")})
         self._seen[: len(keys)] = kept["seen"]
-        for key, floor in self._auto_floor.items():
-            if key in self._index:
-                self._bank.raise_floor(self._index[key], floor)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         out = persist.arrays(self._bank, self._news, self._seen)
@@ -192,8 +177,6 @@ class Detector:
         arrays.update({f"growth.{k}": v[kept] for k, v in grown.items()})
         arrays["growth.rows"] = np.searchsorted(keep, grown["rows"][kept]).astype(np.int64)
         dropped = [self._keys[i] for i in np.flatnonzero(gone)]
-        for key in dropped:
-            self._auto_floor.pop(key, None)
         self._adopt([self._keys[i] for i in keep], arrays)
         return dropped
 
@@ -219,8 +202,6 @@ class Detector:
             if row >= len(self._seen):
                 more = max(row + 1, self._bank.capacity) - len(self._seen)
                 self._seen = np.concatenate([self._seen, np.full(more, np.nan)])
-                self._last_x = np.concatenate([self._last_x, np.full(more, np.nan)])
-                self._still = np.concatenate([self._still, np.zeros(more, np.float32)])
         return row
 
     def update(
@@ -297,18 +278,7 @@ class Detector:
         step = self._bank.step(t, x, dt, spacing)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
-        still = self._still[: self._bank.size]
-        floored = self._note_unranked(shown, t, x, step, still)
-        # then how long each series has sat still, this value included (a missing value is
-        # no move; float32 counts to 2**24, far past `STILL_TICKS`)
-        last_x = self._last_x[: self._bank.size]
-        valid = ~np.isnan(x)
-        same = x == last_x
-        still[same] += 1.0
-        still[valid & ~same] = 0.0
-        np.copyto(last_x, x, where=valid)
-        if floored:
-            self._news.forget(floored)
+        self._note_unranked(shown, t, x, step)
         if ctx.incidents:
             # an episode learned as routine shortly before its service came under an incident
             # (an alert rule slower than the detector) was no routine
@@ -317,10 +287,6 @@ class Detector:
         news = self._news.step(step.firing, step.strength, step.ttl_ticks * spacing,
                                self._excused(step, t, ctx), t=t, dt=dt,
                                age_s=t - step.start)
-        if floored:
-            # the move that showed the collapse was measured on no scale: reported (the
-            # memory it is judged by is new), never learned
-            self._news.mark(floored)
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):
@@ -408,51 +374,24 @@ class Detector:
         unranked, self._unranked = self._unranked, []
         return unranked
 
-    def auto_floor(self, key: SeriesKey) -> float:
-        """The noise floor this detector gave `key` when its scale collapsed
-        (`Settings.unranked_floor`), or 0: none (its metric has one of its own, or the
-        series has not yet moved twice)."""
-        if self.settings.floor(key[1]) > 0:
-            return 0.0
-        return self._auto_floor.get(key, 0.0)
-
     def _note_unranked(self, shown: npt.NDArray[np.bool_], t: float,
-                       x: npt.NDArray[np.float64], step: core.Step,
-                       still: npt.NDArray[np.float32]) -> list[int]:
+                       x: npt.NDArray[np.float64], step: core.Step) -> None:
         """Keep for `take_unranked`, once, each series with no floor for its metric, flat
         before it (`FLAT`), whose episode began now with a move beyond `UNRANKED_Z` noise
         scales. Reported or not: a series whose scale collapses
         burst by burst is soon no longer reported (its bursts are learned). Judged at an
         episode's first tick only, by what the series did before it: an absurd hour of a
-        noisy series fills its long residual by its second tick.
-
-        Each such series that has moved before (a long residual to measure by) and sat still
-        just before this move (`still`: ticks at its last value, `STILL_TICKS`) also takes a
-        floor of `Settings.unranked_floor` times that residual: the rows returned, whose report
-        gate must forget what it learned on no scale. Not a noisy series that a broken
-        exporter sends absurd values again and again: its long residual is then theirs, and a
-        floor from it would blind the series to everything else."""
+        noisy series fills its long residual by its second tick."""
         rows = np.flatnonzero(shown & (step.start == t))  # the episodes that began now: few
         scale = np.maximum(step.base_scale[rows], 1e-12)
         spread = step.spread[rows]
         far = np.abs(x[rows] - step.base[rows]) >= UNRANKED_Z * scale
         flat = (spread <= 0.0) | (scale <= FLAT * spread)
-        calm_rows = (still[rows] >= STILL_TICKS) & (spread > 0.0)
-        floored: list[int] = []
-        pick = far & flat
-        for i, before, calm in zip(rows[pick].tolist(), spread[pick].tolist(),
-                                   calm_rows[pick].tolist(), strict=True):
+        for i in (int(i) for i in rows[far & flat]):
             key = self._keys[i]
-            if self.settings.floor(key[1]) > 0:
-                continue
-            if key not in self._unranked_said:
+            if self.settings.floor(key[1]) <= 0 and key not in self._unranked_said:
                 self._unranked_said.add(key)
                 self._unranked.append(key)
-            if calm and self.settings.unranked_floor > 0:
-                self._auto_floor[key] = self.settings.unranked_floor * before
-                self._bank.raise_floor(i, self._auto_floor[key])
-                floored.append(i)
-        return floored
 
     def _excused(self, step: core.Step, t: float, ctx: context_mod.Context
                  ) -> npt.NDArray[np.bool_] | None:
@@ -556,8 +495,7 @@ class Detector:
         else:
             z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
             text = explain.level(metric, detector, baseline, observed, z,
-                                 unranked=(service, metric) in self._unranked_said,
-                                 floor=self.auto_floor((service, metric)))
+                                 unranked=(service, metric) in self._unranked_said)
         verdict = context_mod.judge(ctx, service, started, t)
         bound = self.settings.slo.get(metric)
         if verdict.expected and bound is not None and self._breaks(metric, observed, bound):

@@ -83,31 +83,23 @@ def growth(metric: str, service: str, first: float, last: float, span_s: float,
             f"so no time to {what}")
 
 
-def _no_scale(metric: str, floor: float) -> str:
-    if floor > 0:
-        text = (f"is flat between its moves and detect.min_scale sets no floor for {metric}, "
-                f"so selfheal measures its moves against {fmt(metric, floor)}, their mean size "
-                f"over the ticks, until a restart; ")
-    else:
-        text = (f"is flat between its moves, its noise scale is next to nothing beside them, "
-                f"and detect.min_scale sets no floor for {metric}: its moves cannot be ranked, "
-                f"and one learned as routine can hide a larger one (selfheal gives it a floor "
-                f"of their mean size once it has sat still before one); ")
-    return text + (f"set detect.min_scale.{metric} to the smallest move worth one standard "
-                   f"deviation")
+def _no_scale(metric: str) -> str:
+    return (f"is flat between its moves, its noise scale is next to nothing beside them, and "
+            f"detect.min_scale sets no floor for {metric}: its moves cannot be ranked, and one "
+            f"learned as routine can hide a larger one; set detect.min_scale.{metric} to the "
+            f"smallest move worth one standard deviation")
 
 
-def unranked_note(service: str, metric: str, floor: float = 0.0) -> str:
+def unranked_note(service: str, metric: str) -> str:
     """What to do about a series whose moves no noise scale measures, said once
-    (`Detector.take_unranked`), and the floor selfheal gave it (`Detector.auto_floor`)."""
-    return f"{service}/{metric} {_no_scale(metric, floor)}"
+    (`Detector.take_unranked`)."""
+    return f"{service}/{metric} {_no_scale(metric)}"
 
 
 def level(metric: str, detector: str, baseline: float, observed: float, z: float,
-          *, unranked: bool = False, floor: float = 0.0) -> str:
+          *, unranked: bool = False) -> str:
     """A spike or level shift in words; for a series whose moves no noise scale measures
-    (`unranked`: `Detector.take_unranked`), also what to set so that they can be ranked, and
-    the floor selfheal gave it meanwhile (`Detector.auto_floor`)."""
+    (`unranked`: `Detector.take_unranked`), also what to set so that they can be ranked."""
     verb = "above" if observed >= baseline else "below"
     what = "spike" if detector == "spike" else "level shift"
     text = (
@@ -115,7 +107,7 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
         f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
     if unranked:
-        text += f" (the series {_no_scale(metric, floor)})"
+        text += f" (the series {_no_scale(metric)})"
     return text
 
 

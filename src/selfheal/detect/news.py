@@ -243,16 +243,6 @@ class NewsBank:
             flags[:] = False
         self._f["peak"][:] = 0.0
 
-    def forget(self, rows: list[int]) -> None:
-        """Forget what these series learned, by tick and by hour: it was measured on a scale
-        that is no longer theirs (`Detector`'s floor for a collapsed scale). Their next
-        episodes are judged as a new series' are."""
-        for k in ("m", "v", "n"):
-            self._f[k][rows] = 0.0
-        for table in (self._hour_peak, self._hour_two, self._hour_day):
-            table[rows] = 0
-        self._undo["left"][rows] = 0
-
     def pending(self) -> npt.NDArray[np.int64]:
         """The series whose last learned episode an incident can still unlearn."""
         return np.flatnonzero(self._undo["left"][: self._n] > 0)

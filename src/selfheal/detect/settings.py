@@ -105,12 +105,6 @@ class Settings:
     alpha_long: float = 0.002
     long_floor: float = 0.0
     """The scale is at least this fraction of the long-memory mean absolute deviation."""
-    unranked_floor: float = 1.0
-    """A series of a metric with no floor (`min_scale`) that is flat between its moves (a
-    queue at 0 between bursts, `Detector.take_unranked`) takes, when its scale is seen to have
-    collapsed, a noise floor of this fraction of its long mean absolute residual before the
-    move (its bursts, spread over the ticks): its moves are ranked again, and what its gate
-    learned while they could not be is forgotten (0 = only name the series)."""
     huber_c: float = 3.0
     outlier_learn: float = 0.1
     """Fraction of the learning rate at which points beyond huber_c teach the scale."""

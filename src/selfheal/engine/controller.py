@@ -271,8 +271,7 @@ class Controller:
                       f"{self.cfg.detect.forget_after_s / 86_400:g} days dropped from the "
                       f"detectors: {names}{', ...' if len(dropped) > 5 else ''}")
         for svc, metric in self.detector.take_unranked():
-            self.emit("detect", explain_mod.unranked_note(
-                svc, metric, self.detector.auto_floor((svc, metric))), service=svc)
+            self.emit("detect", explain_mod.unranked_note(svc, metric), service=svc)
         anomalies += self.expiry.update(
             now, {k: v for k, v in values.items() if k[1] in expiry_mod.WHAT})
         result = correlate.correlate(
