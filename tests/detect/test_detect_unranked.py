@@ -62,6 +62,21 @@ def test_a_noisy_series_is_not_named_for_an_absurd_value(bad: float) -> None:
     assert _named(x) == []
 
 
+@pytest.mark.parametrize("bad", [1e7, 1e19])
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+@pytest.mark.parametrize("level", [3.0, 100.0])
+def test_a_gauge_whose_scale_is_its_relative_floor_is_not_named_for_glitches(
+        bad: float, noise: float, level: float) -> None:
+    # a replica count, a config value: still (or rounded) at its level, its scale is the
+    # share of that level the relative floor gives it, so its moves are ranked; a broken
+    # exporter's value, twice, is absurd, not a sign that it needs a floor
+    x = np.round(np.random.default_rng(3).normal(level, noise, 2000)) if noise else \
+        np.full(2000, level)
+    for start in (600, 900):
+        x[start : start + 5] = bad
+    assert _named(x) == []
+
+
 def test_a_series_whose_scale_collapses_burst_by_burst_is_named_once_it_has() -> None:
     # it starts with a burst, so its first values give it a scale, which then shrinks with
     # each burst the clip keeps from teaching it

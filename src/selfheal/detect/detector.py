@@ -381,17 +381,23 @@ class Detector:
         scales. Reported or not: a series whose scale collapses
         burst by burst is soon no longer reported (its bursts are learned). Judged at an
         episode's first tick only, by what the series did before it: an absurd hour of a
-        noisy series fills its long residual by its second tick."""
+        noisy series fills its long residual by its second tick. Not a series whose scale
+        was its relative floor (`Settings.rel`, a share of its level): it has a scale, and
+        the move was absurd (a gauge at 3 that a broken exporter sent 1e7)."""
         rows = np.flatnonzero(shown & (step.start == t))  # the episodes that began now: few
         scale = np.maximum(step.base_scale[rows], 1e-12)
         spread = step.spread[rows]
         far = np.abs(x[rows] - step.base[rows]) >= UNRANKED_Z * scale
         flat = (spread <= 0.0) | (scale <= FLAT * spread)
-        for i in (int(i) for i in rows[far & flat]):
+        for i, s, base in zip(rows[far & flat].tolist(), scale[far & flat].tolist(),
+                              step.base[rows][far & flat].tolist(), strict=True):
             key = self._keys[i]
-            if self.settings.floor(key[1]) <= 0 and key not in self._unranked_said:
-                self._unranked_said.add(key)
-                self._unranked.append(key)
+            if self.settings.floor(key[1]) > 0 or key in self._unranked_said:
+                continue
+            if self.settings.rel(key[1]) * abs(base) >= s:
+                continue
+            self._unranked_said.add(key)
+            self._unranked.append(key)
 
     def _excused(self, step: core.Step, t: float, ctx: context_mod.Context
                  ) -> npt.NDArray[np.bool_] | None:
