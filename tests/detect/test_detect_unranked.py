@@ -63,6 +63,26 @@ def test_a_noisy_series_is_not_named_for_an_absurd_value(bad: float) -> None:
 
 
 @pytest.mark.parametrize("bad", [1e7, 1e19])
+@pytest.mark.parametrize(("level", "noise"), [(50.0, 5.0), (0.0, 1.0), (100.0, 1.0)])
+def test_a_noisy_series_sent_absurd_values_twice_is_not_named(
+        bad: float, level: float, noise: float) -> None:
+    # the first glitch fills its long residual, so that at the second its noise scale is
+    # far below it, as a flat series' is below its bursts; but it never sat still
+    x = np.random.default_rng(5).normal(level, noise, 2000)
+    for start in (600, 900):
+        x[start : start + 5] = bad
+    assert _named(x) == []
+
+
+def test_a_series_at_zero_missing_between_some_values_is_still_named() -> None:
+    # a missing value is no move: a queue whose exporter skips scrapes sits still through it
+    x = _bursts(400, 20.0)
+    x[np.random.default_rng(2).random(400) < 0.3] = np.nan
+    x[39] = 20.0
+    assert [t for t, _ in _named(x)] == [39]
+
+
+@pytest.mark.parametrize("bad", [1e7, 1e19])
 @pytest.mark.parametrize("noise", [0.0, 0.3])
 @pytest.mark.parametrize("level", [3.0, 100.0])
 def test_a_gauge_whose_scale_is_its_relative_floor_is_not_named_for_glitches(
@@ -84,3 +104,19 @@ def test_a_series_whose_scale_collapses_burst_by_burst_is_named_once_it_has() ->
     x[0:2] = 20.0
     named = _named(x)
     assert len(named) == 1 and named[0][0] > 10 * 40
+
+
+def test_dropping_an_idle_series_keeps_how_long_the_others_sat_still() -> None:
+    # `forget` rebuilds the rows it keeps: the queue's 35 still ticks stay, and its burst
+    # 4 ticks later is named as it would be with nothing dropped
+    det = detect.Detector()
+    x = _bursts(80, 20.0)
+    for i in range(35):
+        det.update(float(i), {KEY: float(x[i]), ("old", "gone"): 1.0} if i < 5 else
+                   {KEY: float(x[i])})
+    assert det.forget(10.0) == [("old", "gone")]
+    named = []
+    for i in range(35, 80):
+        det.update(float(i), {KEY: float(x[i])})
+        named += [(i, key) for key in det.take_unranked()]
+    assert named == [(39, KEY)]

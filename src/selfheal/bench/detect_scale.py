@@ -40,8 +40,9 @@ class ScaleResult:
     more, and the series' names with their index; 0 when not measured."""
 
 
-SEEN_BYTES = 8.0
-"""`Detector`'s own array: the time of each series' last value (`Settings.forget_s`)."""
+SEEN_BYTES = 20.0
+"""`Detector`'s own arrays: the time of each series' last value (`Settings.forget_s`), that
+value, and for how many ticks it has not changed (float32: `detector.STILL_TICKS`)."""
 
 
 def run(

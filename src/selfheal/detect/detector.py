@@ -46,6 +46,11 @@ how strong the move is (`take_unranked`)."""
 FLAT = 1e-3
 """A series is flat between its moves when its noise scale is below this fraction of its
 long mean absolute residual, moves included (or that is 0: it never moved)."""
+STILL_TICKS = 10
+"""And it sat still before a move when its value was exactly the same for this many ticks
+before it (missing values aside): a queue at 0 between bursts does; a noisy series does not,
+although a broken exporter's absurd values, sent twice, leave its long residual far above its
+noise scale as a flat series' bursts do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,10 @@ class Detector:
         self._unranked: list[SeriesKey] = []
         self._unranked_said: set[SeriesKey] = set()
         self._limits: dict[SeriesKey, float] = {}  # a series' own limit (`set_limits`)
+        # per row: its last finite value, and for how many ticks since it has not changed
+        # (`STILL_TICKS`; kept in memory only: after a restart a series sits still anew)
+        self._last_x = np.zeros(0)
+        self._still = np.zeros(0, np.float32)
 
     @property
     def series(self) -> tuple[SeriesKey, ...]:
@@ -134,6 +143,7 @@ class Detector:
         self._news = news_mod.NewsBank(self.settings)
         self._growth = growth_mod.GrowthBank(self.settings)
         self._index, self._keys, self._seen = {}, [], np.zeros(0)
+        self._last_x, self._still = np.zeros(0), np.zeros(0, np.float32)
         for key in keys:
             self._row(key)
         # the growth rings are keyed by row, and absent from a state saved before them
@@ -177,7 +187,9 @@ class Detector:
         arrays.update({f"growth.{k}": v[kept] for k, v in grown.items()})
         arrays["growth.rows"] = np.searchsorted(keep, grown["rows"][kept]).astype(np.int64)
         dropped = [self._keys[i] for i in np.flatnonzero(gone)]
+        last_x, still = self._last_x[keep], self._still[keep]
         self._adopt([self._keys[i] for i in keep], arrays)
+        self._last_x[: len(keep)], self._still[: len(keep)] = last_x, still
         return dropped
 
     def _row(self, key: SeriesKey) -> int:
@@ -202,6 +214,8 @@ class Detector:
             if row >= len(self._seen):
                 more = max(row + 1, self._bank.capacity) - len(self._seen)
                 self._seen = np.concatenate([self._seen, np.full(more, np.nan)])
+                self._last_x = np.concatenate([self._last_x, np.full(more, np.nan)])
+                self._still = np.concatenate([self._still, np.zeros(more, np.float32)])
         return row
 
     def update(
@@ -278,7 +292,16 @@ class Detector:
         step = self._bank.step(t, x, dt, spacing)
 
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
-        self._note_unranked(shown, t, x, step)
+        still = self._still[: self._bank.size]
+        self._note_unranked(shown, t, x, step, still)
+        # then how long each series has sat still, this value included (a missing value is
+        # no move; float32 counts exactly to 2**24 ticks, far past `STILL_TICKS`)
+        last_x = self._last_x[: self._bank.size]
+        valid = np.isfinite(x)
+        same = x == last_x
+        still[same] += 1.0
+        still[valid & ~same] = 0.0
+        np.copyto(last_x, x, where=valid)
         if ctx.incidents:
             # an episode learned as routine shortly before its service came under an incident
             # (an alert rule slower than the detector) was no routine
@@ -375,9 +398,11 @@ class Detector:
         return unranked
 
     def _note_unranked(self, shown: npt.NDArray[np.bool_], t: float,
-                       x: npt.NDArray[np.float64], step: core.Step) -> None:
+                       x: npt.NDArray[np.float64], step: core.Step,
+                       still: npt.NDArray[np.float32]) -> None:
         """Keep for `take_unranked`, once, each series with no floor for its metric, flat
-        before it (`FLAT`), whose episode began now with a move beyond `UNRANKED_Z` noise
+        before it (`FLAT`) and still just before it (`still`: ticks at its last value,
+        `STILL_TICKS`), whose episode began now with a move beyond `UNRANKED_Z` noise
         scales. Reported or not: a series whose scale collapses
         burst by burst is soon no longer reported (its bursts are learned). Judged at an
         episode's first tick only, by what the series did before it: an absurd hour of a
@@ -388,7 +413,7 @@ class Detector:
         scale = np.maximum(step.base_scale[rows], 1e-12)
         spread = step.spread[rows]
         far = np.abs(x[rows] - step.base[rows]) >= UNRANKED_Z * scale
-        flat = (spread <= 0.0) | (scale <= FLAT * spread)
+        flat = ((spread <= 0.0) | (scale <= FLAT * spread)) & (still[rows] >= STILL_TICKS)
         for i, s, base in zip(rows[far & flat].tolist(), scale[far & flat].tolist(),
                               step.base[rows][far & flat].tolist(), strict=True):
             key = self._keys[i]
