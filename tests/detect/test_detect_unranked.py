@@ -74,6 +74,13 @@ def test_a_noisy_series_sent_absurd_values_twice_is_not_named(
     assert _named(x) == []
 
 
+def test_ten_equal_values_before_a_move_are_still_enough() -> None:
+    # a queue bursting every 11 ticks, its first burst the first tick past the warm-up
+    x = np.zeros(200)
+    x[10::11] = 20.0
+    assert [t for t, _ in _named(x)] == [10]
+
+
 def test_a_series_at_zero_missing_between_some_values_is_still_named() -> None:
     # a missing value is no move: a queue whose exporter skips scrapes sits still through it
     x = _bursts(400, 20.0)

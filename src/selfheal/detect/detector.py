@@ -84,7 +84,7 @@ class Detector:
         self._unranked: list[SeriesKey] = []
         self._unranked_said: set[SeriesKey] = set()
         self._limits: dict[SeriesKey, float] = {}  # a series' own limit (`set_limits`)
-        # per row: its last finite value, and for how many ticks since it has not changed
+        # per row: its last finite value, and how many ticks in a row it has had it
         # (`STILL_TICKS`; kept in memory only: after a restart a series sits still anew)
         self._last_x = np.zeros(0)
         self._still = np.zeros(0, np.float32)
@@ -294,13 +294,13 @@ class Detector:
         shown = step.firing & np.isfinite(x) & (step.score >= self.settings.clear)
         still = self._still[: self._bank.size]
         self._note_unranked(shown, t, x, step, still)
-        # then how long each series has sat still, this value included (a missing value is
-        # no move; float32 counts exactly to 2**24 ticks, far past `STILL_TICKS`)
+        # then how many ticks in a row each series has had its value, this one included (a
+        # missing value is no move; float32 counts exactly to 2**24, far past `STILL_TICKS`)
         last_x = self._last_x[: self._bank.size]
         valid = np.isfinite(x)
         same = x == last_x
         still[same] += 1.0
-        still[valid & ~same] = 0.0
+        still[valid & ~same] = 1.0
         np.copyto(last_x, x, where=valid)
         if ctx.incidents:
             # an episode learned as routine shortly before its service came under an incident
