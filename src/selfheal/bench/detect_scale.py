@@ -42,7 +42,7 @@ class ScaleResult:
 
 SEEN_BYTES = 20.0
 """`Detector`'s own arrays: the time of each series' last value (`Settings.forget_s`), that
-value, and for how many ticks it has not changed (float32: `detector.STILL_TICKS`)."""
+value, and how many ticks in a row it has had it (float32: `detector.STILL_TICKS`)."""
 
 
 def run(

@@ -414,8 +414,9 @@ class Detector:
         spread = step.spread[rows]
         far = np.abs(x[rows] - step.base[rows]) >= UNRANKED_Z * scale
         flat = ((spread <= 0.0) | (scale <= FLAT * spread)) & (still[rows] >= STILL_TICKS)
-        for i, s, base in zip(rows[far & flat].tolist(), scale[far & flat].tolist(),
-                              step.base[rows][far & flat].tolist(), strict=True):
+        pick = far & flat
+        for i, s, base in zip(rows[pick].tolist(), scale[pick].tolist(),
+                              step.base[rows][pick].tolist(), strict=True):
             key = self._keys[i]
             if self.settings.floor(key[1]) > 0 or key in self._unranked_said:
                 continue
