@@ -309,7 +309,7 @@ class Detector:
                                 if self._keys[i][0] in ctx.incidents])
         news = self._news.step(step.firing, step.strength, step.ttl_ticks * spacing,
                                self._excused(step, t, ctx), t=t, dt=dt,
-                               age_s=t - step.start)
+                               age_s=t - step.start, z=self._directed(step.z))
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):
@@ -332,6 +332,22 @@ class Detector:
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         self._forget_idle(t)
         return found
+
+    def _directed(self, z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Each series' z-score in its bad direction (both ways: its size)."""
+        d = self._bank.direction[: len(z)]
+        return np.where(d > 0, z, np.where(d < 0, -z, np.abs(z)))
+
+    def _held(self, i: int, seconds: float, strength: float
+              ) -> tuple[float, int, float] | None:
+        """(seconds, ticks, mean z-score) of row `i`'s episode when what it has held so far
+        is stronger than its tick (`Settings.report_sustained`): why a shift no taller than
+        the series' routine spikes was news."""
+        ticks, mean = self._news.held(i)
+        if not self.settings.report_sustained or ticks < 2 \
+                or mean * math.sqrt(ticks) / self.settings.z_spike <= strength:
+            return None
+        return seconds, ticks, mean
 
     def _rises(self, t: float, x: npt.NDArray[np.float64], spacing: float,
                ctx: context_mod.Context, reported: set[SeriesKey], explained: bool
@@ -527,7 +543,8 @@ class Detector:
         else:
             z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
             text = explain.level(metric, detector, baseline, observed, z,
-                                 unranked=(service, metric) in self._unranked_said)
+                                 unranked=(service, metric) in self._unranked_said,
+                                 held=self._held(i, t - started, float(step.strength[i])))
         verdict = context_mod.judge(ctx, service, started, t)
         bound = self.settings.slo.get(metric)
         if verdict.expected and bound is not None and self._breaks(metric, observed, bound):

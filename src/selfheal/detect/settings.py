@@ -235,6 +235,13 @@ class Settings:
     every episode). Reported at once regardless: while the series has fewer than
     `report_min_episodes` past episodes in memory, when it breaks its SLO or reaches its limit,
     and when a trend reaches its limit within `ttl_horizon_s` (`news.NewsBank`)."""
+    report_sustained: bool = True
+    """An episode's strength, for the report gate, is also what it has held so far: the sum
+    of its ticks' z-scores over the square root of their number, in units of `z_spike` (the
+    z-score of its mean). A level shift's own strength is capped (`cusum_cap`), so on a
+    series whose routine is one-tick spikes of 8-12 standard deviations a shift of 12 that
+    lasted 2 hours was never news; held, it is reported 2 ticks in (6: ~14 ticks). False:
+    the peak tick alone (before 2026-12-05)."""
     report_min_episodes: float = 2.0
     """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
     report_days: float = 8.0
