@@ -341,11 +341,12 @@ class Detector:
     def _held(self, i: int, seconds: float, strength: float
               ) -> tuple[float, int, float] | None:
         """(seconds, ticks, mean z-score) of row `i`'s episode when what it has held so far
-        is stronger than its tick (`Settings.report_sustained`): why a shift no taller than
+        is stronger than its tick (`Settings.report_held_ticks`): why a shift no taller than
         the series' routine spikes was news."""
+        s = self.settings
         ticks, mean = self._news.held(i)
-        if not self.settings.report_sustained or ticks < 2 \
-                or mean * math.sqrt(ticks) / self.settings.z_spike <= strength:
+        if s.report_held_ticks <= 0 or ticks < 2 \
+                or mean * math.sqrt(min(ticks, s.report_held_ticks)) / s.z_spike <= strength:
             return None
         return seconds, ticks, mean
 

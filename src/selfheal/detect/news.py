@@ -4,8 +4,9 @@ A z-score of 6 is news on a quiet series and an hourly event on a bursty one. Ea
 remembers the (log) peak strengths of its past episodes as a mean and a variance, learned when
 an episode ends and decayed per tick (`Settings.report_memory`). A firing episode is news once
 its peak so far stands `report_z` standard deviations above that mean (an episode's strength
-is the larger of its tick's and what it has held so far, the z-score of its mean: a level
-shift that lasts is stronger than a one-tick spike of its height); while the memory holds
+is the larger of its tick's and what it has held so far, the z-score of the mean of up to
+`report_held_ticks` ticks: a level shift that lasts is stronger than a one-tick spike of its
+height); while the memory holds
 fewer than `report_min_episodes` episodes (nothing to judge by); or when a trend reaches its
 limit within `ttl_horizon_s`. Once reported, an episode stays reported until it ends.
 
@@ -315,7 +316,7 @@ class NewsBank:
         f["n"][...] = n.astype(np.float32)
         # a strength that is not a finite number (nothing upstream should give one) is
         # reported and never learned: it must not silence or poison the series' memory
-        if z is not None and s.report_sustained:
+        if z is not None and s.report_held_ticks > 0:
             strength = np.maximum(strength, self._held(firing, b["was"], z, f))
         odd = ~np.isfinite(strength)
         ly = np.log1p(np.where(odd, 0.0, np.clip(strength, 0.0, _STRONG)))
@@ -349,24 +350,27 @@ class NewsBank:
 
     def _held(self, firing: B, was: B, z: npt.NDArray[np.float64],
               f: dict[str, F32]) -> npt.NDArray[np.float64]:
-        """The strength of each firing episode as held so far: the sum of its ticks' z-scores
-        (in the bad direction; missing ticks add nothing) over the square root of its ticks
-        that had a value, in units of `Settings.z_spike`. A shift of 12 standard deviations
-        that lasts 10 ticks is as unlikely, under noise, as one tick at 38: held, it is
-        stronger than a series' routine one-tick spikes of 12, while the spike itself (one
-        tick, then the ticks it takes to clear) holds no more than its peak."""
+        """The strength of each firing episode as held so far: the mean of its ticks' z-scores
+        (in the bad direction; missing ticks add nothing and are not counted) times the
+        square root of their number, at most `Settings.report_held_ticks`, in units of
+        `Settings.z_spike`. A shift of 12 standard deviations held for 4 ticks is as unlikely,
+        under noise, as one tick at 24: stronger than a series' routine one-tick spikes of
+        12, while such a spike (one tick, then the ticks it takes to clear) holds no more
+        than its peak."""
+        s = self.settings
         zz = np.asarray(z, dtype=np.float64)
         ok = np.isfinite(zz)
         # one tick adds at most what the strength cap reads (a collapsed scale's 1e13 sds must
         # not overflow the float32 sum, a tick's z of inf neither)
-        add = np.where(ok, np.clip(zz, 0.0, _STRONG * self.settings.z_spike), 0.0)
+        add = np.where(ok, np.clip(zz, 0.0, _STRONG * s.z_spike), 0.0)
         going = firing & was
         f["zsum"][...] = np.where(firing, np.where(going, f["zsum"], 0.0) + add, 0.0
                                   ).astype(np.float32)
         f["zk"][...] = np.where(firing, np.where(going, f["zk"], 0.0) + ok, 0.0
                                 ).astype(np.float32)
-        held = f["zsum"] / np.sqrt(np.maximum(f["zk"], np.float32(1.0)))
-        return np.where(firing, held.astype(np.float64) / self.settings.z_spike, 0.0)
+        k = np.maximum(f["zk"].astype(np.float64), 1.0)
+        held = f["zsum"] / k * np.sqrt(np.minimum(k, float(s.report_held_ticks)))
+        return np.where(firing, held / s.z_spike, 0.0)
 
     def held(self, row: int) -> tuple[int, float]:
         """(ticks with a value, mean z-score) of `row`'s current episode so far, as `step`
