@@ -309,7 +309,7 @@ class Detector:
                                 if self._keys[i][0] in ctx.incidents])
         news = self._news.step(step.firing, step.strength, step.ttl_ticks * spacing,
                                self._excused(step, t, ctx), t=t, dt=dt,
-                               age_s=t - step.start, z=self._directed(step.z))
+                               age_s=t - step.start)
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):
@@ -332,23 +332,6 @@ class Detector:
         found.sort(key=lambda a: (-a.score, a.service, a.metric))
         self._forget_idle(t)
         return found
-
-    def _directed(self, z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Each series' z-score in its bad direction (both ways: its size)."""
-        d = self._bank.direction[: len(z)]
-        return np.where(d > 0, z, np.where(d < 0, -z, np.abs(z)))
-
-    def _held(self, i: int, seconds: float, strength: float
-              ) -> tuple[float, int, float] | None:
-        """(seconds, ticks, mean z-score) of row `i`'s episode when what it has held so far
-        is stronger than its tick (`Settings.report_held_ticks`): why a shift no taller than
-        the series' routine spikes was news."""
-        s = self.settings
-        ticks, mean = self._news.held(i)
-        if s.report_held_ticks <= 0 or ticks < 2 \
-                or mean * math.sqrt(min(ticks, s.report_held_ticks)) / s.z_spike <= strength:
-            return None
-        return seconds, ticks, mean
 
     def _rises(self, t: float, x: npt.NDArray[np.float64], spacing: float,
                ctx: context_mod.Context, reported: set[SeriesKey], explained: bool
@@ -544,8 +527,7 @@ class Detector:
         else:
             z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
             text = explain.level(metric, detector, baseline, observed, z,
-                                 unranked=(service, metric) in self._unranked_said,
-                                 held=self._held(i, t - started, float(step.strength[i])))
+                                 unranked=(service, metric) in self._unranked_said)
         verdict = context_mod.judge(ctx, service, started, t)
         bound = self.settings.slo.get(metric)
         if verdict.expected and bound is not None and self._breaks(metric, observed, bound):

@@ -97,21 +97,15 @@ def unranked_note(service: str, metric: str) -> str:
 
 
 def level(metric: str, detector: str, baseline: float, observed: float, z: float,
-          *, unranked: bool = False, held: tuple[float, int, float] | None = None) -> str:
+          *, unranked: bool = False) -> str:
     """A spike or level shift in words; for a series whose moves no noise scale measures
-    (`unranked`: `Detector.take_unranked`), also what to set so that they can be ranked;
-    with `held` (seconds, ticks, mean z-score), how long the episode has held its move,
-    for one that is strong by lasting rather than by its height."""
+    (`unranked`: `Detector.take_unranked`), also what to set so that they can be ranked."""
     verb = "above" if observed >= baseline else "below"
     what = "spike" if detector == "spike" else "level shift"
     text = (
         f"{metric} {what}: {fmt(metric, observed)}, {verb} its baseline of "
         f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
-    if held is not None:
-        seconds, ticks, mean = held
-        text += (f", held for {fmt_duration(seconds)} ({ticks} ticks) at "
-                 f"a mean of {_num(mean, '.1f')}")
     if unranked:
         text += f" (the series {_no_scale(metric)})"
     return text

@@ -3,10 +3,7 @@
 A z-score of 6 is news on a quiet series and an hourly event on a bursty one. Each series
 remembers the (log) peak strengths of its past episodes as a mean and a variance, learned when
 an episode ends and decayed per tick (`Settings.report_memory`). A firing episode is news once
-its peak so far stands `report_z` standard deviations above that mean (an episode's strength
-is the larger of its tick's and what it has held so far, the z-score of the mean of up to
-`report_held_ticks` ticks: a level shift that lasts is stronger than a one-tick spike of its
-height); while the memory holds
+its peak so far stands `report_z` standard deviations above that mean; while the memory holds
 fewer than `report_min_episodes` episodes (nothing to judge by); or when a trend reaches its
 limit within `ttl_horizon_s`. Once reported, an episode stays reported until it ends.
 
@@ -66,7 +63,7 @@ _STEPS = 16.0
 class NewsBank:
     """Per series: the current episode's peak and the memory of past episodes' peaks."""
 
-    _FLOATS = ("peak", "m", "v", "n", "zsum", "zk")
+    _FLOATS = ("peak", "m", "v", "n")
     _FLAGS = ("told", "remarked", "marked", "excused", "was")
 
     def __init__(self, settings: settings_mod.Settings) -> None:
@@ -244,8 +241,7 @@ class NewsBank:
         the data: nothing is known of how they went on)."""
         for flags in self._b.values():
             flags[:] = False
-        for name in ("peak", "zsum", "zk"):
-            self._f[name][:] = 0.0
+        self._f["peak"][:] = 0.0
 
     def pending(self) -> npt.NDArray[np.int64]:
         """The series whose last learned episode an incident can still unlearn."""
@@ -267,8 +263,7 @@ class NewsBank:
     def step(self, firing: B, strength: npt.NDArray[np.float64],
              ttl_s: npt.NDArray[np.float64], excused: B | None = None,
              t: float | None = None, dt: float = 1.0,
-             age_s: npt.NDArray[np.float64] | None = None,
-             z: npt.NDArray[np.float64] | None = None) -> B:
+             age_s: npt.NDArray[np.float64] | None = None) -> B:
         """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
         seconds until a trend's limit (inf when none), `excused` the firing episodes that are
@@ -277,8 +272,7 @@ class NewsBank:
         the time in seconds (without it, the memory by hour of the day is neither used nor
         learned), `dt` the seconds since the last tick (for `report_unlearn_s`), `age_s` how
         long each firing episode has lasted (`core.Step.start`; without it, none is young for
-        `report_hold_s`), `z` each series' z-score in its bad direction (`core.Step.z`; with
-        it, an episode is as strong as what it has held so far, `_held`, when that is more)."""
+        `report_hold_s`)."""
         s = self.settings
         size = len(firing)
         self._grow(size)
@@ -316,8 +310,6 @@ class NewsBank:
         f["n"][...] = n.astype(np.float32)
         # a strength that is not a finite number (nothing upstream should give one) is
         # reported and never learned: it must not silence or poison the series' memory
-        if z is not None and s.report_held_ticks > 0:
-            strength = np.maximum(strength, self._held(firing, b["was"], z, f))
         odd = ~np.isfinite(strength)
         ly = np.log1p(np.where(odd, 0.0, np.clip(strength, 0.0, _STRONG)))
         f["peak"][...] = np.where(firing, np.maximum(np.where(b["was"], f["peak"], 0.0), ly),
@@ -347,36 +339,6 @@ class NewsBank:
         b["excused"][...] = firing & (b["excused"] | (False if excused is None else excused))
         b["was"][...] = firing
         return b["told"].copy()
-
-    def _held(self, firing: B, was: B, z: npt.NDArray[np.float64],
-              f: dict[str, F32]) -> npt.NDArray[np.float64]:
-        """The strength of each firing episode as held so far: the mean of its ticks' z-scores
-        (in the bad direction; missing ticks add nothing and are not counted) times the
-        square root of their number, at most `Settings.report_held_ticks`, in units of
-        `Settings.z_spike`. A shift of 12 standard deviations held for 4 ticks is as unlikely,
-        under noise, as one tick at 24: stronger than a series' routine one-tick spikes of
-        12, while such a spike (one tick, then the ticks it takes to clear) holds no more
-        than its peak."""
-        s = self.settings
-        zz = np.asarray(z, dtype=np.float64)
-        ok = np.isfinite(zz)
-        # one tick adds at most what the strength cap reads (a collapsed scale's 1e13 sds must
-        # not overflow the float32 sum, a tick's z of inf neither)
-        add = np.where(ok, np.clip(zz, 0.0, _STRONG * s.z_spike), 0.0)
-        going = firing & was
-        f["zsum"][...] = np.where(firing, np.where(going, f["zsum"], 0.0) + add, 0.0
-                                  ).astype(np.float32)
-        f["zk"][...] = np.where(firing, np.where(going, f["zk"], 0.0) + ok, 0.0
-                                ).astype(np.float32)
-        k = np.maximum(f["zk"].astype(np.float64), 1.0)
-        held = f["zsum"] / k * np.sqrt(np.minimum(k, float(s.report_held_ticks)))
-        return np.where(firing, held / s.z_spike, 0.0)
-
-    def held(self, row: int) -> tuple[int, float]:
-        """(ticks with a value, mean z-score) of `row`'s current episode so far, as `step`
-        holds them for the held strength (0 ticks when none is open)."""
-        k = float(self._f["zk"][row]) if row < self._n else 0.0
-        return int(k), (float(self._f["zsum"][row]) / k if k > 0 else 0.0)
 
     def was_firing(self, n: int) -> B:
         """Which of `n` series were firing at the previous tick (their episodes, if they have

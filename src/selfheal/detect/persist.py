@@ -33,18 +33,17 @@ from selfheal import errors
 from selfheal.detect import core
 from selfheal.detect import news as news_mod
 
-FORMAT = 5
+FORMAT = 4
 """Bumped whenever the arrays change meaning; an older state is then not used, unless
 `decode` can still read it."""
-READS = frozenset({1, 2, 3, 4, FORMAT})
+READS = frozenset({1, 2, 3, FORMAT})
 """Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick;
 1 and 2 had no `core.a.dquick` (the short memory of the residual), taken as the noise scale's
 deviation, so that its quick fall waits until the residuals show it is due, nor `core.a.sslow`
 (the slow scale that clips what the profiles learn), taken as no clip beyond the noise
 scale's own until it has risen from there. 1-3 had no `news.hour_two` (the strongest level
 each hour has seen on two days), taken as its strongest, as they used it, and likewise for the
-last learned hour's undo. 1-4 had no `news.f.zsum` and `news.f.zk` (what an open episode has
-held so far), taken as nothing held: an episode open at the save counts from the load on."""
+last learned hour's undo."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -155,10 +154,6 @@ def decode(data: bytes, period_s: float
     for two, peak in (("news.hour_two", "news.hour_peak"), ("news.undo.two", "news.undo.peak")):
         if version < 4 and two not in arrays and peak in arrays:
             arrays[two] = arrays[peak].copy()
-    top = arrays.get("news.f.peak")
-    for held in ("news.f.zsum", "news.f.zk"):
-        if version < 5 and held not in arrays and top is not None:
-            arrays[held] = np.zeros_like(top)
     return keys, (last_t, _time(header, "last_dt")), arrays
 
 

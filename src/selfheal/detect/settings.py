@@ -235,18 +235,6 @@ class Settings:
     every episode). Reported at once regardless: while the series has fewer than
     `report_min_episodes` past episodes in memory, when it breaks its SLO or reaches its limit,
     and when a trend reaches its limit within `ttl_horizon_s` (`news.NewsBank`)."""
-    report_held_ticks: int = 4
-    """An episode's strength, for the report gate, is also what it has held so far: the mean
-    of its ticks' z-scores times the square root of their number, at most this many, in units
-    of `z_spike` (the z-score of the mean of that many ticks). A level shift's own strength
-    is capped (`cusum_cap`), so on a series whose routine is one-tick spikes of 8-12 standard
-    deviations a shift of 12 that lasted 2 hours was never news; now it is, 1-2 ticks in. A
-    one-tick spike holds no more than its peak. Capped, a lasting episode counts up to twice
-    its mean height, and how long a nightly job runs beyond 4 ticks does not make it news:
-    uncapped (and at 9), a job growing 10% a night that ran a minute or two longer some
-    nights (at 60 s) was reported on its third night rather than its fifth, and (at 16) one
-    that ramps up over 9 minutes on its second night as well. 0: the peak tick alone (before
-    2026-12-05)."""
     report_min_episodes: float = 2.0
     """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
     report_days: float = 8.0
@@ -306,8 +294,6 @@ class Settings:
             raise ValueError("forget_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_one_day_band <= float("inf"):  # NaN fails too
             raise ValueError("report_one_day_band must be a log strength >= 0, or inf")
-        if self.report_held_ticks < 0:
-            raise ValueError("report_held_ticks must be a number of ticks >= 0")
         if not 0.0 <= self.report_hold_s < float("inf"):
             raise ValueError("report_hold_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_unlearn_s < float("inf"):
