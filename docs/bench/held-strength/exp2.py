@@ -18,12 +18,4 @@ for seed in seeds:
     S[(f"ar0.98#{seed}", "m")] = 100 + ar1(rng, n, 0.98, 5.0)
     S[(f"cpu#{seed}", "m")] = 50 + 20 * np.sin(ph - np.pi / 2) + ar1(rng, n, 0.99, 4.0)
     S[(f"p99q#{seed}", "p99_latency_s")] = 0.05 * (1 + mm1_queue(rng, n, dt, 1.8, 2.0)) * np.exp(0.2 * rng.standard_normal(n))
-res = {}
-for flag in (False, True):
-    an, _ = run(S, dt, detect.Settings(report_held_ticks=(int(__import__("os").environ.get("HELDK", "4")) if flag else 0)))
-    eps = episodes(an, after=T0 + 86400)
-    for k in S:
-        res.setdefault(k[0].split("#")[0], {}).setdefault(flag, []).append(sum(1 for e in eps if e[0] == k))
-print(f"dt={dt}: reported episodes after day 1 per seed, before -> after (sum)")
-for k, v in res.items():
-    print(f"{k:10s} {v[False]} ({sum(v[False])}) -> {v[True]} ({sum(v[True])})")
+compare(S, dt, f"dt={dt}: reported episodes after day 1 per seed, before -> after (sum)")

@@ -18,12 +18,4 @@ for seed in range(5):
     for s in np.flatnonzero(rng.random(n) < 1 / 720):  # a client retry storm every ~2 h, 2-8 min, +50-100%
         r[s:s + rng.integers(12, 48)] *= rng.uniform(1.5, 2.0)
     S[(f"retry#{seed}", "request_rate")] = r
-res = {}
-for flag in (False, True):
-    an, _ = run(S, dt, detect.Settings(report_held_ticks=(int(__import__("os").environ.get("HELDK", "4")) if flag else 0)))
-    eps = episodes(an, after=T0 + 86400)
-    for k in S:
-        res.setdefault(k[0].split("#")[0], {}).setdefault(flag, []).append(sum(1 for e in eps if e[0] == k))
-print("dt=10 s, 2 days: reported episodes on day 2 per seed, before -> after (sum)")
-for k, v in res.items():
-    print(f"{k:10s} {v[False]} ({sum(v[False])}) -> {v[True]} ({sum(v[True])})")
+compare(S, dt, "dt=10 s, 2 days: reported episodes on day 2 per seed, before -> after (sum)")

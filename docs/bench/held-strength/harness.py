@@ -34,3 +34,20 @@ def episodes(anoms, after=0.0):
         k = (a["key"], round(a["started"], 3))
         eps.setdefault(k, a)
     return eps
+
+
+def compare(series, dt, title):
+    """Reported episodes after day 1, per family of `series` (the name before '#'), with the
+    held strength off (K = 0) and on (K = $HELDK, default 4); printed under `title`."""
+    import os
+    res = {}
+    for flag in (False, True):
+        held = int(os.environ.get("HELDK", "4")) if flag else 0
+        an, _ = run(series, dt, detect.Settings(report_held_ticks=held))
+        eps = episodes(an, after=T0 + 86400)
+        for k in series:
+            res.setdefault(k[0].split("#")[0], {}).setdefault(flag, []).append(
+                sum(1 for e in eps if e[0] == k))
+    print(title)
+    for k, v in res.items():
+        print(f"{k:10s} {v[False]} ({sum(v[False])}) -> {v[True]} ({sum(v[True])})")
