@@ -526,8 +526,10 @@ class Detector:
             )
         else:
             z = (observed - baseline) / max(float(step.base_scale[i]), 1e-12)
+            usual = self._news.lasting(i)
             text = explain.level(metric, detector, baseline, observed, z,
-                                 unranked=(service, metric) in self._unranked_said)
+                                 unranked=(service, metric) in self._unranked_said,
+                                 lasted=None if usual is None else (t - started, usual))
         verdict = context_mod.judge(ctx, service, started, t)
         bound = self.settings.slo.get(metric)
         if verdict.expected and bound is not None and self._breaks(metric, observed, bound):

@@ -51,6 +51,7 @@ import numpy.typing as npt
 from selfheal.detect import settings as settings_mod
 
 F32 = npt.NDArray[np.float32]
+F16 = npt.NDArray[np.float16]
 B = npt.NDArray[np.bool_]
 
 _STRONG = 1e6
@@ -64,7 +65,10 @@ class NewsBank:
     """Per series: the current episode's peak and the memory of past episodes' peaks."""
 
     _FLOATS = ("peak", "m", "v", "n")
-    _FLAGS = ("told", "remarked", "marked", "excused", "was")
+    _HALVES = ("dur", "dm", "dv")
+    """In half precision: the current episode's log duration so far (seconds), and the mean
+    and variance of past episodes' (learned with the same weights as their peaks)."""
+    _FLAGS = ("told", "remarked", "marked", "excused", "was", "lasting")
 
     def __init__(self, settings: settings_mod.Settings) -> None:
         self.settings = settings
@@ -72,6 +76,7 @@ class NewsBank:
         # stay zero: a series added there starts as a new one would)
         self._n = 0
         self._f: dict[str, F32] = {k: np.zeros(0, np.float32) for k in self._FLOATS}
+        self._h: dict[str, F16] = {k: np.zeros(0, np.float16) for k in self._HALVES}
         self._b: dict[str, B] = {k: np.zeros(0, np.bool_) for k in self._FLAGS}
         on = settings.report_days > 0 and settings.season_period_s > 0
         self._bins = settings.season_bins if on else 0
@@ -83,6 +88,8 @@ class NewsBank:
         # and the strongest level it has seen on two days (at most its strongest; same steps
         # and the same stamp: it is forgotten with the hour)
         self._hour_two = np.zeros((0, self._bins), np.uint8)
+        # and whether it has learned an episode that lasted `report_lasting_s` (a bit an hour)
+        self._hour_long = np.zeros((0, (self._bins + 7) // 8), np.uint8)
         # the hour bin in which each series' current episode began
         self._start_bin = np.zeros(0, np.uint8)
         # the last hour memory learned, as it was before (bin, peak, two, day), and the ticks left
@@ -90,6 +97,7 @@ class NewsBank:
         self._undo: dict[str, npt.NDArray[np.unsignedinteger[Any]]] = {
             "bin": np.zeros(0, np.uint8), "peak": np.zeros(0, np.uint8),
             "two": np.zeros(0, np.uint8), "day": np.zeros(0, np.uint16),
+            "long": np.zeros(0, np.uint8),
             "left": np.zeros(0, np.uint16)}
 
     @property
@@ -109,8 +117,8 @@ class NewsBank:
 
     def state(self) -> dict[str, npt.NDArray[np.float64]]:
         """A copy of every per-series array, as float64 (for tests and inspection)."""
-        return {k: v[: self._n].astype(np.float64)
-                for k, v in (*self._f.items(), *self._b.items())}
+        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._h, **self._b}
+        return {k: v[: self._n].astype(np.float64) for k, v in every.items()}
 
     def arrays(self, n: int) -> dict[str, npt.NDArray[np.generic]]:
         """Every array of state for `n` series (grown to that many; views, not copies): what
@@ -118,9 +126,11 @@ class NewsBank:
         self._grow(n)
         every: dict[str, npt.NDArray[np.generic]] = {
             **{f"f.{k}": v for k, v in self._f.items()},
+            **{f"h.{k}": v for k, v in self._h.items()},
             **{f"b.{k}": v for k, v in self._b.items()},
             "hour_peak": self._hour_peak, "hour_day": self._hour_day,
-            "hour_two": self._hour_two, "start_bin": self._start_bin,
+            "hour_two": self._hour_two, "hour_long": self._hour_long,
+            "start_bin": self._start_bin,
             **{f"undo.{k}": v for k, v in self._undo.items()}}
         return {k: v[:n] for k, v in every.items()}
 
@@ -133,9 +143,10 @@ class NewsBank:
             mine[name][...] = value
 
     def nbytes_per_series(self) -> float:
-        flat = sum(v.itemsize for v in (*self._f.values(), *self._b.values()))
+        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._h, **self._b}
+        flat = sum(v.itemsize for v in every.values())
         hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize
-                               + self._hour_two.itemsize)
+                               + self._hour_two.itemsize) + self._hour_long.shape[1]
         undo = sum(v.itemsize for v in self._undo.values())
         return float(flat + hourly + self._start_bin.itemsize + undo)
 
@@ -150,12 +161,15 @@ class NewsBank:
             more = max(more, self.capacity // 8)
             self._f = {k: np.concatenate([v, np.zeros(more, np.float32)])
                        for k, v in self._f.items()}
+            self._h = {k: np.concatenate([v, np.zeros(more, np.float16)])
+                       for k, v in self._h.items()}
             self._b = {k: np.concatenate([v, np.zeros(more, np.bool_)])
                        for k, v in self._b.items()}
             pad = ((0, more), (0, 0))
             self._hour_peak = np.pad(self._hour_peak, pad)
             self._hour_day = np.pad(self._hour_day, pad)
             self._hour_two = np.pad(self._hour_two, pad)
+            self._hour_long = np.pad(self._hour_long, pad)
             self._start_bin = np.pad(self._start_bin, (0, more))
             self._undo = {k: np.pad(v, (0, more)) for k, v in self._undo.items()}
 
@@ -177,9 +191,15 @@ class NewsBank:
         u["peak"][rows] = self._hour_peak[rows, col]
         u["two"][rows] = self._hour_two[rows, col]
         u["day"][rows] = self._hour_day[rows, col]
+        u["long"][rows] = self._long(rows, col)
         u["left"][rows] = undo_ticks
         old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
         recent = self._recent(self._hour_day[rows, col], today)
+        # an episode that lasted marks its hour (kept while the hour's memory is recent)
+        lasted = (self.settings.report_lasting_s > 0) & (
+            self._h["dur"][rows].astype(np.float64)
+            >= np.log(max(self.settings.report_lasting_s, 1e-3)))
+        self._set_long(rows, col, lasted | (recent & self._long(rows, col)))
         before = self._recent(self._hour_day[rows, col], today, before=True)
         peak = self._f["peak"][rows].astype(np.float64)
         # after a strongest seen on an earlier day, this episode's day is a second one for
@@ -216,25 +236,42 @@ class NewsBank:
         return (day > 0) & (age <= self.settings.report_days) & (age >= (1 if before else 0))
 
     def _routine_hour(self, rows: npt.NDArray[np.int64], today: int,
-                      young: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+                      young: npt.NDArray[np.bool_]
+                      ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """Is the current episode of each of `rows` no stronger than what a recent learned
         episode that began in its start hour or an hour next to it, on an earlier day, covers?
         An hour covers up to its strongest an episode near that (`report_one_day_band`) or
         `young` (`report_hold_s`), and any other up to the strongest level it has seen on two
         days. (What happened an hour ago is the short memory's to judge: this one is about
-        what comes back every day.)"""
+        what comes back every day.) And has one of those hours seen an episode that lasted
+        (`_long`)?"""
         s = self.settings
         peak = self._f["peak"][rows].astype(np.float64)
         start = self._start_bin[rows].astype(np.int64)
         usual = np.full(rows.size, -np.inf)
+        long = np.zeros(rows.size, dtype=np.bool_)
         for shift in (-1, 0, 1):
             col = np.mod(start + shift, self._bins)
             known = self._recent(self._hour_day[rows, col], today, before=True)
+            long |= known & self._long(rows, col)
             seen = self._hour_peak[rows, col].astype(np.float64) / _STEPS
             near = young | (peak >= seen - s.report_one_day_band)
             cover = np.where(near, seen, self._hour_two[rows, col].astype(np.float64) / _STEPS)
             usual = np.where(known, np.maximum(usual, cover), usual)
-        return peak <= usual + s.usual_tolerance
+        return peak <= usual + s.usual_tolerance, long
+
+    def _long(self, rows: npt.NDArray[np.int64], col: npt.NDArray[np.int64]
+              ) -> npt.NDArray[np.bool_]:
+        """Has the hour `col` of each of `rows` learned an episode that lasted
+        (`Settings.report_lasting_s`)? One bit an hour."""
+        byte = self._hour_long[rows, col // 8]
+        return ((byte >> (col % 8).astype(np.uint8)) & 1).astype(np.bool_)
+
+    def _set_long(self, rows: npt.NDArray[np.int64], col: npt.NDArray[np.int64],
+                  bit: npt.NDArray[np.bool_]) -> None:
+        mask = (np.uint8(1) << (col % 8).astype(np.uint8)).astype(np.uint8)
+        byte = self._hour_long[rows, col // 8]
+        self._hour_long[rows, col // 8] = np.where(bit, byte | mask, byte & ~mask)
 
     def end_episodes(self) -> None:
         """Forget the episodes open now, unlearned (`core.Bank.end_episodes`, after a gap in
@@ -258,6 +295,7 @@ class NewsBank:
         self._hour_peak[idx, col] = u["peak"][idx]
         self._hour_two[idx, col] = u["two"][idx]
         self._hour_day[idx, col] = u["day"][idx]
+        self._set_long(idx, col, u["long"][idx].astype(np.bool_))
         u["left"][idx] = 0
 
     def step(self, firing: B, strength: npt.NDArray[np.float64],
@@ -308,6 +346,8 @@ class NewsBank:
         f["v"][...] = np.where(ended, (1.0 - w) * (f["v"] + w * d * d), f["v"]).astype(
             np.float32)
         f["n"][...] = n.astype(np.float32)
+        h = {k: v[:size] for k, v in self._h.items()}
+        lasting = self._lasting(firing, ended, w, h, age_s, dt)
         # a strength that is not a finite number (nothing upstream should give one) is
         # reported and never learned: it must not silence or poison the series' memory
         odd = ~np.isfinite(strength)
@@ -320,25 +360,61 @@ class NewsBank:
         # an episode's weight: an outage reported then must not teach it that outages are
         # routine (below one episode's weight the memory is mostly forgotten and is learned
         # afresh: a series whose routine moved up is not news for ever)
-        strong = (f["n"] >= min(1.0, s.report_min_episodes)) \
-            & (f["peak"] >= self._threshold(size))
+        tall = f["peak"] >= self._threshold(size)
         if hourly:
             # what the series does at this hour every day is routine, however long ago the
-            # short memory last saw it
+            # short memory last saw it; by how long it lasts, only if the hour has seen one
+            # that lasted (`report_lasting_s`): a shift is no routine spike of its height
             rows = np.flatnonzero(firing & ~b["told"])
             usual = np.zeros(len(firing), dtype=np.bool_)
+            usual_long = np.zeros(len(firing), dtype=np.bool_)
             young = (np.zeros(rows.size, np.bool_) if age_s is None
                      else np.asarray(age_s)[rows] < s.report_hold_s)
-            usual[rows] = self._routine_hour(rows, today, young)
-            strong &= ~usual
+            usual[rows], long_hour = self._routine_hour(rows, today, young)
+            usual_long[rows] = usual[rows] & long_hour
+            tall &= ~usual
+            lasting &= ~usual_long
             judged = judged | usual
+        strong = (f["n"] >= min(1.0, s.report_min_episodes)) & (tall | lasting)
         other = (ttl_s <= s.ttl_horizon_s) | odd
+        # news by how long it lasted alone (`Detector` says so in its explanation)
+        b["lasting"][...] = firing & (b["lasting"] | (strong & ~tall & ~b["remarked"]))
         b["remarked"][...] = firing & (b["remarked"] | strong | other)
         b["marked"][...] = firing & (b["marked"] | other)
         b["told"][...] = firing & (b["told"] | b["remarked"] | ~judged)
         b["excused"][...] = firing & (b["excused"] | (False if excused is None else excused))
         b["was"][...] = firing
         return b["told"].copy()
+
+    def _lasting(self, firing: B, ended: B, w: npt.NDArray[np.float64], h: dict[str, F16],
+                 age_s: npt.NDArray[np.float64] | None, dt: float) -> B:
+        """Learn the (log) durations of the episodes that `ended` (with the weights `w` their
+        peaks were learned with), keep each firing episode's so far, and say which firing
+        episodes are news by how long they lasted (`Settings.report_lasting_s`): at least
+        that long, and longer than the series' routine episodes by `report_z` of their
+        standard deviations. Without `age_s` no episode has a duration."""
+        s = self.settings
+        d = h["dur"].astype(np.float64) - h["dm"]
+        h["dm"][...] = (h["dm"] + w * d).astype(np.float16)
+        h["dv"][...] = np.where(ended, (1.0 - w) * (h["dv"] + w * d * d), h["dv"]
+                                ).astype(np.float16)
+        if age_s is None:
+            return np.zeros(len(firing), dtype=np.bool_)
+        # an episode's duration counts its first tick as one tick long
+        age = np.where(firing, np.nan_to_num(np.asarray(age_s, dtype=np.float64)), 0.0)
+        dur = np.log(np.maximum(age + dt, 1e-3))
+        h["dur"][...] = np.where(firing, dur, h["dur"]).astype(np.float16)
+        if s.report_lasting_s <= 0:
+            return np.zeros(len(firing), dtype=np.bool_)
+        sd = np.sqrt(np.maximum(h["dv"].astype(np.float64), s.report_lasting_min_var))
+        return firing & (age + dt >= s.report_lasting_s) & (dur > h["dm"] + s.report_z * sd)
+
+    def lasting(self, row: int) -> float | None:
+        """The typical duration in seconds of `row`'s routine episodes (the mean of their log
+        durations) when its open episode is news by how long it lasted alone, else None."""
+        if row >= self._n or not self._b["lasting"][row]:
+            return None
+        return float(np.exp(float(self._h["dm"][row])))
 
     def was_firing(self, n: int) -> B:
         """Which of `n` series were firing at the previous tick (their episodes, if they have

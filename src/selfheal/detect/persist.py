@@ -33,17 +33,23 @@ from selfheal import errors
 from selfheal.detect import core
 from selfheal.detect import news as news_mod
 
-FORMAT = 4
+FORMAT = 5
 """Bumped whenever the arrays change meaning; an older state is then not used, unless
 `decode` can still read it."""
-READS = frozenset({1, 2, 3, FORMAT})
+READS = frozenset({1, 2, 3, 4, FORMAT})
 """Formats `decode` reads: 1 had no `seen` (each series' last value), taken as its last tick;
 1 and 2 had no `core.a.dquick` (the short memory of the residual), taken as the noise scale's
 deviation, so that its quick fall waits until the residuals show it is due, nor `core.a.sslow`
 (the slow scale that clips what the profiles learn), taken as no clip beyond the noise
 scale's own until it has risen from there. 1-3 had no `news.hour_two` (the strongest level
 each hour has seen on two days), taken as its strongest, as they used it, and likewise for the
-last learned hour's undo."""
+last learned hour's undo. 1-4 had no memory of episodes' durations (`news.h.*`, the bits of
+`news.hour_long` and `news.undo.long`, the flag `news.b.lasting`), taken as routine episodes
+of a day (`NO_DURATIONS`) and no hour that has seen one last: no episode is news by how long
+it lasted until the series' own durations are learned (an episode's weight or two)."""
+
+NO_DURATIONS = math.log(86_400.0)
+"""The mean log duration (seconds) a state saved before durations were learned is given."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -154,7 +160,25 @@ def decode(data: bytes, period_s: float
     for two, peak in (("news.hour_two", "news.hour_peak"), ("news.undo.two", "news.undo.peak")):
         if version < 4 and two not in arrays and peak in arrays:
             arrays[two] = arrays[peak].copy()
+    if version < 5:
+        _no_durations(arrays)
     return keys, (last_t, _time(header, "last_dt")), arrays
+
+
+def _no_durations(arrays: Arrays) -> None:
+    """Give a state saved before format 5 the duration memory it did not have."""
+    top, hours = arrays.get("news.f.peak"), arrays.get("news.hour_peak")
+    if top is None or hours is None or hours.ndim != 2:
+        return  # `check` names what is missing
+    n = len(top)
+    fill = {"news.h.dur": np.zeros(n, np.float16),
+            "news.h.dm": np.full(n, NO_DURATIONS, np.float16),
+            "news.h.dv": np.zeros(n, np.float16),
+            "news.b.lasting": np.zeros(n, np.bool_),
+            "news.undo.long": np.zeros(n, np.uint8),
+            "news.hour_long": np.zeros((n, (hours.shape[1] + 7) // 8), np.uint8)}
+    for name, value in fill.items():
+        arrays.setdefault(name, value)
 
 
 def _read(data: bytes) -> Arrays:

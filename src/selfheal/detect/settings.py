@@ -237,6 +237,19 @@ class Settings:
     and when a trend reaches its limit within `ttl_horizon_s` (`news.NewsBank`)."""
     report_min_episodes: float = 2.0
     """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
+    report_lasting_s: float = 300.0
+    """A firing episode that has lasted this many seconds is news, however tall, when it has
+    also lasted longer than the series' routine episodes: its (log) duration exceeds the
+    mean of theirs by `report_z` of their standard deviations (at least
+    `report_lasting_min_var`'s root). A level shift's strength is capped (`cusum_cap`), so on
+    a series whose routine is one-tick spikes of 8-12 robust standard deviations (GC pauses,
+    a cache refresh) a shift of 12 that held for two hours was never news by its height.
+    What recurs at its hour every day (a nightly job) is still routine by hour. 0: by height
+    alone (before 2026-12-05)."""
+    report_lasting_min_var: float = 0.25
+    """Floor of the variance of past episodes' (log) durations: a series whose routine
+    episodes all last a minute takes one of ~4.5 minutes (3 standard deviations of 0.5) as
+    lasting longer than them."""
     report_days: float = 8.0
     """How many days the strongest episode that began in an hour of the day (neither marked
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
@@ -294,6 +307,10 @@ class Settings:
             raise ValueError("forget_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_one_day_band <= float("inf"):  # NaN fails too
             raise ValueError("report_one_day_band must be a log strength >= 0, or inf")
+        if not 0.0 <= self.report_lasting_s < float("inf"):
+            raise ValueError("report_lasting_s must be a finite number of seconds >= 0")
+        if not 0.0 < self.report_lasting_min_var < float("inf"):
+            raise ValueError("report_lasting_min_var must be a finite variance above 0")
         if not 0.0 <= self.report_hold_s < float("inf"):
             raise ValueError("report_hold_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_unlearn_s < float("inf"):

@@ -68,6 +68,7 @@ def detector_settings(cfg: config_mod.Detect) -> detect.Settings:
         growth_rel=cfg.growth_rel,
         hold_s={**d.DEFAULT_HOLD_S, "up": cfg.down_hold_s},
         report_z=cfg.report_z,
+        report_lasting_s=cfg.report_lasting_s,
         slo=dict(cfg.slo),
         forget_s=cfg.forget_after_s,
         **d.season_overrides(cfg.season))
