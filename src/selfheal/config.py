@@ -57,11 +57,11 @@ class Detect(_Strict):
     service is reported, it breaks its SLO, or it (or its trend, within the hour) reaches its
     limit (0: report every episode)."""
     report_lasting_s: float = pydantic.Field(default=300.0, ge=0, le=86_400)
-    """A firing series is also reported once its episode has lasted this long and longer
-    than its routine episodes (by `report_z` of their spread, in log duration), however
-    tall: a level shift no taller than the series' routine spikes (GC pauses) is news when
-    it stays. An episode like one that began at the same hour on an earlier day, and lasted
-    too, is routine (a nightly job). 0: by strength alone."""
+    """A firing series is also reported once its episode has lasted this long (its ticks
+    with a value) and four times longer than the longest routine episode it remembers (that
+    memory halves in a day), however tall: a level shift no taller than the series' routine
+    spikes (GC pauses) is news when it stays. An episode like one that began at the same hour
+    on an earlier day, and lasted too, is routine (a nightly job). 0: by strength alone."""
     season: Literal["weekly", "daily", "off"] = "weekly"
     """What each series' baseline learns of its rhythm: `weekly` a profile of the level by
     hour of the day plus what the hour of the week adds (Saturday nights), `daily` the first

@@ -3,9 +3,11 @@
 A level shift's strength is capped (the CUSUM at `cusum_cap`), so on a series whose routine is
 one-tick spikes of 8-12 robust standard deviations (GC pauses, a cache refresh) a shift of
 that height was never news by its strength, however long it held. The report gate now also
-remembers how long the series' routine episodes last (`Settings.report_lasting_s`): a shift
-that has held 5 minutes, and far longer than those, is reported. What comes back at its hour
-every day and lasted there before (a nightly job) stays routine.
+remembers the longest of the series' routine episodes (`Settings.report_lasting_s`): a shift
+that has held 5 minutes, and four times longer than that, is reported. What comes back at its
+hour every day and lasted there before (a nightly job) stays routine, and so does a long
+episode like one the series had lately at any hour (a batch job at no fixed time). Ticks
+without a value do not count: a spike followed by a scrape gap does not last.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def test_a_lasting_shift_as_tall_as_the_routine_spikes_is_reported_once_it_outla
     # far longer than the spikes' episodes of a few minutes, within the first half hour
     assert len(during) == 1 and 5 <= during[0] - start <= 30, during
     text = on[during[0]]
-    assert "longer than its routine episodes" in text and "no taller" in text, text
+    assert "far longer than its routine episodes" in text and "no taller" in text, text
     # the routine spikes page no more than before (the return to the old level, a shift
     # down from a baseline that had moved up, may be reported as well: it lasts too, as an
     # 8-sd shift's return on a series without spikes was already reported)
@@ -93,7 +95,7 @@ def test_a_nightly_job_that_lasts_is_routine_from_its_second_night_a_shift_elsew
     first_night, step_day = after_first_hour
     assert 185 + 5 <= first_night <= 185 + 30, after_first_hour
     assert shift + 5 <= step_day <= shift + 30, after_first_hour
-    assert "longer than its routine episodes" in on[step_day]
+    assert "far longer than its routine episodes" in on[step_day]
     # by height alone neither is ever reported
     assert not [i for i in off if i >= 60]
 
@@ -101,5 +103,52 @@ def test_a_nightly_job_that_lasts_is_routine_from_its_second_night_a_shift_elsew
 def test_the_lasting_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="report_lasting_s"):
         detect.Settings(report_lasting_s=-1.0)
-    with pytest.raises(ValueError, match="report_lasting_min_var"):
-        detect.Settings(report_lasting_min_var=0.0)
+    with pytest.raises(ValueError, match="report_lasting_factor"):
+        detect.Settings(report_lasting_factor=0.5)
+    with pytest.raises(ValueError, match="report_lasting_half_life_s"):
+        detect.Settings(report_lasting_half_life_s=0.0)
+
+
+def _fed(x: np.ndarray, settings: detect.Settings, absent: bool) -> list[int]:
+    """The ticks where anything is reported, a NaN value sent as NaN or left out."""
+    det = detect.Detector(settings)
+    out = []
+    for i, v in enumerate(x.tolist()):
+        if det.update(MIDNIGHT + i * MINUTE, {} if absent and np.isnan(v) else {KEY: v}):
+            out.append(i)
+    return out
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("absent", [False, True])
+def test_a_spike_followed_by_a_scrape_gap_does_not_last(absent: bool) -> None:
+    # a pod restarts right after a GC pause: its spike, then 20 minutes without a value (the
+    # episode stays open through them), then values at the baseline again
+    x = _spiky(2, 2)
+    gaps = range(1700, 2501, 200)
+    for start in gaps:
+        x[start] += 5.0 * 10.0
+        x[start + 1 : start + 21] = np.nan
+    on = _fed(x, detect.Settings(), absent)
+    assert on == _fed(x, detect.Settings(report_lasting_s=0.0), absent)
+    # counting the gap's ticks, the first values after it were reported as lasting
+    assert not [i for i in on if any(s + 21 <= i <= s + 30 for s in gaps)]
+
+
+@pytest.mark.timeout(120)
+def test_long_episodes_at_no_fixed_hour_are_news_once_then_routine_while_remembered() -> None:
+    # among one-tick spikes, a batch job of ~40 minutes at a random hour every ~4 hours: the
+    # first is news by its length, the next ones are like it (the longest remembered)
+    rng = np.random.default_rng(8)
+    x = _spiky(3, 3)
+    starts = np.cumsum(rng.integers(200, 280, size=12)) + 1440
+    starts = starts[starts < 3 * 1440 - 60]
+    for s in starts:
+        x[s : s + 40] += 5.0 * 8.0
+    on = _reports(x, detect.Settings())
+    off = _reports(x, detect.Settings(report_lasting_s=0.0))
+    jobs_on = [s for s in starts if any(s <= i < s + 40 for i in on)]
+    jobs_off = [s for s in starts if any(s <= i < s + 40 for i in off)]
+    assert len(starts) >= 8
+    assert jobs_off == []
+    assert jobs_on and jobs_on[0] == starts[0] and len(jobs_on) <= 2, (jobs_on, list(starts))

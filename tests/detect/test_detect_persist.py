@@ -543,27 +543,29 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated() -> None:
         detect.Detector.load(_hostile(det, "zip bomb"))
 
 
-def test_a_state_of_format_4_loads_with_no_duration_memory_and_nothing_else_changed() -> None:
+def test_a_state_of_format_4_loads_with_an_hour_long_routine_and_nothing_else_changed() -> None:
     # format 4 had no memory of how long episodes last: a series is taken as one whose
-    # routine episodes last a day (nothing is news by lasting until its own are learned),
-    # no hour has seen one that lasted, and every other array loads as it was saved
+    # longest routine episode lasted an hour (it fades as any), no hour has seen one that
+    # lasted, and every other array loads as it was saved
     det = detect.Detector()
     for i in range(3 * 1440):
         det.update(T0 + 60.0 * i, {("db", "disk_io"): 100.0 + (i % 7)
                                    + (500.0 if i % 1440 in range(185, 230) else 0.0)})
-    new = ("news.h.dur", "news.h.dm", "news.h.dv", "news.b.lasting", "news.hour_long",
-           "news.undo.long")
+    new = ("news.f.dmax", "news.ticks", "news.b.lasting", "news.hour_long", "news.undo.long")
     arrays, blob = older.as_format(det, 4, *new)
     got = persist.decode(detect.Detector.load(blob).save(), det.settings.season_period_s)[2]
-    np.testing.assert_array_equal(got["news.h.dm"], np.float16(persist.NO_DURATIONS))
-    for name in ("news.h.dur", "news.h.dv", "news.b.lasting", "news.hour_long",
-                 "news.undo.long"):
+    np.testing.assert_array_equal(got["news.f.dmax"], np.float32(persist.LONGEST_BEFORE))
+    for name in ("news.ticks", "news.b.lasting", "news.hour_long", "news.undo.long"):
         assert not got[name].any(), name
     for name, value in arrays.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)
     # the state saved now has learned the job's duration and marked its hour
     now = persist.decode(det.save(), det.settings.season_period_s)[2]
-    assert now["news.hour_long"].any() and now["news.h.dm"][0] < persist.NO_DURATIONS
+    assert now["news.hour_long"].any()
+    # (the 45-minute job's first night, faded for the 2.84 days since it ended: the later
+    # nights are its hour's, which covers them, not the series' at any hour)
+    job = math.log(45 * 60.0) - (3 * 1440 - 230) / 1440 * math.log(2.0)
+    assert abs(now["news.f.dmax"][0] - job) < 0.25, now["news.f.dmax"][0]
 
 
 def test_a_state_of_format_3_loads_with_each_hours_two_day_level_as_its_strongest() -> None:

@@ -309,7 +309,7 @@ class Detector:
                                 if self._keys[i][0] in ctx.incidents])
         news = self._news.step(step.firing, step.strength, step.ttl_ticks * spacing,
                                self._excused(step, t, ctx), t=t, dt=dt,
-                               age_s=t - step.start)
+                               age_s=t - step.start, valid=valid, spacing=spacing)
         ready: list[int] = []
         held: list[int] = []
         for i in (int(i) for i in np.flatnonzero(shown)):

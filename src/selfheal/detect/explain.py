@@ -100,7 +100,7 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
           *, unranked: bool = False, lasted: tuple[float, float] | None = None) -> str:
     """A spike or level shift in words; for a series whose moves no noise scale measures
     (`unranked`: `Detector.take_unranked`), also what to set so that they can be ranked;
-    with `lasted` (seconds so far, the typical seconds of the series' routine episodes), why
+    with `lasted` (seconds so far, the longest routine episode the series remembers), why
     an episode no taller than its routine ones is news: how long it has lasted."""
     verb = "above" if observed >= baseline else "below"
     what = "spike" if detector == "spike" else "level shift"
@@ -109,9 +109,9 @@ def level(metric: str, detector: str, baseline: float, observed: float, z: float
         f"{fmt(metric, baseline)} by {_num(abs(z), '.1f')} robust standard deviations"
     )
     if lasted is not None:
-        seconds, usual = lasted
-        text += (f", for {fmt_duration(seconds)} now: longer than its routine episodes "
-                 f"(typically {fmt_duration(usual)}), though no taller")
+        seconds, longest = lasted
+        text += (f", for {fmt_duration(seconds)} now: far longer than its routine episodes "
+                 f"(the longest lately {fmt_duration(longest)}), though no taller")
     if unranked:
         text += f" (the series {_no_scale(metric)})"
     return text

@@ -43,6 +43,7 @@ night under its open incident stays news. Pure and vectorised like `core.Bank`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -51,11 +52,16 @@ import numpy.typing as npt
 from selfheal.detect import settings as settings_mod
 
 F32 = npt.NDArray[np.float32]
-F16 = npt.NDArray[np.float16]
 B = npt.NDArray[np.bool_]
 
 _STRONG = 1e6
 """Strengths are taken as at most this (log1p: 13.8) when learned."""
+LASTING_MIN_TICKS = 5
+"""`Settings.report_lasting_s` must span this many ticks for an episode's length to make it
+news (over 60 s a tick with the default 300 s, it is judged by its height alone): at 5
+minutes a tick a routine episode of a few ticks lasts a quarter of an hour, and four times
+that was as often a Twitter burst as anything new (over NAB's 30 files, 37 false alarms
+more for 4 windows)."""
 _STEPS = 16.0
 """Steps per unit of log strength in the memory by hour (a 1/32 rounding error beside the
 0.3 tolerance; 255 steps hold 15.9)."""
@@ -64,10 +70,10 @@ _STEPS = 16.0
 class NewsBank:
     """Per series: the current episode's peak and the memory of past episodes' peaks."""
 
-    _FLOATS = ("peak", "m", "v", "n")
-    _HALVES = ("dur", "dm", "dv")
-    """In half precision: the current episode's log duration so far (seconds), and the mean
-    and variance of past episodes' (learned with the same weights as their peaks)."""
+    _FLOATS = ("peak", "m", "v", "n", "dmax")
+    """The current episode's (log) peak strength so far; the decayed mean, variance and weight
+    of past unremarked episodes' peaks; the log seconds of the longest routine episode
+    remembered (`Settings.report_lasting_s`)."""
     _FLAGS = ("told", "remarked", "marked", "excused", "was", "lasting")
 
     def __init__(self, settings: settings_mod.Settings) -> None:
@@ -76,7 +82,8 @@ class NewsBank:
         # stay zero: a series added there starts as a new one would)
         self._n = 0
         self._f: dict[str, F32] = {k: np.zeros(0, np.float32) for k in self._FLOATS}
-        self._h: dict[str, F16] = {k: np.zeros(0, np.float16) for k in self._HALVES}
+        # the ticks with a value that the current (or just ended) episode has fired
+        self._ticks = np.zeros(0, np.uint16)
         self._b: dict[str, B] = {k: np.zeros(0, np.bool_) for k in self._FLAGS}
         on = settings.report_days > 0 and settings.season_period_s > 0
         self._bins = settings.season_bins if on else 0
@@ -117,7 +124,8 @@ class NewsBank:
 
     def state(self) -> dict[str, npt.NDArray[np.float64]]:
         """A copy of every per-series array, as float64 (for tests and inspection)."""
-        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._h, **self._b}
+        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._b,
+                                                     "ticks": self._ticks}
         return {k: v[: self._n].astype(np.float64) for k, v in every.items()}
 
     def arrays(self, n: int) -> dict[str, npt.NDArray[np.generic]]:
@@ -126,7 +134,7 @@ class NewsBank:
         self._grow(n)
         every: dict[str, npt.NDArray[np.generic]] = {
             **{f"f.{k}": v for k, v in self._f.items()},
-            **{f"h.{k}": v for k, v in self._h.items()},
+            "ticks": self._ticks,
             **{f"b.{k}": v for k, v in self._b.items()},
             "hour_peak": self._hour_peak, "hour_day": self._hour_day,
             "hour_two": self._hour_two, "hour_long": self._hour_long,
@@ -143,7 +151,8 @@ class NewsBank:
             mine[name][...] = value
 
     def nbytes_per_series(self) -> float:
-        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._h, **self._b}
+        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._b,
+                                                     "ticks": self._ticks}
         flat = sum(v.itemsize for v in every.values())
         hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize
                                + self._hour_two.itemsize) + self._hour_long.shape[1]
@@ -161,8 +170,7 @@ class NewsBank:
             more = max(more, self.capacity // 8)
             self._f = {k: np.concatenate([v, np.zeros(more, np.float32)])
                        for k, v in self._f.items()}
-            self._h = {k: np.concatenate([v, np.zeros(more, np.float16)])
-                       for k, v in self._h.items()}
+            self._ticks = np.pad(self._ticks, (0, more))
             self._b = {k: np.concatenate([v, np.zeros(more, np.bool_)])
                        for k, v in self._b.items()}
             pad = ((0, more), (0, 0))
@@ -180,9 +188,11 @@ class NewsBank:
         hour = min(int(into / s.season_period_s * self._bins), self._bins - 1)
         return hour, int(day) % 65535
 
-    def _learn_hours(self, rows: npt.NDArray[np.int64], today: int, undo_ticks: int) -> None:
+    def _learn_hours(self, rows: npt.NDArray[np.int64], today: int, undo_ticks: int,
+                     lasted: npt.NDArray[np.bool_]) -> None:
         """Fold the episodes of `rows` that ended (neither marked nor excused) into their
-        start hour's memory; `unlearn` can take that back for `undo_ticks` ticks."""
+        start hour's memory, and whether each `lasted` (`Settings.report_lasting_s`);
+        `unlearn` can take that back for `undo_ticks` ticks."""
         if rows.size == 0:
             return
         col = self._start_bin[rows].astype(np.int64)
@@ -196,9 +206,6 @@ class NewsBank:
         old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
         recent = self._recent(self._hour_day[rows, col], today)
         # an episode that lasted marks its hour (kept while the hour's memory is recent)
-        lasted = (self.settings.report_lasting_s > 0) & (
-            self._h["dur"][rows].astype(np.float64)
-            >= np.log(max(self.settings.report_lasting_s, 1e-3)))
         self._set_long(rows, col, lasted | (recent & self._long(rows, col)))
         before = self._recent(self._hour_day[rows, col], today, before=True)
         peak = self._f["peak"][rows].astype(np.float64)
@@ -301,7 +308,8 @@ class NewsBank:
     def step(self, firing: B, strength: npt.NDArray[np.float64],
              ttl_s: npt.NDArray[np.float64], excused: B | None = None,
              t: float | None = None, dt: float = 1.0,
-             age_s: npt.NDArray[np.float64] | None = None) -> B:
+             age_s: npt.NDArray[np.float64] | None = None, valid: B | None = None,
+             spacing: float | None = None) -> B:
         """One tick over all series (arrays of equal length, rows as in `core.Bank`): which
         firing episodes are news (reported). `strength` is `core.Step.strength`, `ttl_s` the
         seconds until a trend's limit (inf when none), `excused` the firing episodes that are
@@ -310,7 +318,10 @@ class NewsBank:
         the time in seconds (without it, the memory by hour of the day is neither used nor
         learned), `dt` the seconds since the last tick (for `report_unlearn_s`), `age_s` how
         long each firing episode has lasted (`core.Step.start`; without it, none is young for
-        `report_hold_s`)."""
+        `report_hold_s`), `valid` which series have a value this tick (without it, all), and
+        `spacing` the usual seconds between ticks (without it, `dt`): an episode's duration,
+        for `report_lasting_s`, is its ticks with a value times that, so that neither missing
+        values nor a late tick make a blip last."""
         s = self.settings
         size = len(firing)
         self._grow(size)
@@ -326,6 +337,12 @@ class NewsBank:
         # incident now: the one its report just opened)
         known = b["excused"] | (False if excused is None else excused)
         ended = b["was"] & ~firing & ~b["remarked"] & ~known
+        # and by how long it lasted, what ended opening nothing (news by its strength or its
+        # length alone included), as by hour: see `_lasting`
+        learned = b["was"] & ~firing & ~b["marked"] & ~known
+        per_tick = float(dt if spacing is None else spacing)
+        held_s = self._ticks[:size].astype(np.float64) * per_tick
+        lasted = self._long_enough(held_s, self._f["dmax"][:size], per_tick)
         hourly = self._bins > 0 and t is not None and np.isfinite(t)
         hour = today = 0
         if hourly:
@@ -336,8 +353,13 @@ class NewsBank:
             # by hour, an episode that was news by its strength alone is learned too: what
             # comes back at the same hour every day, opening no incident, is the series' rhythm
             ticks = int(min(np.ceil(s.report_unlearn_s / max(dt, 1e-9)), 65535.0))
-            self._learn_hours(
-                np.flatnonzero(b["was"] & ~firing & ~b["marked"] & ~known), today, ticks)
+            rows = np.flatnonzero(learned)
+            if rows.size:
+                # what its hour covers, and has seen last, is that hour's (a nightly job):
+                # not what the series does at any hour
+                usual, long_hour = self._routine_hour(rows, today, np.zeros(rows.size, np.bool_))
+                learned[rows[usual & long_hour]] = False
+            self._learn_hours(rows, today, ticks, lasted[rows])
             self._start_bin[:size][firing & ~b["was"]] = hour
         n = f["n"] * np.float32(s.report_memory) + ended
         w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)
@@ -346,8 +368,7 @@ class NewsBank:
         f["v"][...] = np.where(ended, (1.0 - w) * (f["v"] + w * d * d), f["v"]).astype(
             np.float32)
         f["n"][...] = n.astype(np.float32)
-        h = {k: v[:size] for k, v in self._h.items()}
-        lasting = self._lasting(firing, ended, w, h, age_s, dt)
+        lasting = self._lasting(firing, learned, held_s, valid, dt, per_tick)
         # a strength that is not a finite number (nothing upstream should give one) is
         # reported and never learned: it must not silence or poison the series' memory
         odd = ~np.isfinite(strength)
@@ -378,7 +399,7 @@ class NewsBank:
         strong = (f["n"] >= min(1.0, s.report_min_episodes)) & (tall | lasting)
         other = (ttl_s <= s.ttl_horizon_s) | odd
         # news by how long it lasted alone (`Detector` says so in its explanation)
-        b["lasting"][...] = firing & (b["lasting"] | (strong & ~tall & ~b["remarked"]))
+        b["lasting"][...] = firing & ~tall & (b["lasting"] | (strong & ~b["remarked"]))
         b["remarked"][...] = firing & (b["remarked"] | strong | other)
         b["marked"][...] = firing & (b["marked"] | other)
         b["told"][...] = firing & (b["told"] | b["remarked"] | ~judged)
@@ -386,35 +407,46 @@ class NewsBank:
         b["was"][...] = firing
         return b["told"].copy()
 
-    def _lasting(self, firing: B, ended: B, w: npt.NDArray[np.float64], h: dict[str, F16],
-                 age_s: npt.NDArray[np.float64] | None, dt: float) -> B:
-        """Learn the (log) durations of the episodes that `ended` (with the weights `w` their
-        peaks were learned with), keep each firing episode's so far, and say which firing
-        episodes are news by how long they lasted (`Settings.report_lasting_s`): at least
-        that long, and longer than the series' routine episodes by `report_z` of their
-        standard deviations. Without `age_s` no episode has a duration."""
+    def _lasting(self, firing: B, learned: B, held_s: npt.NDArray[np.float64],
+                 valid: B | None, dt: float, per_tick: float) -> B:
+        """Remember the longest routine episode (`learned`: those that ended opening
+        nothing, lasting `held_s`), its memory halving every `report_lasting_half_life_s`;
+        count each firing episode's ticks with a value; and say which firing episodes are
+        news by how long they lasted (`Settings.report_lasting_s`): that long, and
+        `report_lasting_factor` times longer than the longest routine episode remembered.
+        A maximum, not a mean: a series whose routine episodes are now short, now an hour
+        long (a batch job at no fixed hour), takes an hour as its routine until it fades.
+        (An episode learned here is not taken back by `unlearn`.)"""
         s = self.settings
-        d = h["dur"].astype(np.float64) - h["dm"]
-        h["dm"][...] = (h["dm"] + w * d).astype(np.float16)
-        h["dv"][...] = np.where(ended, (1.0 - w) * (h["dv"] + w * d * d), h["dv"]
-                                ).astype(np.float16)
-        if age_s is None:
-            return np.zeros(len(firing), dtype=np.bool_)
-        # an episode's duration counts its first tick as one tick long
-        age = np.where(firing, np.nan_to_num(np.asarray(age_s, dtype=np.float64)), 0.0)
-        dur = np.log(np.maximum(age + dt, 1e-3))
-        h["dur"][...] = np.where(firing, dur, h["dur"]).astype(np.float16)
-        if s.report_lasting_s <= 0:
-            return np.zeros(len(firing), dtype=np.bool_)
-        sd = np.sqrt(np.maximum(h["dv"].astype(np.float64), s.report_lasting_min_var))
-        return firing & (age + dt >= s.report_lasting_s) & (dur > h["dm"] + s.report_z * sd)
+        size = len(firing)
+        top = self._f["dmax"][:size]
+        fade = dt * math.log(2.0) / s.report_lasting_half_life_s
+        longest = np.log(np.maximum(held_s, 1.0))
+        top[...] = np.where(learned, np.maximum(top - fade, longest),
+                            np.maximum(top - fade, 0.0)).astype(np.float32)
+        ticks = self._ticks[:size]
+        counted = firing if valid is None else firing & valid
+        ticks[...] = np.where(firing, np.where(self._b["was"][:size], ticks, 0)
+                              + np.where(counted, 1, 0), 0).clip(0, 65535).astype(np.uint16)
+        return firing & self._long_enough(ticks.astype(np.float64) * per_tick, top, per_tick)
+
+    def _long_enough(self, seconds: npt.NDArray[np.float64], top: F32, per_tick: float
+                     ) -> npt.NDArray[np.bool_]:
+        """Did episodes of these `seconds` last long enough to be news by their length,
+        against the longest routine episodes remembered (`top`, log seconds)? Never at a
+        tick so coarse that `report_lasting_s` spans fewer than `LASTING_MIN_TICKS`."""
+        s = self.settings
+        if s.report_lasting_s <= 0 or per_tick * LASTING_MIN_TICKS > s.report_lasting_s:
+            return np.zeros(len(seconds), dtype=np.bool_)
+        return (seconds >= s.report_lasting_s) & (
+            np.log(np.maximum(seconds, 1.0)) > top + math.log(s.report_lasting_factor))
 
     def lasting(self, row: int) -> float | None:
-        """The typical duration in seconds of `row`'s routine episodes (the mean of their log
-        durations) when its open episode is news by how long it lasted alone, else None."""
+        """The longest routine episode remembered, in seconds, when `row`'s open episode is
+        news by how long it lasted alone, else None."""
         if row >= self._n or not self._b["lasting"][row]:
             return None
-        return float(np.exp(float(self._h["dm"][row])))
+        return float(np.exp(float(self._f["dmax"][row])))
 
     def was_firing(self, n: int) -> B:
         """Which of `n` series were firing at the previous tick (their episodes, if they have

@@ -43,13 +43,14 @@ deviation, so that its quick fall waits until the residuals show it is due, nor 
 (the slow scale that clips what the profiles learn), taken as no clip beyond the noise
 scale's own until it has risen from there. 1-3 had no `news.hour_two` (the strongest level
 each hour has seen on two days), taken as its strongest, as they used it, and likewise for the
-last learned hour's undo. 1-4 had no memory of episodes' durations (`news.h.*`, the bits of
-`news.hour_long` and `news.undo.long`, the flag `news.b.lasting`), taken as routine episodes
-of a day (`NO_DURATIONS`) and no hour that has seen one last: no episode is news by how long
-it lasted until the series' own durations are learned (an episode's weight or two)."""
+last learned hour's undo. 1-4 had no memory of how long episodes last (`news.f.dmax`,
+`news.ticks`, the bits of `news.hour_long` and `news.undo.long`, the flag `news.b.lasting`),
+taken as a routine episode of an hour just seen (`LONGEST_BEFORE`, fading as any) and no hour
+that has seen one last: for a day or two after the upgrade an episode must last hours to be
+news by its length, not minutes."""
 
-NO_DURATIONS = math.log(86_400.0)
-"""The mean log duration (seconds) a state saved before durations were learned is given."""
+LONGEST_BEFORE = math.log(3_600.0)
+"""The longest routine episode (log seconds) a state saved before format 5 is given."""
 
 FROM_CONFIG = frozenset({"core.direction", "core.a.floor", "core.a.rfloor", "core.a.limit"})
 """Per-series arrays that the current config sets, never the saved state."""
@@ -171,12 +172,11 @@ def _no_durations(arrays: Arrays) -> None:
     if top is None or hours is None or hours.ndim != 2:
         return  # `check` names what is missing
     n = len(top)
-    fill = {"news.h.dur": np.zeros(n, np.float16),
-            "news.h.dm": np.full(n, NO_DURATIONS, np.float16),
-            "news.h.dv": np.zeros(n, np.float16),
-            "news.b.lasting": np.zeros(n, np.bool_),
-            "news.undo.long": np.zeros(n, np.uint8),
-            "news.hour_long": np.zeros((n, (hours.shape[1] + 7) // 8), np.uint8)}
+    fill: Arrays = {"news.f.dmax": np.full(n, LONGEST_BEFORE, np.float32),
+                    "news.ticks": np.zeros(n, np.uint16),
+                    "news.b.lasting": np.zeros(n, np.bool_),
+                    "news.undo.long": np.zeros(n, np.uint8),
+                    "news.hour_long": np.zeros((n, (hours.shape[1] + 7) // 8), np.uint8)}
     for name, value in fill.items():
         arrays.setdefault(name, value)
 

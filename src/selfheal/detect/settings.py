@@ -238,18 +238,24 @@ class Settings:
     report_min_episodes: float = 2.0
     """Past episodes (decayed by `report_memory`) needed before their peaks judge a new one."""
     report_lasting_s: float = 300.0
-    """A firing episode that has lasted this many seconds is news, however tall, when it has
-    also lasted longer than the series' routine episodes: its (log) duration exceeds the
-    mean of theirs by `report_z` of their standard deviations (at least
-    `report_lasting_min_var`'s root). A level shift's strength is capped (`cusum_cap`), so on
-    a series whose routine is one-tick spikes of 8-12 robust standard deviations (GC pauses,
-    a cache refresh) a shift of 12 that held for two hours was never news by its height.
-    What recurs at its hour every day (a nightly job) is still routine by hour. 0: by height
-    alone (before 2026-12-05)."""
-    report_lasting_min_var: float = 0.25
-    """Floor of the variance of past episodes' (log) durations: a series whose routine
-    episodes all last a minute takes one of ~4.5 minutes (3 standard deviations of 0.5) as
-    lasting longer than them."""
+    """A firing episode that has lasted this many seconds (its ticks with a value, times the
+    usual spacing) is news, however tall, when it has also lasted `report_lasting_factor`
+    times longer than the longest routine episode the series remembers. A level shift's
+    strength is capped (`cusum_cap`), so on a series whose routine is one-tick spikes of
+    8-12 robust standard deviations (GC pauses, a cache refresh) a shift of that height that
+    held for two hours was never news by its height. What recurs at its hour every day and
+    lasted there before (a nightly job) is still routine by hour. The core's baseline takes
+    in a shift within ~100-150 ticks, so this reports shifts at ticks of ~5-60 s: at 1 s the
+    episode has ended before 300 s, at 300 s before it outlasts routine episodes of 15
+    minutes four times. 0: by height alone (before 2026-12-05)."""
+    report_lasting_factor: float = 4.0
+    """How many times longer than the longest routine episode remembered an episode must
+    last to be news by its length (`report_lasting_s`)."""
+    report_lasting_half_life_s: float = 86_400.0
+    """The longest routine episode remembered (one that ended opening nothing: no incident,
+    SLO breach or corroboration; reported by its height or length alone included) fades,
+    halving in this many seconds, unless a longer one comes: a batch job of an hour at no
+    fixed hour keeps the next day's hour-long run routine, a week later it is news again."""
     report_days: float = 8.0
     """How many days the strongest episode that began in an hour of the day (neither marked
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
@@ -309,8 +315,10 @@ class Settings:
             raise ValueError("report_one_day_band must be a log strength >= 0, or inf")
         if not 0.0 <= self.report_lasting_s < float("inf"):
             raise ValueError("report_lasting_s must be a finite number of seconds >= 0")
-        if not 0.0 < self.report_lasting_min_var < float("inf"):
-            raise ValueError("report_lasting_min_var must be a finite variance above 0")
+        if not 1.0 <= self.report_lasting_factor < float("inf"):
+            raise ValueError("report_lasting_factor must be a finite number >= 1")
+        if not 0.0 < self.report_lasting_half_life_s < float("inf"):
+            raise ValueError("report_lasting_half_life_s must be a finite number of seconds > 0")
         if not 0.0 <= self.report_hold_s < float("inf"):
             raise ValueError("report_hold_s must be a finite number of seconds >= 0")
         if not 0.0 <= self.report_unlearn_s < float("inf"):
