@@ -152,3 +152,20 @@ def test_long_episodes_at_no_fixed_hour_are_news_once_then_routine_while_remembe
     assert len(starts) >= 8
     assert jobs_off == []
     assert jobs_on and jobs_on[0] == starts[0] and len(jobs_on) <= 2, (jobs_on, list(starts))
+
+
+@pytest.mark.timeout(180)
+def test_a_long_episode_every_three_days_at_no_fixed_hour_is_news_the_first_time_only() -> None:
+    # a compaction of ~35 minutes every 3 days at a random hour, as tall as the routine
+    # spikes: the longest routine episode fades with the ~36 spikes and 3 days between two
+    # runs, but not below a quarter of the run's length
+    rng = np.random.default_rng(4)
+    x = _spiky(5, 10)
+    starts = [d * 1440 + int(rng.integers(60, 1300)) for d in (1, 4, 7)]
+    for s in starts:
+        x[s : s + 35] += 5.0 * 8.0
+    on = _reports(x, detect.Settings())
+    off = _reports(x, detect.Settings(report_lasting_s=0.0))
+    runs_on = [s for s in starts if any(s <= i < s + 35 for i in on)]
+    assert not [s for s in starts if any(s <= i < s + 35 for i in off)]
+    assert runs_on == starts[:1], (runs_on, starts)

@@ -562,9 +562,10 @@ def test_a_state_of_format_4_loads_with_an_hour_long_routine_and_nothing_else_ch
     # the state saved now has learned the job's duration and marked its hour
     now = persist.decode(det.save(), det.settings.season_period_s)[2]
     assert now["news.hour_long"].any()
-    # (the 45-minute job's first night, faded for the 2.84 days since it ended: the later
-    # nights are its hour's, which covers them, not the series' at any hour)
-    job = math.log(45 * 60.0) - (3 * 1440 - 230) / 1440 * math.log(2.0)
+    # (the 45-minute job's first night, faded for the 2.84 days since it ended, by a week's
+    # half-life: the later nights are its hour's, which covers them, not the series' at any
+    # hour, and the sawtooth has no routine episodes to fade it further)
+    job = math.log(45 * 60.0) - (3 * 1440 - 230) / 1440 / 7 * math.log(2.0)
     assert abs(now["news.f.dmax"][0] - job) < 0.25, now["news.f.dmax"][0]
 
 

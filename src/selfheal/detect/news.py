@@ -410,7 +410,8 @@ class NewsBank:
     def _lasting(self, firing: B, learned: B, held_s: npt.NDArray[np.float64],
                  valid: B | None, dt: float, per_tick: float) -> B:
         """Remember the longest routine episode (`learned`: those that ended opening
-        nothing, lasting `held_s`), its memory halving every `report_lasting_half_life_s`;
+        nothing, lasting `held_s`), its memory halving with every `report_lasting_memory`
+        routine episodes after it and every `report_lasting_half_life_s`;
         count each firing episode's ticks with a value; and say which firing episodes are
         news by how long they lasted (`Settings.report_lasting_s`): that long, and
         `report_lasting_factor` times longer than the longest routine episode remembered.
@@ -420,10 +421,10 @@ class NewsBank:
         s = self.settings
         size = len(firing)
         top = self._f["dmax"][:size]
-        fade = dt * math.log(2.0) / s.report_lasting_half_life_s
-        longest = np.log(np.maximum(held_s, 1.0))
-        top[...] = np.where(learned, np.maximum(top - fade, longest),
-                            np.maximum(top - fade, 0.0)).astype(np.float32)
+        fade = dt * math.log(2.0) / s.report_lasting_half_life_s \
+            + np.where(learned, math.log(2.0) / s.report_lasting_memory, 0.0)
+        longest = np.where(learned, np.log(np.maximum(held_s, 1.0)), 0.0)
+        top[...] = np.maximum(top - fade, longest).astype(np.float32)
         ticks = self._ticks[:size]
         counted = firing if valid is None else firing & valid
         ticks[...] = np.where(firing, np.where(self._b["was"][:size], ticks, 0)

@@ -251,11 +251,14 @@ class Settings:
     report_lasting_factor: float = 4.0
     """How many times longer than the longest routine episode remembered an episode must
     last to be news by its length (`report_lasting_s`)."""
-    report_lasting_half_life_s: float = 86_400.0
+    report_lasting_memory: float = 50.0
     """The longest routine episode remembered (one that ended opening nothing: no incident,
     SLO breach or corroboration; reported by its height or length alone included) fades,
-    halving in this many seconds, unless a longer one comes: a batch job of an hour at no
-    fixed hour keeps the next day's hour-long run routine, a week later it is news again."""
+    halving with every this many routine episodes learned after it, and with every
+    `report_lasting_half_life_s`, unless a longer one comes: a batch job of 40 minutes at no
+    fixed hour, every 3 days among spikes every 2 hours, stays routine."""
+    report_lasting_half_life_s: float = 7 * 86_400.0
+    """And it halves in this many seconds (a quiet series forgets a long episode too)."""
     report_days: float = 8.0
     """How many days the strongest episode that began in an hour of the day (neither marked
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
@@ -317,6 +320,8 @@ class Settings:
             raise ValueError("report_lasting_s must be a finite number of seconds >= 0")
         if not 1.0 <= self.report_lasting_factor < float("inf"):
             raise ValueError("report_lasting_factor must be a finite number >= 1")
+        if not 0.0 < self.report_lasting_memory < float("inf"):
+            raise ValueError("report_lasting_memory must be a finite number of episodes > 0")
         if not 0.0 < self.report_lasting_half_life_s < float("inf"):
             raise ValueError("report_lasting_half_life_s must be a finite number of seconds > 0")
         if not 0.0 <= self.report_hold_s < float("inf"):
