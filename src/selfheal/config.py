@@ -59,7 +59,7 @@ class Detect(_Strict):
     report_lasting_s: float = pydantic.Field(default=300.0, ge=0, le=86_400)
     """A firing series is also reported once its episode has lasted this long (its ticks
     with a value) and four times longer than the longest routine episode it remembers (that
-    memory halves in a day), however tall: a level shift no taller than the series' routine
+    memory halves in a week), however tall: a level shift no taller than the series' routine
     spikes (GC pauses) is news when it stays. An episode like one that began at the same hour
     on an earlier day, and lasted too, is routine (a nightly job). 0: by strength alone."""
     season: Literal["weekly", "daily", "off"] = "weekly"

@@ -545,27 +545,24 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated() -> None:
 
 def test_a_state_of_format_4_loads_with_an_hour_long_routine_and_nothing_else_changed() -> None:
     # format 4 had no memory of how long episodes last: a series is taken as one whose
-    # longest routine episode lasted an hour (it fades as any), no hour has seen one that
-    # lasted, and every other array loads as it was saved
+    # longest routine episode lasted an hour (it fades as any), and every other array loads
+    # as it was saved
     det = detect.Detector()
     for i in range(3 * 1440):
         det.update(T0 + 60.0 * i, {("db", "disk_io"): 100.0 + (i % 7)
                                    + (500.0 if i % 1440 in range(185, 230) else 0.0)})
-    new = ("news.f.dmax", "news.ticks", "news.b.lasting", "news.hour_long", "news.undo.long")
+    new = ("news.f.dmax", "news.ticks", "news.b.lasting")
     arrays, blob = older.as_format(det, 4, *new)
     got = persist.decode(detect.Detector.load(blob).save(), det.settings.season_period_s)[2]
     np.testing.assert_array_equal(got["news.f.dmax"], np.float32(persist.LONGEST_BEFORE))
-    for name in ("news.ticks", "news.b.lasting", "news.hour_long", "news.undo.long"):
+    for name in ("news.ticks", "news.b.lasting"):
         assert not got[name].any(), name
     for name, value in arrays.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)
-    # the state saved now has learned the job's duration and marked its hour
+    # the state saved now has learned the job's length: its third night's, faded by a
+    # week's half-life for the ~20 hours since it ended
     now = persist.decode(det.save(), det.settings.season_period_s)[2]
-    assert now["news.hour_long"].any()
-    # (the 45-minute job's first night, faded for the 2.84 days since it ended, by a week's
-    # half-life: the later nights are its hour's, which covers them, not the series' at any
-    # hour, and the sawtooth has no routine episodes to fade it further)
-    job = math.log(45 * 60.0) - (3 * 1440 - 230) / 1440 / 7 * math.log(2.0)
+    job = math.log(45 * 60.0) - 20 / 24 / 7 * math.log(2.0)
     assert abs(now["news.f.dmax"][0] - job) < 0.25, now["news.f.dmax"][0]
 
 

@@ -95,8 +95,6 @@ class NewsBank:
         # and the strongest level it has seen on two days (at most its strongest; same steps
         # and the same stamp: it is forgotten with the hour)
         self._hour_two = np.zeros((0, self._bins), np.uint8)
-        # and whether it has learned an episode that lasted `report_lasting_s` (a bit an hour)
-        self._hour_long = np.zeros((0, (self._bins + 7) // 8), np.uint8)
         # the hour bin in which each series' current episode began
         self._start_bin = np.zeros(0, np.uint8)
         # the last hour memory learned, as it was before (bin, peak, two, day), and the ticks left
@@ -104,7 +102,6 @@ class NewsBank:
         self._undo: dict[str, npt.NDArray[np.unsignedinteger[Any]]] = {
             "bin": np.zeros(0, np.uint8), "peak": np.zeros(0, np.uint8),
             "two": np.zeros(0, np.uint8), "day": np.zeros(0, np.uint16),
-            "long": np.zeros(0, np.uint8),
             "left": np.zeros(0, np.uint16)}
 
     @property
@@ -137,8 +134,7 @@ class NewsBank:
             "ticks": self._ticks,
             **{f"b.{k}": v for k, v in self._b.items()},
             "hour_peak": self._hour_peak, "hour_day": self._hour_day,
-            "hour_two": self._hour_two, "hour_long": self._hour_long,
-            "start_bin": self._start_bin,
+            "hour_two": self._hour_two, "start_bin": self._start_bin,
             **{f"undo.{k}": v for k, v in self._undo.items()}}
         return {k: v[:n] for k, v in every.items()}
 
@@ -155,7 +151,7 @@ class NewsBank:
                                                      "ticks": self._ticks}
         flat = sum(v.itemsize for v in every.values())
         hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize
-                               + self._hour_two.itemsize) + self._hour_long.shape[1]
+                               + self._hour_two.itemsize)
         undo = sum(v.itemsize for v in self._undo.values())
         return float(flat + hourly + self._start_bin.itemsize + undo)
 
@@ -177,7 +173,6 @@ class NewsBank:
             self._hour_peak = np.pad(self._hour_peak, pad)
             self._hour_day = np.pad(self._hour_day, pad)
             self._hour_two = np.pad(self._hour_two, pad)
-            self._hour_long = np.pad(self._hour_long, pad)
             self._start_bin = np.pad(self._start_bin, (0, more))
             self._undo = {k: np.pad(v, (0, more)) for k, v in self._undo.items()}
 
@@ -188,11 +183,9 @@ class NewsBank:
         hour = min(int(into / s.season_period_s * self._bins), self._bins - 1)
         return hour, int(day) % 65535
 
-    def _learn_hours(self, rows: npt.NDArray[np.int64], today: int, undo_ticks: int,
-                     lasted: npt.NDArray[np.bool_]) -> None:
+    def _learn_hours(self, rows: npt.NDArray[np.int64], today: int, undo_ticks: int) -> None:
         """Fold the episodes of `rows` that ended (neither marked nor excused) into their
-        start hour's memory, and whether each `lasted` (`Settings.report_lasting_s`);
-        `unlearn` can take that back for `undo_ticks` ticks."""
+        start hour's memory; `unlearn` can take that back for `undo_ticks` ticks."""
         if rows.size == 0:
             return
         col = self._start_bin[rows].astype(np.int64)
@@ -201,12 +194,9 @@ class NewsBank:
         u["peak"][rows] = self._hour_peak[rows, col]
         u["two"][rows] = self._hour_two[rows, col]
         u["day"][rows] = self._hour_day[rows, col]
-        u["long"][rows] = self._long(rows, col)
         u["left"][rows] = undo_ticks
         old = self._hour_peak[rows, col].astype(np.float64) / _STEPS
         recent = self._recent(self._hour_day[rows, col], today)
-        # an episode that lasted marks its hour (kept while the hour's memory is recent)
-        self._set_long(rows, col, lasted | (recent & self._long(rows, col)))
         before = self._recent(self._hour_day[rows, col], today, before=True)
         peak = self._f["peak"][rows].astype(np.float64)
         # after a strongest seen on an earlier day, this episode's day is a second one for
@@ -243,42 +233,25 @@ class NewsBank:
         return (day > 0) & (age <= self.settings.report_days) & (age >= (1 if before else 0))
 
     def _routine_hour(self, rows: npt.NDArray[np.int64], today: int,
-                      young: npt.NDArray[np.bool_]
-                      ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+                      young: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         """Is the current episode of each of `rows` no stronger than what a recent learned
         episode that began in its start hour or an hour next to it, on an earlier day, covers?
         An hour covers up to its strongest an episode near that (`report_one_day_band`) or
         `young` (`report_hold_s`), and any other up to the strongest level it has seen on two
         days. (What happened an hour ago is the short memory's to judge: this one is about
-        what comes back every day.) And has one of those hours seen an episode that lasted
-        (`_long`)?"""
+        what comes back every day.)"""
         s = self.settings
         peak = self._f["peak"][rows].astype(np.float64)
         start = self._start_bin[rows].astype(np.int64)
         usual = np.full(rows.size, -np.inf)
-        long = np.zeros(rows.size, dtype=np.bool_)
         for shift in (-1, 0, 1):
             col = np.mod(start + shift, self._bins)
             known = self._recent(self._hour_day[rows, col], today, before=True)
-            long |= known & self._long(rows, col)
             seen = self._hour_peak[rows, col].astype(np.float64) / _STEPS
             near = young | (peak >= seen - s.report_one_day_band)
             cover = np.where(near, seen, self._hour_two[rows, col].astype(np.float64) / _STEPS)
             usual = np.where(known, np.maximum(usual, cover), usual)
-        return peak <= usual + s.usual_tolerance, long
-
-    def _long(self, rows: npt.NDArray[np.int64], col: npt.NDArray[np.int64]
-              ) -> npt.NDArray[np.bool_]:
-        """Has the hour `col` of each of `rows` learned an episode that lasted
-        (`Settings.report_lasting_s`)? One bit an hour."""
-        byte = self._hour_long[rows, col // 8]
-        return ((byte >> (col % 8).astype(np.uint8)) & 1).astype(np.bool_)
-
-    def _set_long(self, rows: npt.NDArray[np.int64], col: npt.NDArray[np.int64],
-                  bit: npt.NDArray[np.bool_]) -> None:
-        mask = (np.uint8(1) << (col % 8).astype(np.uint8)).astype(np.uint8)
-        byte = self._hour_long[rows, col // 8]
-        self._hour_long[rows, col // 8] = np.where(bit, byte | mask, byte & ~mask)
+        return peak <= usual + s.usual_tolerance
 
     def end_episodes(self) -> None:
         """Forget the episodes open now, unlearned (`core.Bank.end_episodes`, after a gap in
@@ -302,7 +275,6 @@ class NewsBank:
         self._hour_peak[idx, col] = u["peak"][idx]
         self._hour_two[idx, col] = u["two"][idx]
         self._hour_day[idx, col] = u["day"][idx]
-        self._set_long(idx, col, u["long"][idx].astype(np.bool_))
         u["left"][idx] = 0
 
     def step(self, firing: B, strength: npt.NDArray[np.float64],
@@ -342,7 +314,6 @@ class NewsBank:
         learned = b["was"] & ~firing & ~b["marked"] & ~known
         per_tick = float(dt if spacing is None else spacing)
         held_s = self._ticks[:size].astype(np.float64) * per_tick
-        lasted = self._long_enough(held_s, self._f["dmax"][:size], per_tick)
         hourly = self._bins > 0 and t is not None and np.isfinite(t)
         hour = today = 0
         if hourly:
@@ -353,13 +324,7 @@ class NewsBank:
             # by hour, an episode that was news by its strength alone is learned too: what
             # comes back at the same hour every day, opening no incident, is the series' rhythm
             ticks = int(min(np.ceil(s.report_unlearn_s / max(dt, 1e-9)), 65535.0))
-            rows = np.flatnonzero(learned)
-            if rows.size:
-                # what its hour covers, and has seen last, is that hour's (a nightly job):
-                # not what the series does at any hour
-                usual, long_hour = self._routine_hour(rows, today, np.zeros(rows.size, np.bool_))
-                learned[rows[usual & long_hour]] = False
-            self._learn_hours(rows, today, ticks, lasted[rows])
+            self._learn_hours(np.flatnonzero(learned), today, ticks)
             self._start_bin[:size][firing & ~b["was"]] = hour
         n = f["n"] * np.float32(s.report_memory) + ended
         w = np.where(ended, 1.0 / np.maximum(n, 1e-12), 0.0)
@@ -384,17 +349,13 @@ class NewsBank:
         tall = f["peak"] >= self._threshold(size)
         if hourly:
             # what the series does at this hour every day is routine, however long ago the
-            # short memory last saw it; by how long it lasts, only if the hour has seen one
-            # that lasted (`report_lasting_s`): a shift is no routine spike of its height
+            # short memory last saw it (by its height: by its length, `_lasting` remembers)
             rows = np.flatnonzero(firing & ~b["told"])
             usual = np.zeros(len(firing), dtype=np.bool_)
-            usual_long = np.zeros(len(firing), dtype=np.bool_)
             young = (np.zeros(rows.size, np.bool_) if age_s is None
                      else np.asarray(age_s)[rows] < s.report_hold_s)
-            usual[rows], long_hour = self._routine_hour(rows, today, young)
-            usual_long[rows] = usual[rows] & long_hour
+            usual[rows] = self._routine_hour(rows, today, young)
             tall &= ~usual
-            lasting &= ~usual_long
             judged = judged | usual
         strong = (f["n"] >= min(1.0, s.report_min_episodes)) & (tall | lasting)
         other = (ttl_s <= s.ttl_horizon_s) | odd
@@ -410,8 +371,7 @@ class NewsBank:
     def _lasting(self, firing: B, learned: B, held_s: npt.NDArray[np.float64],
                  valid: B | None, dt: float, per_tick: float) -> B:
         """Remember the longest routine episode (`learned`: those that ended opening
-        nothing, lasting `held_s`), its memory halving with every `report_lasting_memory`
-        routine episodes after it and every `report_lasting_half_life_s`;
+        nothing, lasting `held_s`), its memory halving every `report_lasting_half_life_s`;
         count each firing episode's ticks with a value; and say which firing episodes are
         news by how long they lasted (`Settings.report_lasting_s`): that long, and
         `report_lasting_factor` times longer than the longest routine episode remembered.
@@ -421,8 +381,7 @@ class NewsBank:
         s = self.settings
         size = len(firing)
         top = self._f["dmax"][:size]
-        fade = dt * math.log(2.0) / s.report_lasting_half_life_s \
-            + np.where(learned, math.log(2.0) / s.report_lasting_memory, 0.0)
+        fade = dt * math.log(2.0) / s.report_lasting_half_life_s
         longest = np.where(learned, np.log(np.maximum(held_s, 1.0)), 0.0)
         top[...] = np.maximum(top - fade, longest).astype(np.float32)
         ticks = self._ticks[:size]

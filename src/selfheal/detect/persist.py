@@ -44,10 +44,9 @@ deviation, so that its quick fall waits until the residuals show it is due, nor 
 scale's own until it has risen from there. 1-3 had no `news.hour_two` (the strongest level
 each hour has seen on two days), taken as its strongest, as they used it, and likewise for the
 last learned hour's undo. 1-4 had no memory of how long episodes last (`news.f.dmax`,
-`news.ticks`, the bits of `news.hour_long` and `news.undo.long`, the flag `news.b.lasting`),
-taken as a routine episode of an hour just seen (`LONGEST_BEFORE`, fading as any) and no hour
-that has seen one last: for a day or two after the upgrade an episode must last hours to be
-news by its length, not minutes."""
+`news.ticks`, the flag `news.b.lasting`), taken as a routine episode of an hour just seen
+(`LONGEST_BEFORE`, fading as any): for days after the upgrade an episode must last hours to
+be news by its length, not minutes."""
 
 LONGEST_BEFORE = math.log(3_600.0)
 """The longest routine episode (log seconds) a state saved before format 5 is given."""
@@ -168,15 +167,13 @@ def decode(data: bytes, period_s: float
 
 def _no_durations(arrays: Arrays) -> None:
     """Give a state saved before format 5 the duration memory it did not have."""
-    top, hours = arrays.get("news.f.peak"), arrays.get("news.hour_peak")
-    if top is None or hours is None or hours.ndim != 2:
+    top = arrays.get("news.f.peak")
+    if top is None:
         return  # `check` names what is missing
     n = len(top)
     fill: Arrays = {"news.f.dmax": np.full(n, LONGEST_BEFORE, np.float32),
                     "news.ticks": np.zeros(n, np.uint16),
-                    "news.b.lasting": np.zeros(n, np.bool_),
-                    "news.undo.long": np.zeros(n, np.uint8),
-                    "news.hour_long": np.zeros((n, (hours.shape[1] + 7) // 8), np.uint8)}
+                    "news.b.lasting": np.zeros(n, np.bool_)}
     for name, value in fill.items():
         arrays.setdefault(name, value)
 

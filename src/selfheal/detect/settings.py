@@ -243,22 +243,23 @@ class Settings:
     times longer than the longest routine episode the series remembers. A level shift's
     strength is capped (`cusum_cap`), so on a series whose routine is one-tick spikes of
     8-12 robust standard deviations (GC pauses, a cache refresh) a shift of that height that
-    held for two hours was never news by its height. What recurs at its hour every day and
-    lasted there before (a nightly job) is still routine by hour. The core's baseline takes
-    in a shift within ~100-150 ticks, so this reports shifts at ticks of ~5-60 s: at 1 s the
+    held for two hours was never news by its height. A nightly job is news by its length on
+    its first night and then routine (its length is remembered for days). The core's baseline
+    takes in a shift within ~100-150 ticks, so this reports shifts at ticks of ~5-60 s: at 1 s the
     episode has ended before 300 s, at 300 s before it outlasts routine episodes of 15
     minutes four times. 0: by height alone (before 2026-12-05)."""
     report_lasting_factor: float = 4.0
     """How many times longer than the longest routine episode remembered an episode must
     last to be news by its length (`report_lasting_s`)."""
-    report_lasting_memory: float = 50.0
+    report_lasting_half_life_s: float = 7 * 86_400.0
     """The longest routine episode remembered (one that ended opening nothing: no incident,
     SLO breach or corroboration; reported by its height or length alone included) fades,
-    halving with every this many routine episodes learned after it, and with every
-    `report_lasting_half_life_s`, unless a longer one comes: a batch job of 40 minutes at no
-    fixed hour, every 3 days among spikes every 2 hours, stays routine."""
-    report_lasting_half_life_s: float = 7 * 86_400.0
-    """And it halves in this many seconds (a quiet series forgets a long episode too)."""
+    halving in this many seconds, unless a longer one comes: a compaction of 35 minutes at
+    no fixed hour every 3 days stays routine after its first (with a day, the bar was back
+    at its own length two days later, and 11 of 12 repeats were reported). The cost: a
+    series that had one long episode (a nightly job's first night, or a shift reported that
+    opened no incident) takes an episode elsewhere as news only once it lasts four times
+    that, faded."""
     report_days: float = 8.0
     """How many days the strongest episode that began in an hour of the day (neither marked
     nor excused: `news`) keeps that hour's episodes up to its strength routine on the days
@@ -320,8 +321,6 @@ class Settings:
             raise ValueError("report_lasting_s must be a finite number of seconds >= 0")
         if not 1.0 <= self.report_lasting_factor < float("inf"):
             raise ValueError("report_lasting_factor must be a finite number >= 1")
-        if not 0.0 < self.report_lasting_memory < float("inf"):
-            raise ValueError("report_lasting_memory must be a finite number of episodes > 0")
         if not 0.0 < self.report_lasting_half_life_s < float("inf"):
             raise ValueError("report_lasting_half_life_s must be a finite number of seconds > 0")
         if not 0.0 <= self.report_hold_s < float("inf"):
