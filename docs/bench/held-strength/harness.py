@@ -36,14 +36,18 @@ def episodes(anoms, after=0.0):
     return eps
 
 
-def compare(series, dt, title):
-    """Reported episodes after day 1, per family of `series` (the name before '#'), with the
-    held strength off (K = 0) and on (K = $HELDK, default 4); printed under `title`."""
+def held_settings(on):
+    """The held strength off (K = 0) or on (K = $HELDK, default 4; needs the patch)."""
     import os
+    return detect.Settings(report_held_ticks=int(os.environ.get("HELDK", "4")) if on else 0)
+
+
+def compare(series, dt, title, settings=held_settings):
+    """Reported episodes after day 1, per family of `series` (the name before '#'), with
+    `settings(False)` and `settings(True)`; printed under `title`."""
     res = {}
     for flag in (False, True):
-        held = int(os.environ.get("HELDK", "4")) if flag else 0
-        an, _ = run(series, dt, detect.Settings(report_held_ticks=held))
+        an, _ = run(series, dt, settings(flag))
         eps = episodes(an, after=T0 + 86400)
         for k in series:
             res.setdefault(k[0].split("#")[0], {}).setdefault(flag, []).append(
