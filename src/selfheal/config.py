@@ -60,8 +60,9 @@ class Detect(_Strict):
     """A firing series is also reported once its episode has lasted this long (its ticks
     with a value) and four times longer than the longest routine episode it remembers (that
     memory halves in a week), however tall: a level shift no taller than the series' routine
-    spikes (GC pauses) is news when it stays. An episode like one that began at the same hour
-    on an earlier day, and lasted too, is routine (a nightly job). 0: by strength alone."""
+    spikes (GC pauses) is news when it stays. A nightly job is news by its length on its
+    first night and routine after. Off at a tick over a fifth of this (60 s). 0: by strength
+    alone."""
     season: Literal["weekly", "daily", "off"] = "weekly"
     """What each series' baseline learns of its rhythm: `weekly` a profile of the level by
     hour of the day plus what the hour of the week adds (Saturday nights), `daily` the first

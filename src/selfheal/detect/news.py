@@ -38,7 +38,14 @@ episode that comes near it (`report_one_day_band`: its second night) or is still
 seen on two days, so a one-off (a broken exporter's hour at 100x the level, reported, opening
 nothing) does not hide the next day's tripling at that hour. Within a
 day (a demo, a first afternoon) the short memory alone judges, and a failure that recurs every
-night under its open incident stays news. Pure and vectorised like `core.Bank`.
+night under its open incident stays news.
+
+Height is not everything: a level shift's strength is capped, so a shift no taller than the
+series' routine one-tick spikes was never news, however long it held. Each series also
+remembers its longest routine episode (in ticks with a value, learned from every episode
+that ended opening nothing, halving in `report_lasting_half_life_s`), and an episode that has
+lasted `report_lasting_s` and `report_lasting_factor` times that is news by its length
+(`_lasting`). Pure and vectorised like `core.Bank`.
 """
 
 from __future__ import annotations

@@ -245,9 +245,9 @@ class Settings:
     8-12 robust standard deviations (GC pauses, a cache refresh) a shift of that height that
     held for two hours was never news by its height. A nightly job is news by its length on
     its first night and then routine (its length is remembered for days). The core's baseline
-    takes in a shift within ~100-150 ticks, so this reports shifts at ticks of ~5-60 s: at 1 s the
-    episode has ended before 300 s, at 300 s before it outlasts routine episodes of 15
-    minutes four times. 0: by height alone (before 2026-12-05)."""
+    takes in a shift within ~100-150 ticks, so this reports shifts at ticks of ~5-60 s: at 1 s
+    the episode has ended before 300 s, and at a tick over a fifth of this it is off
+    (`news.LASTING_MIN_TICKS`). 0: by height alone (before 2026-12-05)."""
     report_lasting_factor: float = 4.0
     """How many times longer than the longest routine episode remembered an episode must
     last to be news by its length (`report_lasting_s`)."""
