@@ -128,9 +128,11 @@ class NewsBank:
 
     def state(self) -> dict[str, npt.NDArray[np.float64]]:
         """A copy of every per-series array, as float64 (for tests and inspection)."""
-        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._b,
-                                                     "ticks": self._ticks}
-        return {k: v[: self._n].astype(np.float64) for k, v in every.items()}
+        return {k: v[: self._n].astype(np.float64) for k, v in self._flat().items()}
+
+    def _flat(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Every array of one value a series, by name."""
+        return {**self._f, **self._b, "ticks": self._ticks}
 
     def arrays(self, n: int) -> dict[str, npt.NDArray[np.generic]]:
         """Every array of state for `n` series (grown to that many; views, not copies): what
@@ -154,9 +156,7 @@ class NewsBank:
             mine[name][...] = value
 
     def nbytes_per_series(self) -> float:
-        every: dict[str, npt.NDArray[np.generic]] = {**self._f, **self._b,
-                                                     "ticks": self._ticks}
-        flat = sum(v.itemsize for v in every.values())
+        flat = sum(v.itemsize for v in self._flat().values())
         hourly = self._bins * (self._hour_peak.itemsize + self._hour_day.itemsize
                                + self._hour_two.itemsize)
         undo = sum(v.itemsize for v in self._undo.values())
